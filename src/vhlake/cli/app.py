@@ -1,0 +1,209 @@
+"""``vhlake``: ingest ValidaHub validation events into the lake and query it.
+
+Every command builds one :class:`~vhlake.settings.Settings` (environment, ``.env``, then ``--lake``) and
+turns vhlake errors into one red line and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from vhlake import bootstrap
+from vhlake.cli.output import OutputFormat, print_table, to_csv, to_json
+from vhlake.errors import VhlakeError
+from vhlake.events.model import event_json_schema
+from vhlake.ingest.bronze import BronzeIngestor, IngestReport
+from vhlake.ingest.log_source import ingest_log
+from vhlake.lake.tables import ALL_TABLES
+from vhlake.settings import Settings
+
+app = typer.Typer(
+    name="vhlake",
+    help=(
+        "ValidaHub's telemetry lakehouse. Ingest validation events into Delta tables "
+        "(bronze, rejects) exactly once and query them with SQL.\n\n"
+        "Example: vhlake ingest events.jsonl && vhlake query "
+        '"SELECT marketplace, count(*) FROM validation_events_bronze GROUP BY 1"'
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    lake: Annotated[
+        str | None,
+        typer.Option(
+            "--lake",
+            help="Lake location (folder or s3://...); overrides VHLAKE_LAKE_URI.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] invalid settings: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})")
+        raise typer.Exit(2) from exc
+    ctx.obj = settings if lake is None else settings.model_copy(update={"lake_uri": lake})
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Newline-delimited JSON files of events.", show_default=False)
+    ] = None,
+    from_log: Annotated[bool, typer.Option("--from-log", help="Also drain the embedded event log.")] = False,
+) -> None:
+    """Ingest events into bronze exactly once (re-ingesting a file adds nothing).
+
+    Lines that are not JSON objects go to validation_events_rejected with the reason; unknown or
+    mistyped fields are kept in _rescued_data. A crashed ingest resumes where it stopped.
+    """
+    settings = _settings(ctx)
+    if not files and not from_log:
+        err.print("[red]error:[/red] give one or more FILES, or --from-log")
+        raise typer.Exit(2)
+    ingestor = bootstrap.build_ingestor(settings)
+    for path in files or []:
+        started = time.perf_counter()
+        report = _ingest_with_progress(ingestor, path)
+        _print_report(path.name, report, time.perf_counter() - started)
+    if from_log:
+        started = time.perf_counter()
+        with bootstrap.open_event_log(settings) as log:
+            report = ingest_log(ingestor, log)
+        _print_report(f"event log {log.topic}", report, time.perf_counter() - started)
+
+
+def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
+    total = path.stat().st_size if path.is_file() else 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or total < 8 * 1024 * 1024,
+    ) as progress:
+        task = progress.add_task(path.name, total=total)
+        return ingestor.ingest_file(path, on_progress=lambda advance: progress.advance(task, advance))
+
+
+def _print_report(name: str, report: IngestReport, seconds: float) -> None:
+    if report.already_ingested:
+        out.print(f"{name}: already ingested, nothing to add")
+        return
+    rate = (report.bronze_rows + report.rejected_rows) / seconds if seconds > 0 else 0.0
+    reasons = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(report.reject_errors.items()))
+    resumed = f" (resumed at position {report.resumed_from:,})" if report.resumed_from else ""
+    out.print(
+        f"{name}: [green]{report.bronze_rows:,} ingested[/green], "
+        f"[{'yellow' if report.rejected_rows else 'green'}]{report.rejected_rows:,} rejected[/]"
+        f"{f' ({reasons})' if reasons else ''} in {seconds:.2f} s ({rate:,.0f} events/s){resumed}"
+    )
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="One SQL statement in the Databricks dialect.")],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.table,
+    max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.", min=1)] = 100,
+) -> None:
+    """Run SQL over the lake (tables: validation_events_bronze, validation_events_rejected).
+
+    --format json prints a JSON array of row objects (dates and timestamps as ISO-8601 strings);
+    --format csv prints CSV with a header.
+    """
+    engine = bootstrap.build_query_engine(_settings(ctx))
+    try:
+        result = engine.execute(sql)
+    finally:
+        engine.close()
+    if output_format is OutputFormat.json:
+        sys.stdout.buffer.write(to_json(result) + b"\n")
+    elif output_format is OutputFormat.csv:
+        sys.stdout.buffer.write(to_csv(result))
+    else:
+        print_table(out, result, max_rows=max_rows)
+
+
+@app.command()
+def tables(ctx: typer.Context) -> None:
+    """List the lake's tables: rows, Delta version, files and size."""
+    from vhlake.lake.inventory import table_inventory
+
+    print_table(out, table_inventory(bootstrap.build_lake(_settings(ctx)), ALL_TABLES), max_rows=1000)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a validation event (the wire contract)."""
+    sys.stdout.write(json.dumps(event_json_schema(), indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def publish(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="Newline-delimited JSON files of events to publish.")],
+) -> None:
+    """Validate events and publish them to the configured event log (VHLAKE_EVENT_LOG).
+
+    Invalid events are listed and not published; valid ones are acknowledged only once stored durably.
+    """
+    from vhlake.cli.publish import publish_files
+
+    publish_files(bootstrap.build_publisher(_settings(ctx)), files, out=out, err=err)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    events: Annotated[int, typer.Option(help="About how many sample events to generate.", min=10)] = 200_000,
+) -> None:
+    """Generate a realistic sample feed, ingest it (file and event log) and show the lake."""
+    from vhlake.cli.demo import run_demo
+
+    run_demo(_settings(ctx), events=events, out=out, err=err)
+
+
+def main() -> None:
+    """Console entry point: vhlake errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except VhlakeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)

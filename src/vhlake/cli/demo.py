@@ -1,0 +1,117 @@
+"""``vhlake demo``: a realistic feed through the whole embedded path, then a look at the lake."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+
+from vhlake import bootstrap
+from vhlake.cli.output import print_table
+from vhlake.events.model import ValidationEvent, ValidationPayload
+from vhlake.ingest.log_source import ingest_log
+from vhlake.lake.inventory import table_inventory
+from vhlake.lake.tables import ALL_TABLES
+from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+from vhlake.settings import Settings
+
+_DEMO_SQL = """
+SELECT marketplace,
+       count(*) AS events,
+       count(DISTINCT job_id) AS jobs,
+       count_if(event_type = 'validation_failed') AS failed,
+       min(timestamp) AS first_event,
+       max(timestamp) AS last_event
+FROM validation_events_bronze
+GROUP BY marketplace
+ORDER BY events DESC
+"""
+
+
+def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> None:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    sample = Path(settings.lake_uri).expanduser() / "_samples" / f"events-{today:%Y%m%d}-{events}.jsonl"
+    out.rule("1. a day of ValidaHub traffic, with the awkward parts of a real feed")
+    if not sample.exists():
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        spec = SampleSpec(jobs=max(1, events // 2), end=today, bad_event_rate=0.002, garbage_rate=0.001)
+        size = write_jsonl(generate_lines(spec), sample)
+        out.print(f"wrote {sample} ({size / 1e6:,.1f} MB)")
+    else:
+        out.print(f"reusing {sample}")
+
+    out.rule("2. file → bronze, exactly once (run the demo again: nothing is added)")
+    ingestor = bootstrap.build_ingestor(settings)
+    started = time.perf_counter()
+    report = ingestor.ingest_file(sample)
+    seconds = time.perf_counter() - started
+    if report.already_ingested:
+        out.print(f"{sample.name}: already ingested, nothing to add")
+    else:
+        rate = (report.bronze_rows + report.rejected_rows) / seconds
+        out.print(
+            f"{sample.name}: {report.bronze_rows:,} ingested, {report.rejected_rows:,} rejected "
+            f"in {seconds:.2f} s ({rate:,.0f} events/s)"
+        )
+
+    out.rule("3. Python API → embedded event log → bronze")
+    publisher = bootstrap.build_publisher(settings)
+    try:
+        deliveries = publisher.publish_batch(_live_job_events(today))
+    finally:
+        publisher.close()
+    with bootstrap.open_event_log(settings) as log:
+        log_report = ingest_log(ingestor, log)
+    out.print(
+        f"published {len(deliveries)} events (offsets {deliveries[0].offset}–{deliveries[-1].offset}); "
+        f"ingested {log_report.bronze_rows} from the log"
+    )
+
+    out.rule("4. the lake")
+    print_table(out, table_inventory(bootstrap.build_lake(settings), ALL_TABLES), max_rows=100)
+    engine = bootstrap.build_query_engine(settings)
+    try:
+        print_table(out, engine.execute(_DEMO_SQL), max_rows=20, title="bronze by marketplace")
+        rejects = engine.execute(
+            "SELECT source_offset AS line, error, left(raw, 60) AS raw FROM validation_events_rejected "
+            "ORDER BY ingestion_time DESC, source_offset LIMIT 3"
+        )
+        print_table(out, rejects, max_rows=3, title="a few rejects, with their reason")
+    finally:
+        engine.close()
+    out.print('next: vhlake query "SELECT * FROM validation_events_bronze LIMIT 5" --format json')
+
+
+def _live_job_events(today: datetime) -> list[ValidationEvent]:
+    """A job started and completed through the Python API, as ValidaHub's workers do."""
+    started = datetime.now(UTC) - timedelta(seconds=2)
+    job = f"demo-{started:%H%M%S%f}"
+    common = {
+        "job_id": job,
+        "user_id": "demo-user",
+        "marketplace": "mercado_livre",
+        "category": "eletrônicos",
+    }
+    return [
+        ValidationEvent(
+            event_type="validation_started",
+            timestamp=started,
+            payload=ValidationPayload(ruleset="ml_v3", file_size_bytes=52_000),
+            **common,
+        ),
+        ValidationEvent(
+            event_type="validation_completed",
+            timestamp=started + timedelta(milliseconds=1_250),
+            payload=ValidationPayload(
+                ruleset="ml_v3",
+                total_rows=120,
+                valid_rows=117,
+                invalid_rows=3,
+                error_types={"missing_sku": 3},
+                processing_time_ms=1_250,
+            ),
+            **common,
+        ),
+    ]

@@ -1,0 +1,69 @@
+"""Rendering query results for people (table) and for programs (json, csv)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Console
+from rich.table import Table
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], tuple):
+        return dict(value)  # an Arrow map comes back as key/value pairs
+    raise TypeError(f"cannot render {type(value).__name__} as JSON")
+
+
+def to_json(table: pa.Table) -> bytes:
+    """A JSON array of row objects; dates and timestamps as ISO-8601 strings."""
+    return orjson.dumps(table.to_pylist(), default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def to_csv(table: pa.Table) -> bytes:
+    """CSV with a header row; nested values (maps, lists, structs) as JSON text."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            column = pa.array(
+                [
+                    None if v is None else orjson.dumps(v, default=_json_default).decode()
+                    for v in column.to_pylist()
+                ],
+                pa.string(),
+            )
+        columns.append(column)
+    buffer = io.BytesIO()
+    pacsv.write_csv(pa.table(columns, names=table.column_names), buffer)
+    return buffer.getvalue()
+
+
+def print_table(console: Console, table: pa.Table, *, max_rows: int, title: str | None = None) -> None:
+    """A rich table of at most ``max_rows`` rows, saying how many were left out."""
+    view = Table(title=title, header_style="bold cyan")
+    for name in table.column_names:
+        view.add_column(name, overflow="fold")
+    for row in table.slice(0, max_rows).to_pylist():
+        view.add_row(*("NULL" if v is None else str(v) for v in row.values()))
+    console.print(view)
+    hidden = table.num_rows - max_rows
+    if hidden > 0:
+        console.print(f"[dim]… {hidden:,} more rows (use --max-rows or --format json/csv)[/dim]")
+    else:
+        console.print(f"[dim]{table.num_rows:,} row{'s' if table.num_rows != 1 else ''}[/dim]")

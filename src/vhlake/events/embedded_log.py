@@ -1,0 +1,103 @@
+"""The embedded event log: a durable, append-only, offset-addressed log in one SQLite file (WAL mode).
+
+It is what Kafka is in production, for a single machine and no server: publishers append records (key, value)
+and get back offsets; consumers read ranges of offsets. Each append is one fsync'd transaction, so a record
+whose offset was returned survives a crash. Offsets start at 1 and never repeat.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from vhlake.errors import PublishError, SourceError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    "offset" INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT,
+    value BLOB NOT NULL,
+    published_at_ms INTEGER NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class LogRange:
+    """Records ``(first, last]`` of a log read, as ``source_offset`` (int64) and ``raw`` (binary)."""
+
+    records: pa.Table
+    last_offset: int
+
+
+class EmbeddedEventLog:
+    """One topic of the embedded log, stored at ``path``."""
+
+    def __init__(self, path: Path, *, topic: str) -> None:
+        self.path = path
+        self.topic = topic
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise SourceError(f"cannot open the event log at {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> EmbeddedEventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(self, values: Sequence[bytes], keys: Sequence[str | None] | None = None) -> list[int]:
+        """Append records in one durable transaction; returns their offsets, in order."""
+        if keys is not None and len(keys) != len(values):
+            raise ValueError("keys and values must have the same length")
+        now_ms = int(time.time() * 1000)
+        rows = [(None if keys is None else keys[i], value, now_ms) for i, value in enumerate(values)]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (before,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+                self._db.executemany(
+                    "INSERT INTO records (key, value, published_at_ms) VALUES (?, ?, ?)", rows
+                )
+                (after,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise PublishError(f"cannot append to the event log at {self.path}: {exc}") from exc
+        # One writer at a time (BEGIN IMMEDIATE): our rows are exactly (before, after].
+        return list(range(before + 1, after + 1))
+
+    def end_offset(self) -> int:
+        """The offset of the newest record (0 when the log is empty)."""
+        (last,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+        return int(last)
+
+    def read(self, after: int, max_records: int) -> LogRange:
+        """Up to ``max_records`` records with offsets greater than ``after``, oldest first."""
+        try:
+            rows = self._db.execute(
+                'SELECT "offset", value FROM records WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
+                (after, max_records),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise SourceError(f"cannot read the event log at {self.path}: {exc}") from exc
+        offsets, values = zip(*rows, strict=True) if rows else ((), ())
+        records = pa.table(
+            {"source_offset": pa.array(offsets, pa.int64()), "raw": pa.array(values, pa.large_binary())}
+        )
+        return LogRange(records, int(offsets[-1]) if offsets else after)

@@ -1,0 +1,1 @@
+"""Event sources (files, the embedded log) and the exactly-once bronze writer."""

@@ -1,0 +1,1 @@
+"""Lake tables: their contracts, Delta I/O and maintenance."""

@@ -1,0 +1,102 @@
+"""Delta Lake I/O for the lake's tables, with idempotent (exactly-once) appends.
+
+Every write that must happen once carries a Delta application transaction ``(app_id, version)`` in the same
+commit as its data: the Delta log, not a side file, records how far each source has been written.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from vhlake.errors import LakeError
+from vhlake.lake.tables import TableDef
+
+_COMMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the tables live: a local folder or an object-store URI, plus its storage options."""
+
+    uri: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri or self.uri.startswith("file://")
+
+    def table_uri(self, table: TableDef) -> str:
+        if self.is_local:
+            root = Path(self.uri.removeprefix("file://")).expanduser().resolve()
+            return str(root / table.relative_path)
+        return f"{self.uri.rstrip('/')}/{table.relative_path}"
+
+    def open(self, table: TableDef) -> DeltaTable | None:
+        """The Delta table, or None when it has not been written yet."""
+        uri = self.table_uri(table)
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options or None)
+        except TableNotFoundError:
+            return None
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot open {table.name} at {uri}: {exc}") from exc
+
+    def txn_version(self, table: TableDef, app_id: str) -> int | None:
+        """The last version committed by ``app_id`` to ``table`` (None when it never wrote)."""
+        delta = self.open(table)
+        return None if delta is None else delta.transaction_version(app_id)
+
+    def append_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> bool:
+        """Append ``data`` unless ``app_id`` already committed ``version`` (or a later one).
+
+        The check and the write race with other writers of the same ``app_id``: Delta refuses the second
+        commit (``CommitFailedError``), so on a conflict re-read the version and retry only if still needed.
+
+        Returns:
+            True when this call committed, False when the data was already there.
+        """
+        for attempt in range(_COMMIT_ATTEMPTS):
+            done = self.txn_version(table, app_id)
+            if done is not None and done >= version:
+                return False
+            try:
+                self._append(table, data, app_id=app_id, version=version)
+                return True
+            except CommitFailedError:
+                time.sleep(0.05 * 2**attempt)
+            except (DeltaError, OSError) as exc:
+                raise LakeError(f"cannot write {table.name}: {exc}") from exc
+        raise LakeError(f"{table.name}: commit kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+
+    def ensure(self, table: TableDef) -> DeltaTable:
+        """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
+        existing = self.open(table)
+        if existing is not None:
+            return existing
+        try:
+            return DeltaTable.create(
+                self.table_uri(table),
+                table.schema,
+                mode="ignore",
+                partition_by=list(table.partition_by) or None,
+                name=table.name,
+                description=table.description,
+                storage_options=self.storage_options or None,
+            )
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot create {table.name} at {self.table_uri(table)}: {exc}") from exc
+
+    def _append(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
+        write_deltalake(
+            self.ensure(table),
+            data.cast(table.schema),
+            mode="append",
+            storage_options=self.storage_options or None,
+            commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+        )

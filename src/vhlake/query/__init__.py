@@ -1,0 +1,1 @@
+"""Query engines over the lake: SQL written once in the Databricks dialect."""

@@ -1,0 +1,54 @@
+"""The one settings object, built at an entrypoint and passed down.
+
+Library code never reads the environment: only :func:`Settings` (via pydantic-settings) does, and only when an
+entrypoint builds it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """vhlake configuration from environment variables (and an optional ``.env`` file).
+
+    The Databricks and Kafka names are the ones ValidaHub already uses; vhlake's own settings start with
+    ``VHLAKE_``. The Databricks token is a secret with no default value: it is only needed when a Databricks
+    engine is used, and that engine refuses to start without it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    databricks_server_hostname: str | None = Field(default=None, alias="DATABRICKS_SERVER_HOSTNAME")
+    databricks_http_path: str | None = Field(default=None, alias="DATABRICKS_HTTP_PATH")
+    databricks_access_token: SecretStr | None = Field(default=None, alias="DATABRICKS_ACCESS_TOKEN")
+    databricks_catalog: str = Field(default="validahub", alias="DATABRICKS_CATALOG")
+    databricks_schema: str = Field(default="analytics", alias="DATABRICKS_SCHEMA")
+
+    kafka_bootstrap_servers: str = Field(default="localhost:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_validation_topic: str = Field(default="validation-events", alias="KAFKA_VALIDATION_TOPIC")
+    kafka_consumer_group: str = Field(default="databricks-consumer", alias="KAFKA_CONSUMER_GROUP")
+
+    lake_uri: str = Field(default="./lake", alias="VHLAKE_LAKE_URI")
+    event_log: Literal["embedded", "kafka"] = Field(default="embedded", alias="VHLAKE_EVENT_LOG")
+    event_log_path: str | None = Field(
+        default=None,
+        alias="VHLAKE_EVENT_LOG_PATH",
+        description="Embedded event log file; default <lake>/_eventlog/events.db for a local lake.",
+    )
+    source_system: str = Field(
+        default="validahub",
+        alias="VHLAKE_SOURCE_SYSTEM",
+        description="Bronze source_system for events that do not name their own.",
+    )
+    ingest_batch_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        alias="VHLAKE_INGEST_BATCH_BYTES",
+        gt=0,
+        description="Input bytes per bronze commit: bounds memory and the work a crash can lose.",
+    )
