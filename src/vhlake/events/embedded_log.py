@@ -87,12 +87,14 @@ class EmbeddedEventLog:
         (last,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
         return int(last)
 
-    def read(self, after: int, max_records: int) -> LogRange:
-        """Up to ``max_records`` records with offsets greater than ``after``, oldest first."""
+    def read(self, after: int, max_records: int, *, up_to: int | None = None) -> LogRange:
+        """Up to ``max_records`` records with offsets in ``(after, up_to]``, oldest first."""
+        limit = up_to if up_to is not None else 2**62
         try:
             rows = self._db.execute(
-                'SELECT "offset", value FROM records WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-                (after, max_records),
+                'SELECT "offset", value FROM records WHERE "offset" > ? AND "offset" <= ? '
+                'ORDER BY "offset" LIMIT ?',
+                (after, limit, max_records),
             ).fetchall()
         except sqlite3.Error as exc:
             raise SourceError(f"cannot read the event log at {self.path}: {exc}") from exc

@@ -50,11 +50,23 @@ class IngestReport:
 
 @dataclass(frozen=True)
 class RecordBatch:
-    """Raw records from a source, ending at source position ``version``."""
+    """Raw records from a source: positions ``(start, version]`` (files: bytes, logs: offsets)."""
 
+    start: int
     version: int
     records: pa.Table
     final: bool
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a source resumes: ``start`` (both tables have it) and ``stops`` (each table's position).
+
+    Batches must not cross a stop, so each table either has a whole batch or none of it.
+    """
+
+    start: int
+    stops: tuple[int, ...]
 
 
 class BronzeIngestor:
@@ -66,12 +78,10 @@ class BronzeIngestor:
         self._batch_bytes = batch_bytes
         self._con = new_parser_connection()
 
-    def resume_position(self, app_id: str) -> int | None:
-        """The source position both tables have committed for ``app_id`` (None: nothing yet)."""
-        versions = [self._lake.txn_version(t, app_id) for t in (BRONZE, REJECTED)]
-        if any(v is None for v in versions):
-            return None
-        return min(v for v in versions if v is not None)
+    def resume_point(self, app_id: str) -> ResumePoint:
+        """What bronze and rejects have committed for ``app_id`` (a table that never wrote counts as 0)."""
+        versions = [self._lake.txn_version(t, app_id) or 0 for t in (BRONZE, REJECTED)]
+        return ResumePoint(start=min(versions), stops=tuple(sorted(set(versions))))
 
     def ingest_file(self, path: Path, *, on_progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest a newline-delimited JSON file; ingesting the same content again adds nothing."""
@@ -83,15 +93,18 @@ class BronzeIngestor:
             raise SourceError(f"{path}: {exc.strerror or exc}") from exc
         app_id = f"file:{digest}"
         source = f"file:{path.resolve()}"
-        done = self.resume_position(app_id) or 0
+        resume = self.resume_point(app_id)
+        done = resume.start
         report = IngestReport(source=source, resumed_from=done or None)
         if size == 0 or done >= size:
             report.already_ingested = size > 0
             return report
         if on_progress is not None and done:
             on_progress(done)
-        lines = read_line_batches(path, start_byte=done, end_byte=size, batch_bytes=self._batch_bytes)
-        batches = (RecordBatch(b.end_byte, b.records, final=b.end_byte >= size) for b in lines)
+        lines = read_line_batches(
+            path, start_byte=done, end_byte=size, batch_bytes=self._batch_bytes, stops=resume.stops
+        )
+        batches = (RecordBatch(b.start_byte, b.end_byte, b.records, final=b.end_byte >= size) for b in lines)
         position = done
         for batch in self.ingest_batches(app_id, batches, source=source, report=report):
             if on_progress is not None:
@@ -102,7 +115,7 @@ class BronzeIngestor:
     def ingest_batches(
         self, app_id: str, batches: Iterable[RecordBatch], *, source: str, report: IngestReport
     ) -> Iterator[RecordBatch]:
-        """Commit batches a source produced after :meth:`resume_position`, yielding each once committed.
+        """Commit batches a source produced from :meth:`resume_point`, yielding each once committed.
 
         The next batch is parsed on a worker thread while the current one commits: DuckDB and the Delta
         writer both release the GIL, so reading, parsing and writing overlap. At most one batch waits.
@@ -137,7 +150,7 @@ class BronzeIngestor:
         )
         for table, rows, count in parts:
             if (rows.num_rows or batch.final) and self._lake.append_once(
-                table, rows, app_id=app_id, version=batch.version
+                table, rows, app_id=app_id, version=batch.version, start=batch.start
             ):
                 count(rows)
         report.batches += 1

@@ -7,7 +7,7 @@ by line (1-based, as editors show them); blank lines are skipped but still count
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,31 +51,39 @@ def count_lines_before(path: Path, end_byte: int) -> int:
     return count
 
 
-def read_line_batches(path: Path, *, start_byte: int, end_byte: int, batch_bytes: int) -> Iterator[LineBatch]:
+def read_line_batches(
+    path: Path, *, start_byte: int, end_byte: int, batch_bytes: int, stops: Iterable[int] = ()
+) -> Iterator[LineBatch]:
     """Batches of about ``batch_bytes`` covering ``[start_byte, end_byte)``; lines are never split.
 
-    A line longer than ``batch_bytes`` makes its batch larger rather than being cut.
+    No batch crosses one of ``stops`` (positions where an earlier run ended a batch), so a resumed ingest
+    lines its batches up with what each table already committed. A line longer than ``batch_bytes`` makes
+    its batch larger rather than being cut.
     """
+    boundaries = sorted({p for p in stops if start_byte < p < end_byte} | {end_byte})
     next_line = count_lines_before(path, start_byte) + 1
     with path.open("rb") as handle:
         handle.seek(start_byte)
         position = start_byte
         carry = b""
-        while position < end_byte or carry:
-            chunk = handle.read(min(batch_bytes, end_byte - position)) if position < end_byte else b""
-            if not chunk and position < end_byte:
-                end_byte = position  # the file shrank while we read it: stop at what exists
-            position += len(chunk)
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1 if position < end_byte else len(data)
-            if cut == 0:  # no complete line yet: keep reading
-                carry = data
-                continue
-            body, carry = data[:cut], data[cut:]
-            batch_start = position - len(carry) - len(body)
-            records, seen = _split_lines(body, first_line=next_line, at_file_start=batch_start == 0)
-            next_line += seen
-            yield LineBatch(batch_start, batch_start + len(body), records, seen)
+        for boundary in boundaries:
+            while position < boundary or carry:
+                chunk = handle.read(min(batch_bytes, boundary - position)) if position < boundary else b""
+                if not chunk and position < boundary:
+                    boundary = end_byte = position  # the file shrank while we read it: stop at what exists
+                position += len(chunk)
+                data = carry + chunk
+                cut = len(data) if position >= boundary else data.rfind(b"\n") + 1
+                if cut == 0:  # no complete line yet: keep reading
+                    carry = data
+                    continue
+                body, carry = data[:cut], data[cut:]
+                batch_start = position - len(carry) - len(body)
+                records, seen = _split_lines(body, first_line=next_line, at_file_start=batch_start == 0)
+                next_line += seen
+                yield LineBatch(batch_start, batch_start + len(body), records, seen)
+            if position >= end_byte:
+                return
 
 
 def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.ingest.bronze import BronzeIngestor, IngestReport, RecordBatch
+from vhlake.ingest.bronze import BronzeIngestor, IngestReport, RecordBatch, ResumePoint
 
 DEFAULT_MAX_RECORDS = 100_000
 
@@ -20,21 +20,24 @@ def ingest_log(
     """Ingest every record published since the last ingest, in batches of at most ``max_records``."""
     app_id = log_app_id(log)
     source = f"log:{log.topic}"
-    start = ingestor.resume_position(app_id) or 0
-    report = IngestReport(source=source, resumed_from=start or None)
-    for _ in ingestor.ingest_batches(
-        app_id, _batches(log, start, log.end_offset(), max_records), source=source, report=report
-    ):
+    resume = ingestor.resume_point(app_id)
+    report = IngestReport(source=source, resumed_from=resume.start or None)
+    batches = _batches(log, resume, log.end_offset(), max_records)
+    for _ in ingestor.ingest_batches(app_id, batches, source=source, report=report):
         pass
     return report
 
 
-def _batches(log: EmbeddedEventLog, start: int, end: int, max_records: int) -> Iterator[RecordBatch]:
-    """Ranges of the log up to ``end`` (the end when the drain began: later records wait for the next run)."""
-    position = start
-    while position < end:
-        chunk = log.read(position, min(max_records, end - position))
-        if chunk.records.num_rows == 0:
-            return
-        position = chunk.last_offset
-        yield RecordBatch(position, chunk.records, final=position >= end)
+def _batches(log: EmbeddedEventLog, resume: ResumePoint, end: int, max_records: int) -> Iterator[RecordBatch]:
+    """Ranges of the log up to ``end`` (the end when the drain began: later records wait for the next run).
+
+    Ranges never cross a resume stop, so each table gets whole batches only.
+    """
+    position = resume.start
+    for boundary in sorted({s for s in resume.stops if s > position} | {end}):
+        while position < min(boundary, end):
+            chunk = log.read(position, max_records, up_to=min(boundary, end))
+            if chunk.records.num_rows == 0:
+                return
+            start, position = position, chunk.last_offset
+            yield RecordBatch(start, position, chunk.records, final=position >= end)

@@ -20,12 +20,17 @@ from vhlake.lake.tables import TableDef
 _COMMIT_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lake:
-    """Where the tables live: a local folder or an object-store URI, plus its storage options."""
+    """Where the tables live: a local folder or an object-store URI, plus its storage options.
+
+    Open tables are cached and brought up to date incrementally (only new commits are read), so a writer
+    that commits often does not replay the Delta log on every batch.
+    """
 
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
+    _handles: dict[str, DeltaTable] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def is_local(self) -> bool:
@@ -38,10 +43,16 @@ class Lake:
         return f"{self.uri.rstrip('/')}/{table.relative_path}"
 
     def open(self, table: TableDef) -> DeltaTable | None:
-        """The Delta table, or None when it has not been written yet."""
+        """The Delta table at its latest version, or None when it has not been written yet."""
         uri = self.table_uri(table)
         try:
-            return DeltaTable(uri, storage_options=self.storage_options or None)
+            handle = self._handles.get(table.name)
+            if handle is None:
+                handle = DeltaTable(uri, storage_options=self.storage_options or None)
+                self._handles[table.name] = handle
+            else:
+                handle.update_incremental()
+            return handle
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
@@ -52,8 +63,13 @@ class Lake:
         delta = self.open(table)
         return None if delta is None else delta.transaction_version(app_id)
 
-    def append_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> bool:
+    def append_once(
+        self, table: TableDef, data: pa.Table, *, app_id: str, version: int, start: int | None = None
+    ) -> bool:
         """Append ``data`` unless ``app_id`` already committed ``version`` (or a later one).
+
+        ``data`` covers source positions ``(start, version]``. A batch that overlaps what was committed
+        without being covered by it would be half duplicated, so it is refused.
 
         The check and the write race with other writers of the same ``app_id``: Delta refuses the second
         commit (``CommitFailedError``), so on a conflict re-read the version and retry only if still needed.
@@ -65,6 +81,11 @@ class Lake:
             done = self.txn_version(table, app_id)
             if done is not None and done >= version:
                 return False
+            if done is not None and start is not None and start < done:
+                raise LakeError(
+                    f"{table.name}: batch ({start}, {version}] of {app_id} overlaps the committed "
+                    f"position {done}; refusing to write duplicates"
+                )
             try:
                 self._append(table, data, app_id=app_id, version=version)
                 return True
@@ -76,11 +97,11 @@ class Lake:
 
     def ensure(self, table: TableDef) -> DeltaTable:
         """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
-        existing = self.open(table)
+        existing = self._handles.get(table.name) or self.open(table)
         if existing is not None:
             return existing
         try:
-            return DeltaTable.create(
+            self._handles[table.name] = DeltaTable.create(
                 self.table_uri(table),
                 table.schema,
                 mode="ignore",
@@ -89,6 +110,7 @@ class Lake:
                 description=table.description,
                 storage_options=self.storage_options or None,
             )
+            return self._handles[table.name]
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot create {table.name} at {self.table_uri(table)}: {exc}") from exc
 

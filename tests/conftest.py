@@ -1,0 +1,86 @@
+"""Shared fixtures: real Delta lakes in tmp dirs, event factories, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, REJECTED
+
+
+def make_event(n: int = 1, **overrides: Any) -> dict[str, Any]:
+    """A valid wire event (as a dict) with a unique id; override any field."""
+    event: dict[str, Any] = {
+        "event_id": f"evt-{n}",
+        "event_type": "validation_started",
+        "timestamp": "2026-11-27T09:00:00-03:00",
+        "job_id": f"job-{n}",
+        "user_id": "user-1",
+        "marketplace": "mercado_livre",
+        "category": "eletrônicos",
+        "payload": {"ruleset": "ml_v3", "file_size_bytes": 1024},
+    }
+    event.update(overrides)
+    return event
+
+
+def write_lines(path: Path, lines: Iterable[str | bytes | dict[str, Any]]) -> Path:
+    """Write lines as given (dicts as compact JSON), each followed by a newline."""
+    with path.open("wb") as out:
+        for line in lines:
+            if isinstance(line, dict):
+                line = json.dumps(line, ensure_ascii=False)
+            out.write((line.encode() if isinstance(line, str) else line) + b"\n")
+    return path
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def ingestor(lake: Lake) -> BronzeIngestor:
+    return BronzeIngestor(lake, source_system="validahub", batch_bytes=1 << 20)
+
+
+def read_table(lake: Lake, name: str) -> pa.Table:
+    table = {"bronze": BRONZE, "rejected": REJECTED}[name]
+    delta = lake.open(table)
+    if delta is None:
+        return table.schema.empty_table()
+    return pa.table(delta.to_pyarrow_table()).sort_by("source_offset")
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run the real console entry point in-process (``vhlake ARGS``) and capture its output."""
+    from vhlake.cli import main
+
+    def run(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["vhlake", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
