@@ -33,7 +33,9 @@ KNOWN_FIELDS: tuple[str, ...] = (*STRING_FIELDS, "timestamp", "payload")
 
 _SCAN_ROWS = 8192
 _WHITESPACE = " \t\r\n"
-_SPACED_TRAILING_COMMA = r",[ \t\r\n]+[\]}]"
+# One pass for what only a lenient parser accepts: NaN/Infinity in any case as a value (after ':', '[' or
+# ','; "informática" inside a string does not match) and trailing commas.
+_LENIENT_JSON = r"[:\[,][ \t\r\n]*[-+]?(?i:nan|inf)|,[ \t\r\n]*[\]}]"
 
 
 def _sql_literal(text: str) -> str:
@@ -116,9 +118,8 @@ SELECT
             {rescued_parts}
         ), '{{}}')
     END AS _rescued_data,
-    -- yyjson accepts NaN, Infinity and trailing commas; strict JSON does not: flag lines that may hold them.
-    contains(txt, 'NaN') OR contains(txt, 'Infinity') OR contains(txt, ',}}') OR contains(txt, ',]')
-        OR (contains(txt, ', ') AND regexp_matches(txt, {_sql_literal(_SPACED_TRAILING_COMMA)}))
+    -- yyjson accepts NaN/inf (any case) and trailing commas; strict JSON does not: flag lines that may hold them.
+    regexp_matches(txt, {_sql_literal(_LENIENT_JSON)})
         AS needs_recheck
 FROM typed
 """  # noqa: S608
