@@ -9,6 +9,7 @@ from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
+from vhlake.pipeline.runner import Pipeline
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.settings import Settings
 
@@ -23,6 +24,10 @@ def build_ingestor(settings: Settings) -> BronzeIngestor:
         source_system=settings.source_system,
         batch_bytes=settings.ingest_batch_bytes,
     )
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    return Pipeline(build_lake(settings), versions_per_batch=settings.pipeline_versions_per_batch)
 
 
 def build_query_engine(settings: Settings) -> DuckDBEngine:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         alias="VHLAKE_SOURCE_SYSTEM",
         description="Bronze source_system for events that do not name their own.",
     )
+    pipeline_versions_per_batch: int = Field(
+        default=20,
+        alias="VHLAKE_PIPELINE_VERSIONS_PER_BATCH",
+        gt=0,
+        description="Bronze commits the pipeline processes per silver/gold commit: bounds memory per step.",
+    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",

@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,7 +24,8 @@ from rich.progress import (
 )
 
 from vhlake import bootstrap
-from vhlake.cli.output import OutputFormat, print_table, to_csv, to_json
+from vhlake.cli.output import OutputFormat, err, out, print_table, to_csv, to_json
+from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.errors import VhlakeError
 from vhlake.events.model import event_json_schema
 from vhlake.ingest.bronze import BronzeIngestor, IngestReport
@@ -45,8 +45,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(quarantine_app, name="quarantine")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -143,7 +143,7 @@ def query(
     ] = OutputFormat.table,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.", min=1)] = 100,
 ) -> None:
-    """Run SQL over the lake (tables: validation_events_bronze, validation_events_rejected).
+    """Run SQL over the lake: every table of DESIGN.md by its Databricks name (see `vhlake tables`).
 
     --format json prints a JSON array of row objects (dates and timestamps as ISO-8601 strings);
     --format csv prints CSV with a header.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -13,6 +14,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
+
+# Piped output is read by programs and people with wide windows: do not wrap tables at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
 
 
 class OutputFormat(StrEnum):

@@ -97,6 +97,64 @@ class Lake:
                 raise LakeError(f"cannot write {table.name}: {exc}") from exc
         raise LakeError(f"{table.name}: commit kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
+    def append(self, table: TableDef, data: pa.Table) -> None:
+        """A plain append (logs and history rows that need no exactly-once guarantee)."""
+        try:
+            write_deltalake(self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_WRITER)
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot write {table.name}: {exc}") from exc
+
+    def replace_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
+        """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, which may be lower than before.
+
+        Used to reset derived tables (a full refresh starts again from version -1).
+        """
+        try:
+            write_deltalake(
+                self.ensure(table),
+                data.cast(table.schema),
+                mode="overwrite",
+                writer_properties=_WRITER,
+                commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+            )
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot overwrite {table.name}: {exc}") from exc
+
+    def upsert_once(
+        self,
+        table: TableDef,
+        source: pa.Table,
+        *,
+        keys: tuple[str, ...],
+        app_id: str,
+        version: int,
+        delete_flag: str | None = None,
+    ) -> bool:
+        """MERGE ``source`` into ``table`` on ``keys`` unless ``app_id`` already committed ``version``.
+
+        Rows whose values did not change are left alone (no rewrite, ``updated_at`` kept). With
+        ``delete_flag``, source rows flagged true delete their match instead. A MERGE that changes nothing
+        makes no Delta commit, so the version is then recorded with an empty append.
+        """
+        for attempt in range(_COMMIT_ATTEMPTS):
+            done = self.txn_version(table, app_id)
+            if done is not None and done >= version:
+                return False
+            delta = self.ensure(table)
+            before = delta.version()
+            try:
+                _merge(delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version)
+            except CommitFailedError:
+                time.sleep(0.05 * 2**attempt)
+                continue
+            except (DeltaError, OSError) as exc:
+                raise LakeError(f"cannot merge into {table.name}: {exc}") from exc
+            delta.update_incremental()
+            if delta.version() == before:
+                self.append_once(table, table.schema.empty_table(), app_id=app_id, version=version)
+            return True
+        raise LakeError(f"{table.name}: merge kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+
     def ensure(self, table: TableDef) -> DeltaTable:
         """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
         existing = self._handles.get(table.name) or self.open(table)
@@ -110,6 +168,7 @@ class Lake:
                 partition_by=list(table.partition_by) or None,
                 name=table.name,
                 description=table.description,
+                configuration=table.configuration or None,
                 storage_options=self.storage_options or None,
             )
             return self._handles[table.name]
@@ -125,3 +184,37 @@ class Lake:
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
+
+
+def _merge(
+    delta: DeltaTable,
+    table: TableDef,
+    source: pa.Table,
+    *,
+    keys: tuple[str, ...],
+    delete_flag: str | None,
+    app_id: str,
+    version: int,
+) -> None:
+    """Build and run the MERGE; only column names (from the contract) are written into its predicates."""
+    columns = table.schema.names
+    match = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    # Nested columns cannot be compared by the engine; they change together with the scalar ones.
+    compared = [f.name for f in table.schema if f.name != "updated_at" and not pa.types.is_nested(f.type)]
+    changed = "NOT (" + " AND ".join(f"(t.{c} IS NOT DISTINCT FROM s.{c})" for c in compared) + ")"
+    keep = "true" if delete_flag is None else f"NOT s.{delete_flag}"
+    merger = delta.merge(
+        source,
+        predicate=match,
+        source_alias="s",
+        target_alias="t",
+        writer_properties=_WRITER,
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+    )
+    if delete_flag is not None:
+        merger = merger.when_matched_delete(predicate=f"s.{delete_flag}")
+    if set(columns) <= set(source.column_names):  # otherwise a delete-only source (keys + flag)
+        updates = {c: f"s.{c}" for c in columns}
+        merger = merger.when_matched_update(updates, predicate=f"{keep} AND {changed}")
+        merger = merger.when_not_matched_insert(updates, predicate=keep)
+    merger.execute()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -18,6 +18,7 @@ class TableDef:
     schema: pa.Schema
     partition_by: tuple[str, ...]
     description: str
+    configuration: dict[str, str] = field(default_factory=dict)
 
     @property
     def relative_path(self) -> str:
@@ -46,6 +47,8 @@ BRONZE = TableDef(
         ]
     ),
     partition_by=("event_date",),
+    # The pipeline reads what each commit appended through the change data feed.
+    configuration={"delta.enableChangeDataFeed": "true"},
     description=(
         "One row per received event, exactly as received (duplicates included). event_date is the UTC date "
         "of timestamp, or of ingestion_time when timestamp did not parse (the original is in _rescued_data)."
@@ -73,7 +76,96 @@ REJECTED = TableDef(
     ),
 )
 
-ALL_TABLES: tuple[TableDef, ...] = (BRONZE, REJECTED)
+QUARANTINE = TableDef(
+    name="validation_events_quarantine",
+    layer="silver",
+    schema=pa.schema(
+        [*BRONZE.schema, pa.field("reason", pa.string(), nullable=False), pa.field("ingestion_date", pa.date32(), nullable=False)]
+    ),
+    partition_by=("ingestion_date",),
+    description="One row per bronze event that failed an expectation; reason names the rule.",
+)
+
+SILVER = TableDef(
+    name="validation_results_silver",
+    layer="silver",
+    schema=pa.schema(
+        [
+            pa.field("job_id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string()),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string()),
+            pa.field("ruleset", pa.string()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("total_rows", pa.int64()),
+            pa.field("valid_rows", pa.int64()),
+            pa.field("invalid_rows", pa.int64()),
+            pa.field("error_types", pa.map_(pa.string(), pa.int32())),
+            pa.field("processing_time_ms", pa.int64()),
+            pa.field("file_size_bytes", pa.int64()),
+            pa.field("s3_path", pa.string()),
+            pa.field("created_at", UTC_MICROS, nullable=False),
+            pa.field("completed_at", UTC_MICROS),
+            pa.field("created_date", pa.date32(), nullable=False),
+            pa.field("updated_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=("marketplace", "created_date"),
+    description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
+)
+
+GOLD = TableDef(
+    name="marketplace_daily_metrics_gold",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("date", pa.date32(), nullable=False),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string(), nullable=False),
+            pa.field("total_validations", pa.int64(), nullable=False),
+            pa.field("successful_validations", pa.int64(), nullable=False),
+            pa.field("failed_validations", pa.int64(), nullable=False),
+            pa.field("total_rows_processed", pa.int64(), nullable=False),
+            pa.field("avg_processing_time_ms", pa.float64()),
+            pa.field("p50_processing_time", pa.float64()),
+            pa.field("p95_processing_time", pa.float64()),
+            pa.field("p99_processing_time", pa.float64()),
+            pa.field("unique_users", pa.int64(), nullable=False),
+            pa.field("error_rate", pa.float64(), nullable=False),
+            pa.field("year", pa.int32(), nullable=False),
+            pa.field("month", pa.int32(), nullable=False),
+            pa.field("updated_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=("year", "month"),
+    description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
+)
+
+PIPELINE_RUNS = TableDef(
+    name="pipeline_runs",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("step", pa.string(), nullable=False),
+            pa.field("started_at", UTC_MICROS, nullable=False),
+            pa.field("duration_s", pa.float64(), nullable=False),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("upstream_from_version", pa.int64()),
+            pa.field("upstream_to_version", pa.int64()),
+            pa.field("rows_in", pa.int64()),
+            pa.field("rows_out", pa.int64()),
+            pa.field("rows_quarantined", pa.int64()),
+            pa.field("expectations", pa.map_(pa.string(), pa.int64())),
+            pa.field("error", pa.string()),
+            pa.field("run_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("run_date",),
+    description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
+)
+
+ALL_TABLES: tuple[TableDef, ...] = (BRONZE, REJECTED, QUARANTINE, SILVER, GOLD, PIPELINE_RUNS)
 
 
 def table_by_name(name: str) -> TableDef:

@@ -1,0 +1,1 @@
+"""Bronze → silver → gold: pure SQL steps (expectations, dedupe, fold, metrics) and the incremental runner."""

@@ -1,0 +1,278 @@
+"""The incremental pipeline: bronze → quarantine + silver → gold, exactly once.
+
+Each derived table records, as a Delta application transaction ``(PIPELINE_APP, bronze version)``, how far
+into bronze it has been brought. A run reads only the bronze commits after that (the change data feed),
+in bounded version ranges; for the jobs those commits touch it re-folds each job's whole history, so the
+result never depends on how events were batched or ordered. A crash between the commits of one range
+is repaired on the next run: every table skips what it already has.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, GOLD, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
+from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
+from vhlake.pipeline.silver import fold_jobs
+
+PIPELINE_APP = "pipeline:bronze"
+DERIVED = (QUARANTINE, SILVER, GOLD)
+
+
+@dataclass
+class RunReport:
+    """What one ``pipeline run`` did."""
+
+    run_id: str
+    bronze_from: int
+    bronze_to: int
+    events_in: int = 0
+    quarantined: int = 0
+    jobs_upserted: int = 0
+    gold_groups: int = 0
+    violations: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def was_noop(self) -> bool:
+        return self.bronze_from >= self.bronze_to
+
+
+class Pipeline:
+    """Runs the medallion steps over a lake."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
+        versions_per_batch: int = 20,
+    ) -> None:
+        self._lake = lake
+        self._expectations = tuple(expectations)
+        self._versions_per_batch = versions_per_batch
+        self._con = duckdb.connect()
+        self._con.execute("SET TimeZone = 'UTC'")
+
+    def run(self, *, full_refresh: bool = False) -> RunReport:
+        """Bring quarantine, silver and gold up to the current bronze version."""
+        run_id = str(uuid.uuid4())
+        if full_refresh:
+            for table in DERIVED:
+                self._lake.replace_once(table, table.schema.empty_table(), app_id=PIPELINE_APP, version=-1)
+        bronze = self._lake.open(BRONZE)
+        target = -1 if bronze is None else bronze.version()
+        done = {t.name: self._processed(t) for t in DERIVED}
+        start = min(done.values())
+        report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
+        if done[GOLD.name] < done[SILVER.name]:
+            self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
+        position = start
+        for boundary in sorted({v for v in done.values() if v > position} | {target}):
+            while position < boundary:
+                end = min(position + self._versions_per_batch, boundary)
+                self._run_range(run_id, position, end, report)
+                position = end
+        return report
+
+    def _processed(self, table: TableDef) -> int:
+        version = self._lake.txn_version(table, PIPELINE_APP)
+        return -1 if version is None else version
+
+    def _run_range(self, run_id: str, start: int, end: int, report: RunReport) -> None:
+        started, clock = datetime.now(UTC), time.perf_counter()
+        bronze = self._lake.open(BRONZE)
+        assert bronze is not None
+        new = _appended_rows(bronze, start, end)
+        checked = check_expectations(self._con, new, self._expectations)
+        quarantine = checked.quarantined.append_column(
+            "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
+        )
+        self._lake.append_once(QUARANTINE, quarantine, app_id=PIPELINE_APP, version=end, start=start)
+        folded, groups = self._refold(pc.unique(checked.passed["job_id"]), version=end, app_id=PIPELINE_APP)
+        report.events_in += new.num_rows
+        report.quarantined += quarantine.num_rows
+        report.jobs_upserted += folded.num_rows
+        report.gold_groups += groups.num_rows
+        for name, count in checked.violations.items():
+            report.violations[name] = report.violations.get(name, 0) + count
+        self._log_run(run_id, started, time.perf_counter() - clock, start, end, new, folded, checked.violations)
+
+    def _refold(self, jobs: pa.Array, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
+        """Re-fold ``jobs`` from their bronze history into silver, then recompute the gold groups they touch."""
+        now = datetime.now(UTC)
+        folded = fold_jobs(self._con, self._job_history(version, jobs), updated_at=now)
+        before = self._silver_rows(jobs)  # their old groups: a job whose day moved leaves one
+        self._lake.upsert_once(SILVER, folded, keys=("job_id",), app_id=app_id, version=version)
+        groups = _groups(pa.concat_tables([folded, before]))
+        self._lake.upsert_once(
+            GOLD,
+            self._gold_rows(groups, now),
+            keys=("date", "marketplace", "category"),
+            app_id=app_id,
+            version=version,
+            delete_flag="_deleted",
+        )
+        return folded, groups
+
+    def replay_quarantine(self, *, reason: str | None = None) -> int:
+        """Re-check quarantined events (all, or one ``reason``) with the current rules; fold those that pass.
+
+        Replayed events leave the quarantine. Safe to repeat after a crash: re-folding a job is idempotent
+        and an event leaves the quarantine only after its job was folded.
+        """
+        quarantine = self._lake.open(QUARANTINE)
+        bronze = self._lake.open(BRONZE)
+        if quarantine is None or bronze is None:
+            return 0
+        rows = pa.table(quarantine.to_pyarrow_table())
+        if reason is not None:
+            rows = rows.filter(pc.equal(rows["reason"], reason))
+        passing = check_expectations(self._con, rows.select(BRONZE.schema.names), self._expectations).passed
+        if passing.num_rows == 0:
+            return 0
+        version = bronze.version()
+        app_id = f"replay:{uuid.uuid4()}"
+        self._refold(pc.unique(passing["job_id"]), version=version, app_id=app_id)
+        leaving = passing.select(["source", "source_offset"]).append_column(
+            "_deleted", pa.repeat(pa.scalar(True), passing.num_rows)
+        )
+        self._lake.upsert_once(
+            QUARANTINE, leaving, keys=("source", "source_offset"), app_id=app_id, version=version,
+            delete_flag="_deleted",
+        )
+        return int(passing.num_rows)
+
+    def _job_history(self, version: int, jobs: pa.Array) -> pa.Table:
+        """Every bronze event (at ``version``) of ``jobs`` that passes the expectations."""
+        bronze = self._lake.open(BRONZE)
+        assert bronze is not None
+        bronze.load_as_version(version)
+        self._con.register("bronze_all", bronze.to_pyarrow_dataset())
+        self._con.register("touched", pa.table({"job_id": jobs}))
+        try:
+            history = self._con.sql(
+                "SELECT * FROM bronze_all WHERE job_id IN (SELECT job_id FROM touched)"
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("bronze_all")
+            self._con.unregister("touched")
+            bronze.update_incremental()
+        return check_expectations(self._con, history, self._expectations).passed
+
+    def _silver_rows(self, jobs: pa.Array) -> pa.Table:
+        silver = self._lake.open(SILVER)
+        if silver is None:
+            return SILVER.schema.empty_table()
+        self._con.register("silver_all", silver.to_pyarrow_dataset())
+        self._con.register("touched", pa.table({"job_id": jobs}))
+        try:
+            rows = self._con.sql("SELECT * FROM silver_all WHERE job_id IN (SELECT job_id FROM touched)")
+            return rows.to_arrow_table().select(SILVER.schema.names).cast(SILVER.schema)
+        finally:
+            self._con.unregister("silver_all")
+            self._con.unregister("touched")
+
+    def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
+        """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
+        silver = self._lake.open(SILVER)
+        if silver is None or groups.num_rows == 0:
+            return _with_deletions(GOLD.schema.empty_table(), groups, now)
+        self._con.register("silver_all", silver.to_pyarrow_dataset())
+        self._con.register("groups", groups)
+        try:
+            jobs = self._con.sql(
+                f"""SELECT s.* FROM silver_all s
+                SEMI JOIN groups g ON s.created_date = g.date AND s.marketplace = g.marketplace
+                    AND coalesce(s.category, '{UNKNOWN_CATEGORY}') = g.category
+                WHERE s.created_date BETWEEN $first AND $last""",  # noqa: S608
+                params={"first": pc.min(groups["date"]).as_py(), "last": pc.max(groups["date"]).as_py()},
+            ).to_arrow_table()
+        finally:
+            self._con.unregister("silver_all")
+            self._con.unregister("groups")
+        metrics = daily_metrics(self._con, jobs, updated_at=now)
+        return _with_deletions(metrics, groups, now)
+
+    def _rebuild_gold(self, *, version: int) -> None:
+        silver = self._lake.open(SILVER)
+        jobs = SILVER.schema.empty_table() if silver is None else pa.table(silver.to_pyarrow_table())
+        gold = daily_metrics(self._con, jobs, updated_at=datetime.now(UTC))
+        self._lake.replace_once(GOLD, gold, app_id=PIPELINE_APP, version=version)
+
+    def _log_run(
+        self,
+        run_id: str,
+        started: datetime,
+        seconds: float,
+        start: int,
+        end: int,
+        new: pa.Table,
+        folded: pa.Table,
+        violations: dict[str, int],
+    ) -> None:
+        quarantined = sum(violations.get(e.name, 0) for e in self._expectations if e.action == "quarantine")
+        row = {
+            "run_id": run_id,
+            "step": "bronze_to_gold",
+            "started_at": started,
+            "duration_s": seconds,
+            "status": "success",
+            "upstream_from_version": start,
+            "upstream_to_version": end,
+            "rows_in": new.num_rows,
+            "rows_out": folded.num_rows,
+            "rows_quarantined": quarantined,
+            "expectations": list(violations.items()),
+            "error": None,
+            "run_date": started.date(),
+        }
+        self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
+
+
+def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:
+    """Rows bronze commits ``start+1 .. end`` appended (bronze is append-only: inserts only)."""
+    if end <= start or end < 1:
+        return BRONZE.schema.empty_table()
+    reader = bronze.load_cdf(starting_version=start + 1, ending_version=end)
+    changes = pa.table(reader)
+    change_type = pc.cast(changes["_change_type"], pa.string())  # delta-rs returns string_view columns
+    rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
+    return rows.filter(pc.equal(change_type, "insert"))
+
+
+def _groups(jobs: pa.Table) -> pa.Table:
+    keys = pa.table(
+        {
+            "date": jobs["created_date"],
+            "marketplace": jobs["marketplace"],
+            "category": pc.fill_null(jobs["category"], UNKNOWN_CATEGORY),
+        }
+    )
+    return keys.group_by(["date", "marketplace", "category"]).aggregate([])
+
+
+def _with_deletions(metrics: pa.Table, groups: pa.Table, now: datetime) -> pa.Table:
+    """The MERGE source for gold: recomputed rows, and a ``_deleted`` marker per group left empty."""
+    keys = ["date", "marketplace", "category"]
+    gone = groups.join(metrics.select(keys), keys=keys, join_type="left anti")
+    nullable = pa.schema([f.with_nullable(True) for f in GOLD.schema] + [pa.field("_deleted", pa.bool_())])
+    markers = pa.table(
+        {
+            f.name: gone[f.name] if f.name in keys else pa.nulls(gone.num_rows, f.type)
+            for f in GOLD.schema
+        }
+        | {"_deleted": pa.repeat(pa.scalar(True), gone.num_rows)}
+    )
+    rows = metrics.append_column("_deleted", pa.repeat(pa.scalar(False), metrics.num_rows))
+    return pa.concat_tables([rows.cast(nullable), markers.cast(nullable)])
