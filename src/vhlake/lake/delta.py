@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -97,10 +98,40 @@ class Lake:
                 raise LakeError(f"cannot write {table.name}: {exc}") from exc
         raise LakeError(f"{table.name}: commit kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
+    def dataset(self, table: TableDef, *, version: int | None = None) -> ds.Dataset:
+        """The table's current files as a pyarrow dataset (for DuckDB, with filter and partition pushdown).
+
+        ``DeltaTable.to_pyarrow_dataset()`` spends ~4 ms per file in Python on this machine (0.8 s for a
+        200-file silver table), which dominated small pipeline runs; the file list from the Delta log plus
+        hive-style partition parsing gives the same dataset in well under a millisecond. Tables we write
+        use neither deletion vectors nor column mapping, so the files are the whole truth.
+        """
+        delta = self.open(table)
+        if delta is None:
+            return ds.dataset(table.schema.empty_table())
+        if version is not None:
+            delta = DeltaTable(
+                self.table_uri(table), version=version, storage_options=self.storage_options or None
+            )
+        if not self.is_local:
+            return delta.to_pyarrow_dataset()
+        partitioning = ds.partitioning(
+            pa.schema([table.schema.field(name) for name in table.partition_by]), flavor="hive"
+        )
+        return ds.dataset(
+            delta.file_uris(),
+            schema=table.schema,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=self.table_uri(table),
+        )
+
     def append(self, table: TableDef, data: pa.Table) -> None:
         """A plain append (logs and history rows that need no exactly-once guarantee)."""
         try:
-            write_deltalake(self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_WRITER)
+            write_deltalake(
+                self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_WRITER
+            )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
 
@@ -143,7 +174,9 @@ class Lake:
             delta = self.ensure(table)
             before = delta.version()
             try:
-                _merge(delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version)
+                _merge(
+                    delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version
+                )
             except CommitFailedError:
                 time.sleep(0.05 * 2**attempt)
                 continue

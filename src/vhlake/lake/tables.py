@@ -80,7 +80,11 @@ QUARANTINE = TableDef(
     name="validation_events_quarantine",
     layer="silver",
     schema=pa.schema(
-        [*BRONZE.schema, pa.field("reason", pa.string(), nullable=False), pa.field("ingestion_date", pa.date32(), nullable=False)]
+        [
+            *BRONZE.schema,
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("ingestion_date", pa.date32(), nullable=False),
+        ]
     ),
     partition_by=("ingestion_date",),
     description="One row per bronze event that failed an expectation; reason names the rule.",

@@ -78,7 +78,9 @@ def check_expectations(
         count = pc.sum(broke).as_py() or 0
         violations[rule.name] = int(count)
         if count and rule.action == "fail":
-            raise ExpectationFailed(f"expectation {rule.name} failed for {count} event(s): nothing was committed")
+            raise ExpectationFailed(
+                f"expectation {rule.name} failed for {count} event(s): nothing was committed"
+            )
         if rule.action == "quarantine":
             reason = pc.if_else(pc.and_(broke, pc.is_null(reason)), rule.name, reason)
     quarantine = pc.is_valid(reason)

@@ -106,7 +106,9 @@ class Pipeline:
         report.gold_groups += groups.num_rows
         for name, count in checked.violations.items():
             report.violations[name] = report.violations.get(name, 0) + count
-        self._log_run(run_id, started, time.perf_counter() - clock, start, end, new, folded, checked.violations)
+        self._log_run(
+            run_id, started, time.perf_counter() - clock, start, end, new, folded, checked.violations
+        )
 
     def _refold(self, jobs: pa.Array, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
         """Re-fold ``jobs`` from their bronze history into silver, then recompute the gold groups they touch."""
@@ -148,17 +150,18 @@ class Pipeline:
             "_deleted", pa.repeat(pa.scalar(True), passing.num_rows)
         )
         self._lake.upsert_once(
-            QUARANTINE, leaving, keys=("source", "source_offset"), app_id=app_id, version=version,
+            QUARANTINE,
+            leaving,
+            keys=("source", "source_offset"),
+            app_id=app_id,
+            version=version,
             delete_flag="_deleted",
         )
         return int(passing.num_rows)
 
     def _job_history(self, version: int, jobs: pa.Array) -> pa.Table:
         """Every bronze event (at ``version``) of ``jobs`` that passes the expectations."""
-        bronze = self._lake.open(BRONZE)
-        assert bronze is not None
-        bronze.load_as_version(version)
-        self._con.register("bronze_all", bronze.to_pyarrow_dataset())
+        self._con.register("bronze_all", self._lake.dataset(BRONZE, version=version))
         self._con.register("touched", pa.table({"job_id": jobs}))
         try:
             history = self._con.sql(
@@ -167,14 +170,10 @@ class Pipeline:
         finally:
             self._con.unregister("bronze_all")
             self._con.unregister("touched")
-            bronze.update_incremental()
         return check_expectations(self._con, history, self._expectations).passed
 
     def _silver_rows(self, jobs: pa.Array) -> pa.Table:
-        silver = self._lake.open(SILVER)
-        if silver is None:
-            return SILVER.schema.empty_table()
-        self._con.register("silver_all", silver.to_pyarrow_dataset())
+        self._con.register("silver_all", self._lake.dataset(SILVER))
         self._con.register("touched", pa.table({"job_id": jobs}))
         try:
             rows = self._con.sql("SELECT * FROM silver_all WHERE job_id IN (SELECT job_id FROM touched)")
@@ -185,10 +184,9 @@ class Pipeline:
 
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
-        silver = self._lake.open(SILVER)
-        if silver is None or groups.num_rows == 0:
+        if groups.num_rows == 0:
             return _with_deletions(GOLD.schema.empty_table(), groups, now)
-        self._con.register("silver_all", silver.to_pyarrow_dataset())
+        self._con.register("silver_all", self._lake.dataset(SILVER))
         self._con.register("groups", groups)
         try:
             jobs = self._con.sql(
@@ -268,10 +266,7 @@ def _with_deletions(metrics: pa.Table, groups: pa.Table, now: datetime) -> pa.Ta
     gone = groups.join(metrics.select(keys), keys=keys, join_type="left anti")
     nullable = pa.schema([f.with_nullable(True) for f in GOLD.schema] + [pa.field("_deleted", pa.bool_())])
     markers = pa.table(
-        {
-            f.name: gone[f.name] if f.name in keys else pa.nulls(gone.num_rows, f.type)
-            for f in GOLD.schema
-        }
+        {f.name: gone[f.name] if f.name in keys else pa.nulls(gone.num_rows, f.type) for f in GOLD.schema}
         | {"_deleted": pa.repeat(pa.scalar(True), gone.num_rows)}
     )
     rows = metrics.append_column("_deleted", pa.repeat(pa.scalar(False), metrics.num_rows))

@@ -45,9 +45,7 @@ class DuckDBEngine:
 
     def _register_tables(self) -> None:
         for table in ALL_TABLES:
-            delta = self._lake.open(table)
-            source: Any = table.schema.empty_table() if delta is None else delta.to_pyarrow_dataset()
-            self._con.register(table.name, source)
+            self._con.register(table.name, self._lake.dataset(table))
 
 
 def _one_line(message: str) -> str:
