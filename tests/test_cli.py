@@ -132,3 +132,37 @@ def test_ingest_without_arguments_explains_itself(run_cli: Run, lake_dir: Path) 
     result = run_cli("--lake", str(lake_dir), "ingest")
     assert result.exit_code == 2
     assert "--from-log" in result.stderr
+
+
+def test_ingest_pipeline_query_gold_end_to_end(run_cli: Run, lake_dir: Path, tmp_path: Path) -> None:
+    events = write_lines(
+        tmp_path / "jobs.jsonl",
+        [
+            make_event(1, event_id="a", timestamp="2026-11-27T10:00:00Z"),
+            make_event(
+                1,
+                event_id="b",
+                event_type="validation_failed",
+                timestamp="2026-11-27T10:00:02Z",
+                payload={"total_rows": 4, "processing_time_ms": 2000},
+            ),
+            make_event(2, event_id="c", job_id=""),
+        ],
+    )
+    run_cli("--lake", str(lake_dir), "ingest", str(events))
+    ran = run_cli("--lake", str(lake_dir), "pipeline", "run")
+    assert "1 quarantined (missing_job_id: 1)" in ran.stdout
+    assert "nothing new" in run_cli("--lake", str(lake_dir), "pipeline", "run").stdout
+    gold = json.loads(
+        run_cli(
+            "--lake", str(lake_dir), "query", "SELECT * FROM marketplace_daily_metrics_gold", "-f", "json"
+        ).stdout
+    )
+    assert len(gold) == 1
+    assert (gold[0]["failed_validations"], gold[0]["total_rows_processed"], gold[0]["error_rate"]) == (
+        1,
+        4,
+        1.0,
+    )
+    summary = run_cli("--lake", str(lake_dir), "quarantine", "summary")
+    assert "missing_job_id" in summary.stdout

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_event, write_lines
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, QUARANTINE, SILVER
+from vhlake.lake.tables import GOLD, PIPELINE_RUNS, QUARANTINE, SILVER
 from vhlake.pipeline.expectations import Expectation, ExpectationFailed
 from vhlake.pipeline.runner import Pipeline
 
@@ -233,6 +233,16 @@ def test_a_fail_expectation_stops_the_run_and_commits_nothing(house: Lakehouse) 
     with pytest.raises(ExpectationFailed, match="known_marketplace"):
         strict.run()
     assert house.silver() == {} and house.gold() == []
+    (logged,) = house.table(PIPELINE_RUNS, ["started_at"])
+    assert logged["status"] == "failed" and "known_marketplace" in logged["error"]
+
+
+def test_every_run_is_logged_with_counts_per_rule(house: Lakehouse) -> None:
+    house.run(make_event(1), make_event(2, job_id=""), make_event(3, event_type="nope"))
+    (logged,) = house.table(PIPELINE_RUNS, ["started_at"])
+    assert logged["status"] == "success"
+    assert (logged["rows_in"], logged["rows_out"], logged["rows_quarantined"]) == (3, 1, 2)
+    assert dict(logged["expectations"])["unknown_event_type"] == 1
 
 
 def test_rerunning_with_nothing_new_changes_nothing(house: Lakehouse) -> None:

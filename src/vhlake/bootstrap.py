@@ -27,7 +27,11 @@ def build_ingestor(settings: Settings) -> BronzeIngestor:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    return Pipeline(build_lake(settings), versions_per_batch=settings.pipeline_versions_per_batch)
+    return Pipeline(
+        build_lake(settings),
+        versions_per_batch=settings.pipeline_versions_per_batch,
+        rows_per_batch=settings.pipeline_rows_per_batch,
+    )
 
 
 def build_query_engine(settings: Settings) -> DuckDBEngine:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Bronze commits the pipeline processes per silver/gold commit: bounds memory per step.",
     )
+    pipeline_rows_per_batch: int = Field(
+        default=200_000,
+        alias="VHLAKE_PIPELINE_ROWS_PER_BATCH",
+        gt=0,
+        description="About how many new bronze rows one pipeline step handles (bounds its memory).",
+    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",

@@ -30,6 +30,19 @@ ORDER BY events DESC
 """
 
 
+_GOLD_SQL = """
+SELECT marketplace,
+       sum(total_validations) AS validations,
+       round(sum(failed_validations) / sum(total_validations), 3) AS error_rate,
+       round(max(p95_processing_time)) AS worst_daily_p95_ms,
+       sum(total_rows_processed) AS rows_processed
+FROM marketplace_daily_metrics_gold
+WHERE date >= date_sub(current_date(), 7)
+GROUP BY marketplace
+ORDER BY validations DESC
+"""
+
+
 def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     sample = Path(settings.lake_uri).expanduser() / "_samples" / f"events-{today:%Y%m%d}-{events}.jsonl"
@@ -69,11 +82,23 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> 
         f"ingested {log_report.bronze_rows} from the log"
     )
 
-    out.rule("4. the lake")
+    out.rule("4. bronze → quarantine + silver (one row per job) → gold (daily metrics)")
+    started = time.perf_counter()
+    run = bootstrap.build_pipeline(settings).run()
+    if run.was_noop:
+        out.print("nothing new in bronze: silver and gold are up to date")
+    else:
+        out.print(
+            f"{run.events_in:,} events → {run.quarantined:,} quarantined, {run.jobs_upserted:,} jobs, "
+            f"{run.gold_groups:,} daily groups in {time.perf_counter() - started:.2f} s"
+        )
+
+    out.rule("5. the lake")
     print_table(out, table_inventory(bootstrap.build_lake(settings), ALL_TABLES), max_rows=100)
     engine = bootstrap.build_query_engine(settings)
     try:
         print_table(out, engine.execute(_DEMO_SQL), max_rows=20, title="bronze by marketplace")
+        print_table(out, engine.execute(_GOLD_SQL), max_rows=20, title="gold: the last 7 days")
         rejects = engine.execute(
             "SELECT source_offset AS line, error, left(raw, 60) AS raw FROM validation_events_rejected "
             "ORDER BY ingestion_time DESC, source_offset LIMIT 3"
@@ -81,7 +106,9 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> 
         print_table(out, rejects, max_rows=3, title="a few rejects, with their reason")
     finally:
         engine.close()
-    out.print('next: vhlake query "SELECT * FROM validation_events_bronze LIMIT 5" --format json')
+    out.print(
+        'next: vhlake quarantine summary; vhlake query "SELECT * FROM marketplace_daily_metrics_gold LIMIT 5" -f json'
+    )
 
 
 def _live_job_events(today: datetime) -> list[ValidationEvent]:

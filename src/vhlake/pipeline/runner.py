@@ -57,10 +57,12 @@ class Pipeline:
         *,
         expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
         versions_per_batch: int = 20,
+        rows_per_batch: int = 200_000,
     ) -> None:
         self._lake = lake
         self._expectations = tuple(expectations)
         self._versions_per_batch = versions_per_batch
+        self._rows_per_batch = rows_per_batch
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
 
@@ -78,12 +80,28 @@ class Pipeline:
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
         position = start
+        added = _rows_added(bronze, since=start) if bronze is not None else {}
         for boundary in sorted({v for v in done.values() if v > position} | {target}):
             while position < boundary:
-                end = min(position + self._versions_per_batch, boundary)
-                self._run_range(run_id, position, end, report)
+                end = self._range_end(position, boundary, added)
+                try:
+                    self._run_range(run_id, position, end, report)
+                except Exception as exc:
+                    self._log_failure(run_id, position, end, exc)
+                    raise
                 position = end
         return report
+
+    def _range_end(self, position: int, boundary: int, added: dict[int, int]) -> int:
+        """The end of the next range: at most ``versions_per_batch`` commits and about ``rows_per_batch``
+        rows (always at least one commit), so memory stays bounded whatever the backlog."""
+        end, rows = position + 1, added.get(position + 1, 0)
+        while end < boundary and end - position < self._versions_per_batch:
+            more = added.get(end + 1, 0)
+            if rows + more > self._rows_per_batch:
+                break
+            end, rows = end + 1, rows + more
+        return end
 
     def _processed(self, table: TableDef) -> int:
         version = self._lake.txn_version(table, PIPELINE_APP)
@@ -208,6 +226,22 @@ class Pipeline:
         gold = daily_metrics(self._con, jobs, updated_at=datetime.now(UTC))
         self._lake.replace_once(GOLD, gold, app_id=PIPELINE_APP, version=version)
 
+    def _log_failure(self, run_id: str, start: int, end: int, exc: Exception) -> None:
+        """Record a failed range in pipeline_runs (what DLT's event log shows for a failed update)."""
+        now = datetime.now(UTC)
+        row = {
+            "run_id": run_id,
+            "step": "bronze_to_gold",
+            "started_at": now,
+            "duration_s": 0.0,
+            "status": "failed",
+            "upstream_from_version": start,
+            "upstream_to_version": end,
+            "error": f"{type(exc).__name__}: {exc}",
+            "run_date": now.date(),
+        }
+        self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
+
     def _log_run(
         self,
         run_id: str,
@@ -236,6 +270,18 @@ class Pipeline:
             "run_date": started.date(),
         }
         self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
+
+
+def _rows_added(bronze: DeltaTable, *, since: int) -> dict[int, int]:
+    """Rows each bronze commit after ``since`` appended, from the commit metrics in the Delta log."""
+    pending = bronze.version() - since
+    if pending <= 0:
+        return {}
+    added = {}
+    for commit in bronze.history(pending):
+        metrics = commit.get("operationMetrics") or {}
+        added[int(commit["version"])] = int(metrics.get("num_added_rows", 0) or 0)
+    return added
 
 
 def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:
