@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,16 @@ def read_table(lake: Lake, name: str) -> pa.Table:
     if delta is None:
         return table.schema.empty_table()
     return pa.table(delta.to_pyarrow_table()).sort_by("source_offset")
+
+
+def kill_after_commits(process: subprocess.Popen[bytes], delta_log: Path, commits: int) -> None:
+    """SIGKILL ``process`` once ``delta_log`` holds ``commits`` commits (it must still be running then)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(delta_log.glob("*.json"))) < commits:
+        assert process.poll() is None, "the process finished before it could be killed: give it more work"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 @dataclass

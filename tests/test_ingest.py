@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from conftest import make_event, read_table, write_lines
+from conftest import kill_after_commits, make_event, read_table, write_lines
 from vhlake.ingest.bronze import BronzeIngestor, RecordBatch
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
@@ -146,13 +144,7 @@ def test_kill_9_mid_ingest_then_rerun_gives_every_line_exactly_once(tmp_path: Pa
     env = {**os.environ, "VHLAKE_INGEST_BATCH_BYTES": str(64 * 1024), "VHLAKE_LAKE_URI": str(lake_dir)}
     command = [sys.executable, "-m", "vhlake", "ingest", str(path)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log_dir = lake_dir / "bronze" / "validation_events_bronze" / "_delta_log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(log_dir.glob("*.json"))) < 20:
-        assert process.poll() is None, "the ingest finished before it could be killed: make the file bigger"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_commits(process, lake_dir / "bronze" / "validation_events_bronze" / "_delta_log", 20)
     lake = Lake(str(lake_dir))
     partial = read_table(lake, "bronze").num_rows
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_event
+from conftest import kill_after_commits, make_event
 from test_pipeline import Lakehouse, end, start
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, SILVER
@@ -109,13 +107,7 @@ def test_kill_9_mid_pipeline_then_rerun_equals_an_uninterrupted_run(tmp_path: Pa
         )
     run = [sys.executable, "-m", "vhlake", "--lake", str(lakes[0]), "pipeline", "run"]
     process = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    gold_log = lakes[0] / "gold" / "marketplace_daily_metrics_gold" / "_delta_log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(gold_log.glob("*.json"))) < 8:
-        assert process.poll() is None, "the pipeline finished before it could be killed"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_commits(process, lakes[0] / "gold" / "marketplace_daily_metrics_gold" / "_delta_log", 8)
     rerun = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     reference = subprocess.run(

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vhlake.lake.tables import BRONZE, REJECTED, UTC_MICROS
+from vhlake.query.arrow_sql import registered
 
 STRING_FIELDS: tuple[str, ...] = (
     "event_id",
@@ -165,11 +166,8 @@ def parse_records(
         default_source_system: ``source_system`` for events that do not carry their own.
     """
     # Batches of a few thousand rows let DuckDB scan the Arrow table on all cores.
-    con.register("lines", pa.Table.from_batches(records.to_batches(max_chunksize=_SCAN_ROWS)))
-    try:
+    with registered(con, lines=pa.Table.from_batches(records.to_batches(max_chunksize=_SCAN_ROWS))):
         candidates = con.sql(_PARSE_SQL).to_arrow_table()
-    finally:
-        con.unregister("lines")
     candidates = _add_batch_columns(
         candidates, source=source, ingestion_time=ingestion_time, default_source_system=default_source_system
     )

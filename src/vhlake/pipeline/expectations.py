@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from vhlake.errors import VhlakeError
 from vhlake.events.model import EVENT_TYPES
+from vhlake.query.arrow_sql import registered
 
 Action = Literal["warn", "quarantine", "fail"]
 
@@ -62,14 +63,11 @@ def check_expectations(
     Raises:
         ExpectationFailed: when a ``fail`` rule is broken by any event.
     """
-    con.register("bronze_batch", events)
-    try:
+    with registered(con, bronze_batch=events):
         flags = ", ".join(
             f"NOT coalesce(({rule.predicate}), false) AS broke_{i}" for i, rule in enumerate(expectations)
         )
         verdicts = con.sql(f"SELECT {flags} FROM bronze_batch").to_arrow_table() if expectations else None  # noqa: S608
-    finally:
-        con.unregister("bronze_batch")
     violations: dict[str, int] = {}
     reason = pa.nulls(events.num_rows, pa.string())
     for i, rule in enumerate(expectations):

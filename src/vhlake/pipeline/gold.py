@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from vhlake.lake.tables import GOLD
+from vhlake.query.arrow_sql import registered
 
 UNKNOWN_CATEGORY = "unknown"
 
@@ -38,9 +39,6 @@ GROUP BY ALL
 
 def daily_metrics(con: duckdb.DuckDBPyConnection, jobs: pa.Table, *, updated_at: object) -> pa.Table:
     """Gold rows for every (date, marketplace, category) group present in ``jobs`` (silver rows)."""
-    con.register("jobs", jobs)
-    try:
+    with registered(con, jobs=jobs):
         rows = con.sql(GOLD_SQL, params={"updated_at": updated_at}).to_arrow_table()
-    finally:
-        con.unregister("jobs")
     return rows.select(GOLD.schema.names).cast(GOLD.schema)

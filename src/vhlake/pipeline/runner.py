@@ -25,6 +25,7 @@ from vhlake.lake.tables import BRONZE, GOLD, PIPELINE_RUNS, QUARANTINE, SILVER, 
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
 from vhlake.pipeline.silver import fold_jobs
+from vhlake.query.arrow_sql import registered
 
 PIPELINE_APP = "pipeline:bronze"
 DERIVED = (QUARANTINE, SILVER, GOLD)
@@ -179,34 +180,24 @@ class Pipeline:
 
     def _job_history(self, version: int, jobs: pa.Array) -> pa.Table:
         """Every bronze event (at ``version``) of ``jobs`` that passes the expectations."""
-        self._con.register("bronze_all", self._lake.dataset(BRONZE, version=version))
-        self._con.register("touched", pa.table({"job_id": jobs}))
-        try:
+        touched = pa.table({"job_id": jobs})
+        with registered(self._con, bronze_all=self._lake.dataset(BRONZE, version=version), touched=touched):
             history = self._con.sql(
                 "SELECT * FROM bronze_all WHERE job_id IN (SELECT job_id FROM touched)"
             ).to_arrow_table()
-        finally:
-            self._con.unregister("bronze_all")
-            self._con.unregister("touched")
         return check_expectations(self._con, history, self._expectations).passed
 
     def _silver_rows(self, jobs: pa.Array) -> pa.Table:
-        self._con.register("silver_all", self._lake.dataset(SILVER))
-        self._con.register("touched", pa.table({"job_id": jobs}))
-        try:
+        touched = pa.table({"job_id": jobs})
+        with registered(self._con, silver_all=self._lake.dataset(SILVER), touched=touched):
             rows = self._con.sql("SELECT * FROM silver_all WHERE job_id IN (SELECT job_id FROM touched)")
             return rows.to_arrow_table().select(SILVER.schema.names).cast(SILVER.schema)
-        finally:
-            self._con.unregister("silver_all")
-            self._con.unregister("touched")
 
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
         if groups.num_rows == 0:
             return _with_deletions(GOLD.schema.empty_table(), groups, now)
-        self._con.register("silver_all", self._lake.dataset(SILVER))
-        self._con.register("groups", groups)
-        try:
+        with registered(self._con, silver_all=self._lake.dataset(SILVER), groups=groups):
             jobs = self._con.sql(
                 f"""SELECT s.* FROM silver_all s
                 SEMI JOIN groups g ON s.created_date = g.date AND s.marketplace = g.marketplace
@@ -214,9 +205,6 @@ class Pipeline:
                 WHERE s.created_date BETWEEN $first AND $last""",  # noqa: S608
                 params={"first": pc.min(groups["date"]).as_py(), "last": pc.max(groups["date"]).as_py()},
             ).to_arrow_table()
-        finally:
-            self._con.unregister("silver_all")
-            self._con.unregister("groups")
         metrics = daily_metrics(self._con, jobs, updated_at=now)
         return _with_deletions(metrics, groups, now)
 

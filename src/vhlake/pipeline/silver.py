@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from vhlake.lake.tables import SILVER
+from vhlake.query.arrow_sql import registered
 
 _INT = "CASE WHEN json_type(payload, '$.{f}') IN ('UBIGINT', 'BIGINT') THEN TRY_CAST(json_extract(payload, '$.{f}') AS BIGINT) END"
 _STR = "CASE WHEN json_type(payload, '$.{f}') = 'VARCHAR' THEN json_extract_string(payload, '$.{f}') END"
@@ -73,9 +74,6 @@ LEFT JOIN (SELECT job_id, tv AS t FROM terminals) te USING (job_id)
 
 def fold_jobs(con: duckdb.DuckDBPyConnection, events: pa.Table, *, updated_at: object) -> pa.Table:
     """Dedupe events by ``event_id`` and fold them into one silver row per ``job_id``."""
-    con.register("events", events)
-    try:
+    with registered(con, events=events):
         rows = con.sql(FOLD_SQL, params={"updated_at": updated_at}).to_arrow_table()
-    finally:
-        con.unregister("events")
     return rows.select(SILVER.schema.names).cast(SILVER.schema)
