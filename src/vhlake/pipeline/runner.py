@@ -134,12 +134,19 @@ class Pipeline:
         now = datetime.now(UTC)
         folded = fold_jobs(self._con, self._job_history(version, jobs), updated_at=now)
         before = self._silver_rows(jobs)  # their old groups: a job whose day moved leaves one
-        self._lake.upsert_once(SILVER, folded, keys=("job_id",), app_id=app_id, version=version)
+        self._lake.upsert_once(
+            SILVER,
+            _silver_source(folded, before),
+            keys=SILVER_KEYS,
+            app_id=app_id,
+            version=version,
+            delete_flag="_deleted",
+        )
         groups = _groups(pa.concat_tables([folded, before]))
         self._lake.upsert_once(
             GOLD,
             self._gold_rows(groups, now),
-            keys=("date", "marketplace", "category"),
+            keys=GOLD_KEYS,
             app_id=app_id,
             version=version,
             delete_flag="_deleted",
@@ -294,14 +301,35 @@ def _groups(jobs: pa.Table) -> pa.Table:
     return keys.group_by(["date", "marketplace", "category"]).aggregate([])
 
 
+SILVER_KEYS = ("job_id", "marketplace", "created_date")
+GOLD_KEYS = ("date", "marketplace", "category")
+
+
+def _silver_source(folded: pa.Table, before: pa.Table) -> pa.Table:
+    """The MERGE source for silver: folded jobs, and a ``_deleted`` marker for each old row of a job whose
+    partition (marketplace, created_date) changed. Matching on the partition columns too lets the MERGE
+    touch only the partitions the batch lives in, and the move is one commit."""
+    old_keys = before.select(list(SILVER_KEYS))  # Arrow joins cannot carry map columns along
+    moved = old_keys.join(folded.select(list(SILVER_KEYS)), keys=list(SILVER_KEYS), join_type="left anti")
+    return _merge_source(SILVER, folded, moved)
+
+
 def _with_deletions(metrics: pa.Table, groups: pa.Table, now: datetime) -> pa.Table:
     """The MERGE source for gold: recomputed rows, and a ``_deleted`` marker per group left empty."""
-    keys = ["date", "marketplace", "category"]
-    gone = groups.join(metrics.select(keys), keys=keys, join_type="left anti")
-    nullable = pa.schema([f.with_nullable(True) for f in GOLD.schema] + [pa.field("_deleted", pa.bool_())])
+    gone = groups.join(metrics.select(list(GOLD_KEYS)), keys=list(GOLD_KEYS), join_type="left anti")
+    return _merge_source(GOLD, metrics, gone)
+
+
+def _merge_source(table: TableDef, upserts: pa.Table, deletions: pa.Table) -> pa.Table:
+    """``upserts`` and ``deletions`` (which need only the key columns) in one table flagged by ``_deleted``."""
+    schema = pa.schema([f.with_nullable(True) for f in table.schema] + [pa.field("_deleted", pa.bool_())])
+    count = deletions.num_rows
     markers = pa.table(
-        {f.name: gone[f.name] if f.name in keys else pa.nulls(gone.num_rows, f.type) for f in GOLD.schema}
-        | {"_deleted": pa.repeat(pa.scalar(True), gone.num_rows)}
+        {
+            f.name: deletions[f.name] if f.name in deletions.column_names else pa.nulls(count, f.type)
+            for f in table.schema
+        }
+        | {"_deleted": pa.repeat(pa.scalar(True), count)}
     )
-    rows = metrics.append_column("_deleted", pa.repeat(pa.scalar(False), metrics.num_rows))
-    return pa.concat_tables([rows.cast(nullable), markers.cast(nullable)])
+    rows = upserts.append_column("_deleted", pa.repeat(pa.scalar(False), upserts.num_rows))
+    return pa.concat_tables([rows.cast(schema), markers.cast(schema)])
