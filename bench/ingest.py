@@ -27,7 +27,9 @@ def sample_file(events: int, seed: int) -> Path:
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
         spec = SampleSpec(jobs=events // 2, seed=seed, bad_event_rate=0.002, garbage_rate=0.001)
-        write_jsonl(generate_lines(spec), path)
+        partial = path.with_suffix(".partial")  # a failed run must not leave a file that looks complete
+        write_jsonl(generate_lines(spec), partial)
+        partial.rename(path)
     return path
 
 

@@ -47,6 +47,8 @@ def generate_lines(spec: SampleSpec) -> pa.Table:
     con.execute("SET TimeZone = 'UTC'")
     con.register("jobs", jobs)
     events = con.sql(_EVENTS_SQL, params={"seed": spec.seed}).to_arrow_table()
+    # 64-bit offsets: ten million ~400-byte lines overflow a plain string column when taken together.
+    events = events.set_column(0, "line", pc.cast(events["line"], pa.large_string()))
     events = _add_awkward_events(events, spec, rng)
     arrival = pc.add(events["arrival"], pa.array(rng.uniform(0, spec.max_disorder_s, events.num_rows)))
     return events.select(["line"]).take(pc.sort_indices(arrival))
@@ -56,7 +58,7 @@ def write_jsonl(lines: pa.Table, path: Path, chunk_rows: int = 100_000) -> int:
     """Write the ``line`` column to ``path``, one event per line; returns the number of bytes."""
     with path.open("wb") as out:
         for start in range(0, lines.num_rows, chunk_rows):
-            chunk = lines["line"].slice(start, chunk_rows).combine_chunks()
+            chunk = pc.cast(lines["line"].slice(start, chunk_rows), pa.string()).combine_chunks()
             joined = pc.binary_join(pa.ListArray.from_arrays([0, len(chunk)], chunk), "\n")
             out.write(joined[0].as_py().encode() + b"\n")
     return path.stat().st_size
