@@ -7,6 +7,7 @@ commit as its data: the Delta log, not a side file, records how far each source 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,29 +75,51 @@ class Lake:
         ``data`` covers source positions ``(start, version]``. A batch that overlaps what was committed
         without being covered by it would be half duplicated, so it is refused.
 
-        The check and the write race with other writers of the same ``app_id``: Delta refuses the second
-        commit (``CommitFailedError``), so on a conflict re-read the version and retry only if still needed.
-
         Returns:
             True when this call committed, False when the data was already there.
         """
-        for attempt in range(_COMMIT_ATTEMPTS):
-            done = self.txn_version(table, app_id)
-            if done is not None and done >= version:
-                return False
+
+        def check(done: int | None) -> None:
             if done is not None and start is not None and start < done:
                 raise LakeError(
                     f"{table.name}: batch ({start}, {version}] of {app_id} overlaps the committed "
                     f"position {done}; refusing to write duplicates"
                 )
+
+        def write() -> None:
+            self._append(table, data, app_id=app_id, version=version)
+
+        return self._commit_once(table, app_id, version, write, check=check, verb="write")
+
+    def _commit_once(
+        self,
+        table: TableDef,
+        app_id: str,
+        version: int,
+        write: Callable[[], None],
+        *,
+        check: Callable[[int | None], None] | None = None,
+        verb: str,
+    ) -> bool:
+        """Run ``write`` unless ``app_id`` already committed ``version`` to ``table``; True when it ran.
+
+        The check and the write race with other writers of the same ``app_id``: Delta refuses the second
+        commit (``CommitFailedError``), so on a conflict re-read the version and retry only if still needed.
+        """
+        for attempt in range(_COMMIT_ATTEMPTS):
+            done = self.txn_version(table, app_id)
+            if done is not None and done >= version:
+                return False
+            if check is not None:
+                check(done)
             try:
-                self._append(table, data, app_id=app_id, version=version)
+                write()
                 return True
             except CommitFailedError:
                 time.sleep(0.05 * 2**attempt)
             except (DeltaError, OSError) as exc:
-                raise LakeError(f"cannot write {table.name}: {exc}") from exc
-        raise LakeError(f"{table.name}: commit kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+                raise LakeError(f"cannot {verb} {table.name}: {exc}") from exc
+        raise LakeError(f"{table.name}: {verb} kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
     def dataset(self, table: TableDef, *, version: int | None = None) -> ds.Dataset:
         """The table's current files as a pyarrow dataset (for DuckDB, with filter and partition pushdown).
@@ -109,7 +132,7 @@ class Lake:
         delta = self.open(table)
         if delta is None:
             return ds.dataset(table.schema.empty_table())
-        if version is not None:
+        if version is not None and version != delta.version():
             delta = DeltaTable(
                 self.table_uri(table), version=version, storage_options=self.storage_options or None
             )
@@ -167,26 +190,16 @@ class Lake:
         ``delete_flag``, source rows flagged true delete their match instead. A MERGE that changes nothing
         makes no Delta commit, so the version is then recorded with an empty append.
         """
-        for attempt in range(_COMMIT_ATTEMPTS):
-            done = self.txn_version(table, app_id)
-            if done is not None and done >= version:
-                return False
+
+        def merge() -> None:
             delta = self.ensure(table)
             before = delta.version()
-            try:
-                _merge(
-                    delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version
-                )
-            except CommitFailedError:
-                time.sleep(0.05 * 2**attempt)
-                continue
-            except (DeltaError, OSError) as exc:
-                raise LakeError(f"cannot merge into {table.name}: {exc}") from exc
+            _merge(delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version)
             delta.update_incremental()
             if delta.version() == before:
-                self.append_once(table, table.schema.empty_table(), app_id=app_id, version=version)
-            return True
-        raise LakeError(f"{table.name}: merge kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+                self._append(table, table.schema.empty_table(), app_id=app_id, version=version)
+
+        return self._commit_once(table, app_id, version, merge, verb="merge into")
 
     def ensure(self, table: TableDef) -> DeltaTable:
         """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
