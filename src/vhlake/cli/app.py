@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from vhlake import bootstrap
-from vhlake.cli.output import OutputFormat, err, out, print_table, to_csv, to_json
+from vhlake.cli.output import OutputFormat, err, out, print_ingest_report, print_table, to_csv, to_json
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.errors import VhlakeError
 from vhlake.events.model import event_json_schema
@@ -96,12 +96,12 @@ def ingest(
     for path in files or []:
         started = time.perf_counter()
         report = _ingest_with_progress(ingestor, path)
-        _print_report(path.name, report, time.perf_counter() - started)
+        print_ingest_report(path.name, report, time.perf_counter() - started)
     if from_log:
         started = time.perf_counter()
         with bootstrap.open_event_log(settings) as log:
             report = ingest_log(ingestor, log)
-        _print_report(f"event log {log.topic}", report, time.perf_counter() - started)
+        print_ingest_report(f"event log {log.topic}", report, time.perf_counter() - started)
 
 
 def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
@@ -118,20 +118,6 @@ def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
     ) as progress:
         task = progress.add_task(path.name, total=total)
         return ingestor.ingest_file(path, on_progress=lambda advance: progress.advance(task, advance))
-
-
-def _print_report(name: str, report: IngestReport, seconds: float) -> None:
-    if report.already_ingested:
-        out.print(f"{name}: already ingested, nothing to add")
-        return
-    rate = (report.bronze_rows + report.rejected_rows) / seconds if seconds > 0 else 0.0
-    reasons = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(report.reject_errors.items()))
-    resumed = f" (resumed at position {report.resumed_from:,})" if report.resumed_from else ""
-    out.print(
-        f"{name}: [green]{report.bronze_rows:,} ingested[/green], "
-        f"[{'yellow' if report.rejected_rows else 'green'}]{report.rejected_rows:,} rejected[/]"
-        f"{f' ({reasons})' if reasons else ''} in {seconds:.2f} s ({rate:,.0f} events/s){resumed}"
-    )
 
 
 @app.command()

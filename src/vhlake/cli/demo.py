@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from vhlake import bootstrap
-from vhlake.cli.output import print_table
+from vhlake.cli.output import print_ingest_report, print_table
 from vhlake.events.model import ValidationEvent, ValidationPayload
 from vhlake.ingest.log_source import ingest_log
 from vhlake.lake.inventory import table_inventory
@@ -59,15 +59,7 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> 
     ingestor = bootstrap.build_ingestor(settings)
     started = time.perf_counter()
     report = ingestor.ingest_file(sample)
-    seconds = time.perf_counter() - started
-    if report.already_ingested:
-        out.print(f"{sample.name}: already ingested, nothing to add")
-    else:
-        rate = (report.bronze_rows + report.rejected_rows) / seconds
-        out.print(
-            f"{sample.name}: {report.bronze_rows:,} ingested, {report.rejected_rows:,} rejected "
-            f"in {seconds:.2f} s ({rate:,.0f} events/s)"
-        )
+    print_ingest_report(sample.name, report, time.perf_counter() - started)
 
     out.rule("3. Python API → embedded event log → bronze")
     publisher = bootstrap.build_publisher(settings)

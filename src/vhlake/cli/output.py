@@ -15,6 +15,8 @@ import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 
+from vhlake.ingest.bronze import IngestReport
+
 # Piped output is read by programs and people with wide windows: do not wrap tables at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -72,3 +74,18 @@ def print_table(console: Console, table: pa.Table, *, max_rows: int, title: str 
         console.print(f"[dim]… {hidden:,} more rows (use --max-rows or --format json/csv)[/dim]")
     else:
         console.print(f"[dim]{table.num_rows:,} row{'s' if table.num_rows != 1 else ''}[/dim]")
+
+
+def print_ingest_report(name: str, report: IngestReport, seconds: float) -> None:
+    """One line: what an ingest added to bronze and rejects, how fast, and whether it resumed."""
+    if report.already_ingested:
+        out.print(f"{name}: already ingested, nothing to add")
+        return
+    rate = (report.bronze_rows + report.rejected_rows) / seconds if seconds > 0 else 0.0
+    reasons = ", ".join(f"{kind}: {count:,}" for kind, count in sorted(report.reject_errors.items()))
+    resumed = f" (resumed at position {report.resumed_from:,})" if report.resumed_from else ""
+    out.print(
+        f"{name}: [green]{report.bronze_rows:,} ingested[/green], "
+        f"[{'yellow' if report.rejected_rows else 'green'}]{report.rejected_rows:,} rejected[/]"
+        f"{f' ({reasons})' if reasons else ''} in {seconds:.2f} s ({rate:,.0f} events/s){resumed}"
+    )

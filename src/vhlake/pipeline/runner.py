@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
@@ -187,18 +188,17 @@ class Pipeline:
 
     def _job_history(self, version: int, jobs: pa.Array) -> pa.Table:
         """Every bronze event (at ``version``) of ``jobs`` that passes the expectations."""
-        touched = pa.table({"job_id": jobs})
-        with registered(self._con, bronze_all=self._lake.dataset(BRONZE, version=version), touched=touched):
-            history = self._con.sql(
-                "SELECT * FROM bronze_all WHERE job_id IN (SELECT job_id FROM touched)"
-            ).to_arrow_table()
+        history = self._rows_of_jobs(self._lake.dataset(BRONZE, version=version), jobs)
         return check_expectations(self._con, history, self._expectations).passed
 
     def _silver_rows(self, jobs: pa.Array) -> pa.Table:
-        touched = pa.table({"job_id": jobs})
-        with registered(self._con, silver_all=self._lake.dataset(SILVER), touched=touched):
-            rows = self._con.sql("SELECT * FROM silver_all WHERE job_id IN (SELECT job_id FROM touched)")
-            return rows.to_arrow_table().select(SILVER.schema.names).cast(SILVER.schema)
+        rows = self._rows_of_jobs(self._lake.dataset(SILVER), jobs)
+        return rows.select(SILVER.schema.names).cast(SILVER.schema)
+
+    def _rows_of_jobs(self, table: ds.Dataset, jobs: pa.Array) -> pa.Table:
+        with registered(self._con, lake_table=table, touched=pa.table({"job_id": jobs})):
+            query = "SELECT * FROM lake_table WHERE job_id IN (SELECT job_id FROM touched)"
+            return self._con.sql(query).to_arrow_table()
 
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
@@ -223,19 +223,9 @@ class Pipeline:
 
     def _log_failure(self, run_id: str, start: int, end: int, exc: Exception) -> None:
         """Record a failed range in pipeline_runs (what DLT's event log shows for a failed update)."""
-        now = datetime.now(UTC)
-        row = {
-            "run_id": run_id,
-            "step": "bronze_to_gold",
-            "started_at": now,
-            "duration_s": 0.0,
-            "status": "failed",
-            "upstream_from_version": start,
-            "upstream_to_version": end,
-            "error": f"{type(exc).__name__}: {exc}",
-            "run_date": now.date(),
-        }
-        self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
+        self._log(
+            run_id, datetime.now(UTC), 0.0, start, end, status="failed", error=f"{type(exc).__name__}: {exc}"
+        )
 
     def _log_run(
         self,
@@ -249,20 +239,31 @@ class Pipeline:
         violations: dict[str, int],
     ) -> None:
         quarantined = sum(violations.get(e.name, 0) for e in self._expectations if e.action == "quarantine")
+        self._log(
+            run_id,
+            started,
+            seconds,
+            start,
+            end,
+            status="success",
+            rows_in=new.num_rows,
+            rows_out=folded.num_rows,
+            rows_quarantined=quarantined,
+            expectations=list(violations.items()),
+        )
+
+    def _log(
+        self, run_id: str, started: datetime, seconds: float, start: int, end: int, **outcome: object
+    ) -> None:
         row = {
             "run_id": run_id,
             "step": "bronze_to_gold",
             "started_at": started,
             "duration_s": seconds,
-            "status": "success",
             "upstream_from_version": start,
             "upstream_to_version": end,
-            "rows_in": new.num_rows,
-            "rows_out": folded.num_rows,
-            "rows_quarantined": quarantined,
-            "expectations": list(violations.items()),
-            "error": None,
             "run_date": started.date(),
+            **outcome,
         }
         self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
 
