@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -232,6 +233,31 @@ class Lake:
         )
 
 
+def _partition_filter(table: TableDef, source: pa.Table) -> list[str]:
+    """Conditions naming the target partitions the source can match, so the MERGE reads only those.
+
+    delta-rs does not prune target files from the join keys alone (measured: a 80k-row MERGE into a
+    5M-row silver took 11 s scanning every file, 0.36 s with the partition named). The merge predicate is
+    a string, so only date and integer partition values are written into it, rendered from typed values
+    (never text that came from the data); a column with NULLs in the source (delete markers that carry
+    only keys) is not used.
+    """
+    conditions = []
+    for name in table.partition_by:
+        if name not in source.column_names or source[name].null_count:
+            continue
+        column = source[name]
+        if pa.types.is_date32(column.type):
+            values = [f"DATE '{value.isoformat()}'" for value in pc.unique(column).to_pylist()]
+        elif pa.types.is_integer(column.type):
+            values = [str(int(value)) for value in pc.unique(column).to_pylist()]
+        else:
+            continue
+        if values:
+            conditions.append(f"t.{name} IN ({', '.join(values)})")
+    return conditions
+
+
 def _merge(
     delta: DeltaTable,
     table: TableDef,
@@ -244,7 +270,7 @@ def _merge(
 ) -> None:
     """Build and run the MERGE; only column names (from the contract) are written into its predicates."""
     columns = table.schema.names
-    match = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    match = " AND ".join([f"t.{k} = s.{k}" for k in keys] + _partition_filter(table, source))
     # Nested columns cannot be compared by the engine; they change together with the scalar ones.
     compared = [f.name for f in table.schema if f.name != "updated_at" and not pa.types.is_nested(f.type)]
     changed = "NOT (" + " AND ".join(f"(t.{c} IS NOT DISTINCT FROM s.{c})" for c in compared) + ")"

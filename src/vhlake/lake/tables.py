@@ -118,6 +118,42 @@ SILVER = TableDef(
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
 )
 
+JOB_EVENTS = TableDef(
+    name="validation_job_events",
+    layer="silver",
+    schema=pa.schema(
+        [
+            pa.field("job_id", pa.string(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("timestamp", UTC_MICROS, nullable=False),
+            pa.field("user_id", pa.string()),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string()),
+            pa.field("ruleset", pa.string()),
+            pa.field("total_rows", pa.int64()),
+            pa.field("valid_rows", pa.int64()),
+            pa.field("invalid_rows", pa.int64()),
+            pa.field("error_types", pa.map_(pa.string(), pa.int32())),
+            pa.field("processing_time_ms", pa.int64()),
+            pa.field("file_size_bytes", pa.int64()),
+            pa.field("s3_path", pa.string()),
+            pa.field("ingestion_time", UTC_MICROS, nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("source_offset", pa.int64(), nullable=False),
+            pa.field("job_date", pa.date32(), nullable=False),
+        ]
+    ),
+    # A job's events stay together under the date the job was first folded to (it never changes, so this
+    # table is append-only); a batch reads the history of the jobs it touches from the few recent
+    # partitions they live in, never from the whole of bronze.
+    partition_by=("job_date",),
+    description=(
+        "The pipeline's state: every bronze event that passed the expectations, payload typed, filed under "
+        "job_date (its job's created date when the job was first seen). Silver is their fold per job."
+    ),
+)
+
 GOLD = TableDef(
     name="marketplace_daily_metrics_gold",
     layer="gold",
@@ -169,7 +205,7 @@ PIPELINE_RUNS = TableDef(
     description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
 )
 
-ALL_TABLES: tuple[TableDef, ...] = (BRONZE, REJECTED, QUARANTINE, SILVER, GOLD, PIPELINE_RUNS)
+ALL_TABLES: tuple[TableDef, ...] = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, PIPELINE_RUNS)
 
 
 def table_by_name(name: str) -> TableDef:

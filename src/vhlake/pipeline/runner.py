@@ -1,10 +1,15 @@
-"""The incremental pipeline: bronze → quarantine + silver → gold, exactly once.
+"""The incremental pipeline: bronze → quarantine + job events → silver → gold, exactly once.
 
 Each derived table records, as a Delta application transaction ``(PIPELINE_APP, bronze version)``, how far
 into bronze it has been brought. A run reads only the bronze commits after that (the change data feed),
-in bounded version ranges; for the jobs those commits touch it re-folds each job's whole history, so the
-result never depends on how events were batched or ordered. A crash between the commits of one range
-is repaired on the next run: every table skips what it already has.
+in bounded version ranges. The events that pass the expectations are typed once and kept in
+``validation_job_events``, filed by job; for the jobs a range touches, their history is read from the few
+partitions it lives in and re-folded whole, so the result never depends on how events were batched or
+ordered, and the work follows the new data, not the size of bronze.
+
+Within a range the tables commit in the order quarantine, silver, gold, job events: the history is
+written last, so after a crash the tables still to be written are computed from the history they were
+computed from before. A rerun skips, table by table, what is already there.
 """
 
 from __future__ import annotations
@@ -22,14 +27,24 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
-from vhlake.pipeline.silver import fold_jobs
+from vhlake.pipeline.silver import file_events, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
 
 PIPELINE_APP = "pipeline:bronze"
-DERIVED = (QUARANTINE, SILVER, GOLD)
+DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
+# What gold needs of silver (a rebuild reads only these columns).
+_GOLD_INPUTS = [
+    "created_date",
+    "marketplace",
+    "category",
+    "status",
+    "total_rows",
+    "processing_time_ms",
+    "user_id",
+]
 
 
 @dataclass
@@ -119,7 +134,8 @@ class Pipeline:
             "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
         )
         self._lake.append_once(QUARANTINE, quarantine, app_id=PIPELINE_APP, version=end, start=start)
-        folded, groups = self._refold(pc.unique(checked.passed["job_id"]), version=end, app_id=PIPELINE_APP)
+        typed = type_events(self._con, checked.passed)
+        folded, groups = self._apply(typed, version=end, app_id=PIPELINE_APP)
         report.events_in += new.num_rows
         report.quarantined += quarantine.num_rows
         report.jobs_upserted += folded.num_rows
@@ -130,11 +146,13 @@ class Pipeline:
             run_id, started, time.perf_counter() - clock, start, end, new, folded, checked.violations
         )
 
-    def _refold(self, jobs: pa.Array, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
-        """Re-fold ``jobs`` from their bronze history into silver, then recompute the gold groups they touch."""
+    def _apply(self, events: pa.Table, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
+        """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch, then the
+        job events themselves. Returns the folded silver rows and the touched gold groups."""
         now = datetime.now(UTC)
-        folded = fold_jobs(self._con, self._job_history(version, jobs), updated_at=now)
-        before = self._silver_rows(jobs)  # their old groups: a job whose day moved leaves one
+        places, history = self._history(pc.unique(events["job_id"]))
+        before = fold_jobs(self._con, history, updated_at=now)  # the jobs' silver rows as they are
+        folded = fold_jobs(self._con, pa.concat_tables([history, events]), updated_at=now)
         self._lake.upsert_once(
             SILVER,
             _silver_source(folded, before),
@@ -152,13 +170,16 @@ class Pipeline:
             version=version,
             delete_flag="_deleted",
         )
+        filed = file_events(self._con, events, _with_new_jobs(places, folded))
+        self._lake.append_once(JOB_EVENTS, filed, app_id=app_id, version=version)
         return folded, groups
 
     def replay_quarantine(self, *, reason: str | None = None) -> int:
         """Re-check quarantined events (all, or one ``reason``) with the current rules; fold those that pass.
 
-        Replayed events leave the quarantine. Safe to repeat after a crash: re-folding a job is idempotent
-        and an event leaves the quarantine only after its job was folded.
+        Replayed events leave the quarantine. Safe to repeat after a crash: folding an event twice is a
+        no-op (events are deduplicated by ``event_id``), and an event leaves the quarantine only after its
+        job was folded.
         """
         quarantine = self._lake.open(QUARANTINE)
         bronze = self._lake.open(BRONZE)
@@ -172,7 +193,7 @@ class Pipeline:
             return 0
         version = bronze.version()
         app_id = f"replay:{uuid.uuid4()}"
-        self._refold(pc.unique(passing["job_id"]), version=version, app_id=app_id)
+        self._apply(type_events(self._con, passing), version=version, app_id=app_id)
         leaving = passing.select(["source", "source_offset"]).append_column(
             "_deleted", pa.repeat(pa.scalar(True), passing.num_rows)
         )
@@ -186,38 +207,40 @@ class Pipeline:
         )
         return int(passing.num_rows)
 
-    def _job_history(self, version: int, jobs: pa.Array) -> pa.Table:
-        """Every bronze event (at ``version``) of ``jobs`` that passes the expectations."""
-        history = self._rows_of_jobs(self._lake.dataset(BRONZE, version=version), jobs)
-        return check_expectations(self._con, history, self._expectations).passed
+    def _history(self, jobs: pa.Array) -> tuple[pa.Table, pa.Table]:
+        """Where ``jobs`` are filed (job_id, job_date) and their typed events so far.
 
-    def _silver_rows(self, jobs: pa.Array) -> pa.Table:
-        rows = self._rows_of_jobs(self._lake.dataset(SILVER), jobs)
-        return rows.select(SILVER.schema.names).cast(SILVER.schema)
-
-    def _rows_of_jobs(self, table: ds.Dataset, jobs: pa.Array) -> pa.Table:
-        with registered(self._con, lake_table=table, touched=pa.table({"job_id": jobs})):
-            query = "SELECT * FROM lake_table WHERE job_id IN (SELECT job_id FROM touched)"
-            return self._con.sql(query).to_arrow_table()
+        Finding them scans one narrow column (job_id); their events are then read from those partitions only.
+        """
+        filed = self._lake.dataset(JOB_EVENTS)
+        keys = filed.to_table(columns=["job_id", "job_date"], filter=ds.field("job_id").isin(jobs))
+        places = keys.group_by(["job_id", "job_date"]).aggregate([])
+        if places.num_rows == 0:
+            return places, JOB_EVENTS.schema.empty_table().drop_columns(["job_date"])
+        where = ds.field("job_date").isin(pc.unique(places["job_date"])) & ds.field("job_id").isin(
+            places["job_id"]
+        )
+        return places, filed.to_table(filter=where).drop_columns(["job_date"])
 
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
         if groups.num_rows == 0:
             return _with_deletions(GOLD.schema.empty_table(), groups, now)
-        with registered(self._con, silver_all=self._lake.dataset(SILVER), groups=groups):
+        partitions = ds.field("created_date").isin(pc.unique(groups["date"])) & ds.field("marketplace").isin(
+            pc.unique(groups["marketplace"])
+        )
+        candidates = self._lake.dataset(SILVER).to_table(columns=_GOLD_INPUTS, filter=partitions)
+        with registered(self._con, candidates=candidates, groups=groups):
             jobs = self._con.sql(
-                f"""SELECT s.* FROM silver_all s
-                SEMI JOIN groups g ON s.created_date = g.date AND s.marketplace = g.marketplace
-                    AND coalesce(s.category, '{UNKNOWN_CATEGORY}') = g.category
-                WHERE s.created_date BETWEEN $first AND $last""",  # noqa: S608
-                params={"first": pc.min(groups["date"]).as_py(), "last": pc.max(groups["date"]).as_py()},
+                f"""SELECT c.* FROM candidates c
+                SEMI JOIN groups g ON c.created_date = g.date AND c.marketplace = g.marketplace
+                    AND coalesce(c.category, '{UNKNOWN_CATEGORY}') = g.category"""  # noqa: S608
             ).to_arrow_table()
         metrics = daily_metrics(self._con, jobs, updated_at=now)
         return _with_deletions(metrics, groups, now)
 
     def _rebuild_gold(self, *, version: int) -> None:
-        silver = self._lake.open(SILVER)
-        jobs = SILVER.schema.empty_table() if silver is None else pa.table(silver.to_pyarrow_table())
+        jobs = self._lake.dataset(SILVER).to_table(columns=_GOLD_INPUTS)
         gold = daily_metrics(self._con, jobs, updated_at=datetime.now(UTC))
         self._lake.replace_once(GOLD, gold, app_id=PIPELINE_APP, version=version)
 
@@ -291,6 +314,13 @@ def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:
     return rows.filter(pc.equal(change_type, "insert"))
 
 
+def _with_new_jobs(places: pa.Table, folded: pa.Table) -> pa.Table:
+    """``places`` plus a place for each job seen for the first time: the date it was created on."""
+    first_seen = folded.select(["job_id", "created_date"]).rename_columns(["job_id", "job_date"])
+    new = first_seen.join(places, keys="job_id", join_type="left anti")
+    return pa.concat_tables([places, new.select(places.column_names).cast(places.schema)])
+
+
 def _groups(jobs: pa.Table) -> pa.Table:
     keys = pa.table(
         {
@@ -318,6 +348,7 @@ def _silver_source(folded: pa.Table, before: pa.Table) -> pa.Table:
 def _with_deletions(metrics: pa.Table, groups: pa.Table, now: datetime) -> pa.Table:
     """The MERGE source for gold: recomputed rows, and a ``_deleted`` marker per group left empty."""
     gone = groups.join(metrics.select(list(GOLD_KEYS)), keys=list(GOLD_KEYS), join_type="left anti")
+    gone = gone.append_column("year", pc.year(gone["date"])).append_column("month", pc.month(gone["date"]))
     return _merge_source(GOLD, metrics, gone)
 
 

@@ -1,7 +1,8 @@
-"""Bronze events → one silver row per job (DESIGN.md "Silver and gold semantics", steps 2 to 4).
+"""Bronze events → typed job events → one silver row per job (DESIGN.md "Silver and gold semantics", 2 to 4).
 
-Pure: events in (Arrow, bronze columns, already past the expectations), job rows out. The whole history of
-a job goes in at once, so the fold does not depend on how events were split into batches or ordered.
+Pure: Arrow in, Arrow out. ``type_events`` parses each payload once, when the event first passes the
+expectations; ``fold_jobs`` takes the whole (typed) history of some jobs and folds it, so the result never
+depends on how the events were split into batches or ordered.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from vhlake.lake.tables import SILVER
+from vhlake.lake.tables import JOB_EVENTS, SILVER
 from vhlake.query.arrow_sql import registered
 
 _INT = "CASE WHEN json_type(payload, '$.{f}') IN ('UBIGINT', 'BIGINT') THEN TRY_CAST(json_extract(payload, '$.{f}') AS BIGINT) END"
@@ -17,38 +18,42 @@ _STR = "CASE WHEN json_type(payload, '$.{f}') = 'VARCHAR' THEN json_extract_stri
 # A map of integers only: a value of another type ("3", 1.5) makes the whole map NULL, as Spark's from_json.
 _INT_MAP = r'\{("([^"\\]|\\.)*":-?[0-9]+(,"([^"\\]|\\.)*":-?[0-9]+)*)?\}'
 
-FOLD_SQL = f"""
+# Payload fields are strictly typed: "12", 1.5, [] and out-of-range numbers become NULL.
+TYPE_SQL = f"""
+WITH objects AS (
+    SELECT * REPLACE (CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT' THEN payload END AS payload)
+    FROM events
+)
+SELECT job_id, event_id, event_type, "timestamp", user_id, marketplace, category,
+    {_STR.format(f="ruleset")} AS ruleset,
+    {_INT.format(f="total_rows")} AS total_rows,
+    {_INT.format(f="valid_rows")} AS valid_rows,
+    {_INT.format(f="invalid_rows")} AS invalid_rows,
+    CASE WHEN regexp_full_match(json_extract(payload, '$.error_types')::VARCHAR, '{_INT_MAP}')
+        THEN TRY_CAST(json_extract(payload, '$.error_types') AS MAP(VARCHAR, INTEGER)) END AS error_types,
+    {_INT.format(f="processing_time_ms")} AS processing_time_ms,
+    {_INT.format(f="file_size_bytes")} AS file_size_bytes,
+    {_STR.format(f="s3_path")} AS s3_path,
+    ingestion_time, source, source_offset
+FROM objects
+"""  # noqa: S608
+
+FOLD_SQL = """
 WITH deduped AS (
     -- the first received copy of an event wins (bronze order: ingestion time, then source position)
-    SELECT * FROM events
+    SELECT * RENAME ("timestamp" AS ts) FROM events
     QUALIFY row_number() OVER (
         PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) = 1
-), typed AS (
-    SELECT job_id, event_id, event_type, "timestamp" AS ts, user_id, marketplace, category,
-        CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT' THEN payload END AS payload
-    FROM deduped
-), parsed AS (
-    SELECT *,
-        {_STR.format(f="ruleset")} AS ruleset,
-        {_INT.format(f="total_rows")} AS total_rows,
-        {_INT.format(f="valid_rows")} AS valid_rows,
-        {_INT.format(f="invalid_rows")} AS invalid_rows,
-        CASE WHEN regexp_full_match(json_extract(payload, '$.error_types')::VARCHAR, '{_INT_MAP}')
-            THEN TRY_CAST(json_extract(payload, '$.error_types') AS MAP(VARCHAR, INTEGER)) END AS error_types,
-        {_INT.format(f="processing_time_ms")} AS processing_time_ms,
-        {_INT.format(f="file_size_bytes")} AS file_size_bytes,
-        {_STR.format(f="s3_path")} AS s3_path
-    FROM typed
 ), starts AS (
     -- the earliest start, ties broken by event_id so the result never depends on arrival order
-    SELECT job_id, arg_min(parsed, (ts, event_id)) AS sv
-    FROM parsed WHERE event_type = 'validation_started' GROUP BY job_id
+    SELECT job_id, arg_min(deduped, (ts, event_id)) AS s
+    FROM deduped WHERE event_type = 'validation_started' GROUP BY job_id
 ), terminals AS (
-    SELECT job_id, arg_max(parsed, (ts, event_id)) AS tv
-    FROM parsed WHERE event_type IN ('validation_completed', 'validation_failed') GROUP BY job_id
+    SELECT job_id, arg_max(deduped, (ts, event_id)) AS t
+    FROM deduped WHERE event_type IN ('validation_completed', 'validation_failed') GROUP BY job_id
 ), jobs AS (
     SELECT job_id, min(ts) AS first_ts, arg_min(marketplace, (ts, event_id)) AS any_marketplace
-    FROM parsed GROUP BY job_id
+    FROM deduped GROUP BY job_id
 )
 SELECT
     j.job_id,
@@ -67,13 +72,30 @@ SELECT
     CAST(coalesce(s.ts, j.first_ts) AS DATE) AS created_date,
     $updated_at AS updated_at
 FROM jobs j
-LEFT JOIN (SELECT job_id, sv AS s FROM starts) st USING (job_id)
-LEFT JOIN (SELECT job_id, tv AS t FROM terminals) te USING (job_id)
-"""  # noqa: S608
+LEFT JOIN starts USING (job_id)
+LEFT JOIN terminals USING (job_id)
+"""
+
+_TYPED = pa.schema([f for f in JOB_EVENTS.schema if f.name not in JOB_EVENTS.partition_by])
+
+
+def type_events(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
+    """Bronze events (already past the expectations) with their payload parsed into typed columns."""
+    with registered(con, events=events):
+        rows = con.sql(TYPE_SQL).to_arrow_table()
+    return rows.cast(_TYPED)
 
 
 def fold_jobs(con: duckdb.DuckDBPyConnection, events: pa.Table, *, updated_at: object) -> pa.Table:
-    """Dedupe events by ``event_id`` and fold them into one silver row per ``job_id``."""
-    with registered(con, events=events):
+    """Dedupe typed events by ``event_id`` and fold them into one silver row per ``job_id``."""
+    with registered(con, events=events.select(_TYPED.names)):
         rows = con.sql(FOLD_SQL, params={"updated_at": updated_at}).to_arrow_table()
     return rows.select(SILVER.schema.names).cast(SILVER.schema)
+
+
+def file_events(con: duckdb.DuckDBPyConnection, events: pa.Table, places: pa.Table) -> pa.Table:
+    """Typed events with the ``job_date`` their job is filed under (``places``: job_id, job_date)."""
+    query = "SELECT e.*, p.job_date FROM events e JOIN places p USING (job_id)"
+    with registered(con, events=events.select(_TYPED.names), places=places):
+        rows = con.sql(query).to_arrow_table()
+    return rows.select(JOB_EVENTS.schema.names).cast(JOB_EVENTS.schema)
