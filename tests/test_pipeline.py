@@ -199,7 +199,15 @@ def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> No
             payload={"error_types": {"a": "3"}, "valid_rows": 99999999999999999999},
         ),
     )
+    house.run(
+        end("j4", "2026-11-27T10:00:00Z", payload=' {"ruleset": "r\\"1\\u00e9", "total_rows": -5}'),
+        end("j5", "2026-11-27T10:00:00Z", payload=[1, 2]),
+        end("j6", "2026-11-27T10:00:00Z", payload={"error_types": {"a\"b": 2}, "total_rows": 1.0}),
+    )
     silver = house.silver()
+    assert silver["j4"]["ruleset"] == 'r"1é' and silver["j4"]["total_rows"] == -5
+    assert silver["j5"]["status"] == "success" and silver["j5"]["ruleset"] is None
+    assert dict(silver["j6"]["error_types"]) == {'a"b': 2} and silver["j6"]["total_rows"] is None
     assert silver["j1"]["total_rows"] is None and silver["j1"]["error_types"] is None
     assert silver["j1"]["processing_time_ms"] is None and silver["j1"]["ruleset"] is None
     assert silver["j2"]["status"] == "success" and silver["j2"]["total_rows"] is None

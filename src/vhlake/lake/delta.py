@@ -7,8 +7,9 @@ commit as its data: the Delta log, not a side file, records how far each source 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -150,6 +151,19 @@ class Lake:
             partition_base_dir=self.table_uri(table),
         )
 
+    def local_files(self, table: TableDef, *, where: tuple[str, Sequence[object]] | None = None) -> list[str] | None:
+        """Paths of the table's current data files, for DuckDB's own Parquet reader (None for object
+        stores). ``where=(column, values)`` keeps the files of those partitions only."""
+        if not self.is_local:
+            return None
+        delta = self.open(table)
+        files = [] if delta is None else [uri.removeprefix("file://") for uri in delta.file_uris()]
+        if where is not None:
+            column, values = where
+            segments = {f"/{column}={_partition_text(value)}/" for value in values}
+            files = [f for f in files if any(segment in f for segment in segments)]
+        return files
+
     def append(self, table: TableDef, data: pa.Table) -> None:
         """A plain append (logs and history rows that need no exactly-once guarantee)."""
         try:
@@ -231,6 +245,11 @@ class Lake:
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
+
+
+def _partition_text(value: object) -> str:
+    """A partition value as Delta writes it in a hive-style path."""
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def _partition_filter(table: TableDef, source: pa.Table) -> list[str]:

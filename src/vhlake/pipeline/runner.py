@@ -34,6 +34,8 @@ from vhlake.pipeline.silver import file_events, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
 
 PIPELINE_APP = "pipeline:bronze"
+_JOB_DATE = JOB_EVENTS.schema.get_field_index("job_date")
+_PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
 # What gold needs of silver (a rebuild reads only these columns).
 _GOLD_INPUTS = [
@@ -210,17 +212,35 @@ class Pipeline:
     def _history(self, jobs: pa.Array) -> tuple[pa.Table, pa.Table]:
         """Where ``jobs`` are filed (job_id, job_date) and their typed events so far.
 
-        Finding them scans one narrow column (job_id); their events are then read from those partitions only.
+        Finding them scans one narrow column (job_id, ~0.25 s for 10M events); their events are then
+        read from those partitions only.
         """
-        filed = self._lake.dataset(JOB_EVENTS)
-        keys = filed.to_table(columns=["job_id", "job_date"], filter=ds.field("job_id").isin(jobs))
-        places = keys.group_by(["job_id", "job_date"]).aggregate([])
-        if places.num_rows == 0:
-            return places, JOB_EVENTS.schema.empty_table().drop_columns(["job_date"])
-        where = ds.field("job_date").isin(pc.unique(places["job_date"])) & ds.field("job_id").isin(
-            places["job_id"]
-        )
-        return places, filed.to_table(filter=where).drop_columns(["job_date"])
+        with registered(self._con, touched=pa.table({"job_id": jobs})):
+            self._job_events_view()
+            places = self._con.sql(
+                "SELECT DISTINCT job_id, CAST(job_date AS DATE) AS job_date FROM job_events "
+                "SEMI JOIN touched USING (job_id)"
+            ).to_arrow_table()
+        dates = pc.unique(places["job_date"]).to_pylist()
+        with registered(self._con, places=places):
+            self._job_events_view(dates)
+            history = self._con.sql(
+                "SELECT e.* EXCLUDE (job_date) FROM job_events e SEMI JOIN places p "
+                "ON e.job_id = p.job_id AND CAST(e.job_date AS DATE) = p.job_date"
+            ).to_arrow_table()
+        return places.cast(_PLACES), history.cast(JOB_EVENTS.schema.remove(_JOB_DATE))
+
+    def _job_events_view(self, dates: list[object] | None = None) -> None:
+        """View ``job_events`` over the job events table (only the ``dates`` partitions, when given):
+        DuckDB's own Parquet reader on a local lake, twice as fast as scanning an Arrow dataset."""
+        files = self._lake.local_files(JOB_EVENTS, where=None if dates is None else ("job_date", dates))
+        if files is None:
+            relation = self._con.from_arrow(self._lake.dataset(JOB_EVENTS))
+        elif files:
+            relation = self._con.read_parquet(files, hive_partitioning=True)
+        else:
+            relation = self._con.from_arrow(JOB_EVENTS.schema.empty_table())
+        relation.create_view("job_events", replace=True)
 
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""

@@ -13,29 +13,39 @@ import pyarrow as pa
 from vhlake.lake.tables import JOB_EVENTS, SILVER
 from vhlake.query.arrow_sql import registered
 
-_INT = "CASE WHEN json_type(payload, '$.{f}') IN ('UBIGINT', 'BIGINT') THEN TRY_CAST(json_extract(payload, '$.{f}') AS BIGINT) END"
-_STR = "CASE WHEN json_type(payload, '$.{f}') = 'VARCHAR' THEN json_extract_string(payload, '$.{f}') END"
+_FIELDS = {
+    "ruleset": "string",
+    "total_rows": "int",
+    "valid_rows": "int",
+    "invalid_rows": "int",
+    "error_types": "map",
+    "processing_time_ms": "int",
+    "file_size_bytes": "int",
+    "s3_path": "string",
+}
+# Each payload is parsed once, into its fields' JSON texts; the types are then decided on those small texts.
+_SPLIT = "{" + ",".join(f'"{name}":"JSON"' for name in _FIELDS) + "}"
 # A map of integers only: a value of another type ("3", 1.5) makes the whole map NULL, as Spark's from_json.
 _INT_MAP = r'\{("([^"\\]|\\.)*":-?[0-9]+(,"([^"\\]|\\.)*":-?[0-9]+)*)?\}'
+_TYPED_FIELD = {
+    # integers only: "12", 1.5 and 1e3 are not; out of range becomes NULL
+    "int": "CASE WHEN regexp_full_match(f.{f}::VARCHAR, '-?[0-9]+') THEN TRY_CAST(f.{f}::VARCHAR AS BIGINT) END",
+    "string": "CASE WHEN starts_with(f.{f}::VARCHAR, '\"') THEN f.{f} ->> '$' END",
+    "map": f"CASE WHEN regexp_full_match(f.{{f}}::VARCHAR, '{_INT_MAP}') THEN TRY_CAST(f.{{f}} AS MAP(VARCHAR, INTEGER)) END",
+}
+_COLUMNS = ",\n    ".join(f"{_TYPED_FIELD[kind].replace('{f}', name)} AS {name}" for name, kind in _FIELDS.items())
 
 # Payload fields are strictly typed: "12", 1.5, [] and out-of-range numbers become NULL.
 TYPE_SQL = f"""
-WITH objects AS (
-    SELECT * REPLACE (CASE WHEN json_valid(payload) AND json_type(payload) = 'OBJECT' THEN payload END AS payload)
+WITH split AS (
+    SELECT *, CASE WHEN json_valid(payload) AND starts_with(ltrim(payload), '{{')
+        THEN json_transform(payload, '{_SPLIT}') END AS f
     FROM events
 )
 SELECT job_id, event_id, event_type, "timestamp", user_id, marketplace, category,
-    {_STR.format(f="ruleset")} AS ruleset,
-    {_INT.format(f="total_rows")} AS total_rows,
-    {_INT.format(f="valid_rows")} AS valid_rows,
-    {_INT.format(f="invalid_rows")} AS invalid_rows,
-    CASE WHEN regexp_full_match(json_extract(payload, '$.error_types')::VARCHAR, '{_INT_MAP}')
-        THEN TRY_CAST(json_extract(payload, '$.error_types') AS MAP(VARCHAR, INTEGER)) END AS error_types,
-    {_INT.format(f="processing_time_ms")} AS processing_time_ms,
-    {_INT.format(f="file_size_bytes")} AS file_size_bytes,
-    {_STR.format(f="s3_path")} AS s3_path,
+    {_COLUMNS},
     ingestion_time, source, source_offset
-FROM objects
+FROM split
 """  # noqa: S608
 
 FOLD_SQL = """
