@@ -151,7 +151,9 @@ class Lake:
             partition_base_dir=self.table_uri(table),
         )
 
-    def local_files(self, table: TableDef, *, where: tuple[str, Sequence[object]] | None = None) -> list[str] | None:
+    def local_files(
+        self, table: TableDef, *, where: tuple[str, Sequence[object]] | None = None
+    ) -> list[str] | None:
         """Paths of the table's current data files, for DuckDB's own Parquet reader (None for object
         stores). ``where=(column, values)`` keeps the files of those partitions only."""
         if not self.is_local:

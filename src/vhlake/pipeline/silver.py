@@ -33,7 +33,9 @@ _TYPED_FIELD = {
     "string": "CASE WHEN starts_with(f.{f}::VARCHAR, '\"') THEN f.{f} ->> '$' END",
     "map": f"CASE WHEN regexp_full_match(f.{{f}}::VARCHAR, '{_INT_MAP}') THEN TRY_CAST(f.{{f}} AS MAP(VARCHAR, INTEGER)) END",
 }
-_COLUMNS = ",\n    ".join(f"{_TYPED_FIELD[kind].replace('{f}', name)} AS {name}" for name, kind in _FIELDS.items())
+_COLUMNS = ",\n    ".join(
+    f"{_TYPED_FIELD[kind].replace('{f}', name)} AS {name}" for name, kind in _FIELDS.items()
+)
 
 # Payload fields are strictly typed: "12", 1.5, [] and out-of-range numbers become NULL.
 TYPE_SQL = f"""

@@ -1,8 +1,8 @@
 """The embedded query engine: DuckDB over the lake's Delta tables.
 
-Each table is registered under its Databricks name from ``DeltaTable.to_pyarrow_dataset()``, so DuckDB
-pushes filters and partition pruning down to the Parquet files; a table not written yet reads as empty
-with its contract's columns.
+Each table is a view under its Databricks name over its current Parquet files (read by DuckDB itself,
+which prunes partitions and row groups from the filters); a table not written yet reads as empty with
+its contract's columns.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pyarrow as pa
 from vhlake.errors import QueryError
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALL_TABLES
+from vhlake.query.lake_relations import table_relation
 from vhlake.query.render import render_for_duckdb
 
 
@@ -45,7 +46,7 @@ class DuckDBEngine:
 
     def _register_tables(self) -> None:
         for table in ALL_TABLES:
-            self._con.register(table.name, self._lake.dataset(table))
+            table_relation(self._con, self._lake, table).create_view(table.name)
 
 
 def _one_line(message: str) -> str:
