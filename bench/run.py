@@ -37,7 +37,6 @@ from typing import Any
 
 import psutil
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from vhlake.lake.delta import Lake
@@ -130,11 +129,12 @@ def sample_files(events: int, seed: int) -> tuple[Path, Path]:
 
 
 def generate(base: Path, events: int, seed: int) -> None:
-    total = math.ceil(events * (1 + INCREMENT))
-    spec = SampleSpec(jobs=total // 2, seed=seed, bad_event_rate=0.002, garbage_rate=0.001)
-    lines = generate_lines(spec)
+    # A job makes ~1.98 events (a few never finish): ask for enough to cut exactly N + 1% lines.
+    jobs = math.ceil(events * (1 + 2 * INCREMENT) / 1.9)
+    lines = generate_lines(SampleSpec(jobs=jobs, seed=seed, bad_event_rate=0.002, garbage_rate=0.001))
     increment = base.with_name(base.name.replace(".base.", ".increment."))
-    for path, part in ((base, lines.slice(0, events)), (increment, lines.slice(events))):
+    parts = (lines.slice(0, events), lines.slice(events, math.ceil(events * INCREMENT)))
+    for path, part in zip((base, increment), parts, strict=True):
         partial = path.with_suffix(".partial")  # a failed run must not leave a file that looks complete
         write_jsonl(part, partial)
         partial.rename(path)
@@ -152,9 +152,7 @@ def spark_build(lake: Path, work: Path) -> tuple[Measured, pa.Table]:
     """Export bronze to plain Parquet (untimed), then time the PySpark reference build over it."""
     export, gold = work / "bronze-parquet", work / "spark-gold"
     shutil.rmtree(export, ignore_errors=True)
-    ds.write_dataset(
-        Lake(str(lake)).dataset(BRONZE), export, format="parquet", max_rows_per_file=2_000_000
-    )
+    ds.write_dataset(Lake(str(lake)).dataset(BRONZE), export, format="parquet", max_rows_per_file=2_000_000)
     measured = measure(
         [sys.executable, str(BENCH / "spark_build.py"), str(export), str(gold)], label="spark build"
     )
@@ -212,8 +210,11 @@ def query_latency(lake: Path, repeats: int) -> dict[str, dict[str, float]]:
 
 def machine() -> str:
     model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor() or "unknown CPU",
     )
     memory = psutil.virtual_memory().total / 2**30
@@ -320,9 +321,13 @@ def main() -> None:
 
 def _require_spark() -> None:
     if importlib.util.find_spec("pyspark") is None:
-        raise SystemExit("pyspark is not installed: pip install -e '.[spark]' (make bench does), or --no-spark")
+        raise SystemExit(
+            "pyspark is not installed: pip install -e '.[spark]' (make bench does), or --no-spark"
+        )
     if shutil.which("java") is None:
-        raise SystemExit("Spark needs a Java 17+ runtime (apt-get install openjdk-17-jre-headless), or --no-spark")
+        raise SystemExit(
+            "Spark needs a Java 17+ runtime (apt-get install openjdk-17-jre-headless), or --no-spark"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The benchmark at a tiny size, so it never rots: it must run end to end and vhlake's gold must equal the
+PySpark reference's. Timings are not asserted (bench/RESULTS.md holds them)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parent.parent / "bench" / "run.py"
+REQUIRED = [
+    "events",
+    "ingest_events_per_s",
+    "ingest_peak_rss_mb",
+    "build_wall_s",
+    "build_peak_rss_mb",
+    "spark_build_wall_s",
+    "spark_peak_rss_mb",
+    "incremental_wall_s",
+    "query_p95_ms",
+]
+
+
+@pytest.mark.timeout(600)
+def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
+    result_file, summary = tmp_path / "result.json", tmp_path / "RESULTS.md"
+    command = [sys.executable, str(BENCH), "--events", "20000", "--repeats", "5", "--check"]
+    finished = subprocess.run(
+        [*command, "--json", str(result_file), "--results", str(summary)], capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    result = json.loads(result_file.read_text())
+    assert [key for key in REQUIRED if key not in result] == []
+    assert result["events"] == 20_000 and result["incremental_events"] == 200
+    assert result["gold_agrees_with_spark"] is True and result["gold_rows"] > 1000
+    assert set(result["query_p95_ms"]) == {"gold_marketplace_30d", "silver_last_hour"}
+    assert "20,000 events" in summary.read_text()
+
+
+def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        from run import compare_gold  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    import pyarrow as pa
+
+    ours = pa.table({"date": [1, 2], "marketplace": ["a", "a"], "category": ["x", "x"], "p50": [1.0, 2.0]})
+    same = pa.table(
+        {"date": [2, 1], "marketplace": ["a", "a"], "category": ["x", "x"], "p50": [2.0, 1.0 + 1e-12]}
+    )
+    assert compare_gold(ours, same) == []
+    theirs = pa.table({"date": [1], "marketplace": ["a"], "category": ["x"], "p50": [1.5]})
+    assert compare_gold(ours, theirs) == [
+        "group (1, 'a', 'x'): p50 vhlake=1.0 spark=1.5",
+        "group (2, 'a', 'x') only in vhlake",
+    ]
