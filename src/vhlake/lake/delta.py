@@ -131,13 +131,9 @@ class Lake:
         hive-style partition parsing gives the same dataset in well under a millisecond. Tables we write
         use neither deletion vectors nor column mapping, so the files are the whole truth.
         """
-        delta = self.open(table)
+        delta = self._at(table, version)
         if delta is None:
             return ds.dataset(table.schema.empty_table())
-        if version is not None and version != delta.version():
-            delta = DeltaTable(
-                self.table_uri(table), version=version, storage_options=self.storage_options or None
-            )
         if not self.is_local:
             return delta.to_pyarrow_dataset()
         partitioning = ds.partitioning(
@@ -152,19 +148,32 @@ class Lake:
         )
 
     def local_files(
-        self, table: TableDef, *, where: tuple[str, Sequence[object]] | None = None
+        self,
+        table: TableDef,
+        *,
+        where: tuple[str, Sequence[object]] | None = None,
+        version: int | None = None,
     ) -> list[str] | None:
-        """Paths of the table's current data files, for DuckDB's own Parquet reader (None for object
-        stores). ``where=(column, values)`` keeps the files of those partitions only."""
+        """Paths of the table's data files (current, or at ``version``), for DuckDB's own Parquet reader;
+        None for object stores. ``where=(column, values)`` keeps the files of those partitions only."""
         if not self.is_local:
             return None
-        delta = self.open(table)
+        delta = self._at(table, version)
         files = [] if delta is None else [uri.removeprefix("file://") for uri in delta.file_uris()]
         if where is not None:
             column, values = where
             segments = {f"/{column}={_partition_text(value)}/" for value in values}
             files = [f for f in files if any(segment in f for segment in segments)]
         return files
+
+    def _at(self, table: TableDef, version: int | None) -> DeltaTable | None:
+        """The table at ``version`` (None: the latest), or None when it has not been written yet."""
+        delta = self.open(table)
+        if delta is None or version is None or version == delta.version():
+            return delta
+        return DeltaTable(
+            self.table_uri(table), version=version, storage_options=self.storage_options or None
+        )
 
     def append(self, table: TableDef, data: pa.Table) -> None:
         """A plain append (logs and history rows that need no exactly-once guarantee)."""
@@ -175,21 +184,26 @@ class Lake:
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
 
-    def replace_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
-        """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, which may be lower than before.
-
-        Used to reset derived tables (a full refresh starts again from version -1).
-        """
+    def replace_once(
+        self, table: TableDef, data: pa.Table | pa.RecordBatchReader, *, app_id: str, version: int
+    ) -> bool:
+        """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, unless that exact version is
+        recorded already (a rerun after a crash); the version may be lower than before (a full refresh
+        starts again from -1). ``data`` may be a stream of batches: it is written in one commit."""
+        if self.txn_version(table, app_id) == version:
+            return False
+        rows = data.cast(table.schema) if isinstance(data, pa.Table) else _cast_stream(data, table.schema)
         try:
             write_deltalake(
                 self.ensure(table),
-                data.cast(table.schema),
+                rows,
                 mode="overwrite",
                 writer_properties=_WRITER,
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot overwrite {table.name}: {exc}") from exc
+        return True
 
     def upsert_once(
         self,
@@ -247,6 +261,10 @@ class Lake:
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
+
+
+def _cast_stream(batches: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchReader:
+    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in batches))
 
 
 def _partition_text(value: object) -> str:

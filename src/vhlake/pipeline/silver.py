@@ -51,26 +51,34 @@ FROM split
 """  # noqa: S608
 
 FOLD_SQL = """
-WITH deduped AS (
-    -- the first received copy of an event wins (bronze order: ingestion time, then source position)
-    SELECT * RENAME ("timestamp" AS ts) FROM events
-    QUALIFY row_number() OVER (
-        PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) = 1
-), starts AS (
-    -- the earliest start, ties broken by event_id so the result never depends on arrival order
-    SELECT job_id, arg_min(deduped, (ts, event_id)) AS s
-    FROM deduped WHERE event_type = 'validation_started' GROUP BY job_id
-), terminals AS (
-    SELECT job_id, arg_max(deduped, (ts, event_id)) AS t
-    FROM deduped WHERE event_type IN ('validation_completed', 'validation_failed') GROUP BY job_id
-), jobs AS (
-    SELECT job_id, min(ts) AS first_ts, arg_min(marketplace, (ts, event_id)) AS any_marketplace
+WITH firsts AS (
+    -- the first received copy of an event wins (bronze order: ingestion time, then source position);
+    -- duplicates are rare, so only their ids are grouped, not every event
+    SELECT event_id, min((ingestion_time, source, source_offset)) AS first_copy
+    FROM events GROUP BY event_id HAVING count(*) > 1
+), deduped AS (
+    SELECT e.* RENAME ("timestamp" AS ts) FROM events e
+    ANTI JOIN firsts f ON e.event_id = f.event_id AND (e.ingestion_time, e.source, e.source_offset) <> f.first_copy
+), folded AS (
+    -- one pass per job: its earliest start and latest terminal (ties broken by event_id, so the
+    -- result never depends on arrival order), its first event
+    SELECT job_id,
+        arg_min({'ts': ts, 'user_id': user_id, 'marketplace': marketplace, 'category': category, 'ruleset': ruleset,
+                 'file_size_bytes': file_size_bytes, 's3_path': s3_path}, (ts, event_id))
+            FILTER (WHERE event_type = 'validation_started') AS s,
+        arg_max({'ts': ts, 'event_type': event_type, 'user_id': user_id, 'marketplace': marketplace, 'category': category,
+                 'ruleset': ruleset, 'total_rows': total_rows, 'valid_rows': valid_rows, 'invalid_rows': invalid_rows,
+                 'error_types': error_types, 'processing_time_ms': processing_time_ms,
+                 'file_size_bytes': file_size_bytes, 's3_path': s3_path}, (ts, event_id))
+            FILTER (WHERE event_type <> 'validation_started') AS t,
+        min(ts) AS first_ts,
+        arg_min(marketplace, (ts, event_id)) AS any_marketplace
     FROM deduped GROUP BY job_id
 )
 SELECT
-    j.job_id,
+    job_id,
     coalesce(s.user_id, t.user_id) AS user_id,
-    coalesce(s.marketplace, t.marketplace, j.any_marketplace) AS marketplace,
+    coalesce(s.marketplace, t.marketplace, any_marketplace) AS marketplace,
     coalesce(s.category, t.category) AS category,
     coalesce(t.ruleset, s.ruleset) AS ruleset,
     CASE t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
@@ -79,13 +87,11 @@ SELECT
     CASE WHEN t.processing_time_ms >= 0 THEN t.processing_time_ms END AS processing_time_ms,
     coalesce(t.file_size_bytes, s.file_size_bytes) AS file_size_bytes,
     coalesce(t.s3_path, s.s3_path) AS s3_path,
-    coalesce(s.ts, j.first_ts) AS created_at,
+    coalesce(s.ts, first_ts) AS created_at,
     t.ts AS completed_at,
-    CAST(coalesce(s.ts, j.first_ts) AS DATE) AS created_date,
+    CAST(coalesce(s.ts, first_ts) AS DATE) AS created_date,
     $updated_at AS updated_at
-FROM jobs j
-LEFT JOIN starts USING (job_id)
-LEFT JOIN terminals USING (job_id)
+FROM folded
 """
 
 _TYPED = pa.schema([f for f in JOB_EVENTS.schema if f.name not in JOB_EVENTS.partition_by])
