@@ -19,7 +19,6 @@ from conftest import kill_after_commits, make_event
 from test_pipeline import Lakehouse, end, start
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, SILVER
-from vhlake.pipeline.runner import Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 TIMES = [f"2026-11-{d}T{h:02d}:00:00-03:00" for d in (26, 27) for h in (1, 22)]
@@ -57,19 +56,13 @@ def job_events(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-def final_tables(events: list[dict[str, Any]], cuts: list[int], *, build: bool = False) -> tuple[Any, Any]:
-    """Silver and gold after running the pipeline once per batch (``build``: the first run is a one-pass
-    build over everything ingested so far, the later ones go range by range)."""
+def final_tables(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Any, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         house = Lakehouse(Path(tmp))
-        if build:
-            house.pipeline = Pipeline(house.lake, build_min_rows=0)
         bounds = [0, *sorted(set(cuts)), len(events)]
-        for i, (low, high) in enumerate(itertools.pairwise(bounds)):
+        for low, high in itertools.pairwise(bounds):
             if high > low:
-                house.ingest(*events[low:high])
-            if not build or i == len(bounds) - 2 or i % 2:  # a build may also cover several batches
-                house.run()
+                house.run(*events[low:high])
         return house.silver(), house.gold()
 
 
@@ -85,7 +78,6 @@ def test_permutations_and_batch_splits_do_not_change_the_result(
     if len({e["event_id"] for e in events}) == len(events):
         assert final_tables(list(shuffled), cuts) == expected
     assert final_tables(events, cuts) == expected
-    assert final_tables(events, cuts, build=True) == expected
 
 
 def comparable(lake: Lake) -> tuple[list[dict[str, Any]], ...]:
@@ -97,23 +89,13 @@ def comparable(lake: Lake) -> tuple[list[dict[str, Any]], ...]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("build_min_rows", "table", "commits"),
-    [
-        ("1000000000", "gold/marketplace_daily_metrics_gold", 8),  # range by range: killed mid-backlog
-        ("0", "silver/validation_results_silver", 2),  # one-pass build: killed after silver, before gold
-    ],
-)
-def test_kill_9_mid_pipeline_then_rerun_equals_an_uninterrupted_run(
-    tmp_path: Path, build_min_rows: str, table: str, commits: int
-) -> None:
+def test_kill_9_mid_pipeline_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     write_jsonl(generate_lines(SampleSpec(jobs=600, bad_event_rate=0.01, duplicate_rate=0.02)), path)
     env = {
         **os.environ,
         "VHLAKE_INGEST_BATCH_BYTES": str(16 * 1024),
         "VHLAKE_PIPELINE_VERSIONS_PER_BATCH": "1",
-        "VHLAKE_PIPELINE_BUILD_MIN_ROWS": build_min_rows,
     }
     lakes = [tmp_path / "killed", tmp_path / "reference"]
     for lake in lakes:
@@ -125,7 +107,7 @@ def test_kill_9_mid_pipeline_then_rerun_equals_an_uninterrupted_run(
         )
     run = [sys.executable, "-m", "vhlake", "--lake", str(lakes[0]), "pipeline", "run"]
     process = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_after_commits(process, lakes[0] / table / "_delta_log", commits)
+    kill_after_commits(process, lakes[0] / "gold" / "marketplace_daily_metrics_gold" / "_delta_log", 8)
     rerun = subprocess.run(run, env=env, capture_output=True, text=True, check=False)
     assert rerun.returncode == 0, rerun.stderr
     reference = subprocess.run(

@@ -31,7 +31,6 @@ def build_pipeline(settings: Settings) -> Pipeline:
         build_lake(settings),
         versions_per_batch=settings.pipeline_versions_per_batch,
         rows_per_batch=settings.pipeline_rows_per_batch,
-        build_min_rows=settings.pipeline_build_min_rows,
     )
 
 

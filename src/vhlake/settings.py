@@ -58,16 +58,6 @@ class Settings(BaseSettings):
         gt=0,
         description="About how many new bronze rows one pipeline step handles (bounds its memory).",
     )
-    pipeline_build_min_rows: int | None = Field(
-        default=None,
-        alias="VHLAKE_PIPELINE_BUILD_MIN_ROWS",
-        ge=0,
-        description=(
-            "Off by default. When set, a first run (or --full-refresh) over at least this many bronze rows "
-            "builds silver and gold in one pass over bronze instead of range by range: ~1.8x faster on 10M "
-            "events, but delta-rs's partitioned writer then holds most of silver in memory (~4 GB there)."
-        ),
-    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",

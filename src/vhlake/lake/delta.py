@@ -152,13 +152,12 @@ class Lake:
         table: TableDef,
         *,
         where: tuple[str, Sequence[object]] | None = None,
-        version: int | None = None,
     ) -> list[str] | None:
-        """Paths of the table's data files (current, or at ``version``), for DuckDB's own Parquet reader;
-        None for object stores. ``where=(column, values)`` keeps the files of those partitions only."""
+        """Paths of the table's current data files, for DuckDB's own Parquet reader (None for object
+        stores). ``where=(column, values)`` keeps the files of those partitions only."""
         if not self.is_local:
             return None
-        delta = self._at(table, version)
+        delta = self.open(table)
         files = [] if delta is None else [uri.removeprefix("file://") for uri in delta.file_uris()]
         if where is not None:
             column, values = where
@@ -184,26 +183,21 @@ class Lake:
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
 
-    def replace_once(
-        self, table: TableDef, data: pa.Table | pa.RecordBatchReader, *, app_id: str, version: int
-    ) -> bool:
-        """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, unless that exact version is
-        recorded already (a rerun after a crash); the version may be lower than before (a full refresh
-        starts again from -1). ``data`` may be a stream of batches: it is written in one commit."""
-        if self.txn_version(table, app_id) == version:
-            return False
-        rows = data.cast(table.schema) if isinstance(data, pa.Table) else _cast_stream(data, table.schema)
+    def replace_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
+        """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, which may be lower than before.
+
+        Used to reset derived tables (a full refresh starts again from version -1).
+        """
         try:
             write_deltalake(
                 self.ensure(table),
-                rows,
+                data.cast(table.schema),
                 mode="overwrite",
                 writer_properties=_WRITER,
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot overwrite {table.name}: {exc}") from exc
-        return True
 
     def upsert_once(
         self,
@@ -261,10 +255,6 @@ class Lake:
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
-
-
-def _cast_stream(batches: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchReader:
-    return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in batches))
 
 
 def _partition_text(value: object) -> str:

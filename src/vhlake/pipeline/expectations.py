@@ -60,12 +60,6 @@ def broken(rule: Expectation) -> str:
     return f"NOT coalesce(({rule.predicate}), false)"
 
 
-def kept(expectations: Sequence[Expectation]) -> str:
-    """SQL that is true for an event no ``quarantine`` rule takes away."""
-    rules = [f"NOT ({broken(r)})" for r in expectations if r.action == "quarantine"]
-    return " AND ".join(rules) or "true"
-
-
 def reason(expectations: Sequence[Expectation]) -> tuple[str, dict[str, str]]:
     """SQL naming the first ``quarantine`` rule an event breaks (NULL when none), and its parameters."""
     rules = [r for r in expectations if r.action == "quarantine"]

@@ -29,7 +29,6 @@ from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
-from vhlake.pipeline.build import GOLD_INPUTS, build
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
 from vhlake.pipeline.silver import file_events, fold_jobs, type_events
@@ -37,6 +36,16 @@ from vhlake.query.arrow_sql import registered
 from vhlake.query.lake_relations import table_relation
 
 PIPELINE_APP = "pipeline:bronze"
+# What gold needs of silver.
+GOLD_INPUTS = [
+    "created_date",
+    "marketplace",
+    "category",
+    "status",
+    "total_rows",
+    "processing_time_ms",
+    "user_id",
+]
 _JOB_DATE = JOB_EVENTS.schema.get_field_index("job_date")
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
@@ -70,13 +79,11 @@ class Pipeline:
         expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
         versions_per_batch: int = 20,
         rows_per_batch: int = 200_000,
-        build_min_rows: int | None = None,
     ) -> None:
         self._lake = lake
         self._expectations = tuple(expectations)
         self._versions_per_batch = versions_per_batch
         self._rows_per_batch = rows_per_batch
-        self._build_min_rows = build_min_rows
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a big build stays bounded.
@@ -95,9 +102,6 @@ class Pipeline:
         start = min(done.values())
         report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
         added = _rows_added(bronze, since=start) if bronze is not None else {}
-        if self._builds(done[JOB_EVENTS.name], target, backlog=sum(added.values())):
-            self._build(run_id, target, report)
-            return report
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
         position = start
@@ -111,34 +115,6 @@ class Pipeline:
                     raise
                 position = end
         return report
-
-    def _builds(self, folded_up_to: int, target: int, *, backlog: int) -> bool:
-        """Build in one pass when enabled, nothing was folded yet and the backlog is large enough."""
-        enabled = self._build_min_rows is not None and backlog >= self._build_min_rows
-        return enabled and folded_up_to < 0 <= target
-
-    def _build(self, run_id: str, target: int, report: RunReport) -> None:
-        started, clock = datetime.now(UTC), time.perf_counter()
-        try:
-            built = build(self._con, self._lake, self._expectations, version=target, app_id=PIPELINE_APP)
-        except Exception as exc:
-            self._log_failure(run_id, -1, target, exc)
-            raise
-        report.events_in, report.quarantined = built.events_in + built.quarantined, built.quarantined
-        report.jobs_upserted, report.gold_groups = built.jobs, built.gold_groups
-        report.violations = built.violations
-        self._log(
-            run_id,
-            started,
-            time.perf_counter() - clock,
-            -1,
-            target,
-            status="success",
-            rows_in=report.events_in,
-            rows_out=built.jobs,
-            rows_quarantined=built.quarantined,
-            expectations=list(built.violations.items()),
-        )
 
     def _range_end(self, position: int, boundary: int, added: dict[int, int]) -> int:
         """The end of the next range: at most ``versions_per_batch`` commits and about ``rows_per_batch``
