@@ -187,6 +187,14 @@ def test_first_received_copy_of_an_event_wins_even_in_a_later_batch(house: Lakeh
     assert (house.silver(), house.gold()) == before
 
 
+def test_a_copy_of_an_event_under_another_job_is_a_duplicate_too(house: Lakehouse) -> None:
+    first = end("j1", "2026-11-27T10:00:00Z", payload={"total_rows": 1})
+    house.run(first, {**first, "job_id": "j2"})  # same batch: the first line wins
+    house.run({**first, "job_id": "j3"})  # a later batch
+    assert set(house.silver()) == {"j1"}
+    assert [g["total_validations"] for g in house.gold()] == [1]
+
+
 def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> None:
     house.run(
         end(

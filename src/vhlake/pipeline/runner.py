@@ -157,6 +157,7 @@ class Pipeline:
         """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch, then the
         job events themselves. Returns the folded silver rows and the touched gold groups."""
         now = datetime.now(UTC)
+        events = self._unseen(events)
         places, history = self._history(pc.unique(events["job_id"]))
         before = fold_jobs(self._con, history, updated_at=now)  # the jobs' silver rows as they are
         folded = fold_jobs(self._con, pa.concat_tables([history, events]), updated_at=now)
@@ -213,6 +214,21 @@ class Pipeline:
             delete_flag="_deleted",
         )
         return int(passing.num_rows)
+
+    def _unseen(self, events: pa.Table) -> pa.Table:
+        """``events`` without the later copies of events already folded into another job.
+
+        Copies within one job are deduplicated by the fold, which sees the job's whole history; a copy
+        whose event_id was first received for another job is only found here (one narrow scan).
+        """
+        with registered(self._con, fresh=events):
+            self._job_events_view()
+            rows = self._con.sql(
+                """SELECT f.* FROM fresh f ANTI JOIN (
+                    SELECT e.event_id, e.job_id FROM job_events e SEMI JOIN fresh USING (event_id)
+                ) seen ON f.event_id = seen.event_id AND f.job_id <> seen.job_id"""
+            ).to_arrow_table()
+        return rows.cast(events.schema)
 
     def _history(self, jobs: pa.Array) -> tuple[pa.Table, pa.Table]:
         """Where ``jobs`` are filed (job_id, job_date) and their typed events so far.
