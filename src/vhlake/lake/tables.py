@@ -141,6 +141,10 @@ JOB_EVENTS = TableDef(
             pa.field("ingestion_time", UTC_MICROS, nullable=False),
             pa.field("source", pa.string(), nullable=False),
             pa.field("source_offset", pa.int64(), nullable=False),
+            # 60 bits of md5(job_id) and md5(event_id): finding a batch's jobs and events among all stored
+            # ones scans these integers, ~4x cheaper than the strings.
+            pa.field("job_key", pa.int64(), nullable=False),
+            pa.field("event_key", pa.int64(), nullable=False),
             pa.field("job_date", pa.date32(), nullable=False),
         ]
     ),
