@@ -86,7 +86,7 @@ class Pipeline:
         self._rows_per_batch = rows_per_batch
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
-        # DuckDB would take 80% of RAM; past this it spills to disk, so a big build stays bounded.
+        # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
         self._con.execute("SET memory_limit = '1GB'")
         self._con.execute("SET temp_directory = ?", [tempfile.gettempdir() + "/vhlake-duckdb"])
 
