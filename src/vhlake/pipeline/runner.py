@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +30,7 @@ from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
-from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Checked, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
 from vhlake.pipeline.silver import file_events, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
@@ -49,6 +50,17 @@ GOLD_INPUTS = [
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 _HISTORY = JOB_EVENTS.schema.remove(JOB_EVENTS.schema.get_field_index("job_date"))
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One bronze range, read, checked against the expectations and typed, ready to be applied."""
+
+    start: int
+    end: int
+    new: pa.Table
+    checked: Checked
+    typed: pa.Table
 
 
 @dataclass
@@ -104,17 +116,46 @@ class Pipeline:
         added = _rows_added(bronze, since=start) if bronze is not None else {}
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
-        position = start
+        if bronze is not None:
+            self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report)
+        return report
+
+    def _ranges(
+        self, start: int, target: int, done: dict[str, int], added: dict[int, int]
+    ) -> list[tuple[int, int]]:
+        """The bronze version ranges to process, cut at every table's committed position."""
+        ranges, position = [], start
         for boundary in sorted({v for v in done.values() if v > position} | {target}):
             while position < boundary:
                 end = self._range_end(position, boundary, added)
-                try:
-                    self._run_range(run_id, position, end, report)
-                except Exception as exc:
-                    self._log_failure(run_id, position, end, exc)
-                    raise
+                ranges.append((position, end))
                 position = end
-        return report
+        return ranges
+
+    def _run_ranges(
+        self, run_id: str, bronze: DeltaTable, ranges: list[tuple[int, int]], report: RunReport
+    ) -> None:
+        """Process ``ranges`` in order, reading and typing the next one while the current one commits.
+
+        Reading ahead touches only bronze (immutable commits), on its own DuckDB connection and bronze
+        handle, so it cannot see or change what the current range writes.
+        """
+        reader = self._con.cursor()
+        reader.execute("SET TimeZone = 'UTC'")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhlake-read-ahead") as pool:
+            ahead = [pool.submit(self._prepare, reader, bronze, *r) for r in ranges[:1]]
+            for i, (start, end) in enumerate(ranges):
+                started, clock = datetime.now(UTC), time.perf_counter()
+                try:
+                    prepared = ahead.pop().result()
+                    if i + 1 < len(ranges):
+                        ahead.append(pool.submit(self._prepare, reader, bronze, *ranges[i + 1]))
+                    self._run_range(run_id, prepared, report, started=started, clock=clock)
+                except Exception as exc:
+                    for pending in ahead:
+                        pending.cancel()
+                    self._log_failure(run_id, start, end, exc)
+                    raise
 
     def _range_end(self, position: int, boundary: int, added: dict[int, int]) -> int:
         """The end of the next range: at most ``versions_per_batch`` commits and about ``rows_per_batch``
@@ -131,18 +172,21 @@ class Pipeline:
         version = self._lake.txn_version(table, PIPELINE_APP)
         return -1 if version is None else version
 
-    def _run_range(self, run_id: str, start: int, end: int, report: RunReport) -> None:
-        started, clock = datetime.now(UTC), time.perf_counter()
-        bronze = self._lake.open(BRONZE)
-        assert bronze is not None
+    def _prepare(self, con: duckdb.DuckDBPyConnection, bronze: DeltaTable, start: int, end: int) -> _Prepared:
+        """What bronze commits ``start+1 .. end`` appended, checked and typed (reads bronze only)."""
         new = _appended_rows(bronze, start, end)
-        checked = check_expectations(self._con, new, self._expectations)
+        checked = check_expectations(con, new, self._expectations)
+        return _Prepared(start, end, new, checked, type_events(con, checked.passed))
+
+    def _run_range(
+        self, run_id: str, prepared: _Prepared, report: RunReport, *, started: datetime, clock: float
+    ) -> None:
+        start, end, new, checked = prepared.start, prepared.end, prepared.new, prepared.checked
         quarantine = checked.quarantined.append_column(
             "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
         )
         self._lake.append_once(QUARANTINE, quarantine, app_id=PIPELINE_APP, version=end, start=start)
-        typed = type_events(self._con, checked.passed)
-        folded, groups = self._apply(typed, version=end, app_id=PIPELINE_APP)
+        folded, groups = self._apply(prepared.typed, version=end, app_id=PIPELINE_APP)
         report.events_in += new.num_rows
         report.quarantined += quarantine.num_rows
         report.jobs_upserted += folded.num_rows
