@@ -17,8 +17,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from vhlake.errors import SourceError
+from vhlake.ingest.fast_parse import parse_records
 from vhlake.ingest.files import file_digest, read_line_batches
-from vhlake.ingest.parse import ParsedBatch, new_parser_connection, parse_records
+from vhlake.ingest.parse import ParsedBatch, new_parser_connection
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
 

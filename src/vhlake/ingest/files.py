@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -107,14 +108,9 @@ def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[
     return records, len(ends)
 
 
-def _line_ends(body: bytes) -> list[int]:
+def _line_ends(body: bytes) -> npt.NDArray[np.int64]:
     """Offsets just past each line (a final line without a break ends at ``len(body)``)."""
-    ends = []
-    find = body.find
-    position = find(b"\n")
-    while position != -1:
-        ends.append(position + 1)
-        position = find(b"\n", position + 1)
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n")).astype(np.int64) + 1
     if body and not body.endswith(b"\n"):
-        ends.append(len(body))
+        ends = np.append(ends, len(body))
     return ends

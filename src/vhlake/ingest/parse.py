@@ -168,7 +168,7 @@ def parse_records(
     # Batches of a few thousand rows let DuckDB scan the Arrow table on all cores.
     with registered(con, lines=pa.Table.from_batches(records.to_batches(max_chunksize=_SCAN_ROWS))):
         candidates = con.sql(_PARSE_SQL).to_arrow_table()
-    candidates = _add_batch_columns(
+    candidates = add_batch_columns(
         candidates, source=source, ingestion_time=ingestion_time, default_source_system=default_source_system
     )
     bronze = _drop_lenient_json(candidates, records)
@@ -179,7 +179,7 @@ def parse_records(
     return ParsedBatch(bronze=bronze, rejected=rejected)
 
 
-def _add_batch_columns(
+def add_batch_columns(
     rows: pa.Table, *, source: str, ingestion_time: datetime, default_source_system: str
 ) -> pa.Table:
     """Columns that are the same for the whole batch, filled in Arrow rather than carried through SQL."""

@@ -1,0 +1,236 @@
+"""The fast path of bronze parsing: a small C scanner (``_scan.c``) in front of the exact DuckDB path.
+
+Most lines a producer writes are in one simple form: a JSON object of known keys whose values are plain
+strings (no escapes), null, or a payload object already in minified form. For those, every bronze column
+is a byte slice of the line, so the scanner records the slices and the columns are gathered straight into
+Arrow buffers: no JSON re-parse, no Python object per value. Every other line, and every line the scanner
+is unsure about, goes through :func:`vhlake.ingest.parse.parse_records`, so the output is the exact path's,
+bit for bit (tests/test_fast_parse.py checks it). Without the compiled scanner everything takes the exact
+path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vhlake.ingest.parse import KNOWN_FIELDS, ParsedBatch, add_batch_columns, rejected_rows
+from vhlake.ingest.parse import parse_records as exact_parse_records
+from vhlake.lake.tables import BRONZE
+from vhlake.query.arrow_sql import registered
+
+_FIELDS = len(KNOWN_FIELDS)
+# The exact path's first filter: a line failing it is a reject whatever else holds.
+_FILTER_SQL = (
+    "SELECT coalesce(json_valid(txt) AND starts_with(ltrim(txt, ' \t\r\n'), '{'), false) AS passes "
+    "FROM (SELECT try(decode(raw)) AS txt FROM rest)"
+)
+# The exact path's timestamp cast, on the accepted lines' timestamp texts.
+_TIMESTAMP_SQL = (
+    'SELECT try_cast(t AS TIMESTAMPTZ) AS "timestamp", CAST(try_cast(t AS TIMESTAMPTZ) AS DATE) AS event_date '
+    "FROM ts_text"
+)
+
+
+def _load_scanner() -> ctypes.CDLL | None:
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        library = here / f"_scan{suffix}"
+        if library.exists():
+            scanner = ctypes.CDLL(str(library))
+            pointer = ctypes.c_void_p
+            scanner.scan_lines.argtypes = [pointer, pointer, ctypes.c_int64, pointer, pointer, pointer]
+            scanner.scan_lines.restype = ctypes.c_int64
+            scanner.gather.argtypes = [
+                pointer,
+                pointer,
+                pointer,
+                ctypes.c_int64,
+                ctypes.c_int64,
+                pointer,
+                pointer,
+            ]
+            scanner.gather.restype = None
+            return scanner
+    return None
+
+
+_SCANNER = _load_scanner()
+_SCRATCH = threading.local()
+
+
+def scanner_available() -> bool:
+    return _SCANNER is not None
+
+
+def parse_records(
+    con: duckdb.DuckDBPyConnection,
+    records: pa.Table,
+    *,
+    source: str,
+    ingestion_time: datetime,
+    default_source_system: str,
+) -> ParsedBatch:
+    """Same contract and output as :func:`vhlake.ingest.parse.parse_records`, faster on simple lines."""
+
+    def exact(rows: pa.Table) -> ParsedBatch:
+        return exact_parse_records(
+            con,
+            rows,
+            source=source,
+            ingestion_time=ingestion_time,
+            default_source_system=default_source_system,
+        )
+
+    if _SCANNER is None or records.num_rows == 0:
+        return exact(records)
+    accepted, columns = _scan(_SCANNER, records)
+    fast, taken = _fast_rows(con, records, accepted, columns)
+    fast = add_batch_columns(
+        fast, source=source, ingestion_time=ingestion_time, default_source_system=default_source_system
+    )
+    fast = fast.select(BRONZE.schema.names).cast(BRONZE.schema)
+    others = np.flatnonzero(~taken)
+    if len(others) == 0:
+        return ParsedBatch(
+            bronze=fast,
+            rejected=rejected_rows(records.slice(0, 0), source=source, ingestion_time=ingestion_time),
+        )
+    rest = records.take(pa.array(others))
+    with registered(con, rest=rest):
+        passes = con.sql(_FILTER_SQL).to_arrow_table()["passes"].to_numpy(zero_copy_only=False)
+    direct = rejected_rows(rest.filter(pa.array(~passes)), source=source, ingestion_time=ingestion_time)
+    if not passes.any():
+        return ParsedBatch(bronze=fast, rejected=direct)
+    slow = exact(rest.filter(pa.array(passes)))
+    rejected = pa.concat_tables([direct, slow.rejected])
+    if slow.rejected.num_rows and direct.num_rows:
+        rejected = rejected.take(pc.sort_indices(rejected["source_offset"]))
+    return ParsedBatch(bronze=_merge_by_offset(fast, slow.bronze), rejected=rejected)
+
+
+def _scan(scanner: ctypes.CDLL, records: pa.Table) -> tuple[npt.NDArray[np.int64], dict[str, pa.Array]]:
+    """Which lines the scanner accepted, and their known fields as string columns (NULL when absent)."""
+    count = records.num_rows
+    raw = records["raw"].combine_chunks()
+    if raw.type != pa.large_binary():
+        raw = raw.cast(pa.large_binary())
+    _, offsets_buffer, data_buffer = raw.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64, count + 1, raw.offset * 8)
+    data = data_buffer.address if data_buffer is not None else 0
+    starts, lens, rows = _scratch(count)
+    accepted_count = scanner.scan_lines(
+        data, _address(offsets), count, _address(starts), _address(lens), _address(rows)
+    )
+    columns = {
+        name: _gather(
+            scanner,
+            data,
+            starts[f * count : f * count + accepted_count],
+            lens[f * count : f * count + accepted_count],
+        )
+        for f, name in enumerate(KNOWN_FIELDS)
+    }
+    return rows[:accepted_count].copy(), columns
+
+
+def _fast_rows(
+    con: duckdb.DuckDBPyConnection,
+    records: pa.Table,
+    accepted: npt.NDArray[np.int64],
+    columns: dict[str, pa.Array],
+) -> tuple[pa.Table, npt.NDArray[np.bool_]]:
+    """Bronze rows (without the batch columns) of the accepted lines, and which input rows they cover.
+
+    A timestamp that does not parse is rescued as its raw text; the few texts a JSON writer might have
+    escaped differently (DEL, U+2028, U+2029) are left to the exact path.
+    """
+    with registered(con, ts_text=pa.table({"t": columns["timestamp"]})):
+        cast = con.sql(_TIMESTAMP_SQL).to_arrow_table()
+    timestamps = cast["timestamp"].combine_chunks()
+    texts = columns["timestamp"]
+    unparsed = pc.and_(timestamps.is_null(), texts.is_valid())
+    odd = pc.fill_null(pc.and_(unparsed, pc.match_substring_regex(texts, "[\\x7f\\x{2028}\\x{2029}]")), False)
+    keep = np.asarray(pc.invert(odd).to_numpy(zero_copy_only=False), dtype=bool)
+    rescued = pc.if_else(
+        unparsed, pc.binary_join_element_wise('{"timestamp":"', texts, '"}', ""), pa.scalar(None, pa.string())
+    )
+    fast = pa.table(
+        {
+            **{name: columns[name] for name in ("event_id", "event_type")},
+            "timestamp": timestamps,
+            **{name: columns[name] for name in ("job_id", "user_id", "marketplace", "category", "payload")},
+            "source_system": columns["source_system"],
+            "event_date": cast["event_date"],
+            "source_offset": records["source_offset"].take(pa.array(accepted)),
+            "_rescued_data": rescued,
+        }
+    )
+    taken = np.zeros(records.num_rows, dtype=bool)
+    taken[accepted[keep]] = True
+    return (fast if keep.all() else fast.filter(pa.array(keep))), taken
+
+
+def _gather(
+    scanner: ctypes.CDLL, data: int, starts: npt.NDArray[np.int64], lens: npt.NDArray[np.int32]
+) -> pa.Array:
+    """One string column from byte slices of the batch (length -1: NULL), copied in C into one buffer."""
+    count = len(lens)
+    valid = lens >= 0
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.where(valid, lens, 0), out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    starts, lens = np.ascontiguousarray(starts), np.ascontiguousarray(lens)
+    scanner.gather(data, _address(starts), _address(lens), 1, count, _address(offsets), _address(out))
+    nulls = int(count - valid.sum())
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    if offsets[-1] < 2**31:
+        buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out)]
+        return pa.Array.from_buffers(pa.string(), count, buffers, nulls)
+    return pa.Array.from_buffers(
+        pa.large_string(), count, [validity, pa.py_buffer(offsets), pa.py_buffer(out)], nulls
+    )
+
+
+def _scratch(count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Per-thread scan buffers, reused across batches (no page faults on every batch)."""
+    held = getattr(_SCRATCH, "buffers", None)
+    if held is None or len(held[2]) < count:
+        size = max(count, 1 << 17)
+        held = (
+            np.empty(_FIELDS * size, np.int64),
+            np.empty(_FIELDS * size, np.int32),
+            np.empty(size, np.int64),
+        )
+        _SCRATCH.buffers = held
+    starts, lens, rows = held
+    return starts[: _FIELDS * count], lens[: _FIELDS * count], rows[:count]
+
+
+def _address(array: npt.NDArray[np.generic]) -> int:
+    return int(array.ctypes.data)
+
+
+def _merge_by_offset(fast: pa.Table, few: pa.Table) -> pa.Table:
+    """Both sorted by source_offset, ``few`` small: interleave slices, then one contiguous copy."""
+    if few.num_rows == 0:
+        return fast
+    at = np.searchsorted(fast["source_offset"].to_numpy(), few["source_offset"].to_numpy())
+    parts, previous = [], 0
+    for k, position in enumerate(at.tolist()):
+        if position > previous:
+            parts.append(fast.slice(previous, position - previous))
+        parts.append(few.slice(k, 1))
+        previous = position
+    if previous < fast.num_rows:
+        parts.append(fast.slice(previous))
+    return pa.concat_tables(parts).combine_chunks()
