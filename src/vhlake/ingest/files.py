@@ -87,6 +87,9 @@ def read_line_batches(
                 return
 
 
+_WHITESPACE_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
+
+
 def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:
     """The non-blank lines of ``body`` as records, and how many lines ``body`` holds.
 
@@ -103,9 +106,16 @@ def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[
         pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(body)]
     )
     numbers = pa.array(np.arange(first_line, first_line + len(ends), dtype=np.int64))
-    blank = pc.match_substring_regex(lines, r"^[ \t\r\n]*$")
-    records = pa.table({"source_offset": numbers, "raw": lines}).filter(pc.invert(blank))
-    return records, len(ends)
+    records = pa.table({"source_offset": numbers, "raw": lines})
+    # Only a line that starts with whitespace can be blank: the regex runs on those few alone.
+    starts = np.frombuffer(body, dtype=np.uint8)[offsets[:-1]] if len(ends) else np.empty(0, np.uint8)
+    maybe_blank = np.flatnonzero(np.isin(starts, _WHITESPACE_BYTES))
+    if len(maybe_blank) == 0:
+        return records, len(ends)
+    blank = pc.match_substring_regex(lines.take(pa.array(maybe_blank)), r"^[ \t\r\n]*$")
+    drop = np.zeros(len(ends), dtype=bool)
+    drop[maybe_blank[np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)]] = True
+    return records.filter(pa.array(~drop)), len(ends)
 
 
 def _line_ends(body: bytes) -> npt.NDArray[np.int64]:

@@ -21,7 +21,7 @@ def ingest_log(
     app_id = log_app_id(log)
     source = f"log:{log.topic}"
     resume = ingestor.resume_point(app_id)
-    report = IngestReport(source=source, resumed_from=resume.start or None)
+    report = IngestReport(source=source, resumed_from=resume.furthest)
     batches = _batches(log, resume, log.end_offset(), max_records)
     for _ in ingestor.ingest_batches(app_id, batches, source=source, report=report):
         pass

@@ -15,15 +15,28 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from vhlake.errors import LakeError
 from vhlake.lake.tables import TableDef
 
 _COMMIT_ATTEMPTS = 5
-# zstd level 1 writes as fast as snappy here and the files come out ~40% smaller (measured on bronze).
-_WRITER = WriterProperties(compression="ZSTD", compression_level=1)
+_PLAIN = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
+
+
+def _writer(table: TableDef) -> WriterProperties:
+    """zstd level 1 (as fast as snappy here, ~40% smaller files); the table's opaque columns (ids, JSON
+    texts) skip dictionary encoding and statistics, which cost ~15% of a bronze write and never pay off."""
+    columns = {name: _PLAIN for name in table.opaque_columns}
+    return WriterProperties(compression="ZSTD", compression_level=1, column_properties=columns or None)
 
 
 @dataclass
@@ -178,7 +191,7 @@ class Lake:
         """A plain append (logs and history rows that need no exactly-once guarantee)."""
         try:
             write_deltalake(
-                self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_WRITER
+                self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_writer(table)
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
@@ -193,7 +206,7 @@ class Lake:
                 self.ensure(table),
                 data.cast(table.schema),
                 mode="overwrite",
-                writer_properties=_WRITER,
+                writer_properties=_writer(table),
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )
         except (DeltaError, OSError) as exc:
@@ -251,7 +264,7 @@ class Lake:
             self.ensure(table),
             data.cast(table.schema),
             mode="append",
-            writer_properties=_WRITER,
+            writer_properties=_writer(table),
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
@@ -309,7 +322,7 @@ def _merge(
         predicate=match,
         source_alias="s",
         target_alias="t",
-        writer_properties=_WRITER,
+        writer_properties=_writer(table),
         commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
     )
     if delete_flag is not None:

@@ -19,6 +19,8 @@ class TableDef:
     partition_by: tuple[str, ...]
     description: str
     configuration: dict[str, str] = field(default_factory=dict)
+    # Nearly all distinct and never filtered by range (ids, JSON texts): no dictionary, no statistics.
+    opaque_columns: tuple[str, ...] = ()
 
     @property
     def relative_path(self) -> str:
@@ -47,6 +49,7 @@ BRONZE = TableDef(
         ]
     ),
     partition_by=("event_date",),
+    opaque_columns=("event_id", "job_id", "payload", "_rescued_data"),
     # The pipeline reads what each commit appended through the change data feed.
     configuration={"delta.enableChangeDataFeed": "true"},
     description=(
