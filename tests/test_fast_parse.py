@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vhlake.ingest import fast_parse
-from vhlake.ingest.parse import new_parser_connection, parse_records
+from vhlake.ingest.parse import KNOWN_FIELDS, new_parser_connection, parse_records
 from vhlake.samples import SampleSpec, generate_lines
 
 BATCH = {
@@ -140,20 +140,7 @@ _json = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
     max_leaves=8,
 )
-_keys = st.sampled_from(
-    [
-        "event_id",
-        "event_type",
-        "job_id",
-        "user_id",
-        "marketplace",
-        "category",
-        "source_system",
-        "timestamp",
-        "payload",
-        "other",
-    ]
-)
+_keys = st.sampled_from([*KNOWN_FIELDS, "other"])
 
 
 @st.composite
