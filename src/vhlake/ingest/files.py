@@ -73,16 +73,21 @@ def read_line_batches(
                 if not chunk and position < boundary:
                     boundary = end_byte = position  # the file shrank while we read it: stop at what exists
                 position += len(chunk)
-                data = carry + chunk
+                data = carry + chunk if carry else chunk
                 cut = len(data) if position >= boundary else data.rfind(b"\n") + 1
-                if cut == 0:  # no complete line yet: keep reading
+                if cut == 0:  # no complete line yet (a line longer than a batch): keep reading
                     carry = data
                     continue
-                body, carry = data[:cut], data[cut:]
-                batch_start = position - len(carry) - len(body)
+                # The partial last line is read again with the next batch rather than copied along, and
+                # the batch is a view of what was read: no copy of the 32 MiB body.
+                position -= len(data) - cut
+                handle.seek(position)
+                carry = b""
+                body = memoryview(data)[:cut]
+                batch_start = position - cut
                 records, seen = _split_lines(body, first_line=next_line, at_file_start=batch_start == 0)
                 next_line += seen
-                yield LineBatch(batch_start, batch_start + len(body), records, seen)
+                yield LineBatch(batch_start, position, records, seen)
             if position >= end_byte:
                 return
 
@@ -90,14 +95,16 @@ def read_line_batches(
 _WHITESPACE_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 
 
-def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:
+def _split_lines(body: bytes | memoryview, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:
     """The non-blank lines of ``body`` as records, and how many lines ``body`` holds.
 
     The lines are zero-copy slices of ``body`` (Arrow offsets over one buffer), each keeping its line break:
     JSON allows trailing whitespace and the rejects path strips it.
     """
-    if at_file_start and body.startswith(_BOM):
-        body = b" " * len(_BOM) + body[len(_BOM) :]  # keeps byte positions, and blanks are JSON whitespace
+    if at_file_start and body[: len(_BOM)] == _BOM:
+        body = b" " * len(_BOM) + bytes(
+            body[len(_BOM) :]
+        )  # keeps byte positions, and blanks are JSON whitespace
     ends = _line_ends(body)
     offsets = np.empty(len(ends) + 1, dtype=np.int64)
     offsets[0] = 0
@@ -118,9 +125,9 @@ def _split_lines(body: bytes, *, first_line: int, at_file_start: bool) -> tuple[
     return records.filter(pa.array(~drop)), len(ends)
 
 
-def _line_ends(body: bytes) -> npt.NDArray[np.int64]:
+def _line_ends(body: bytes | memoryview) -> npt.NDArray[np.int64]:
     """Offsets just past each line (a final line without a break ends at ``len(body)``)."""
     ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n")).astype(np.int64) + 1
-    if body and not body.endswith(b"\n"):
+    if len(body) and body[-1:] != b"\n":
         ends = np.append(ends, len(body))
     return ends
