@@ -55,45 +55,6 @@ class Checked:
     violations: dict[str, int]
 
 
-def broken(rule: Expectation) -> str:
-    """SQL that is true for an event breaking ``rule`` (a NULL verdict counts as broken)."""
-    return f"NOT coalesce(({rule.predicate}), false)"
-
-
-def reason(expectations: Sequence[Expectation]) -> tuple[str, dict[str, str]]:
-    """SQL naming the first ``quarantine`` rule an event breaks (NULL when none), and its parameters."""
-    rules = [r for r in expectations if r.action == "quarantine"]
-    if not rules:
-        return "CAST(NULL AS VARCHAR)", {}
-    cases = " ".join(f"WHEN {broken(r)} THEN $reason_{i}" for i, r in enumerate(rules))
-    return f"CASE {cases} END", {f"reason_{i}": r.name for i, r in enumerate(rules)}
-
-
-def enforce(expectations: Sequence[Expectation], violations: dict[str, int]) -> None:
-    """Raise for the first ``fail`` rule that was broken.
-
-    Raises:
-        ExpectationFailed: when a ``fail`` rule is broken by any event.
-    """
-    for rule in expectations:
-        count = violations.get(rule.name, 0)
-        if count and rule.action == "fail":
-            raise ExpectationFailed(
-                f"expectation {rule.name} failed for {count} event(s): nothing was committed"
-            )
-
-
-def count_violations(
-    con: duckdb.DuckDBPyConnection, relation: str, expectations: Sequence[Expectation]
-) -> dict[str, int]:
-    """How many events of the view ``relation`` (a name we chose, not input) break each rule."""
-    if not expectations:
-        return {}
-    counts = ", ".join(f"count(*) FILTER (WHERE {broken(rule)})" for rule in expectations)
-    (row,) = con.sql(f"SELECT {counts} FROM {relation}").fetchall()  # noqa: S608
-    return {rule.name: int(n) for rule, n in zip(expectations, row, strict=True)}
-
-
 def check_expectations(
     con: duckdb.DuckDBPyConnection, events: pa.Table, expectations: Sequence[Expectation]
 ) -> Checked:
@@ -103,11 +64,23 @@ def check_expectations(
         ExpectationFailed: when a ``fail`` rule is broken by any event.
     """
     with registered(con, bronze_batch=events):
-        violations = count_violations(con, "bronze_batch", expectations)
-        enforce(expectations, violations)
-        why, params = reason(expectations)
-        reasons = con.sql(f"SELECT {why} AS reason FROM bronze_batch", params=params).to_arrow_table()  # noqa: S608
-    reason_column = reasons["reason"]
-    quarantine = pc.is_valid(reason_column)
-    quarantined = events.filter(quarantine).append_column("reason", reason_column.filter(quarantine))
+        flags = ", ".join(
+            f"NOT coalesce(({rule.predicate}), false) AS broke_{i}" for i, rule in enumerate(expectations)
+        )
+        verdicts = con.sql(f"SELECT {flags} FROM bronze_batch").to_arrow_table() if expectations else None  # noqa: S608
+    violations: dict[str, int] = {}
+    reason = pa.nulls(events.num_rows, pa.string())
+    for i, rule in enumerate(expectations):
+        assert verdicts is not None
+        broke = verdicts[f"broke_{i}"]
+        count = pc.sum(broke).as_py() or 0
+        violations[rule.name] = int(count)
+        if count and rule.action == "fail":
+            raise ExpectationFailed(
+                f"expectation {rule.name} failed for {count} event(s): nothing was committed"
+            )
+        if rule.action == "quarantine":
+            reason = pc.if_else(pc.and_(broke, pc.is_null(reason)), rule.name, reason)
+    quarantine = pc.is_valid(reason)
+    quarantined = events.filter(quarantine).append_column("reason", reason.filter(quarantine))
     return Checked(events.filter(pc.invert(quarantine)), quarantined, violations)
