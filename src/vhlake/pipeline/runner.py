@@ -201,6 +201,7 @@ class Pipeline:
         """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch, then the
         job events themselves. Returns the folded silver rows and the touched gold groups."""
         now = datetime.now(UTC)
+        self._job_events_view(self._partitions_of(events))
         events = self._unseen(events)
         places, history = self._history(events)
         before = fold_jobs(self._con, history, updated_at=now)  # the jobs' silver rows as they are
@@ -259,17 +260,26 @@ class Pipeline:
         )
         return int(passing.num_rows)
 
+    def _partitions_of(self, events: pa.Table) -> list[object]:
+        """The job_date partitions holding stored events of the jobs of ``events``, or stored copies of
+        them: one scan of two integer key columns, however large the table."""
+        keys = pa.table({"job_key": events["job_key"], "event_key": events["event_key"]})
+        with registered(self._con, wanted=keys):
+            self._job_events_view()
+            found = self._con.sql(
+                """SELECT DISTINCT job_date FROM job_events
+                WHERE job_key IN (SELECT job_key FROM wanted) OR event_key IN (SELECT event_key FROM wanted)"""
+            ).to_arrow_table()
+        return list(found["job_date"].to_pylist())
+
     def _unseen(self, events: pa.Table) -> pa.Table:
         """``events`` without the later copies of events already folded into another job.
 
         Copies within one job are deduplicated by the fold, which sees the job's whole history; a copy
-        whose event_id was first received for another job is only found here.
+        whose event_id was first received for another job is only found here. Reads the ``job_events``
+        view (the partitions :meth:`_partitions_of` found).
         """
-        dates = self._filed_under("event_key", events["event_key"])
-        if not dates:
-            return events
         with registered(self._con, fresh=events):
-            self._job_events_view(dates)
             rows = self._con.sql(
                 """SELECT f.* FROM fresh f ANTI JOIN (
                     SELECT e.event_id, e.job_id FROM job_events e SEMI JOIN fresh USING (event_id)
@@ -278,26 +288,14 @@ class Pipeline:
         return rows.cast(events.schema)
 
     def _history(self, events: pa.Table) -> tuple[pa.Table, pa.Table]:
-        """Where the jobs of ``events`` are filed (job_id, job_date), and their typed events so far."""
-        dates = self._filed_under("job_key", events["job_key"])
+        """Where the jobs of ``events`` are filed (job_id, job_date), and their typed events so far (from
+        the ``job_events`` view)."""
         with registered(self._con, touched=pa.table({"job_id": pc.unique(events["job_id"])})):
-            self._job_events_view(dates)
             rows = self._con.sql(
                 "SELECT e.* FROM job_events e SEMI JOIN touched USING (job_id)"
             ).to_arrow_table()
         places = rows.select(["job_id", "job_date"]).group_by(["job_id", "job_date"]).aggregate([])
         return places.cast(_PLACES), rows.drop_columns(["job_date"]).cast(_HISTORY)
-
-    def _filed_under(self, key: str, keys: pa.ChunkedArray) -> list[object]:
-        """The job_date partitions holding stored events whose ``key`` column (job_key or event_key) is
-        one of ``keys``: one scan of an integer column, however large the table."""
-        with registered(self._con, wanted=pa.table({"key": keys})):
-            self._job_events_view()
-            found = self._con.sql(
-                f"SELECT DISTINCT job_date FROM job_events "  # noqa: S608 (key is one of our column names)
-                f"WHERE {key} IN (SELECT key FROM wanted)"
-            ).to_arrow_table()
-        return list(found["job_date"].to_pylist())
 
     def _job_events_view(self, dates: list[object] | None = None) -> None:
         """View ``job_events`` over the job events table (only the ``dates`` partitions, when given):
