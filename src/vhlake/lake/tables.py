@@ -93,6 +93,18 @@ QUARANTINE = TableDef(
     description="One row per bronze event that failed an expectation; reason names the rule.",
 )
 
+# What silver takes from an event's payload (ruleset, then the terminal event's results), typed.
+PAYLOAD_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("ruleset", pa.string()),
+    pa.field("total_rows", pa.int64()),
+    pa.field("valid_rows", pa.int64()),
+    pa.field("invalid_rows", pa.int64()),
+    pa.field("error_types", pa.map_(pa.string(), pa.int32())),
+    pa.field("processing_time_ms", pa.int64()),
+    pa.field("file_size_bytes", pa.int64()),
+    pa.field("s3_path", pa.string()),
+)
+
 SILVER = TableDef(
     name="validation_results_silver",
     layer="silver",
@@ -102,15 +114,9 @@ SILVER = TableDef(
             pa.field("user_id", pa.string()),
             pa.field("marketplace", pa.string(), nullable=False),
             pa.field("category", pa.string()),
-            pa.field("ruleset", pa.string()),
+            PAYLOAD_FIELDS[0],
             pa.field("status", pa.string(), nullable=False),
-            pa.field("total_rows", pa.int64()),
-            pa.field("valid_rows", pa.int64()),
-            pa.field("invalid_rows", pa.int64()),
-            pa.field("error_types", pa.map_(pa.string(), pa.int32())),
-            pa.field("processing_time_ms", pa.int64()),
-            pa.field("file_size_bytes", pa.int64()),
-            pa.field("s3_path", pa.string()),
+            *PAYLOAD_FIELDS[1:],
             pa.field("created_at", UTC_MICROS, nullable=False),
             pa.field("completed_at", UTC_MICROS),
             pa.field("created_date", pa.date32(), nullable=False),
@@ -133,14 +139,7 @@ JOB_EVENTS = TableDef(
             pa.field("user_id", pa.string()),
             pa.field("marketplace", pa.string(), nullable=False),
             pa.field("category", pa.string()),
-            pa.field("ruleset", pa.string()),
-            pa.field("total_rows", pa.int64()),
-            pa.field("valid_rows", pa.int64()),
-            pa.field("invalid_rows", pa.int64()),
-            pa.field("error_types", pa.map_(pa.string(), pa.int32())),
-            pa.field("processing_time_ms", pa.int64()),
-            pa.field("file_size_bytes", pa.int64()),
-            pa.field("s3_path", pa.string()),
+            *PAYLOAD_FIELDS,
             pa.field("ingestion_time", UTC_MICROS, nullable=False),
             pa.field("source", pa.string(), nullable=False),
             pa.field("source_offset", pa.int64(), nullable=False),

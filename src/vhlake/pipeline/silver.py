@@ -10,19 +10,17 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
-from vhlake.lake.tables import JOB_EVENTS, SILVER
+from vhlake.lake.tables import JOB_EVENTS, PAYLOAD_FIELDS, SILVER
 from vhlake.query.arrow_sql import registered
 
-_FIELDS = {
-    "ruleset": "string",
-    "total_rows": "int",
-    "valid_rows": "int",
-    "invalid_rows": "int",
-    "error_types": "map",
-    "processing_time_ms": "int",
-    "file_size_bytes": "int",
-    "s3_path": "string",
-}
+
+def _kind(field: pa.Field) -> str:
+    if pa.types.is_map(field.type):
+        return "map"
+    return "int" if pa.types.is_integer(field.type) else "string"
+
+
+_FIELDS = {field.name: _kind(field) for field in PAYLOAD_FIELDS}
 # Each payload is parsed once, into its fields' JSON texts; the types are then decided on those small texts.
 _SPLIT = "{" + ",".join(f'"{name}":"JSON"' for name in _FIELDS) + "}"
 # A map of integers only: a value of another type ("3", 1.5) makes the whole map NULL, as Spark's from_json.
