@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from servers import MotoS3, Tansu
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
@@ -97,3 +98,24 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Tansu]:
+    """A real Kafka-protocol broker (tansu, in memory) on a free port, killed after the test."""
+    server = Tansu(tmp_path / "tansu.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_server() -> Iterator[MotoS3]:
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def topic(broker: Tansu, request: pytest.FixtureRequest) -> str:
+    """A fresh 3-partition topic named after the test."""
+    return broker.create_topic(f"events-{request.node.name[:40]}".replace("[", "-").replace("]", ""))

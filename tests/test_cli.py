@@ -104,7 +104,7 @@ def test_schema_prints_the_event_json_schema(run_cli: Run) -> None:
 def test_publish_then_ingest_from_log(run_cli: Run, lake_dir: Path, tmp_path: Path) -> None:
     source = write_lines(tmp_path / "p.jsonl", [make_event(1), make_event(2, event_type="validation_paused")])
     published = run_cli("--lake", str(lake_dir), "publish", str(source))
-    assert "1 published, 1 invalid" in published.stdout
+    assert "1 delivered, 0 waiting in the outbox, 0 failed, 1 invalid" in published.stdout
     assert "p.jsonl:2" in published.stderr
     ingested = run_cli("--lake", str(lake_dir), "ingest", "--from-log")
     assert "1 ingested" in ingested.stdout

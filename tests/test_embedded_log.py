@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -49,17 +50,18 @@ def test_mismatched_keys_are_refused(tmp_path: Path) -> None:
 
 def test_publisher_keys_by_job_and_returns_deliveries(tmp_path: Path) -> None:
     publisher = EmbeddedLogPublisher(EmbeddedEventLog(tmp_path / "log.db", topic="validation-events"))
-    deliveries = publisher.publish_batch(events(3))
+    deliveries = publisher.send_batch(events(3))
     assert [d.offset for d in deliveries] == [1, 2, 3]
     assert [d.key for d in deliveries] == ["job-0", "job-1", "job-2"]
-    assert publisher.publish(events(1, start=3)[0]).offset == 4
+    assert {d.status for d in deliveries} == {"delivered"}
+    assert asyncio.run(publisher.send_event(events(1, start=3)[0])).offset == 4
     publisher.close()
 
 
 def test_log_to_bronze_is_exactly_once_and_incremental(tmp_path: Path, lake: Lake) -> None:
     log = EmbeddedEventLog(tmp_path / "log.db", topic="validation-events")
     publisher = EmbeddedLogPublisher(log)
-    publisher.publish_batch(events(25))
+    publisher.send_batch(events(25))
     log.append([b"not json"])
     ingestor = BronzeIngestor(lake, source_system="vh", batch_bytes=1 << 20)
 
@@ -67,7 +69,7 @@ def test_log_to_bronze_is_exactly_once_and_incremental(tmp_path: Path, lake: Lak
     assert (first.bronze_rows, first.rejected_rows) == (25, 1)
     assert ingest_log(ingestor, log).bronze_rows == 0  # nothing new: nothing added
 
-    publisher.publish_batch(events(5, start=25))
+    publisher.send_batch(events(5, start=25))
     assert ingest_log(ingestor, log, max_records=2).bronze_rows == 5
     bronze = read_table(lake, "bronze")
     assert bronze["source_offset"].to_pylist() == [*range(1, 26), *range(27, 32)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from vhlake.errors import ConfigError
 from vhlake.events.embedded_log import EmbeddedEventLog
+from vhlake.events.outbox import Outbox
 from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
 from vhlake.lake.delta import Lake
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.duckdb_engine import DuckDBEngine
@@ -38,18 +41,60 @@ def build_query_engine(settings: Settings) -> DuckDBEngine:
     return DuckDBEngine(build_lake(settings))
 
 
-def event_log_path(settings: Settings) -> Path:
-    """Where the embedded log lives: ``VHLAKE_EVENT_LOG_PATH``, else ``<lake>/_eventlog/<topic>.db``."""
-    if settings.event_log_path:
-        return Path(settings.event_log_path).expanduser()
+def _beside_lake(settings: Settings, configured: str | None, folder: str, setting: str, what: str) -> Path:
+    """``configured``, else ``<lake>/<folder>/<topic>.db`` for a local lake (an object store needs it set)."""
+    if configured:
+        return Path(configured).expanduser()
     lake = build_lake(settings)
     if not lake.is_local:
         raise ConfigError(
-            f"the lake {lake.uri} is not on local disk: set VHLAKE_EVENT_LOG_PATH to a local file "
-            "for the embedded event log"
+            f"the lake {lake.uri} is not on local disk: set {setting} to a local file for {what}"
         )
     root = Path(lake.uri.removeprefix("file://")).expanduser()
-    return root / "_eventlog" / f"{settings.kafka_validation_topic}.db"
+    return root / folder / f"{settings.kafka_validation_topic}.db"
+
+
+def event_log_path(settings: Settings) -> Path:
+    """Where the embedded log lives: ``VHLAKE_EVENT_LOG_PATH``, else ``<lake>/_eventlog/<topic>.db``."""
+    return _beside_lake(
+        settings, settings.event_log_path, "_eventlog", "VHLAKE_EVENT_LOG_PATH", "the embedded event log"
+    )
+
+
+def outbox_path(settings: Settings) -> Path:
+    """Where events wait while Kafka is unreachable: ``VHLAKE_OUTBOX_PATH``, else ``<lake>/_outbox/<topic>.db``."""
+    return _beside_lake(settings, settings.outbox_path, "_outbox", "VHLAKE_OUTBOX_PATH", "the Kafka outbox")
+
+
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """What every Kafka client needs: where the brokers are and how to authenticate (Event Hubs: SASL_SSL,
+    PLAIN, username ``$ConnectionString``, the connection string as password)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+    if settings.kafka_sasl_username:
+        config["sasl.username"] = settings.kafka_sasl_username
+    if settings.kafka_sasl_password is not None:
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
+def build_kafka_ingest(settings: Settings, *, group: str | None = None) -> KafkaIngest:
+    return KafkaIngest(
+        build_lake(settings),
+        kafka_client_config(settings),
+        topic=settings.kafka_validation_topic,
+        group=group or settings.kafka_consumer_group,
+        source_system=settings.source_system,
+        options=KafkaIngestOptions(
+            batch_messages=settings.kafka_ingest_batch_messages,
+            max_wait_s=settings.kafka_ingest_max_wait_s,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+        ),
+    )
 
 
 def open_event_log(settings: Settings) -> EmbeddedEventLog:
@@ -59,8 +104,17 @@ def open_event_log(settings: Settings) -> EmbeddedEventLog:
 def build_publisher(settings: Settings) -> EventPublisher:
     """The publisher the settings choose (``VHLAKE_EVENT_LOG``)."""
     if settings.event_log == "kafka":
-        raise ConfigError(
-            "VHLAKE_EVENT_LOG=kafka: the Kafka publisher is not part of this build yet; "
-            "use the embedded log (VHLAKE_EVENT_LOG=embedded)"
+        from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions
+
+        return KafkaEventPublisher(
+            kafka_client_config(settings),
+            topic=settings.kafka_validation_topic,
+            outbox=Outbox(outbox_path(settings)),
+            options=KafkaProducerOptions(
+                compression=settings.kafka_compression,
+                linger_ms=settings.kafka_linger_ms,
+                batch_size=settings.kafka_batch_size,
+                delivery_timeout_s=settings.kafka_delivery_timeout_s,
+            ),
         )
     return EmbeddedLogPublisher(open_event_log(settings))

@@ -33,6 +33,56 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(default="localhost:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_validation_topic: str = Field(default="validation-events", alias="KAFKA_VALIDATION_TOPIC")
     kafka_consumer_group: str = Field(default="databricks-consumer", alias="KAFKA_CONSUMER_GROUP")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        alias="KAFKA_SECURITY_PROTOCOL",
+        description="SASL_SSL for Azure Event Hubs' Kafka endpoint (with KAFKA_SASL_MECHANISM=PLAIN).",
+    )
+    kafka_sasl_mechanism: str | None = Field(default=None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(
+        default=None, alias="KAFKA_SASL_USERNAME", description="Event Hubs: the literal $ConnectionString."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, alias="KAFKA_SASL_PASSWORD", description="Event Hubs: the namespace connection string."
+    )
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        default="snappy", alias="KAFKA_COMPRESSION"
+    )
+    kafka_linger_ms: int = Field(
+        default=5, alias="KAFKA_LINGER_MS", ge=0, description="How long the producer waits to fill a batch."
+    )
+    kafka_batch_size: int = Field(
+        default=1_000_000, alias="KAFKA_BATCH_SIZE", gt=0, description="Producer batch size in bytes."
+    )
+    kafka_delivery_timeout_s: float = Field(
+        default=30.0,
+        alias="KAFKA_DELIVERY_TIMEOUT_S",
+        gt=0,
+        description="How long an event may wait for the broker before it goes to the outbox.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=45_000,
+        alias="KAFKA_SESSION_TIMEOUT_MS",
+        gt=0,
+        description="Consumer group session timeout (also how long a rebalance may take).",
+    )
+    kafka_ingest_batch_messages: int = Field(
+        default=50_000,
+        alias="VHLAKE_KAFKA_BATCH_MESSAGES",
+        gt=0,
+        description="Messages per bronze commit when ingesting from Kafka.",
+    )
+    kafka_ingest_max_wait_s: float = Field(
+        default=2.0,
+        alias="VHLAKE_KAFKA_MAX_WAIT_S",
+        gt=0,
+        description="The longest a partial batch waits for more messages before it is committed.",
+    )
+    outbox_path: str | None = Field(
+        default=None,
+        alias="VHLAKE_OUTBOX_PATH",
+        description="Where events wait while Kafka is unreachable; default <lake>/_outbox/<topic>.db.",
+    )
 
     lake_uri: str = Field(default="./lake", alias="VHLAKE_LAKE_URI")
     event_log: Literal["embedded", "kafka"] = Field(default="embedded", alias="VHLAKE_EVENT_LOG")

@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from vhlake import bootstrap
+from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.output import OutputFormat, err, out, print_ingest_report, print_table, to_csv, to_json
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.errors import VhlakeError
@@ -47,6 +48,7 @@ app = typer.Typer(
 )
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(outbox_app, name="outbox")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -82,15 +84,36 @@ def ingest(
         list[Path] | None, typer.Argument(help="Newline-delimited JSON files of events.", show_default=False)
     ] = None,
     from_log: Annotated[bool, typer.Option("--from-log", help="Also drain the embedded event log.")] = False,
+    kafka: Annotated[
+        bool,
+        typer.Option(
+            "--kafka",
+            help="Consume KAFKA_VALIDATION_TOPIC from KAFKA_BOOTSTRAP_SERVERS as KAFKA_CONSUMER_GROUP "
+            "until Ctrl-C (or --until-idle).",
+        ),
+    ] = False,
+    until_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--until-idle", help="With --kafka: stop after this many seconds without a message.", min=0
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option("--group", help="With --kafka: the consumer group (default KAFKA_CONSUMER_GROUP)."),
+    ] = None,
 ) -> None:
     """Ingest events into bronze exactly once (re-ingesting a file adds nothing).
 
     Lines that are not JSON objects go to validation_events_rejected with the reason; unknown or
     mistyped fields are kept in _rescued_data. A crashed ingest resumes where it stopped.
+
+    With --kafka, each partition resumes after the last offset the Delta log holds; several
+    `vhlake ingest --kafka` processes in one group share the partitions without duplicates.
     """
     settings = _settings(ctx)
-    if not files and not from_log:
-        err.print("[red]error:[/red] give one or more FILES, or --from-log")
+    if not files and not from_log and not kafka:
+        err.print("[red]error:[/red] give one or more FILES, --from-log or --kafka")
         raise typer.Exit(2)
     ingestor = bootstrap.build_ingestor(settings)
     for path in files or []:
@@ -102,6 +125,8 @@ def ingest(
         with bootstrap.open_event_log(settings) as log:
             report = ingest_log(ingestor, log)
         print_ingest_report(f"event log {log.topic}", report, time.perf_counter() - started)
+    if kafka:
+        ingest_kafka(settings, until_idle_s=until_idle, group=group)
 
 
 def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
@@ -166,13 +191,17 @@ def publish(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="Newline-delimited JSON files of events to publish.")],
 ) -> None:
-    """Validate events and publish them to the configured event log (VHLAKE_EVENT_LOG).
+    """Validate events and publish them to the configured event log (VHLAKE_EVENT_LOG=embedded|kafka).
 
-    Invalid events are listed and not published; valid ones are acknowledged only once stored durably.
+    Invalid events are listed and not published; valid ones count as delivered only once stored
+    durably. With Kafka unreachable, events wait in the local outbox (vhlake outbox status) and are
+    re-sent when it is back. Exits with 1 when the log refused any event.
     """
     from vhlake.cli.publish import publish_files
 
-    publish_files(bootstrap.build_publisher(_settings(ctx)), files, out=out, err=err)
+    summary = publish_files(bootstrap.build_publisher(_settings(ctx)), files, out=out, err=err)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -64,7 +64,7 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> 
     out.rule("3. Python API → embedded event log → bronze")
     publisher = bootstrap.build_publisher(settings)
     try:
-        deliveries = publisher.publish_batch(_live_job_events(today))
+        deliveries = publisher.send_batch(_live_job_events(today))
     finally:
         publisher.close()
     with bootstrap.open_event_log(settings) as log:

@@ -1,37 +1,93 @@
-"""``vhlake publish``: validate events from files and hand them to the event log."""
+"""``vhlake publish``: validate events from files and hand them to the event log (embedded or Kafka)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vhlake.errors import SourceError
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 
-_BATCH = 5_000
+_BATCH = 10_000
 
 
-def publish_files(publisher: EventPublisher, files: Sequence[Path], *, out: Console, err: Console) -> None:
+@dataclass
+class PublishSummary:
+    """Per status (delivered, outboxed, failed), how many events; plus the invalid lines."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        return self.statuses["failed"]
+
+
+def publish_files(
+    publisher: EventPublisher, files: Sequence[Path], *, out: Console, err: Console
+) -> PublishSummary:
     """Publish every valid event of ``files``; report each invalid line (file, line, first error)."""
+    summary = PublishSummary()
     try:
         for path in files:
-            published = invalid = 0
-            for batch, problems in _validated_batches(path):
-                for line_no, message in problems:
-                    err.print(f"[yellow]{path.name}:{line_no}[/yellow]: {message}", highlight=False)
-                invalid += len(problems)
-                if batch:
-                    published += len(publisher.publish_batch(batch))
-            out.print(f"{path.name}: {published:,} published, {invalid:,} invalid (not published)")
+            _publish_file(publisher, path, summary, err=err)
     finally:
         publisher.close()
+    _print_summary(summary, out)
+    return summary
 
 
-def _validated_batches(path: Path) -> Iterator[tuple[list[ValidationEvent], list[tuple[int, str]]]]:
+def _publish_file(publisher: EventPublisher, path: Path, summary: PublishSummary, *, err: Console) -> None:
+    total = path.stat().st_size if path.is_file() else 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"publishing {path.name}", total=total)
+        for batch, problems, consumed in _validated_batches(path):
+            for line_no, message in problems:
+                err.print(f"[yellow]{path.name}:{line_no}[/yellow]: {message}", highlight=False)
+            summary.invalid += len(problems)
+            if batch:
+                for delivery in publisher.send_batch(batch):
+                    summary.statuses[delivery.status] += 1
+                    if delivery.error:
+                        summary.errors[delivery.error] += 1
+            progress.update(task, completed=consumed)
+
+
+def _print_summary(summary: PublishSummary, out: Console) -> None:
+    s = summary.statuses
+    out.print(
+        f"[green]{s['delivered']:,} delivered[/green], "
+        f"[{'yellow' if s['outboxed'] else 'green'}]{s['outboxed']:,} waiting in the outbox[/], "
+        f"[{'red' if s['failed'] else 'green'}]{s['failed']:,} failed[/], "
+        f"{summary.invalid:,} invalid (not published)"
+    )
+    if s["outboxed"]:
+        out.print(
+            "[yellow]the event log is unreachable: outboxed events are re-sent when it is back "
+            "(vhlake outbox status / drain)[/yellow]"
+        )
+    for error, count in summary.errors.most_common(5):
+        out.print(f"[red]  {count:,} × {error}[/red]", highlight=False)
+
+
+def _validated_batches(path: Path) -> Iterator[tuple[list[ValidationEvent], list[tuple[int, str]], int]]:
+    """Batches of valid events, the invalid lines seen meanwhile, and how many bytes were read so far."""
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -39,7 +95,9 @@ def _validated_batches(path: Path) -> Iterator[tuple[list[ValidationEvent], list
     with handle:
         batch: list[ValidationEvent] = []
         problems: list[tuple[int, str]] = []
+        consumed = 0
         for line_no, line in enumerate(handle, start=1):
+            consumed += len(line)
             if not line.strip():
                 continue
             try:
@@ -49,6 +107,6 @@ def _validated_batches(path: Path) -> Iterator[tuple[list[ValidationEvent], list
                 where = ".".join(str(part) for part in first["loc"]) or "event"
                 problems.append((line_no, f"{where}: {first['msg']}"))
             if len(batch) >= _BATCH:
-                yield batch, problems
+                yield batch, problems, consumed
                 batch, problems = [], []
-        yield batch, problems
+        yield batch, problems, consumed

@@ -7,7 +7,7 @@ commit as its data: the Delta log, not a side file, records how far each source 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -105,6 +105,51 @@ class Lake:
             self._append(table, data, app_id=app_id, version=version)
 
         return self._commit_once(table, app_id, version, write, check=check, verb="write")
+
+    def append_positions_once(
+        self,
+        table: TableDef,
+        data: pa.Table,
+        *,
+        ends: Mapping[str, tuple[str, int]],
+        metadata: Mapping[str, str] | None = None,
+    ) -> PositionedAppend:
+        """Append the rows of ``data`` that no earlier commit holds, for several sources in one commit.
+
+        ``ends`` maps each ``source`` value of ``data`` to ``(app_id, last position read)``; rows carry
+        their position in ``source_offset``. Just before committing, the positions stored for those app
+        ids are read again and rows at or below them are dropped (another writer, e.g. a consumer that
+        held the partition before a rebalance, already committed them), so nothing is written twice; a
+        concurrent commit of the same app id makes Delta refuse ours, and the check is redone.
+        """
+        for attempt in range(_COMMIT_ATTEMPTS):
+            stored = {source: self.txn_version(table, app_id) for source, (app_id, _) in ends.items()}
+            fresh = _after_positions(data, stored)
+            advancing = [
+                Transaction(app_id, end)
+                for source, (app_id, end) in ends.items()
+                if stored[source] is None or end > stored[source]  # type: ignore[operator]
+            ]
+            outcome = PositionedAppend(fresh, stored)
+            if not advancing:
+                return outcome
+            try:
+                write_deltalake(
+                    self.ensure(table),
+                    fresh.cast(table.schema),
+                    mode="append",
+                    writer_properties=_writer(table),
+                    storage_options=self.storage_options or None,
+                    commit_properties=CommitProperties(
+                        app_transactions=advancing, custom_metadata=dict(metadata or {}) or None
+                    ),
+                )
+                return outcome
+            except CommitFailedError:
+                time.sleep(0.05 * 2**attempt)
+            except (DeltaError, OSError) as exc:
+                raise LakeError(f"cannot write {table.name}: {exc}") from exc
+        raise LakeError(f"{table.name}: write kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
     def _commit_once(
         self,
@@ -268,6 +313,22 @@ class Lake:
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
         )
+
+
+@dataclass(frozen=True)
+class PositionedAppend:
+    """What :meth:`Lake.append_positions_once` wrote, and the positions stored before it (None: none)."""
+
+    written: pa.Table
+    stored_before: dict[str, int | None]
+
+
+def _after_positions(data: pa.Table, stored: Mapping[str, int | None]) -> pa.Table:
+    """The rows of ``data`` past the position stored for their ``source`` (all of them when none is)."""
+    floor = pa.array([-1 if stored[s] is None else stored[s] for s in stored], pa.int64())
+    sources = pa.array(list(stored), pa.string())
+    position = pc.index_in(data["source"], value_set=sources)
+    return data.filter(pc.greater(data["source_offset"], pc.take(floor, position)))
 
 
 def _partition_text(value: object) -> str:

@@ -1,0 +1,267 @@
+"""Publishing to Kafka (or any Kafka-protocol endpoint, e.g. Azure Event Hubs) with confluent-kafka.
+
+The producer is idempotent (``enable.idempotence``: no duplicates or reordering from its own retries),
+compresses (snappy unless configured) and batches (``linger.ms``, ``batch.size``); the key is the
+``job_id``, so a job's events stay ordered in one partition, and the value is the event's wire JSON.
+
+When the broker is unreachable (a delivery times out, the connection is gone), events go to the durable
+local :class:`~vhlake.events.outbox.Outbox` instead of failing, and a background thread re-sends them, in
+order, once the broker answers again. While anything waits in the outbox, new events queue behind it, so
+a job's events never overtake each other. Events the broker refuses for good (too large, not authorised)
+are reported as ``failed`` with the broker's error: never swallowed.
+
+confluent-kafka is imported here only, so the embedded mode does not need it installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from typing import Any
+
+from vhlake.errors import ConfigError, PublishError
+from vhlake.events.model import ValidationEvent
+from vhlake.events.outbox import Outbox
+from vhlake.events.publisher import Delivery
+
+# Outcome of one produce: (partition, offset) when stored, else the KafkaError.
+_Outcome = tuple[int, int] | Any
+_GRACE_S = 5.0  # librdkafka reports every message by message.timeout.ms; allow for scheduling
+_DRAIN_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class KafkaProducerOptions:
+    """Producer tuning; the defaults suit ValidaHub's small JSON events."""
+
+    compression: str = "snappy"
+    linger_ms: int = 5
+    batch_size: int = 1_000_000
+    delivery_timeout_s: float = 30.0
+    outbox_retry_s: float = 5.0
+
+
+def _import_producer() -> Any:
+    try:
+        from confluent_kafka import Producer
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "VHLAKE_EVENT_LOG=kafka needs confluent-kafka: pip install 'vhlake[kafka]'"
+        ) from exc
+    return Producer
+
+
+class KafkaEventPublisher:
+    """Publishes events to ``topic``; with an ``outbox``, an unreachable broker never loses an event."""
+
+    def __init__(
+        self,
+        client_config: Mapping[str, Any],
+        *,
+        topic: str,
+        outbox: Outbox | None,
+        options: KafkaProducerOptions = KafkaProducerOptions(),
+    ) -> None:
+        self.topic = topic
+        self._outbox = outbox
+        self._options = options
+        self._config = {
+            **client_config,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": options.compression,
+            "linger.ms": options.linger_ms,
+            "batch.size": options.batch_size,
+            "message.timeout.ms": int(options.delivery_timeout_s * 1000),
+            "error_cb": self._on_error,
+            "logger": logging.getLogger("vhlake.kafka"),  # librdkafka's log, not raw lines on stderr
+        }
+        self._producer = _import_producer()(self._config)
+        self._fatal: str | None = None
+        self._lock = threading.RLock()  # one send or drain at a time: the outbox decides the order
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._serve_callbacks, name="vhlake-kafka-poll", daemon=True)
+        self._poller.start()
+        self._drainer: threading.Thread | None = None
+        if outbox is not None:
+            self._drainer = threading.Thread(target=self._drain_loop, name="vhlake-outbox", daemon=True)
+            self._drainer.start()
+
+    async def send_event(self, event: ValidationEvent) -> Delivery:
+        """Publish one event; returns once Kafka stored it (or the outbox holds it).
+
+        Raises:
+            PublishError: the broker refused the event, or (without an outbox) did not answer within
+                the delivery timeout.
+        """
+        (delivery,) = await asyncio.to_thread(self.send_batch, [event])
+        return delivery.raise_if_failed()
+
+    def send_batch(self, events: Sequence[ValidationEvent]) -> list[Delivery]:
+        """Publish ``events`` and wait for every delivery report: one :class:`Delivery` per event."""
+        keys = [event.job_id for event in events]
+        values = [event.to_json_bytes() for event in events]
+        ids = [event.event_id for event in events]
+        with self._lock:
+            if self._outbox is not None and self._outbox.has_pending():
+                self._drain()
+                if self._outbox.has_pending():  # still unreachable: queue behind what waits
+                    places = self._outbox.add(keys, values)
+                    return [
+                        Delivery(i, k, "outboxed", self.topic, offset=p)
+                        for i, k, p in zip(ids, keys, places, strict=True)
+                    ]
+            outcomes = self._produce(keys, values)
+            return self._settle(ids, keys, values, outcomes)
+
+    def drain_outbox(self) -> int:
+        """Re-send what waits in the outbox, oldest first; returns how many the broker acknowledged."""
+        with self._lock:
+            return self._drain()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is in flight (or leave it in the outbox), then stop."""
+        with self._lock:
+            self._producer.flush(timeout_s)
+            self._closed.set()
+        self._poller.join(timeout=2)
+        if self._drainer is not None:
+            self._drainer.join(timeout=2)
+        self._producer = None  # librdkafka's client (and its reconnect attempts) ends with the object
+        if self._outbox is not None:
+            self._outbox.close()
+
+    def _produce(self, keys: Sequence[str], values: Sequence[bytes]) -> list[_Outcome]:
+        """Hand every record to librdkafka, then wait for all their delivery reports.
+
+        confluent-kafka takes one record per ``produce`` call, so this loops in Python; librdkafka batches
+        and compresses underneath.
+        """
+        self._recover_if_fatal()
+        futures: list[Future[_Outcome]] = []
+        for key, value in zip(keys, values, strict=True):
+            future: Future[_Outcome] = Future()
+            futures.append(future)
+            self._produce_one(key, value, future)
+        done, _ = wait(futures, timeout=self._options.delivery_timeout_s + _GRACE_S)
+        return [f.result() if f in done else _NoReport(self._options.delivery_timeout_s) for f in futures]
+
+    def _produce_one(self, key: str, value: bytes, future: Future[_Outcome]) -> None:
+        from confluent_kafka import KafkaException
+
+        def report(err: Any, msg: Any) -> None:
+            future.set_result(err if err is not None else (msg.partition(), msg.offset()))
+
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=report)
+                return
+            except BufferError:  # librdkafka's queue is full: let deliveries make room
+                time.sleep(0.005)
+            except KafkaException as exc:  # refused before sending (e.g. larger than message.max.bytes)
+                future.set_result(exc.args[0])
+                return
+
+    def _settle(
+        self, ids: Sequence[str], keys: Sequence[str], values: Sequence[bytes], outcomes: Sequence[_Outcome]
+    ) -> list[Delivery]:
+        """Deliveries for the outcomes; records the broker could not be reached for go to the outbox."""
+        results: list[Delivery | None] = []
+        unreachable = []
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, tuple):
+                results.append(Delivery(ids[i], keys[i], "delivered", self.topic, *outcome))
+            elif _is_transient(outcome) and self._outbox is not None:
+                results.append(None)
+                unreachable.append(i)
+            else:
+                results.append(Delivery(ids[i], keys[i], "failed", self.topic, error=_describe(outcome)))
+        if unreachable:
+            assert self._outbox is not None
+            places = self._outbox.add([keys[i] for i in unreachable], [values[i] for i in unreachable])
+            for i, place in zip(unreachable, places, strict=True):
+                results[i] = Delivery(ids[i], keys[i], "outboxed", self.topic, offset=place)
+        return [r for r in results if r is not None]
+
+    def _drain(self) -> int:
+        """Re-send the outbox in chunks, stopping at the first chunk the broker did not take whole."""
+        assert self._outbox is not None
+        sent = 0
+        while entries := self._outbox.oldest(_DRAIN_CHUNK):
+            outcomes = self._produce([e.key for e in entries], [e.value for e in entries])
+            delivered = [e.seq for e, o in zip(entries, outcomes, strict=True) if isinstance(o, tuple)]
+            refused = [
+                (e.seq, _describe(o))
+                for e, o in zip(entries, outcomes, strict=True)
+                if not isinstance(o, tuple) and not _is_transient(o)
+            ]
+            self._outbox.remove(delivered)
+            self._outbox.bury(refused)
+            sent += len(delivered)
+            if len(delivered) + len(refused) < len(entries):
+                break  # the broker is still unreachable: try again later
+        return sent
+
+    def _drain_loop(self) -> None:
+        assert self._outbox is not None
+        while not self._closed.wait(self._options.outbox_retry_s):
+            try:
+                if self._outbox.has_pending():
+                    self.drain_outbox()
+            except PublishError:
+                continue  # the outbox file is busy or gone; the next round retries
+
+    def _serve_callbacks(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.1)
+
+    def _on_error(self, err: Any) -> None:
+        if err.fatal():
+            self._fatal = str(err)
+
+    def _recover_if_fatal(self) -> None:
+        """An idempotent producer that hit a fatal error refuses everything: start a new one."""
+        if self._fatal is not None:
+            self._fatal = None
+            old, self._producer = self._producer, _import_producer()(self._config)
+            old.flush(0)
+
+
+class _NoReport:
+    """Stands for a KafkaError when librdkafka gave no delivery report in time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"no delivery report from Kafka within {self.seconds + _GRACE_S:.0f} s"
+
+
+def _is_transient(outcome: Any) -> bool:
+    """True when the broker was unreachable or too slow: re-sending later can succeed."""
+    if isinstance(outcome, _NoReport):
+        return False  # the record may still arrive: re-sending it could duplicate it
+    from confluent_kafka import KafkaError
+
+    unreachable = {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
+        KafkaError._FATAL,
+        KafkaError._PURGE_QUEUE,
+        KafkaError._PURGE_INFLIGHT,
+    }
+    return bool(outcome.code() in unreachable or outcome.retriable())
+
+
+def _describe(outcome: Any) -> str:
+    if isinstance(outcome, _NoReport):
+        return str(outcome)
+    return f"{outcome.name()}: {outcome.str()}"

@@ -1,0 +1,314 @@
+"""Kafka end to end against a real Kafka-protocol broker (tansu): publisher, outbox, consumer → bronze."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import make_event, read_table
+from servers import MotoS3, Tansu
+from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions
+from vhlake.events.model import ValidationEvent
+from vhlake.events.outbox import Outbox
+from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions, kafka_app_id
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE
+
+pytestmark = pytest.mark.slow
+
+GROUP = "vhlake-test"
+# The broker holds a group join for about half the session timeout: keep it short in tests.
+FAST_GROUP = KafkaIngestOptions(batch_messages=1_000, max_wait_s=0.5, session_timeout_ms=6_000)
+
+
+def job_events(jobs: int, *, first: int = 0) -> list[ValidationEvent]:
+    """Two events per job, started then completed, jobs interleaved."""
+    events = []
+    for n in range(first, first + jobs):
+        for kind, second in (("validation_started", 0), ("validation_completed", 1)):
+            events.append(
+                ValidationEvent.model_validate(
+                    make_event(
+                        n,
+                        event_id=f"evt-{n}-{kind}",
+                        event_type=kind,
+                        timestamp=f"2026-11-27T09:00:0{second}Z",
+                        payload={"total_rows": n},
+                    )
+                )
+            )
+    return events
+
+
+def publisher(broker: Tansu, topic: str, outbox: Outbox | None = None, **options: Any) -> KafkaEventPublisher:
+    return KafkaEventPublisher(
+        {"bootstrap.servers": broker.bootstrap},
+        topic=topic,
+        outbox=outbox,
+        options=KafkaProducerOptions(**options),
+    )
+
+
+def ingest(lake: Lake, broker: Tansu, topic: str, **options: Any) -> KafkaIngest:
+    return KafkaIngest(
+        lake,
+        {"bootstrap.servers": broker.bootstrap},
+        topic=topic,
+        group=GROUP,
+        source_system="validahub",
+        options=KafkaIngestOptions(**{**FAST_GROUP.__dict__, **options}),
+    )
+
+
+def assert_exactly_once(lake: Lake, expected_ids: list[str]) -> pa.Table:
+    bronze = read_table(lake, "bronze")
+    positions = bronze.select(["source", "source_offset"]).group_by(["source", "source_offset"]).aggregate([])
+    assert positions.num_rows == bronze.num_rows, "a Kafka message was written twice"
+    assert sorted(bronze["event_id"].to_pylist()) == sorted(expected_ids)
+    return bronze
+
+
+def test_published_events_land_in_bronze_exactly_once(broker: Tansu, topic: str, lake: Lake) -> None:
+    events = job_events(1_500)
+    sender = publisher(broker, topic)
+    deliveries = sender.send_batch(events)
+    single = asyncio.run(sender.send_event(job_events(1, first=9_999)[0]))
+    sender.close()
+    assert {d.status for d in deliveries} == {"delivered"}
+    assert single.status == "delivered" and single.offset is not None
+    assert {d.partition for d in deliveries} == {0, 1, 2}
+    by_job: dict[str, set[int | None]] = {}
+    for d in deliveries:
+        by_job.setdefault(d.key, set()).add(d.partition)
+    assert all(len(partitions) == 1 for partitions in by_job.values()), (
+        "a job's events must share a partition"
+    )
+
+    report = ingest(lake, broker, topic).run(until_idle_s=2)
+    assert report.bronze_rows == len(events) + 1
+    bronze = assert_exactly_once(lake, [e.event_id for e in events] + [single.event_id])
+    assert set(bronze["source"].to_pylist()) == {f"kafka:{topic}:{p}" for p in range(3)}
+    for p in range(3):  # the Delta log says how far each partition was written
+        in_partition = bronze.filter(pc.equal(bronze["source"], f"kafka:{topic}:{p}"))
+        stored = lake.txn_version(BRONZE, kafka_app_id(GROUP, topic, p))
+        assert stored == pc.max(in_partition["source_offset"]).as_py()
+
+    again = ingest(lake, broker, topic).run(until_idle_s=1)
+    assert again.bronze_rows == 0
+    assert read_table(lake, "bronze").num_rows == len(events) + 1
+
+
+def test_messages_that_are_not_json_objects_are_rejected_with_their_offsets(
+    broker: Tansu, topic: str, lake: Lake
+) -> None:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    offsets: dict[bytes, tuple[int, int]] = {}
+
+    def remember(err: Any, msg: Any) -> None:
+        assert err is None
+        offsets[msg.value()] = (msg.partition(), msg.offset())
+
+    good = ValidationEvent.model_validate(make_event(1)).to_json_bytes()
+    for value in (b"not json", good, b"[1, 2]", b""):
+        producer.produce(topic, value=value, partition=1, on_delivery=remember)
+    producer.flush(10)
+
+    report = ingest(lake, broker, topic).run(until_idle_s=1.5)
+    assert (report.bronze_rows, report.rejected_rows) == (1, 3)
+    rejected = read_table(lake, "rejected")
+    assert set(rejected["source"].to_pylist()) == {f"kafka:{topic}:1"}
+    assert sorted(rejected["source_offset"].to_pylist()) == sorted(
+        offsets[v][1] for v in (b"not json", b"[1, 2]", b"")
+    )
+    assert "not json" in rejected["raw"].to_pylist()
+
+
+_KILLED_BEFORE_KAFKA_COMMIT = """
+import os, signal, sys
+from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
+from vhlake.lake.delta import Lake
+
+def die(self, consumer, ends):  # the Delta commit is done; the Kafka commit never happens
+    os.kill(os.getpid(), signal.SIGKILL)
+
+KafkaIngest._commit_kafka_offsets = die
+lake, bootstrap, topic, group = sys.argv[1:]
+options = KafkaIngestOptions(batch_messages=300, max_wait_s=0.5, session_timeout_ms=6000)
+KafkaIngest(Lake(lake), {"bootstrap.servers": bootstrap}, topic=topic, group=group,
+            source_system="validahub", options=options).run(until_idle_s=5)
+"""
+
+
+def test_consumer_killed_between_delta_and_kafka_commits_loses_and_duplicates_nothing(
+    broker: Tansu, topic: str, lake: Lake
+) -> None:
+    events = job_events(1_000)
+    sender = publisher(broker, topic)
+    assert {d.status for d in sender.send_batch(events)} == {"delivered"}
+    sender.close()
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_BEFORE_KAFKA_COMMIT, lake.uri, broker.bootstrap, topic, GROUP],
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()
+    after_crash = read_table(lake, "bronze").num_rows
+    assert 0 < after_crash < len(events)  # one batch reached Delta, Kafka never heard of it
+    probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": GROUP})
+    committed = probe.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+    probe.close()
+    assert all(tp.offset < 0 for tp in committed), "no Kafka offset was committed before the kill"
+
+    # the killed member's session must expire before the group hands its partitions over
+    report = ingest(lake, broker, topic).run(until_idle_s=2)
+    assert report.bronze_rows == len(events) - after_crash
+    assert_exactly_once(lake, [e.event_id for e in events])
+
+
+def test_two_consumers_in_one_group_write_each_message_once(broker: Tansu, topic: str, lake: Lake) -> None:
+    sent: list[str] = []
+    stop_publishing = threading.Event()
+
+    def publish_steadily() -> None:  # the group rebalances while messages keep coming
+        sender = publisher(broker, topic)
+        for round_ in range(40):
+            events = job_events(100, first=round_ * 100)
+            assert {d.status for d in sender.send_batch(events)} == {"delivered"}
+            sent.extend(e.event_id for e in events)
+            if stop_publishing.wait(0.15):
+                break
+        sender.close()
+
+    workers = [ingest(lake, broker, topic, batch_messages=200) for _ in range(2)]
+    reports: list[Any] = [None, None]
+
+    def consume(i: int) -> None:
+        reports[i] = workers[i].run(until_idle_s=4)
+
+    threads = [threading.Thread(target=publish_steadily)]
+    threads += [threading.Thread(target=consume, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    stop_publishing.set()
+
+    assert len(sent) == 8_000
+    assert_exactly_once(lake, sent)
+    assert sum(r.bronze_rows for r in reports) == len(sent)
+    writers = {
+        commit.get("vhlake.writer") for commit in lake.open(BRONZE).history() if commit.get("vhlake.writer")
+    }
+    assert len(writers) == 2, f"both consumers should have written: {writers}"
+
+
+def test_outbox_keeps_events_while_the_broker_is_down_and_drains_in_order(
+    tmp_path: Path, s3_server: MotoS3, lake: Lake
+) -> None:
+    bucket = s3_server.create_bucket("tansu")
+    broker = Tansu(tmp_path / "tansu.log", storage=f"s3://{bucket}/", env=s3_server.env).start()
+    try:
+        topic = broker.create_topic("validation-events")
+        outbox_file = tmp_path / "outbox.db"
+        first, second, third = job_events(300), job_events(300, first=300), job_events(300, first=600)
+
+        sender = publisher(broker, topic, Outbox(outbox_file), delivery_timeout_s=2)
+        assert {d.status for d in sender.send_batch(first)} == {"delivered"}
+        broker.stop()
+        while_down = sender.send_batch(second)
+        assert {d.status for d in while_down} == {"outboxed"}
+        assert {d.status for d in sender.send_batch(third[:10])} == {"outboxed"}  # queued behind
+        sender.close()  # the process goes away: the outbox file is all that remains
+
+        status = Outbox(outbox_file).status()
+        assert (status.pending, status.dead) == (len(second) + 10, 0)
+
+        broker.start()
+        restarted = publisher(broker, topic, Outbox(outbox_file), delivery_timeout_s=10)
+        assert restarted.drain_outbox() == len(second) + 10
+        assert {d.status for d in restarted.send_batch(third[10:])} == {"delivered"}
+        restarted.close()
+        assert Outbox(outbox_file).status().pending == 0
+
+        ingest(lake, broker, topic).run(until_idle_s=2)
+        bronze = assert_exactly_once(lake, [e.event_id for e in first + second + third])
+        # a job's events keep their order: started before completed in the partition
+        rows = bronze.sort_by([("source", "ascending"), ("source_offset", "ascending")]).to_pylist()
+        seen: dict[str, str] = {}
+        for row in rows:
+            seen.setdefault(row["job_id"], row["event_type"])
+        assert set(seen.values()) == {"validation_started"}
+    finally:
+        broker.stop()
+
+
+def test_the_outbox_survives_a_restart_and_buries_refused_events(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    assert outbox.add(["job-1", "job-2", "job-1"], [b"a", b"b", b"c"]) == [1, 2, 3]
+    outbox.close()
+    reopened = Outbox(tmp_path / "outbox.db")
+    assert [(e.key, e.value) for e in reopened.oldest(10)] == [
+        ("job-1", b"a"),
+        ("job-2", b"b"),
+        ("job-1", b"c"),
+    ]
+    reopened.remove([1])
+    reopened.bury([(2, "MSG_SIZE_TOO_LARGE: too big")])
+    assert reopened.add(["job-3"], [b"d"]) == [4]  # places never repeat
+    status = reopened.status()
+    assert (status.pending, status.dead, status.dead_errors) == (2, 1, {"MSG_SIZE_TOO_LARGE: too big": 1})
+    assert [e.value for e in reopened.oldest(10)] == [b"c", b"d"]
+    reopened.close()
+
+
+def test_an_event_the_broker_refuses_is_reported_not_swallowed(
+    broker: Tansu, topic: str, tmp_path: Path
+) -> None:
+    huge = ValidationEvent.model_validate(make_event(1, payload={"s3_path": "x" * 2_000_000}))
+    sender = publisher(broker, topic, Outbox(tmp_path / "outbox.db"))
+    (delivery,) = sender.send_batch([huge])
+    assert delivery.status == "failed"
+    assert "MSG_SIZE_TOO_LARGE" in (delivery.error or "")
+    with pytest.raises(Exception, match="was not published"):
+        asyncio.run(sender.send_event(huge))
+    sender.close()
+
+
+def test_a_batch_another_consumer_already_wrote_is_dropped_not_duplicated(lake: Lake) -> None:
+    """kafka-delta-ingest's ConflictingOffsets case: two consumers held partition 0's offsets 0..9 (a
+    rebalance moved it); the second to commit writes only what the first did not."""
+    source, app = "kafka:t:0", kafka_app_id(GROUP, "t", 0)
+
+    def batch(offsets: range) -> pa.Table:
+        rows = [make_event(n) | {"source": source, "source_offset": n} for n in offsets]
+        return pa.Table.from_pylist(rows).select(["event_id", "source", "source_offset"])
+
+    first = lake.append_positions_once(BRONZE, _as_bronze(batch(range(0, 10))), ends={source: (app, 9)})
+    assert (first.written.num_rows, first.stored_before) == (10, {source: None})
+    late = lake.append_positions_once(BRONZE, _as_bronze(batch(range(5, 15))), ends={source: (app, 14)})
+    assert late.stored_before == {source: 9}
+    assert late.written["source_offset"].to_pylist() == list(range(10, 15))
+    stale = lake.append_positions_once(BRONZE, _as_bronze(batch(range(0, 10))), ends={source: (app, 9)})
+    assert stale.written.num_rows == 0
+    assert read_table(lake, "bronze")["source_offset"].to_pylist() == list(range(15))
+    assert lake.txn_version(BRONZE, app) == 14
+
+
+def _as_bronze(rows: pa.Table) -> pa.Table:
+    n = rows.num_rows
+    columns = {
+        f.name: rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type) for f in BRONZE.schema
+    }
+    columns["ingestion_time"] = pa.array([0] * n, pa.int64()).cast(BRONZE.schema.field("ingestion_time").type)
+    columns["event_date"] = pa.array([0] * n, pa.int32()).cast(pa.date32())
+    return pa.table(columns).cast(BRONZE.schema)
