@@ -180,10 +180,35 @@ def tables(ctx: typer.Context) -> None:
     print_table(out, table_inventory(bootstrap.build_lake(_settings(ctx)), ALL_TABLES), max_rows=1000)
 
 
-@app.command()
-def schema() -> None:
+schema_app = typer.Typer(
+    help="The event's JSON Schema (the wire contract); `vhlake schema` prints it.",
+    invoke_without_command=True,
+)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.callback()
+def schema(ctx: typer.Context) -> None:
     """Print the JSON Schema of a validation event (the wire contract)."""
-    sys.stdout.write(json.dumps(event_json_schema(), indent=2, ensure_ascii=False) + "\n")
+    if ctx.invoked_subcommand is None:
+        sys.stdout.write(json.dumps(event_json_schema(), indent=2, ensure_ascii=False) + "\n")
+
+
+@schema_app.command("check")
+def schema_check() -> None:
+    """Check the stored schema versions are each backward compatible with the one before (new
+    fields optional; required fields, types and enum values kept) and the code's model is the latest."""
+    from vhlake.events.schema_registry import check_registry, registered_versions
+
+    problems = check_registry()
+    for problem in problems:
+        err.print(f"[red]✗[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    latest = registered_versions()[-1].version
+    out.print(
+        f"[green]✓[/green] schema versions v1..v{latest} are backward compatible; the model is v{latest}"
+    )
 
 
 @app.command()
