@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import make_event, read_table
+from conftest import make_event, read_table, write_lines
 from servers import MotoS3, Tansu
 from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions
 from vhlake.events.model import ValidationEvent
@@ -312,3 +312,34 @@ def _as_bronze(rows: pa.Table) -> pa.Table:
     columns["ingestion_time"] = pa.array([0] * n, pa.int64()).cast(BRONZE.schema.field("ingestion_time").type)
     columns["event_date"] = pa.array([0] * n, pa.int32()).cast(pa.date32())
     return pa.table(columns).cast(BRONZE.schema)
+
+
+def test_cli_publishes_to_kafka_ingests_and_reports_the_outbox(
+    run_cli: Any, broker: Tansu, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "VHLAKE_EVENT_LOG": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_VALIDATION_TOPIC": topic,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "KAFKA_DELIVERY_TIMEOUT_S": "2",
+        "VHLAKE_OUTBOX_PATH": str(tmp_path / "outbox.db"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    lake_dir = str(tmp_path / "lake")
+    events = write_lines(
+        tmp_path / "e.jsonl", [make_event(1), make_event(2), {"event_type": "x"}, make_event(3)]
+    )
+
+    published = run_cli("--lake", lake_dir, "publish", str(events))
+    assert published.exit_code == 0, published.stderr
+    assert "3 delivered, 0 waiting in the outbox, 0 failed, 1 invalid" in published.stdout
+    ingested = run_cli("--lake", lake_dir, "ingest", "--kafka", "--until-idle", "1")
+    assert ingested.exit_code == 0, ingested.stderr
+    assert f"kafka {topic}: 3 ingested, 0 rejected" in ingested.stdout
+
+    broker.stop()
+    again = run_cli("--lake", lake_dir, "publish", str(events))
+    assert "0 delivered, 3 waiting in the outbox" in again.stdout
+    status = run_cli("--lake", lake_dir, "outbox", "status")
+    assert "3 pending" in status.stdout and "0 refused by the broker" in status.stdout
