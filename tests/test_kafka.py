@@ -93,9 +93,19 @@ def test_published_events_land_in_bronze_exactly_once(broker: Tansu, topic: str,
         "a job's events must share a partition"
     )
 
+    async def many_at_once() -> list[Any]:
+        again = publisher(broker, topic)
+        try:
+            return await asyncio.gather(*(again.send_event(e) for e in concurrent))
+        finally:
+            again.close()
+
+    concurrent = job_events(100, first=20_000)
+    assert {d.status for d in asyncio.run(many_at_once())} == {"delivered"}
+
     report = ingest(lake, broker, topic).run(until_idle_s=2)
-    assert report.bronze_rows == len(events) + 1
-    bronze = assert_exactly_once(lake, [e.event_id for e in events] + [single.event_id])
+    assert report.bronze_rows == len(events) + 1 + len(concurrent)
+    bronze = assert_exactly_once(lake, [e.event_id for e in events + concurrent] + [single.event_id])
     assert set(bronze["source"].to_pylist()) == {f"kafka:{topic}:{p}" for p in range(3)}
     for p in range(3):  # the Delta log says how far each partition was written
         in_partition = bronze.filter(pc.equal(bronze["source"], f"kafka:{topic}:{p}"))
@@ -104,7 +114,7 @@ def test_published_events_land_in_bronze_exactly_once(broker: Tansu, topic: str,
 
     again = ingest(lake, broker, topic).run(until_idle_s=1)
     assert again.bronze_rows == 0
-    assert read_table(lake, "bronze").num_rows == len(events) + 1
+    assert read_table(lake, "bronze").num_rows == len(events) + 1 + len(concurrent)
 
 
 def test_messages_that_are_not_json_objects_are_rejected_with_their_offsets(

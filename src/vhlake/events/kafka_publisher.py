@@ -25,7 +25,7 @@ from typing import Any
 
 from vhlake.errors import ConfigError, PublishError
 from vhlake.events.model import ValidationEvent
-from vhlake.events.outbox import Outbox
+from vhlake.events.outbox import Outbox, OutboxStatus
 from vhlake.events.publisher import Delivery
 
 # Outcome of one produce: (partition, offset) when stored, else the KafkaError.
@@ -101,11 +101,39 @@ class KafkaEventPublisher:
     async def send_event(self, event: ValidationEvent) -> Delivery:
         """Publish one event; returns once Kafka stored it (or the outbox holds it).
 
+        Many calls may be in flight at once (each waits only for its own delivery report), so an async
+        API server is not limited to one round trip per event.
+
         Raises:
             PublishError: the broker refused the event, or (without an outbox) did not answer within
                 the delivery timeout.
         """
-        (delivery,) = await asyncio.to_thread(self.send_batch, [event])
+        if self._outbox is not None and self._outbox.has_pending():  # queue behind what waits
+            (delivery,) = await asyncio.to_thread(self.send_batch, [event])
+            return delivery.raise_if_failed()
+        key, value = event.job_id, event.to_json_bytes()
+        loop = asyncio.get_running_loop()
+        reported: asyncio.Future[_Outcome] = loop.create_future()
+
+        def report(err: Any, msg: Any) -> None:
+            outcome = err if err is not None else (msg.partition(), msg.offset())
+            loop.call_soon_threadsafe(_settle_future, reported, outcome)
+
+        self._recover_if_fatal()
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=report)
+                break
+            except BufferError:
+                await asyncio.sleep(0.005)
+            except self._kafka_exception as exc:
+                _settle_future(reported, exc.args[0])
+                break
+        try:
+            outcome = await asyncio.wait_for(reported, self._options.delivery_timeout_s + _GRACE_S)
+        except TimeoutError:
+            outcome = _NoReport(self._options.delivery_timeout_s)
+        (delivery,) = self._settle([event.event_id], [key], [value], [outcome])
         return delivery.raise_if_failed()
 
     def send_batch(self, events: Sequence[ValidationEvent]) -> list[Delivery]:
@@ -124,6 +152,10 @@ class KafkaEventPublisher:
                     ]
             outcomes = self._produce(keys, values)
             return self._settle(ids, keys, values, outcomes)
+
+    def outbox_status(self) -> OutboxStatus | None:
+        """What waits in the outbox (None without one): for metrics and health checks."""
+        return None if self._outbox is None else self._outbox.status()
 
     def drain_outbox(self) -> int:
         """Re-send what waits in the outbox, oldest first; returns how many the broker acknowledged."""
@@ -227,6 +259,11 @@ class KafkaEventPublisher:
             self._fatal = None
             old, self._producer = self._producer, _import_producer()(self._config)
             old.flush(0)
+
+
+def _settle_future(future: asyncio.Future[_Outcome], outcome: _Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)
 
 
 class _Reports:
