@@ -14,18 +14,19 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from vhlake import bootstrap
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
-from vhlake.cli.output import OutputFormat, err, out, print_ingest_report, print_table, to_csv, to_json
+from vhlake.cli.output import (
+    OutputFormat,
+    err,
+    file_progress,
+    out,
+    print_ingest_report,
+    print_table,
+    to_csv,
+    to_json,
+)
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.errors import VhlakeError
 from vhlake.events.model import event_json_schema
@@ -131,16 +132,7 @@ def ingest(
 
 def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
     total = path.stat().st_size if path.is_file() else 0
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal or total < 8 * 1024 * 1024,
-    ) as progress:
+    with file_progress(show=total >= 8 * 1024 * 1024) as progress:
         task = progress.add_task(path.name, total=total)
         return ingestor.ingest_file(path, on_progress=lambda advance: progress.advance(task, advance))
 

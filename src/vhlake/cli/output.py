@@ -13,6 +13,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from vhlake.ingest.bronze import IngestReport
@@ -88,4 +96,18 @@ def print_ingest_report(name: str, report: IngestReport, seconds: float) -> None
         f"{name}: [green]{report.bronze_rows:,} ingested[/green], "
         f"[{'yellow' if report.rejected_rows else 'green'}]{report.rejected_rows:,} rejected[/]"
         f"{f' ({reasons})' if reasons else ''} in {seconds:.2f} s ({rate:,.0f} events/s){resumed}"
+    )
+
+
+def file_progress(*, show: bool) -> Progress:
+    """A transient progress bar over a file's bytes, on stderr (hidden when not a terminal)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not (show and err.is_terminal),
     )

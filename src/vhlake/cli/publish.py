@@ -9,8 +9,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from vhlake.cli.output import file_progress
 from vhlake.errors import SourceError
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
@@ -47,15 +47,7 @@ def publish_files(
 
 def _publish_file(publisher: EventPublisher, path: Path, summary: PublishSummary, *, err: Console) -> None:
     total = path.stat().st_size if path.is_file() else 0
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with file_progress(show=True) as progress:
         task = progress.add_task(f"publishing {path.name}", total=total)
         for batch, problems, consumed in _validated_batches(path):
             for line_no, message in problems:

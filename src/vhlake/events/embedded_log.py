@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from vhlake.errors import PublishError, SourceError
+from vhlake.events.durable_sqlite import immediate_transaction, open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT,
     value BLOB NOT NULL,
     published_at_ms INTEGER NOT NULL
-)
+);
 """
 
 
@@ -41,14 +42,7 @@ class EmbeddedEventLog:
     def __init__(self, path: Path, *, topic: str) -> None:
         self.path = path
         self.topic = topic
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise SourceError(f"cannot open the event log at {path}: {exc}") from exc
+        self._db = open_durable(path, _SCHEMA, error=SourceError, what="the event log")
 
     def close(self) -> None:
         self._db.close()
@@ -65,20 +59,10 @@ class EmbeddedEventLog:
             raise ValueError("keys and values must have the same length")
         now_ms = int(time.time() * 1000)
         rows = [(None if keys is None else keys[i], value, now_ms) for i, value in enumerate(values)]
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (before,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
-                self._db.executemany(
-                    "INSERT INTO records (key, value, published_at_ms) VALUES (?, ?, ?)", rows
-                )
-                (after,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise PublishError(f"cannot append to the event log at {self.path}: {exc}") from exc
+        with immediate_transaction(self._db, error=PublishError, what=f"the event log at {self.path}"):
+            (before,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+            self._db.executemany("INSERT INTO records (key, value, published_at_ms) VALUES (?, ?, ?)", rows)
+            (after,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
         # One writer at a time (BEGIN IMMEDIATE): our rows are exactly (before, after].
         return list(range(before + 1, after + 1))
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vhlake.errors import PublishError
+from vhlake.events.durable_sqlite import immediate_transaction, open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -64,14 +66,7 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise PublishError(f"cannot open the outbox at {path}: {exc}") from exc
+        self._db = open_durable(path, _SCHEMA, error=PublishError, what="the outbox")
 
     def close(self) -> None:
         self._db.close()
@@ -126,26 +121,5 @@ class Outbox:
         except sqlite3.Error as exc:
             raise PublishError(f"cannot read the outbox at {self.path}: {exc}") from exc
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self.path)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error), SQLite errors as PublishError."""
-
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        self._db, self._path = db, path
-
-    def __enter__(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise PublishError(f"cannot write the outbox at {self._path}: {exc}") from exc
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if kind is not None else "COMMIT")
-        except sqlite3.Error as error:
-            raise PublishError(f"cannot write the outbox at {self._path}: {error}") from error
-        if isinstance(exc, sqlite3.Error):
-            raise PublishError(f"cannot write the outbox at {self._path}: {exc}") from exc
+    def _transaction(self) -> AbstractContextManager[None]:
+        return immediate_transaction(self._db, error=PublishError, what=f"the outbox at {self.path}")

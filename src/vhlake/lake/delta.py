@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +30,7 @@ from vhlake.errors import LakeError
 from vhlake.lake.tables import TableDef
 
 _COMMIT_ATTEMPTS = 5
+_T = TypeVar("_T")
 _PLAIN = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
 
 
@@ -102,7 +104,7 @@ class Lake:
                 )
 
         def write() -> None:
-            self._append(table, data, app_id=app_id, version=version)
+            self._append(table, data, [Transaction(app_id, version)])
 
         return self._commit_once(table, app_id, version, write, check=check, verb="write")
 
@@ -122,7 +124,8 @@ class Lake:
         held the partition before a rebalance, already committed them), so nothing is written twice; a
         concurrent commit of the same app id makes Delta refuse ours, and the check is redone.
         """
-        for attempt in range(_COMMIT_ATTEMPTS):
+
+        def attempt() -> PositionedAppend:
             stored = {source: self.txn_version(table, app_id) for source, (app_id, _) in ends.items()}
             fresh = _after_positions(data, stored)
             advancing = [
@@ -130,26 +133,11 @@ class Lake:
                 for source, (app_id, end) in ends.items()
                 if stored[source] is None or end > stored[source]  # type: ignore[operator]
             ]
-            outcome = PositionedAppend(fresh, stored)
-            if not advancing:
-                return outcome
-            try:
-                write_deltalake(
-                    self.ensure(table),
-                    fresh.cast(table.schema),
-                    mode="append",
-                    writer_properties=_writer(table),
-                    storage_options=self.storage_options or None,
-                    commit_properties=CommitProperties(
-                        app_transactions=advancing, custom_metadata=dict(metadata or {}) or None
-                    ),
-                )
-                return outcome
-            except CommitFailedError:
-                time.sleep(0.05 * 2**attempt)
-            except (DeltaError, OSError) as exc:
-                raise LakeError(f"cannot write {table.name}: {exc}") from exc
-        raise LakeError(f"{table.name}: write kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+            if advancing:
+                self._append(table, fresh, advancing, metadata=metadata)
+            return PositionedAppend(fresh, stored)
+
+        return self._until_accepted(table, "write", attempt)
 
     def _commit_once(
         self,
@@ -166,17 +154,25 @@ class Lake:
         The check and the write race with other writers of the same ``app_id``: Delta refuses the second
         commit (``CommitFailedError``), so on a conflict re-read the version and retry only if still needed.
         """
-        for attempt in range(_COMMIT_ATTEMPTS):
+
+        def attempt() -> bool:
             done = self.txn_version(table, app_id)
             if done is not None and done >= version:
                 return False
             if check is not None:
                 check(done)
+            write()
+            return True
+
+        return self._until_accepted(table, verb, attempt)
+
+    def _until_accepted(self, table: TableDef, verb: str, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt`` (which re-reads what it depends on) until Delta accepts its commit."""
+        for n in range(_COMMIT_ATTEMPTS):
             try:
-                write()
-                return True
+                return attempt()
             except CommitFailedError:
-                time.sleep(0.05 * 2**attempt)
+                time.sleep(0.05 * 2**n)
             except (DeltaError, OSError) as exc:
                 raise LakeError(f"cannot {verb} {table.name}: {exc}") from exc
         raise LakeError(f"{table.name}: {verb} kept conflicting after {_COMMIT_ATTEMPTS} attempts")
@@ -280,7 +276,7 @@ class Lake:
             _merge(delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version)
             delta.update_incremental()
             if delta.version() == before:
-                self._append(table, table.schema.empty_table(), app_id=app_id, version=version)
+                self._append(table, table.schema.empty_table(), [Transaction(app_id, version)])
 
         return self._commit_once(table, app_id, version, merge, verb="merge into")
 
@@ -304,14 +300,24 @@ class Lake:
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot create {table.name} at {self.table_uri(table)}: {exc}") from exc
 
-    def _append(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
+    def _append(
+        self,
+        table: TableDef,
+        data: pa.Table,
+        transactions: list[Transaction],
+        *,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        """Append ``data`` and record ``transactions`` (and commit ``metadata``) in the same commit."""
         write_deltalake(
             self.ensure(table),
             data.cast(table.schema),
             mode="append",
             writer_properties=_writer(table),
             storage_options=self.storage_options or None,
-            commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+            commit_properties=CommitProperties(
+                app_transactions=transactions, custom_metadata=dict(metadata or {}) or None
+            ),
         )
 
 
