@@ -58,3 +58,21 @@ def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None
         "group (1, 'a', 'x'): p50 vhlake=1.0 spark=1.5",
         "group (2, 'a', 'x') only in vhlake",
     ]
+
+
+@pytest.mark.timeout(300)
+def test_the_kafka_benchmark_runs_against_a_real_broker(tmp_path: Path) -> None:
+    summary = tmp_path / "RESULTS.md"
+    command = [
+        sys.executable,
+        str(BENCH.with_name("kafka.py")),
+        "--events",
+        "20000",
+        "--batch-messages",
+        "5000",
+    ]
+    finished = subprocess.run([*command, "--results", str(summary)], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    text = summary.read_text()
+    assert "Kafka, 19," in text  # the sample's valid events (a few of the 20,000 are deliberately bad)
+    assert "events/s from the first commit to the last full batch" in text
