@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py src/vhlake/ingest/_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka,pandas,databricks]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -13,7 +13,9 @@ from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
 from vhlake.lake.delta import Lake
 from vhlake.pipeline.runner import Pipeline
+from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.engine import QueryEngine
 from vhlake.settings import Settings
 
 
@@ -37,8 +39,34 @@ def build_pipeline(settings: Settings) -> Pipeline:
     )
 
 
-def build_query_engine(settings: Settings) -> DuckDBEngine:
-    return DuckDBEngine(build_lake(settings))
+def build_query_engine(settings: Settings, engine: str | None = None) -> QueryEngine:
+    """The engine ``engine`` names, else ``VHLAKE_QUERY_ENGINE``: DuckDB over the lake, or Databricks SQL."""
+    chosen = engine or settings.query_engine
+    if chosen == "duckdb":
+        return DuckDBEngine(build_lake(settings))
+    if chosen == "databricks":
+        return DatabricksSQLEngine(databricks_config(settings))
+    raise ConfigError(f"unknown query engine {chosen!r}: duckdb or databricks")
+
+
+def databricks_config(settings: Settings) -> DatabricksConfig:
+    required = {
+        "DATABRICKS_SERVER_HOSTNAME": settings.databricks_server_hostname,
+        "DATABRICKS_HTTP_PATH": settings.databricks_http_path,
+        "DATABRICKS_ACCESS_TOKEN": settings.databricks_access_token,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        raise ConfigError(f"the Databricks engine needs {', '.join(missing)}")
+    assert settings.databricks_server_hostname and settings.databricks_http_path
+    assert settings.databricks_access_token is not None
+    return DatabricksConfig(
+        server_hostname=settings.databricks_server_hostname,
+        http_path=settings.databricks_http_path,
+        access_token=settings.databricks_access_token,
+        catalog=settings.databricks_catalog,
+        schema=settings.databricks_schema,
+    )
 
 
 def _beside_lake(settings: Settings, configured: str | None, folder: str, setting: str, what: str) -> Path:

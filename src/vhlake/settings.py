@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     )
 
     lake_uri: str = Field(default="./lake", alias="VHLAKE_LAKE_URI")
+    query_engine: Literal["duckdb", "databricks"] = Field(
+        default="duckdb",
+        alias="VHLAKE_QUERY_ENGINE",
+        description="duckdb (the embedded lake) or databricks (a SQL warehouse: DATABRICKS_* settings).",
+    )
     event_log: Literal["embedded", "kafka"] = Field(default="embedded", alias="VHLAKE_EVENT_LOG")
     event_log_path: str | None = Field(
         default=None,

@@ -145,13 +145,22 @@ def query(
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.table,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table.", min=1)] = 100,
+    engine_name: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="duckdb (the embedded lake) or databricks (a SQL warehouse); default VHLAKE_QUERY_ENGINE.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run SQL over the lake: every table of DESIGN.md by its Databricks name (see `vhlake tables`).
 
     --format json prints a JSON array of row objects (dates and timestamps as ISO-8601 strings);
-    --format csv prints CSV with a header.
+    --format csv prints CSV with a header. Delta time travel works as on Databricks:
+    `SELECT count(*) FROM validation_results_silver VERSION AS OF 3` (or TIMESTAMP AS OF '2026-11-27').
     """
-    engine = bootstrap.build_query_engine(_settings(ctx))
+    engine = bootstrap.build_query_engine(_settings(ctx), engine_name)
     try:
         result = engine.execute(sql)
     finally:

@@ -1,52 +1,112 @@
 """The embedded query engine: DuckDB over the lake's Delta tables.
 
-Each table is a view under its Databricks name over its current Parquet files (read by DuckDB itself,
-which prunes partitions and row groups from the filters); a table not written yet reads as empty with
-its contract's columns.
+Each table is a view under its Databricks name over its Parquet files (read by DuckDB itself, which
+prunes partitions and row groups from the filters); a table not written yet reads as empty with its
+contract's columns. Before each statement the views of the tables it reads are brought up to date
+when the Delta version moved, so a long-lived engine (the API's) always sees the latest commit.
+``VERSION AS OF n`` / ``TIMESTAMP AS OF ts`` read the table as of that Delta version.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import threading
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
-from vhlake.errors import QueryError
+from vhlake.errors import LakeError, QueryError
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ALL_TABLES
+from vhlake.lake.tables import ALL_TABLES, TableDef, table_by_name
+from vhlake.query.engine import Params, to_dataframe
 from vhlake.query.lake_relations import table_relation
-from vhlake.query.render import render_for_duckdb
+from vhlake.query.render import referenced_tables, render_for_duckdb
+
+if TYPE_CHECKING:
+    import pandas
+
+_UNSET = -2  # a version no table has: forces the first registration
+_PLANS = 256  # rendered statements kept (the oldest goes first)
 
 
 class DuckDBEngine:
-    """Runs Databricks-dialect SQL on the embedded lake."""
+    """Runs Databricks-dialect SQL on the embedded lake; safe to share between threads."""
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, *, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:
         self._lake = lake
+        self._tables = {table.name: table for table in tables}
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
-        self._register_tables()
+        self._versions: dict[str, int] = {}
+        self._plans: dict[str, tuple[set[str], str | None]] = {}
+        self._lock = threading.Lock()  # view (re)registration; queries run on their own cursors
 
     def close(self) -> None:
         self._con.close()
 
     def tables(self) -> list[str]:
-        return [table.name for table in ALL_TABLES]
+        return list(self._tables)
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pa.Table:
-        """Run one statement; values are bound parameters (``?`` or ``:name``), never spliced into SQL."""
-        rendered = render_for_duckdb(sql, known_tables=self.tables())
+    def execute(self, sql: str, params: Params = None) -> pa.Table:
+        """Run one statement; values are bound parameters (``:name`` or ``?``), never spliced into SQL."""
+        with self._lock:
+            tables, rendered = self._plan(sql)
+            for name in tables:
+                self._refresh(self._tables[name])
+            if rendered is None:  # time travel: the views to read depend on the lake, render each time
+                rendered = render_for_duckdb(sql, known_tables=self._tables, time_travel=self._as_of)
+        cursor = self._con.cursor()
         try:
-            relation = self._con.sql(rendered, params=params)
+            cursor.execute("SET TimeZone = 'UTC'")
+            relation = cursor.sql(rendered, params=params)
             return pa.table({}) if relation is None else relation.to_arrow_table()
         except duckdb.Error as exc:
             raise QueryError(_one_line(str(exc))) from exc
+        finally:
+            cursor.close()
 
-    def _register_tables(self) -> None:
-        for table in ALL_TABLES:
-            table_relation(self._con, self._lake, table).create_view(table.name)
+    def execute_df(self, sql: str, params: Params = None) -> pandas.DataFrame:
+        return to_dataframe(self.execute(sql, params))
+
+    def _plan(self, sql: str) -> tuple[set[str], str | None]:
+        """The lake tables ``sql`` reads and its DuckDB rendering (None when it time-travels), cached:
+        parsing and rendering cost more than a small query itself."""
+        plan = self._plans.get(sql)
+        if plan is None:
+            tables = referenced_tables(sql) & set(self._tables)
+            travels = "AS OF" in sql.upper()
+            plan = (tables, None if travels else render_for_duckdb(sql, known_tables=self._tables))
+            if len(self._plans) >= _PLANS:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[sql] = plan
+        return plan
+
+    def _refresh(self, table: TableDef) -> None:
+        delta = self._lake.open(table)
+        version = -1 if delta is None else delta.version()
+        if self._versions.get(table.name, _UNSET) != version:
+            table_relation(self._con, self._lake, table).create_view(table.name, replace=True)
+            self._versions[table.name] = version
+
+    def _as_of(self, name: str, kind: str, value: object) -> str:
+        """Register ``name`` as of a version or a timestamp; returns the view's name."""
+        table = table_by_name(name)
+        try:
+            version = int(value) if kind == "VERSION" else self._lake.version_at(table, _timestamp(value))  # type: ignore[call-overload]
+            view = f"{name}__v{version}"
+            table_relation(self._con, self._lake, table, version=version).create_view(view, replace=True)
+        except LakeError as exc:
+            raise QueryError(str(exc)) from exc
+        return view
+
+
+def _timestamp(value: object) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise QueryError(f"TIMESTAMP AS OF needs an ISO timestamp, not {value!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _one_line(message: str) -> str:

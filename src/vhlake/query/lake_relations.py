@@ -24,12 +24,13 @@ def table_relation(
     table: TableDef,
     *,
     where: tuple[str, Sequence[object]] | None = None,
+    version: int | None = None,
 ) -> duckdb.DuckDBPyRelation:
-    """``table``'s current rows (only the partitions ``where=(column, values)`` names, when given), in
-    its contract's column order; a table not written yet is empty with its contract's columns."""
-    files = lake.local_files(table, where=where)
+    """``table``'s rows, current or at ``version`` (only the partitions ``where=(column, values)`` names,
+    when given), in its contract's column order; a table not written yet is empty with its columns."""
+    files = lake.local_files(table, where=where, version=version)
     if files is None:
-        return con.from_arrow(lake.dataset(table))
+        return con.from_arrow(lake.dataset(table, version=version))
     if not files:
         return con.from_arrow(table.schema.empty_table())
     relation = con.read_parquet(files, hive_partitioning=True)

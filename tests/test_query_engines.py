@@ -1,0 +1,235 @@
+"""The two query engines: DuckDB over the lake (rewrites, time travel, fresh views) and Databricks SQL
+(native parameters, retries, clear errors), the latter without a warehouse."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import SecretStr
+
+from conftest import make_event, write_lines
+from vhlake.errors import QueryError
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE
+from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
+from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.render import render_for_duckdb
+
+
+def duck(sql: str) -> list[dict[str, Any]]:
+    import duckdb
+
+    rows: list[dict[str, Any]] = (
+        duckdb.sql(render_for_duckdb(sql, known_tables=[])).to_arrow_table().to_pylist()
+    )
+    return rows
+
+
+# -- the rewrites, each against Spark's documented result -------------------------------------------------
+
+
+def test_dayofweek_counts_from_sunday_as_one() -> None:
+    assert duck("SELECT dayofweek(DATE '2026-11-29') AS sun, dayofweek(DATE '2026-11-28') AS sat") == [
+        {"sun": 1, "sat": 7}
+    ]
+
+
+def test_date_sub_and_date_add_return_dates() -> None:
+    assert duck(
+        "SELECT date_sub(DATE '2026-03-01', 1) AS before, date_add(DATE '2026-02-28', 1) AS after"
+    ) == [{"before": date(2026, 2, 28), "after": date(2026, 3, 1)}]
+
+
+def test_percentile_interpolates_like_spark() -> None:
+    rows = duck(
+        "SELECT percentile(x, 0.5) AS p50, percentile(x, 0.9) AS p90 FROM VALUES (10), (20), (30), (40) AS t(x)"
+    )
+    assert rows == [{"p50": 25.0, "p90": pytest.approx(37.0)}]
+
+
+def test_from_json_takes_a_ddl_schema() -> None:
+    rows = duck(
+        """SELECT from_json('{"a": 3, "m": {"x": 2}, "s": "ok"}', 'a INT, m MAP<STRING, INT>, s STRING') AS j"""
+    )
+    assert rows == [{"j": {"a": 3, "m": [("x", 2)], "s": "ok"}}]  # Arrow gives a map as (key, value) pairs
+
+
+def test_lateral_view_explode_of_a_map_gives_keys_and_values() -> None:
+    rows = duck(
+        "SELECT e.k, e.v FROM (SELECT map('missing_sku', 3, 'bad_price', 1) AS m) t "
+        "LATERAL VIEW explode(m) e AS k, v ORDER BY k"
+    )
+    assert rows == [{"k": "bad_price", "v": 1}, {"k": "missing_sku", "v": 3}]
+
+
+# -- DuckDB over the lake ---------------------------------------------------------------------------------
+
+
+def ingest(lake: Lake, tmp_path: Any, name: str, first: int, count: int) -> None:
+    path = write_lines(tmp_path / name, [make_event(n) for n in range(first, first + count)])
+    BronzeIngestor(lake, source_system="t", batch_bytes=1 << 20).ingest_file(path)
+
+
+def test_views_follow_new_commits_and_time_travel_reads_old_versions(lake: Lake, tmp_path: Any) -> None:
+    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    engine = DuckDBEngine(lake)
+    count = "SELECT count(*) AS n FROM validation_events_bronze"
+    assert engine.execute(count).to_pylist() == [{"n": 3}]
+    version_after_first = lake.open(BRONZE).version()  # type: ignore[union-attr]
+    moment = datetime.now(UTC)
+    time.sleep(0.05)
+    ingest(lake, tmp_path, "b.jsonl", 3, 4)
+    assert engine.execute(count).to_pylist() == [{"n": 7}]  # the same engine sees the new commit
+    assert engine.execute(f"{count} VERSION AS OF {version_after_first}").to_pylist() == [{"n": 3}]
+    travelled = engine.execute(
+        f"SELECT count(*) AS n FROM validation_events_bronze TIMESTAMP AS OF '{moment.isoformat()}'"
+    )
+    assert travelled.to_pylist() == [{"n": 3}]
+    qualified = engine.execute("SELECT count(*) AS n FROM validahub.analytics.validation_events_bronze b")
+    assert qualified.to_pylist() == [{"n": 7}]
+    with pytest.raises(QueryError, match="has versions 0 to"):
+        engine.execute(f"{count} VERSION AS OF 99")
+    frame = engine.execute_df("SELECT event_id FROM validation_events_bronze ORDER BY event_id LIMIT 2")
+    assert list(frame["event_id"]) == ["evt-0", "evt-1"]
+
+
+def test_parameters_are_bound_never_spliced(lake: Lake, tmp_path: Any) -> None:
+    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    engine = DuckDBEngine(lake)
+    sql = "SELECT count(*) AS n FROM validation_events_bronze WHERE event_id = :id"
+    assert engine.execute(sql, {"id": "evt-1"}).to_pylist() == [{"n": 1}]
+    assert engine.execute(sql, {"id": "evt-1' OR '1'='1"}).to_pylist() == [{"n": 0}]
+    positional = "SELECT count(*) AS n FROM validation_events_bronze WHERE event_id IN (?, ?)"
+    assert engine.execute(positional, ["evt-0", "evt-2"]).to_pylist() == [{"n": 2}]
+
+
+def test_a_table_not_written_yet_reads_as_empty(lake: Lake) -> None:
+    result = DuckDBEngine(lake).execute("SELECT * FROM ml_predictions")
+    assert result.num_rows == 0 and "model_version" in result.column_names
+
+
+# -- Databricks SQL, without a warehouse --------------------------------------------------------------------
+
+
+class FakeWarehouse:
+    """Stands in for ``databricks.sql.connect``: records what is sent, raises what it is told to."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = list(failures or [])
+        self.connects: list[dict[str, Any]] = []
+        self.sent: list[tuple[str, Any]] = []
+
+    def __call__(self, **kwargs: Any) -> Any:
+        self.connects.append(kwargs)
+        warehouse = self
+
+        class Cursor:
+            def execute(self, sql: str, params: Any) -> None:
+                if warehouse.failures:
+                    raise warehouse.failures.pop(0)
+                warehouse.sent.append((sql, params))
+
+            def fetchall_arrow(self) -> pa.Table:
+                return pa.table({"n": [1]})
+
+            def close(self) -> None:
+                pass
+
+        class Connection:
+            def cursor(self) -> Cursor:
+                return Cursor()
+
+            def close(self) -> None:
+                pass
+
+        return Connection()
+
+
+def config(**overrides: Any) -> DatabricksConfig:
+    values: dict[str, Any] = {
+        "server_hostname": "adb-1.azuredatabricks.net",
+        "http_path": "/sql/1.0/warehouses/abc",
+        "access_token": SecretStr("dapi-secret"),
+        "retry_delay_s": 0.01,
+    }
+    return DatabricksConfig(**(values | overrides))
+
+
+def test_databricks_qualifies_tables_and_sends_native_parameters() -> None:
+    warehouse = FakeWarehouse()
+    engine = DatabricksSQLEngine(config(catalog="prod", schema="vh"), connect=warehouse)
+    result = engine.execute(
+        "SELECT count(*) AS n FROM validation_results_silver WHERE marketplace = :m", {"m": "shopee' --"}
+    )
+    assert result.to_pylist() == [{"n": 1}]
+    ((sql, params),) = warehouse.sent
+    assert "FROM prod.vh.validation_results_silver" in sql and "shopee" not in sql
+    assert params == {"m": "shopee' --"}
+    assert warehouse.connects[0]["access_token"] == "dapi-secret"
+    assert warehouse.connects[0]["_retry_stop_after_attempts_count"] == 1
+
+
+class RequestError(Exception):
+    """Named as the connector's transient error."""
+
+    def __init__(self, message: str, context: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.context = context or {}
+
+
+class ServerOperationError(Exception):
+    """Named as the connector's SQL error."""
+
+
+def test_transient_failures_are_retried_on_a_new_connection() -> None:
+    warehouse = FakeWarehouse([RequestError("connection reset"), RequestError("warehouse starting")])
+    engine = DatabricksSQLEngine(config(attempts=3), connect=warehouse)
+    assert engine.execute("SELECT 1 AS n").num_rows == 1
+    assert len(warehouse.connects) == 3
+
+
+def test_a_refused_token_fails_at_once_and_says_what_to_fix() -> None:
+    warehouse = FakeWarehouse([RequestError("Error during request", {"http-code": 403})])
+    engine = DatabricksSQLEngine(config(attempts=3), connect=warehouse)
+    with pytest.raises(QueryError, match="DATABRICKS_ACCESS_TOKEN"):
+        engine.execute("SELECT 1")
+    assert len(warehouse.connects) == 1
+
+
+def test_sql_errors_are_not_retried() -> None:
+    warehouse = FakeWarehouse([ServerOperationError("[TABLE_OR_VIEW_NOT_FOUND] nope")])
+    engine = DatabricksSQLEngine(config(attempts=3), connect=warehouse)
+    with pytest.raises(QueryError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        engine.execute("SELECT * FROM nope")
+    assert len(warehouse.connects) == 1
+
+
+def test_invalid_catalog_names_are_refused_before_anything_is_sent() -> None:
+    warehouse = FakeWarehouse()
+    with pytest.raises(QueryError, match="invalid Databricks catalog"):
+        DatabricksSQLEngine(config(catalog="x; DROP TABLE y"), connect=warehouse).execute("SELECT 1")
+    assert warehouse.connects == []
+
+
+# After a failed connect, the connector's Connection.__del__ trips over the session it never made.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_the_real_connector_fails_fast_and_clearly_when_no_warehouse_answers() -> None:
+    # nothing listens on port 443 of this machine (the connector always uses 443)
+    engine = DatabricksSQLEngine(config(server_hostname="127.0.0.1", attempts=2, socket_timeout_s=3))
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"Databricks SQL at 127\.0\.0\.1 failed: .*Connection refused"):
+        engine.execute("SELECT 1")
+    assert time.monotonic() - started < 60
+
+
+def test_cli_engine_choice_names_the_missing_settings(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "DATABRICKS_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    result = run_cli("query", "SELECT 1", "--engine", "databricks")
+    assert result.exit_code == 1
+    assert "DATABRICKS_SERVER_HOSTNAME" in result.stderr and "DATABRICKS_ACCESS_TOKEN" in result.stderr
