@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,26 +43,16 @@ import pyarrow.dataset as ds
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD
 from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.repository import AnalyticsRepository
+from vhlake.result import Ok
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 BENCH = Path(__file__).parent
 OUT = BENCH / "out"
 INCREMENT = 0.01  # the incremental run appends this share of N new events
 
-QUERIES = {
-    # The dashboard's marketplace page: one marketplace, the last 30 days of gold.
-    "gold_marketplace_30d": (
-        "SELECT date, category, total_validations, error_rate, p95_processing_time "
-        "FROM marketplace_daily_metrics_gold WHERE marketplace = :marketplace AND date > :since "
-        "ORDER BY date, category"
-    ),
-    # Real-time stats: the last hour of jobs, straight from silver.
-    "silver_last_hour": (
-        "SELECT marketplace, count(*) AS jobs, count_if(status = 'failed') AS failed, "
-        "avg(processing_time_ms) AS avg_ms FROM validation_results_silver "
-        "WHERE created_at >= :since GROUP BY marketplace ORDER BY jobs DESC"
-    ),
-}
+# The AnalyticsRepository calls behind the dashboard, as a running service makes them (warm engine).
+QUERIES = ("gold_marketplace_30d", "marketplace_performance_30d", "silver_last_hour")
 
 
 @dataclass
@@ -188,17 +179,23 @@ def query_latency(lake: Path, repeats: int) -> dict[str, dict[str, float]]:
     last = gold["last"][0].as_py() or datetime.now(UTC).date()
     silver = engine.execute("SELECT max(created_at) AS last FROM validation_results_silver")
     newest = silver["last"][0].as_py() or datetime.now(UTC)
-    params = {
-        "gold_marketplace_30d": {"marketplace": "mercado_livre", "since": last - timedelta(days=30)},
-        "silver_last_hour": {"since": newest - timedelta(hours=1)},
+    repository = AnalyticsRepository(engine, clock=lambda: newest)
+    calls: dict[str, Callable[[], object]] = {
+        "gold_marketplace_30d": lambda: repository.get_marketplace_metrics(
+            "mercado_livre", last - timedelta(days=29), last
+        ),
+        "marketplace_performance_30d": lambda: repository.get_marketplace_performance(
+            "mercado_livre", 30, end_date=last
+        ),
+        "silver_last_hour": lambda: repository.get_real_time_stats(),
     }
     latency = {}
-    for name, sql in QUERIES.items():
-        engine.execute(sql, params[name])  # warm: file metadata cached as a running service has it
+    for name in QUERIES:
+        assert isinstance(calls[name](), Ok)  # warm: file metadata cached as a running service has it
         times = []
         for _ in range(repeats):
             clock = time.perf_counter()
-            engine.execute(sql, params[name])
+            calls[name]()
             times.append((time.perf_counter() - clock) * 1000)
         latency[name] = {
             "p50_ms": round(statistics.median(times), 1),

@@ -36,7 +36,11 @@ def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
     assert [key for key in REQUIRED if key not in result] == []
     assert result["events"] == 20_000 and result["incremental_events"] == 200
     assert result["gold_agrees_with_spark"] is True and result["gold_rows"] > 1000
-    assert set(result["query_p95_ms"]) == {"gold_marketplace_30d", "silver_last_hour"}
+    assert set(result["query_p95_ms"]) == {
+        "gold_marketplace_30d",
+        "marketplace_performance_30d",
+        "silver_last_hour",
+    }
     assert "20,000 events" in summary.read_text()
 
 

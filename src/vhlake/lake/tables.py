@@ -187,6 +187,36 @@ GOLD = TableDef(
     description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
 )
 
+ML_PREDICTIONS = TableDef(
+    name="ml_predictions",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string(), nullable=False),
+            pa.field("prediction_date", pa.date32(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            # "forecast" (a future day) or "anomaly" (a scored past day)
+            pa.field("model_type", pa.string(), nullable=False),
+            pa.field("predicted_validations", pa.float64()),
+            pa.field("predicted_error_rate", pa.float64()),
+            pa.field("lower_bound", pa.float64()),
+            pa.field("upper_bound", pa.float64()),
+            pa.field("actual_validations", pa.int64()),
+            pa.field("actual_error_rate", pa.float64()),
+            pa.field("is_anomaly", pa.bool_()),
+            pa.field("anomaly_score", pa.float64()),
+            pa.field("trained_at", UTC_MICROS, nullable=False),
+            pa.field("created_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=(),
+    description=(
+        "One row per (marketplace, category, prediction_date, model_version): forecasts of daily validations "
+        "and error rate with bounds, and anomaly scores of past days; the model that made it and when it trained."
+    ),
+)
+
 PIPELINE_RUNS = TableDef(
     name="pipeline_runs",
     layer="ops",
@@ -211,7 +241,16 @@ PIPELINE_RUNS = TableDef(
     description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
 )
 
-ALL_TABLES: tuple[TableDef, ...] = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, PIPELINE_RUNS)
+ALL_TABLES: tuple[TableDef, ...] = (
+    BRONZE,
+    REJECTED,
+    QUARANTINE,
+    JOB_EVENTS,
+    SILVER,
+    GOLD,
+    ML_PREDICTIONS,
+    PIPELINE_RUNS,
+)
 
 
 def table_by_name(name: str) -> TableDef:

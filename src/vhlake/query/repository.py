@@ -1,0 +1,278 @@
+"""``AnalyticsRepository``: the analytics ValidaHub's app, API, dashboard and alerts ask for.
+
+The same SQL (``query/sql/``) runs on any :class:`~vhlake.query.engine.QueryEngine`: DuckDB over the
+embedded lake or a Databricks SQL warehouse. Methods return ``Ok(model)`` or ``Err(reason)`` and never
+raise for bad input or a failing engine, as the seed's repository did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from vhlake.errors import VhlakeError
+from vhlake.query.engine import QueryEngine
+from vhlake.query.statements import statement
+from vhlake.result import Err, Ok, Result
+
+T = TypeVar("T")
+
+
+class DailyMetric(BaseModel):
+    date: date
+    category: str
+    total_validations: int
+    successful_validations: int
+    failed_validations: int
+    total_rows_processed: int
+    avg_processing_time_ms: float | None
+    p50_processing_time: float | None
+    p95_processing_time: float | None
+    p99_processing_time: float | None
+    unique_users: int
+    error_rate: float
+
+
+class MetricsSummary(BaseModel):
+    """Totals over a period. The mean processing time weighs each day's mean by its finished jobs (the
+    jobs that have one). Gold counts unique users per (day, category), which do not add up, so the
+    largest of those counts is given."""
+
+    total_validations: int
+    successful_validations: int
+    failed_validations: int
+    success_rate: float | None
+    error_rate: float | None
+    total_rows_processed: int
+    avg_processing_time_ms: float | None
+    peak_unique_users: int
+    days_with_data: int
+
+
+class MarketplaceMetrics(BaseModel):
+    marketplace: str
+    start_date: date
+    end_date: date
+    daily: list[DailyMetric]
+    summary: MetricsSummary
+
+
+class MarketplaceNow(BaseModel):
+    marketplace: str
+    total_jobs: int
+    successful_jobs: int
+    failed_jobs: int
+    running_jobs: int
+    rows_processed: int
+    avg_processing_time_ms: float | None
+    p95_processing_time: float | None
+    last_job_at: datetime
+
+
+class RealTimeStats(BaseModel):
+    """Jobs created in the last ``window_minutes`` (up to ``as_of``), per marketplace and in total."""
+
+    as_of: datetime
+    window_minutes: int
+    marketplaces: list[MarketplaceNow]
+    total_jobs: int
+    failed_jobs: int
+    error_rate: float | None
+
+
+class DailyPerformance(BaseModel):
+    date: date
+    total_validations: int
+    successful_validations: int
+    failed_validations: int
+    total_rows_processed: int
+    error_rate: float
+    daily_change: int | None
+    moving_avg_7d: float
+
+
+class CategoryPerformance(BaseModel):
+    category: str
+    total_validations: int
+    failed_validations: int
+    error_rate: float
+    total_rows_processed: int
+    avg_processing_time_ms: float | None
+
+
+class MarketplacePerformance(BaseModel):
+    marketplace: str
+    period_days: int
+    start_date: date
+    end_date: date
+    daily: list[DailyPerformance]
+    categories: list[CategoryPerformance]
+
+
+class Prediction(BaseModel):
+    prediction_date: date
+    model_type: str
+    predicted_validations: float | None
+    predicted_error_rate: float | None
+    lower_bound: float | None
+    upper_bound: float | None
+    actual_validations: int | None
+    actual_error_rate: float | None
+    is_anomaly: bool | None
+    anomaly_score: float | None
+
+
+class MlPredictions(BaseModel):
+    """The latest model's predictions for one (marketplace, category); None model when none exist."""
+
+    marketplace: str
+    category: str
+    model_version: str | None
+    trained_at: datetime | None
+    predictions: list[Prediction]
+
+
+class AnalyticsRepository:
+    """The analytics over gold, silver and ml_predictions, on whichever engine it is given."""
+
+    def __init__(
+        self, engine: QueryEngine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def get_marketplace_metrics(
+        self, marketplace: str, start_date: date, end_date: date
+    ) -> Result[MarketplaceMetrics]:
+        """Daily metrics per category between two dates (inclusive), and their summary."""
+        if problem := _check_range(marketplace, start_date, end_date):
+            return problem
+
+        def build() -> MarketplaceMetrics:
+            rows = self._rows(
+                "marketplace_metrics", marketplace=marketplace, start_date=start_date, end_date=end_date
+            )
+            daily = [DailyMetric(**row) for row in rows]
+            return MarketplaceMetrics(
+                marketplace=marketplace,
+                start_date=start_date,
+                end_date=end_date,
+                daily=daily,
+                summary=_calculate_summary(daily),
+            )
+
+        return _attempt(build)
+
+    def get_real_time_stats(
+        self, marketplace: str | None = None, *, window_minutes: int = 60
+    ) -> Result[RealTimeStats]:
+        """Jobs created in the last hour (``window_minutes``), per marketplace (or only ``marketplace``)."""
+        if window_minutes <= 0:
+            return Err("window_minutes must be positive", "invalid_argument")
+        if marketplace is not None and not marketplace.strip():
+            return Err("marketplace must not be empty", "invalid_argument")
+
+        def build() -> RealTimeStats:
+            now = self._clock()
+            since = now - timedelta(minutes=window_minutes)
+            rows = self._rows(
+                "real_time_stats", since=since, since_date=since.date(), marketplace=marketplace
+            )
+            per_marketplace = [MarketplaceNow(**row) for row in rows]
+            total = sum(m.total_jobs for m in per_marketplace)
+            failed = sum(m.failed_jobs for m in per_marketplace)
+            return RealTimeStats(
+                as_of=now,
+                window_minutes=window_minutes,
+                marketplaces=per_marketplace,
+                total_jobs=total,
+                failed_jobs=failed,
+                error_rate=failed / total if total else None,
+            )
+
+        return _attempt(build)
+
+    def get_marketplace_performance(
+        self, marketplace: str, period_days: int = 30, *, end_date: date | None = None
+    ) -> Result[MarketplacePerformance]:
+        """The last ``period_days`` days (ending today, or ``end_date``): the daily series with its
+        day-over-day change and 7-day moving average, and the per-category breakdown."""
+        if period_days <= 0 or period_days > 3660:
+            return Err("period_days must be between 1 and 3660", "invalid_argument")
+        end = end_date or self._clock().date()
+        start = end - timedelta(days=period_days - 1)
+        if problem := _check_range(marketplace, start, end):
+            return problem
+
+        def build() -> MarketplacePerformance:
+            window = {"marketplace": marketplace, "start_date": start, "end_date": end}
+            return MarketplacePerformance(
+                marketplace=marketplace,
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                daily=[DailyPerformance(**r) for r in self._rows("marketplace_daily_performance", **window)],
+                categories=[
+                    CategoryPerformance(**r) for r in self._rows("marketplace_category_breakdown", **window)
+                ],
+            )
+
+        return _attempt(build)
+
+    def get_ml_predictions(self, marketplace: str, category: str) -> Result[MlPredictions]:
+        """The predictions of the most recently trained model for (marketplace, category)."""
+        if not marketplace.strip() or not category.strip():
+            return Err("marketplace and category must not be empty", "invalid_argument")
+
+        def build() -> MlPredictions:
+            rows = self._rows("ml_predictions", marketplace=marketplace, category=category)
+            return MlPredictions(
+                marketplace=marketplace,
+                category=category,
+                model_version=rows[0]["model_version"] if rows else None,
+                trained_at=rows[0]["trained_at"] if rows else None,
+                predictions=[Prediction(**row) for row in rows],
+            )
+
+        return _attempt(build)
+
+    def _rows(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._engine.execute(statement(name), params).to_pylist()
+        return rows
+
+
+def _check_range(marketplace: str, start_date: date, end_date: date) -> Err | None:
+    if not marketplace.strip():
+        return Err("marketplace must not be empty", "invalid_argument")
+    if start_date > end_date:
+        return Err(f"start_date {start_date} is after end_date {end_date}", "invalid_argument")
+    return None
+
+
+def _attempt(build: Callable[[], T]) -> Result[T]:
+    try:
+        return Ok(build())
+    except VhlakeError as exc:
+        return Err(str(exc), "query")
+
+
+def _calculate_summary(daily: list[DailyMetric]) -> MetricsSummary:
+    total = sum(d.total_validations for d in daily)
+    successful = sum(d.successful_validations for d in daily)
+    failed = sum(d.failed_validations for d in daily)
+    timed = [(d.avg_processing_time_ms, d.successful_validations + d.failed_validations) for d in daily]
+    weight = sum(n for mean, n in timed if mean is not None)
+    return MetricsSummary(
+        total_validations=total,
+        successful_validations=successful,
+        failed_validations=failed,
+        success_rate=successful / total if total else None,
+        error_rate=failed / total if total else None,
+        total_rows_processed=sum(d.total_rows_processed for d in daily),
+        avg_processing_time_ms=sum(m * n for m, n in timed if m is not None) / weight if weight else None,
+        peak_unique_users=max((d.unique_users for d in daily), default=0),
+        days_with_data=len({d.date for d in daily}),
+    )

@@ -1,0 +1,294 @@
+"""AnalyticsRepository on a real lake built from generated events, checked against values computed here
+in Python from silver and gold rows (not by the repository's SQL); every shipped statement runs on DuckDB,
+and on Databricks is sent exactly as recorded in tests/recorded_sql/."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from pydantic import SecretStr
+
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import GOLD, ML_PREDICTIONS, SILVER
+from vhlake.pipeline.runner import Pipeline
+from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
+from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.repository import AnalyticsRepository
+from vhlake.query.statements import statement, statement_names
+from vhlake.result import Err, Ok
+from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+RECORDED = Path(__file__).parent / "recorded_sql"
+MARKETPLACE = "shopee"
+TRAINED = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    root = tmp_path_factory.mktemp("repository")
+    feed = root / "events.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=4_000, seed=11, bad_event_rate=0.01)), feed)
+    lake = Lake(str(root / "lake"))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    Pipeline(lake).run()
+    lake.append(ML_PREDICTIONS, _predictions())
+    return lake
+
+
+def _predictions() -> pa.Table:
+    rows = []
+    for version, trained in (("v1", TRAINED - timedelta(days=7)), ("v2", TRAINED)):
+        for day in range(3):
+            rows.append(
+                {
+                    "marketplace": MARKETPLACE,
+                    "category": "categoria_01",
+                    "prediction_date": date(2026, 11, 28) + timedelta(days=day),
+                    "model_version": version,
+                    "model_type": "forecast",
+                    "predicted_validations": 40.0 + day,
+                    "predicted_error_rate": 0.1,
+                    "lower_bound": 30.0,
+                    "upper_bound": 50.0,
+                    "trained_at": trained,
+                    "created_at": trained,
+                }
+            )
+    rows.append(
+        rows[0] | {"category": "categoria_02", "model_version": "v9", "trained_at": TRAINED + timedelta(1)}
+    )
+    return pa.Table.from_pylist(rows, schema=ML_PREDICTIONS.schema)
+
+
+@pytest.fixture(scope="module")
+def engine(lake: Lake) -> DuckDBEngine:
+    return DuckDBEngine(lake)
+
+
+@pytest.fixture(scope="module")
+def silver(lake: Lake) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = pa.table(lake.open(SILVER).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def gold(lake: Lake) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = pa.table(lake.open(GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    return rows
+
+
+def ok(result: Any) -> Any:
+    assert isinstance(result, Ok), result
+    return result.value
+
+
+def test_marketplace_metrics_match_silver(engine: DuckDBEngine, silver: list[dict[str, Any]]) -> None:
+    start, end = date(2026, 11, 10), date(2026, 11, 20)
+    metrics = ok(AnalyticsRepository(engine).get_marketplace_metrics(MARKETPLACE, start, end))
+    expected: dict[tuple[date, str], list[dict[str, Any]]] = defaultdict(list)
+    for job in silver:
+        if job["marketplace"] == MARKETPLACE and start <= job["created_date"] <= end:
+            expected[(job["created_date"], job["category"] or "unknown")].append(job)
+    assert {(d.date, d.category) for d in metrics.daily} == set(expected)
+    for day in metrics.daily:
+        jobs = expected[(day.date, day.category)]
+        assert day.total_validations == len(jobs)
+        assert day.failed_validations == sum(j["status"] == "failed" for j in jobs)
+        assert day.total_rows_processed == sum(j["total_rows"] or 0 for j in jobs)
+    summary = metrics.summary
+    everything = [j for jobs in expected.values() for j in jobs]
+    assert summary.total_validations == len(everything)
+    assert summary.successful_validations == sum(j["status"] == "success" for j in everything)
+    assert summary.error_rate == pytest.approx(
+        sum(j["status"] == "failed" for j in everything) / len(everything)
+    )
+    assert summary.days_with_data == len({d for d, _ in expected})
+
+
+def test_real_time_stats_count_the_last_hour_of_silver(
+    engine: DuckDBEngine, silver: list[dict[str, Any]]
+) -> None:
+    now = max(j["created_at"] for j in silver) + timedelta(minutes=1)
+    stats = ok(AnalyticsRepository(engine, clock=lambda: now).get_real_time_stats())
+    recent = [j for j in silver if j["created_at"] >= now - timedelta(hours=1)]
+    assert stats.total_jobs == len(recent) > 0
+    by_marketplace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for job in recent:
+        by_marketplace[job["marketplace"]].append(job)
+    assert {m.marketplace: m.total_jobs for m in stats.marketplaces} == {
+        k: len(v) for k, v in by_marketplace.items()
+    }
+    for row in stats.marketplaces:
+        jobs = by_marketplace[row.marketplace]
+        assert row.running_jobs == sum(j["status"] == "running" for j in jobs)
+        assert row.last_job_at == max(j["created_at"] for j in jobs)
+    only = ok(AnalyticsRepository(engine, clock=lambda: now).get_real_time_stats(MARKETPLACE))
+    assert [m.marketplace for m in only.marketplaces] == (
+        [MARKETPLACE] if by_marketplace[MARKETPLACE] else []
+    )
+
+
+def test_marketplace_performance_series_and_categories(
+    engine: DuckDBEngine, gold: list[dict[str, Any]]
+) -> None:
+    end = date(2026, 11, 26)
+    performance = ok(AnalyticsRepository(engine).get_marketplace_performance(MARKETPLACE, 30, end_date=end))
+    start = end - timedelta(days=29)
+    rows = [g for g in gold if g["marketplace"] == MARKETPLACE and start <= g["date"] <= end]
+    per_day: dict[date, int] = defaultdict(int)
+    for g in rows:
+        per_day[g["date"]] += g["total_validations"]
+    days = sorted(per_day)
+    assert [d.date for d in performance.daily] == days
+    for i, day in enumerate(performance.daily):
+        assert day.total_validations == per_day[day.date]
+        assert day.daily_change == (None if i == 0 else per_day[days[i]] - per_day[days[i - 1]])
+        window = [per_day[d] for d in days[max(0, i - 6) : i + 1]]
+        assert day.moving_avg_7d == pytest.approx(sum(window) / len(window))
+    per_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in rows:
+        per_category[g["category"]].append(g)
+    assert {c.category: c.total_validations for c in performance.categories} == {
+        c: sum(g["total_validations"] for g in gs) for c, gs in per_category.items()
+    }
+    for category in performance.categories:
+        timed = [
+            (g["avg_processing_time_ms"], g["successful_validations"] + g["failed_validations"])
+            for g in per_category[category.category]
+            if g["avg_processing_time_ms"] is not None
+        ]
+        weight = sum(n for _, n in timed)
+        expected = sum(m * n for m, n in timed) / weight if weight else None
+        assert category.avg_processing_time_ms == pytest.approx(expected)
+
+
+def test_ml_predictions_come_from_the_latest_trained_model(engine: DuckDBEngine) -> None:
+    predictions = ok(AnalyticsRepository(engine).get_ml_predictions(MARKETPLACE, "categoria_01"))
+    assert (predictions.model_version, predictions.trained_at) == ("v2", TRAINED)
+    assert [p.prediction_date for p in predictions.predictions] == [date(2026, 11, 28 + i) for i in range(3)]
+    none = ok(AnalyticsRepository(engine).get_ml_predictions(MARKETPLACE, "no_such_category"))
+    assert (none.model_version, none.predictions) == (None, [])
+
+
+def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngine) -> None:
+    repository = AnalyticsRepository(engine)
+    hostile = "shopee' OR 1=1 --"
+    assert ok(repository.get_marketplace_metrics(hostile, date(2026, 1, 1), date(2026, 12, 31))).daily == []
+    assert ok(repository.get_marketplace_performance(hostile, 365, end_date=date(2026, 12, 31))).daily == []
+    assert ok(repository.get_ml_predictions(hostile, "x' OR '1'='1")).predictions == []
+    assert engine.execute("SELECT count(*) AS n FROM marketplace_daily_metrics_gold").to_pylist()[0]["n"] > 0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r: r.get_marketplace_metrics("shopee", date(2026, 2, 1), date(2026, 1, 1)), "is after"),
+        (lambda r: r.get_marketplace_metrics(" ", date(2026, 1, 1), date(2026, 2, 1)), "must not be empty"),
+        (lambda r: r.get_marketplace_performance("shopee", 0), "period_days"),
+        (lambda r: r.get_real_time_stats(window_minutes=0), "window_minutes"),
+        (lambda r: r.get_ml_predictions("shopee", ""), "must not be empty"),
+    ],
+)
+def test_bad_arguments_are_errors_not_exceptions(engine: DuckDBEngine, call: Any, message: str) -> None:
+    result = call(AnalyticsRepository(engine))
+    assert isinstance(result, Err) and result.kind == "invalid_argument" and message in result.message
+
+
+def test_a_failing_engine_is_an_err(tmp_path: Path) -> None:
+    class Broken:
+        def execute(self, sql: str, params: Any = None) -> pa.Table:
+            from vhlake.errors import QueryError
+
+            raise QueryError("warehouse is gone")
+
+    result = AnalyticsRepository(Broken()).get_ml_predictions("shopee", "x")  # type: ignore[arg-type]
+    assert result == Err("warehouse is gone", "query")
+
+
+# -- every shipped statement, on both engines ------------------------------------------------------------
+
+STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
+    "marketplace_metrics": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "real_time_stats": {
+        "since": datetime(2026, 11, 1, tzinfo=UTC),
+        "since_date": date(2026, 11, 1),
+        "marketplace": None,
+    },
+    "marketplace_daily_performance": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "marketplace_category_breakdown": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
+}
+
+
+@pytest.mark.parametrize("name", statement_names())
+def test_every_statement_runs_on_duckdb_over_real_tables(engine: DuckDBEngine, name: str) -> None:
+    result = engine.execute(statement(name), STATEMENT_PARAMS[name])
+    assert result.num_rows > 0, f"{name} found nothing: the test data should exercise it"
+
+
+@pytest.mark.parametrize("name", statement_names())
+def test_every_statement_is_sent_to_databricks_as_recorded(engine: DuckDBEngine, name: str) -> None:
+    sent: list[tuple[str, Any]] = []
+    answer = engine.execute(statement(name), STATEMENT_PARAMS[name])
+    databricks = DatabricksSQLEngine(_config(), connect=_recording_connect(sent, answer))
+    assert databricks.execute(statement(name), STATEMENT_PARAMS[name]) == answer
+    recorded = (RECORDED / f"{name}.sql").read_text(encoding="utf-8")
+    assert sent == [(recorded.rstrip("\n"), STATEMENT_PARAMS[name])]
+
+
+def test_the_repository_runs_on_databricks_with_native_parameters(engine: DuckDBEngine) -> None:
+    sent: list[tuple[str, Any]] = []
+    answer = engine.execute(statement("ml_predictions"), STATEMENT_PARAMS["ml_predictions"])
+    repository = AnalyticsRepository(DatabricksSQLEngine(_config(), connect=_recording_connect(sent, answer)))
+    predictions = ok(repository.get_ml_predictions(MARKETPLACE, "categoria_01"))
+    assert predictions.model_version == "v2"
+    ((sql, params),) = sent
+    assert "validahub.analytics.ml_predictions" in sql and MARKETPLACE not in sql
+    assert params == {"marketplace": MARKETPLACE, "category": "categoria_01"}
+
+
+def _config() -> DatabricksConfig:
+    return DatabricksConfig("adb-1.azuredatabricks.net", "/sql/1.0/warehouses/abc", SecretStr("dapi-secret"))
+
+
+def _recording_connect(sent: list[tuple[str, Any]], answer: pa.Table) -> Any:
+    class Cursor:
+        def execute(self, sql: str, params: Any) -> None:
+            sent.append((sql, params))
+
+        def fetchall_arrow(self) -> pa.Table:
+            return answer
+
+        def close(self) -> None:
+            pass
+
+    class Connection:
+        def cursor(self) -> Cursor:
+            return Cursor()
+
+        def close(self) -> None:
+            pass
+
+    def connect(**kwargs: Any) -> Connection:
+        assert kwargs["access_token"] == "dapi-secret" and kwargs["catalog"] == "validahub"
+        return Connection()
+
+    return connect
