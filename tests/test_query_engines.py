@@ -7,11 +7,11 @@ import time
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
 from conftest import make_event, write_lines
+from fake_warehouse import FakeWarehouse
 from vhlake.errors import QueryError
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
@@ -114,40 +114,6 @@ def test_a_table_not_written_yet_reads_as_empty(lake: Lake) -> None:
 
 
 # -- Databricks SQL, without a warehouse --------------------------------------------------------------------
-
-
-class FakeWarehouse:
-    """Stands in for ``databricks.sql.connect``: records what is sent, raises what it is told to."""
-
-    def __init__(self, failures: list[Exception] | None = None) -> None:
-        self.failures = list(failures or [])
-        self.connects: list[dict[str, Any]] = []
-        self.sent: list[tuple[str, Any]] = []
-
-    def __call__(self, **kwargs: Any) -> Any:
-        self.connects.append(kwargs)
-        warehouse = self
-
-        class Cursor:
-            def execute(self, sql: str, params: Any) -> None:
-                if warehouse.failures:
-                    raise warehouse.failures.pop(0)
-                warehouse.sent.append((sql, params))
-
-            def fetchall_arrow(self) -> pa.Table:
-                return pa.table({"n": [1]})
-
-            def close(self) -> None:
-                pass
-
-        class Connection:
-            def cursor(self) -> Cursor:
-                return Cursor()
-
-            def close(self) -> None:
-                pass
-
-        return Connection()
 
 
 def config(**overrides: Any) -> DatabricksConfig:

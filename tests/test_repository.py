@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
+from fake_warehouse import FakeWarehouse
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, ML_PREDICTIONS, SILVER
@@ -246,49 +247,25 @@ def test_every_statement_runs_on_duckdb_over_real_tables(engine: DuckDBEngine, n
 
 @pytest.mark.parametrize("name", statement_names())
 def test_every_statement_is_sent_to_databricks_as_recorded(engine: DuckDBEngine, name: str) -> None:
-    sent: list[tuple[str, Any]] = []
     answer = engine.execute(statement(name), STATEMENT_PARAMS[name])
-    databricks = DatabricksSQLEngine(_config(), connect=_recording_connect(sent, answer))
+    warehouse = FakeWarehouse(answer=answer)
+    databricks = DatabricksSQLEngine(_config(), connect=warehouse)
     assert databricks.execute(statement(name), STATEMENT_PARAMS[name]) == answer
     recorded = (RECORDED / f"{name}.sql").read_text(encoding="utf-8")
-    assert sent == [(recorded.rstrip("\n"), STATEMENT_PARAMS[name])]
+    assert warehouse.sent == [(recorded.rstrip("\n"), STATEMENT_PARAMS[name])]
+    assert warehouse.connects[0]["access_token"] == "dapi-secret"
 
 
 def test_the_repository_runs_on_databricks_with_native_parameters(engine: DuckDBEngine) -> None:
-    sent: list[tuple[str, Any]] = []
     answer = engine.execute(statement("ml_predictions"), STATEMENT_PARAMS["ml_predictions"])
-    repository = AnalyticsRepository(DatabricksSQLEngine(_config(), connect=_recording_connect(sent, answer)))
+    warehouse = FakeWarehouse(answer=answer)
+    repository = AnalyticsRepository(DatabricksSQLEngine(_config(), connect=warehouse))
     predictions = ok(repository.get_ml_predictions(MARKETPLACE, "categoria_01"))
     assert predictions.model_version == "v2"
-    ((sql, params),) = sent
+    ((sql, params),) = warehouse.sent
     assert "validahub.analytics.ml_predictions" in sql and MARKETPLACE not in sql
     assert params == {"marketplace": MARKETPLACE, "category": "categoria_01"}
 
 
 def _config() -> DatabricksConfig:
     return DatabricksConfig("adb-1.azuredatabricks.net", "/sql/1.0/warehouses/abc", SecretStr("dapi-secret"))
-
-
-def _recording_connect(sent: list[tuple[str, Any]], answer: pa.Table) -> Any:
-    class Cursor:
-        def execute(self, sql: str, params: Any) -> None:
-            sent.append((sql, params))
-
-        def fetchall_arrow(self) -> pa.Table:
-            return answer
-
-        def close(self) -> None:
-            pass
-
-    class Connection:
-        def cursor(self) -> Cursor:
-            return Cursor()
-
-        def close(self) -> None:
-            pass
-
-    def connect(**kwargs: Any) -> Connection:
-        assert kwargs["access_token"] == "dapi-secret" and kwargs["catalog"] == "validahub"
-        return Connection()
-
-    return connect
