@@ -5,17 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vhlake.errors import ConfigError
+from vhlake.errors import ConfigError, LakeError
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.outbox import Outbox
 from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
 from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.engine import QueryEngine
+from vhlake.service.http import Check
+from vhlake.service.metrics import ServiceMetrics
+from vhlake.service.runner import LakeService, ServiceOptions
+from vhlake.service.sources import EmbeddedLogSource, EventSource, KafkaSource
 from vhlake.settings import Settings
 
 
@@ -146,3 +151,38 @@ def build_publisher(settings: Settings) -> EventPublisher:
             ),
         )
     return EmbeddedLogPublisher(open_event_log(settings))
+
+
+def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeService, dict[str, Check]]:
+    """The always-on service for the configured event log, and its readiness checks."""
+    lake = build_lake(settings)
+    source: EventSource
+    checks: dict[str, Check] = {"lake": lambda: _lake_problem(lake)}
+    if settings.event_log == "kafka":
+        source = KafkaSource(build_kafka_ingest(settings), settings.kafka_validation_topic)
+        checks["broker"] = lambda: _broker_problem(settings)
+    else:
+        source = EmbeddedLogSource(build_ingestor(settings), open_event_log(settings), poll_interval_s=0.2)
+    canary = build_publisher(settings) if options.canary_every_s else None
+    service = LakeService(
+        lake, source, build_pipeline(settings), metrics=ServiceMetrics(), options=options, canary=canary
+    )
+    return service, checks
+
+
+def _lake_problem(lake: Lake) -> str | None:
+    try:
+        lake.open(BRONZE)
+    except LakeError as exc:
+        return str(exc)
+    return None
+
+
+def _broker_problem(settings: Settings) -> str | None:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient(kafka_client_config(settings)).list_topics(timeout=2)
+    except Exception as exc:  # whatever librdkafka says, the broker is not usable
+        return f"Kafka at {settings.kafka_bootstrap_servers} did not answer: {exc}"
+    return None

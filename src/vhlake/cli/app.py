@@ -28,6 +28,7 @@ from vhlake.cli.output import (
     to_json,
 )
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
+from vhlake.cli.serve import serve
 from vhlake.errors import VhlakeError
 from vhlake.events.model import event_json_schema
 from vhlake.ingest.bronze import BronzeIngestor, IngestReport
@@ -50,6 +51,7 @@ app = typer.Typer(
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(outbox_app, name="outbox")
+app.command()(serve)
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -241,6 +241,28 @@ PIPELINE_RUNS = TableDef(
     description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
 )
 
+DATA_QUALITY_METRICS = TableDef(
+    name="data_quality_metrics",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("measured_at", UTC_MICROS, nullable=False),
+            pa.field("run_id", pa.string()),
+            # events_in, rejected, rescued, quarantined (dimension: rule), freshness_p95_s,
+            # ingestion_latency_p95_s, canary_lag_s, table_staleness_s (dimension: table), step_sla_late (dimension: step)
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("dimension", pa.string()),
+            pa.field("value", pa.float64(), nullable=False),
+            pa.field("measured_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("measured_date",),
+    description=(
+        "Data-quality measurements the service records per pipeline batch: volumes, schema violations "
+        "(rejects, rescued data), quarantine by rule, freshness and ingestion latency, table staleness, SLA."
+    ),
+)
+
 ALL_TABLES: tuple[TableDef, ...] = (
     BRONZE,
     REJECTED,
@@ -250,6 +272,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     GOLD,
     ML_PREDICTIONS,
     PIPELINE_RUNS,
+    DATA_QUALITY_METRICS,
 )
 
 

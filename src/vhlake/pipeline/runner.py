@@ -15,6 +15,7 @@ computed from before. A rerun skips, table by table, what is already there.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -61,11 +62,21 @@ class _Prepared:
     new: pa.Table
     checked: Checked
     typed: pa.Table
+    canaries: pa.Table
+
+
+# Events a service publishes to measure its own end-to-end lag carry this source_system; they stop at
+# bronze (never in silver, gold or the quarantine) and only their lag is recorded.
+CANARY_SOURCE = "vhlake-canary"
 
 
 @dataclass
 class RunReport:
-    """What one ``pipeline run`` did."""
+    """What one ``pipeline run`` did.
+
+    ``freshness_s`` is, for the events of the last range, how long after their ``timestamp`` they became
+    visible in gold (p50, p95, max); ``canary_lag_s`` the same for each canary event seen.
+    """
 
     run_id: str
     bronze_from: int
@@ -74,7 +85,11 @@ class RunReport:
     quarantined: int = 0
     jobs_upserted: int = 0
     gold_groups: int = 0
+    canaries: int = 0
+    rescued: int = 0
     violations: dict[str, int] = field(default_factory=dict)
+    freshness_s: tuple[float, float, float] | None = None
+    canary_lag_s: list[float] = field(default_factory=list)
 
     @property
     def was_noop(self) -> bool:
@@ -102,8 +117,12 @@ class Pipeline:
         self._con.execute("SET memory_limit = '1GB'")
         self._con.execute("SET temp_directory = ?", [tempfile.gettempdir() + "/vhlake-duckdb"])
 
-    def run(self, *, full_refresh: bool = False) -> RunReport:
-        """Bring quarantine, silver and gold up to the current bronze version."""
+    def run(self, *, full_refresh: bool = False, stop: threading.Event | None = None) -> RunReport:
+        """Bring quarantine, silver and gold up to the current bronze version.
+
+        With ``stop``, a set event ends the run between two ranges (each range commits whole), so a
+        service shuts down promptly even with a backlog; the next run continues from there.
+        """
         run_id = str(uuid.uuid4())
         if full_refresh:
             for table in DERIVED:
@@ -117,7 +136,7 @@ class Pipeline:
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
         if bronze is not None:
-            self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report)
+            self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report, stop)
         return report
 
     def _ranges(
@@ -133,7 +152,12 @@ class Pipeline:
         return ranges
 
     def _run_ranges(
-        self, run_id: str, bronze: DeltaTable, ranges: list[tuple[int, int]], report: RunReport
+        self,
+        run_id: str,
+        bronze: DeltaTable,
+        ranges: list[tuple[int, int]],
+        report: RunReport,
+        stop: threading.Event | None,
     ) -> None:
         """Process ``ranges`` in order, reading and typing the next one while the current one commits.
 
@@ -145,6 +169,11 @@ class Pipeline:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhlake-read-ahead") as pool:
             ahead = [pool.submit(self._prepare, reader, bronze, *r) for r in ranges[:1]]
             for i, (start, end) in enumerate(ranges):
+                if stop is not None and stop.is_set():
+                    for pending in ahead:
+                        pending.cancel()
+                    report.bronze_to = start  # what this run got to
+                    return
                 started, clock = datetime.now(UTC), time.perf_counter()
                 try:
                     prepared = ahead.pop().result()
@@ -174,9 +203,11 @@ class Pipeline:
 
     def _prepare(self, con: duckdb.DuckDBPyConnection, bronze: DeltaTable, start: int, end: int) -> _Prepared:
         """What bronze commits ``start+1 .. end`` appended, checked and typed (reads bronze only)."""
-        new = _appended_rows(bronze, start, end)
+        appended = _appended_rows(bronze, start, end)
+        is_canary = pc.fill_null(pc.equal(appended["source_system"], CANARY_SOURCE), False)
+        new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
         checked = check_expectations(con, new, self._expectations)
-        return _Prepared(start, end, new, checked, type_events(con, checked.passed))
+        return _Prepared(start, end, new, checked, type_events(con, checked.passed), canaries)
 
     def _run_range(
         self, run_id: str, prepared: _Prepared, report: RunReport, *, started: datetime, clock: float
@@ -191,6 +222,11 @@ class Pipeline:
         report.quarantined += quarantine.num_rows
         report.jobs_upserted += folded.num_rows
         report.gold_groups += groups.num_rows
+        report.canaries += prepared.canaries.num_rows
+        report.rescued += new.num_rows - new["_rescued_data"].null_count
+        visible = datetime.now(UTC)
+        report.freshness_s = _lag_quantiles(prepared.typed["timestamp"], visible) or report.freshness_s
+        report.canary_lag_s += _lags(prepared.canaries["timestamp"], visible).to_pylist()
         for name, count in checked.violations.items():
             report.violations[name] = report.violations.get(name, 0) + count
         self._log_run(
@@ -393,6 +429,21 @@ def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:
     change_type = pc.cast(changes["_change_type"], pa.string())  # delta-rs returns string_view columns
     rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
     return rows.filter(pc.equal(change_type, "insert"))
+
+
+def _lags(timestamps: pa.ChunkedArray, visible: datetime) -> pa.Array:
+    """Seconds from each (non-null) ``timestamp`` to ``visible``."""
+    micros = pc.cast(pc.drop_null(timestamps), pa.int64())
+    now = int(visible.timestamp() * 1_000_000)
+    return pc.divide(pc.cast(pc.subtract(pa.scalar(now, pa.int64()), micros), pa.float64()), 1e6)
+
+
+def _lag_quantiles(timestamps: pa.ChunkedArray, visible: datetime) -> tuple[float, float, float] | None:
+    lags = _lags(timestamps, visible)
+    if len(lags) == 0:
+        return None
+    p50, p95 = pc.quantile(lags, q=[0.5, 0.95]).to_pylist()
+    return float(p50), float(p95), float(pc.max(lags).as_py())
 
 
 def _with_new_jobs(places: pa.Table, folded: pa.Table) -> pa.Table:

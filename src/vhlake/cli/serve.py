@@ -1,0 +1,74 @@
+"""``vhlake serve``: the always-on service, with its HTTP endpoints."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from vhlake import bootstrap
+from vhlake.cli.output import err
+from vhlake.service.logs import configure_logging
+from vhlake.service.runner import ServiceOptions
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="HTTP port (/metrics, /healthz, /readyz).", min=0, max=65535)
+    ] = 8000,
+    trigger_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the pipeline waits between micro-batches (0: as soon as bronze moves).", min=0
+        ),
+    ] = 0.0,
+    trigger_commits: Annotated[
+        int, typer.Option(help="...unless this many bronze commits are already waiting.", min=1)
+    ] = 1,
+    canary_every: Annotated[
+        float | None,
+        typer.Option(
+            help="Publish a canary event every N seconds and export its lag to gold (vhlake_canary_lag_seconds).",
+            min=0.1,
+        ),
+    ] = None,
+    maintenance_every: Annotated[
+        float, typer.Option(help="Seconds between compactions of recent partitions.", min=1)
+    ] = 600.0,
+    log_format: Annotated[str, typer.Option(help="text, or json (one object per line).")] = "text",
+) -> None:
+    """Run continuously: event log → bronze → silver → gold in micro-batches, with metrics.
+
+    Ingests from the configured event log (VHLAKE_EVENT_LOG: the embedded log, or Kafka as a member of
+    KAFKA_CONSUMER_GROUP), runs the pipeline whenever bronze moves, compacts recent partitions on a
+    schedule and serves /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
+    batches in hand and exits; a restart resumes exactly where the Delta log says.
+    """
+    import uvicorn
+
+    from vhlake.service.http import create_app
+
+    configure_logging(json_lines=log_format == "json")
+    options = ServiceOptions(
+        trigger_interval_s=trigger_interval,
+        trigger_commits=trigger_commits,
+        canary_every_s=canary_every,
+        maintenance_every_s=maintenance_every,
+    )
+    service, checks = bootstrap.build_service(ctx.obj, options)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service, checks), host=host, port=port, log_config=None)
+    )
+    # uvicorn handles SIGINT/SIGTERM, then re-raises the signal with the handlers it found installed:
+    # with these no-ops in place, run() returns and the service stops cleanly (exit code 0).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    service.start()
+    err.print(f"vhlake serving on http://{host}:{port} (metrics at /metrics); Ctrl-C stops cleanly")
+    try:
+        server.run()  # returns on SIGINT/SIGTERM
+    finally:
+        service.stop()

@@ -1,0 +1,1 @@
+"""The always-on service (``vhlake serve``): continuous ingest, micro-batch pipeline, metrics, HTTP."""

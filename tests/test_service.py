@@ -1,0 +1,237 @@
+"""``vhlake serve`` as a real subprocess: events published to the embedded log or a real Kafka broker
+reach gold; SIGTERM and SIGKILL mid-stream then restart leave exact counts; /metrics says what was sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from servers import Tansu, free_port
+from vhlake.events.embedded_log import EmbeddedEventLog
+from vhlake.events.kafka_publisher import KafkaEventPublisher
+from vhlake.events.model import ValidationEvent
+from vhlake.events.publisher import EmbeddedLogPublisher
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, DATA_QUALITY_METRICS, GOLD, SILVER
+
+pytestmark = pytest.mark.slow
+
+
+class Served:
+    """One ``vhlake serve`` process on a free port."""
+
+    def __init__(self, lake_dir: Path, log: Path, env: dict[str, str] | None = None, *args: str) -> None:
+        self.port = free_port()
+        self._command = [
+            sys.executable,
+            "-m",
+            "vhlake",
+            "--lake",
+            str(lake_dir),
+            "serve",
+            "--port",
+            str(self.port),
+            *args,
+        ]
+        self._env = {**os.environ, **(env or {})}
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Served:
+        with self._log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self._command, stdout=log, stderr=subprocess.STDOUT, env=self._env
+            )
+        wait_for(lambda: self._get("/healthz") is not None, "the service to answer /healthz", timeout_s=60)
+        return self
+
+    def _get(self, path: str) -> str | None:
+        assert self.process is not None
+        assert self.process.poll() is None, self._log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = self._get("/metrics") or ""
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def ready(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+
+    def signal(self, sig: int) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout=90)
+
+
+def wait_for(condition: Callable[[], bool], what: str, *, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def live_jobs(first: int, count: int) -> list[ValidationEvent]:
+    """Jobs happening now: started and completed, timestamps a moment ago."""
+    now = datetime.now(UTC)
+    events = []
+    for n in range(first, first + count):
+        for kind, offset in (("validation_started", 2.0), ("validation_completed", 1.0)):
+            events.append(
+                ValidationEvent(
+                    event_id=f"e-{n}-{kind}",
+                    event_type=kind,
+                    timestamp=now - timedelta(seconds=offset),
+                    job_id=f"job-{n}",
+                    user_id="u-1",
+                    marketplace="shopee",
+                    category="moda",
+                    payload={"total_rows": 10, "processing_time_ms": 100 + n % 50},
+                )
+            )
+    return events
+
+
+def rows(lake: Lake, table: Any) -> pa.Table:
+    delta = lake.open(table)
+    return table.schema.empty_table() if delta is None else pa.table(delta.to_pyarrow_table())
+
+
+def in_gold(lake: Lake, jobs: int) -> bool:
+    """Silver has the jobs and gold counts them (gold commits after silver in each batch)."""
+    return (
+        rows(lake, SILVER).num_rows == jobs and sum(rows(lake, GOLD)["total_validations"].to_pylist()) == jobs
+    )
+
+
+def assert_exact(lake: Lake, jobs: int) -> None:
+    bronze = rows(lake, BRONZE)
+    real = bronze.filter(pa.compute.not_equal(bronze["source_system"], "vhlake-canary"))
+    assert real.num_rows == 2 * jobs
+    assert (
+        len(set(zip(bronze["source"].to_pylist(), bronze["source_offset"].to_pylist(), strict=True)))
+        == bronze.num_rows
+    )
+    silver = rows(lake, SILVER)
+    assert silver.num_rows == jobs and set(silver["status"].to_pylist()) == {"success"}
+    assert sum(rows(lake, GOLD)["total_validations"].to_pylist()) == jobs
+
+
+@pytest.fixture
+def lake_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def embedded_log(lake_dir: Path) -> Iterator[EmbeddedLogPublisher]:
+    publisher = EmbeddedLogPublisher(
+        EmbeddedEventLog(lake_dir / "_eventlog" / "validation-events.db", topic="validation-events")
+    )
+    yield publisher
+    publisher.close()
+
+
+def test_published_events_reach_gold_and_metrics_say_so(
+    lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher
+) -> None:
+    service = Served(lake_dir, tmp_path / "serve.log", None, "--canary-every", "0.5").start()
+    try:
+        embedded_log.send_batch(live_jobs(0, 300))
+        lake = Lake(str(lake_dir))
+        wait_for(lambda: in_gold(lake, 300), "300 jobs in gold")
+        wait_for(
+            lambda: service.metrics().get(("vhlake_canary_lag_seconds", ())) not in (None, 0.0), "a canary"
+        )
+        metrics = service.metrics()
+        assert metrics[("vhlake_events_ingested_total", (("source", "log:validation-events"),))] >= 600
+        assert metrics[("vhlake_jobs_upserted_total", ())] >= 300
+        assert 0 < metrics[("vhlake_freshness_seconds", (("quantile", "0.95"),))] < 60
+        assert 0 < metrics[("vhlake_canary_lag_seconds", ())] < 60
+        assert metrics[("vhlake_consumer_lag_messages", (("partition", "0"),))] >= 0
+        assert service.ready()["ready"] is True
+        assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
+        quality = rows(lake, DATA_QUALITY_METRICS)
+        assert "freshness_p95_s" in quality["metric"].to_pylist()
+        assert service.signal(signal.SIGTERM) == 0
+    finally:
+        if service.process and service.process.poll() is None:
+            service.process.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_stopped_mid_stream_then_restarted_counts_are_exact(
+    lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher, sig: int
+) -> None:
+    total_jobs, per_batch = 4_000, 100
+    published = threading.Event()
+
+    def publish() -> None:
+        for first in range(0, total_jobs, per_batch):
+            embedded_log.send_batch(live_jobs(first, per_batch))
+            time.sleep(0.1)
+        published.set()
+
+    service = Served(lake_dir, tmp_path / "serve.log").start()
+    lake = Lake(str(lake_dir))
+    writer = threading.Thread(target=publish)
+    writer.start()
+    wait_for(lambda: rows(lake, SILVER).num_rows > 0, "the first jobs in silver")
+    assert not published.is_set(), "the stop must come while events are still being published"
+    code = service.signal(sig)
+    assert code == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+    writer.join()
+    restarted = Served(lake_dir, tmp_path / "serve.log").start()
+    try:
+        wait_for(lambda: in_gold(lake, total_jobs), f"{total_jobs} jobs in gold", timeout_s=120)
+        time.sleep(1.5)  # anything extra (a duplicate) would land by now
+        assert_exact(lake, total_jobs)
+    finally:
+        restarted.signal(signal.SIGTERM)
+
+
+def test_the_service_consumes_kafka(broker: Tansu, topic: str, lake_dir: Path, tmp_path: Path) -> None:
+    env = {
+        "VHLAKE_EVENT_LOG": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_VALIDATION_TOPIC": topic,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "VHLAKE_KAFKA_MAX_WAIT_S": "0.3",
+    }
+    service = Served(lake_dir, tmp_path / "serve.log", env).start()
+    try:
+        wait_for(lambda: service.ready()["ready"], "readiness (lake and broker)")
+        sender = KafkaEventPublisher({"bootstrap.servers": broker.bootstrap}, topic=topic, outbox=None)
+        assert {d.status for d in sender.send_batch(live_jobs(0, 500))} == {"delivered"}
+        sender.close()
+        lake = Lake(str(lake_dir))
+        wait_for(lambda: in_gold(lake, 500), "500 jobs in gold")
+        assert_exact(lake, 500)
+        ingested = service.metrics()[("vhlake_events_ingested_total", (("source", f"kafka:{topic}"),))]
+        assert ingested == 1000
+    finally:
+        assert service.signal(signal.SIGTERM) == 0
