@@ -37,7 +37,7 @@ def serve(
     ] = None,
     maintenance_every: Annotated[
         float, typer.Option(help="Seconds between compactions of recent partitions.", min=1)
-    ] = 600.0,
+    ] = 30.0,
     log_format: Annotated[str, typer.Option(help="text, or json (one object per line).")] = "text",
 ) -> None:
     """Run continuously: event log → bronze → silver → gold in micro-batches, with metrics.

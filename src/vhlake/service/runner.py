@@ -42,7 +42,7 @@ class ServiceOptions:
     trigger_commits: int = 1  # ... unless this many bronze commits are pending
     idle_check_s: float = 1.0  # with nothing new, how often the pipeline looks anyway
     canary_every_s: float | None = None
-    maintenance_every_s: float = 600.0
+    maintenance_every_s: float = 30.0
     sla_s: float = 300.0  # a step without a success for this long counts as late
 
 
