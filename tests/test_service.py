@@ -231,7 +231,9 @@ def test_the_service_consumes_kafka(broker: Tansu, topic: str, lake_dir: Path, t
         lake = Lake(str(lake_dir))
         wait_for(lambda: in_gold(lake, 500), "500 jobs in gold")
         assert_exact(lake, 500)
-        ingested = service.metrics()[("vhlake_events_ingested_total", (("source", f"kafka:{topic}"),))]
-        assert ingested == 1000
+        metrics = service.metrics()
+        assert metrics[("vhlake_events_ingested_total", (("source", f"kafka:{topic}"),))] == 1000
+        lags = {labels: v for (name, labels), v in metrics.items() if name == "vhlake_consumer_lag_messages"}
+        assert lags and all(v >= 0 for v in lags.values())
     finally:
         assert service.signal(signal.SIGTERM) == 0

@@ -56,6 +56,9 @@ class KafkaIngestReport(IngestReport):
 
     partitions: set[int] = field(default_factory=set)
     skipped_already_written: int = 0
+    # Per partition, messages the broker has that bronze does not, after the last commit (from the
+    # high watermark of the last fetch; tansu reports it low, so read it as a lower bound there).
+    lag: dict[int, int] = field(default_factory=dict)
 
 
 def kafka_app_id(group: str, topic: str, partition: int) -> str:
@@ -188,6 +191,7 @@ class KafkaIngest:
         self._hold_rejects(parsed.rejected, ends)
         self._reseek_moved(consumer, bronze.stored_before, ends)
         self._commit_kafka_offsets(consumer, ends)
+        report.lag.update(self._lag(consumer, ends))
 
     def _parse(self, batch: _Batch) -> tuple[ParsedBatch, dict[str, tuple[str, int]]]:
         """Parse each partition's records (the parser takes one source per call) into one batch."""
@@ -259,6 +263,18 @@ class KafkaIngest:
         ]
         with contextlib.suppress(KafkaException):  # a convenience only: the Delta log is the truth
             consumer.commit(offsets=offsets, asynchronous=True)
+
+    def _lag(self, consumer: Any, ends: Mapping[str, tuple[str, int]]) -> dict[int, int]:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        lag = {}
+        for source, (_, end) in ends.items():
+            partition = int(source.rsplit(":", 1)[1])
+            with contextlib.suppress(KafkaException):
+                _, high = consumer.get_watermark_offsets(TopicPartition(self._topic, partition), cached=True)
+                if high is not None and high >= 0:
+                    lag[partition] = max(0, int(high) - (end + 1))
+        return lag
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
         """Per partition, the next offset to read: after the last one both bronze and rejects hold."""

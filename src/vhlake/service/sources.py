@@ -71,7 +71,15 @@ class KafkaSource:
         seen = _Totals()
 
         def report(totals: KafkaIngestReport) -> None:
-            on_batch(seen.delta(self.name, totals))
+            delta = seen.delta(self.name, totals)
+            on_batch(
+                IngestDelta(
+                    delta.source,
+                    delta.bronze_rows,
+                    delta.rejected_rows,
+                    {str(p): n for p, n in totals.lag.items()},
+                )
+            )
 
         self._ingest.run(stop=stop, on_batch=report)
 
@@ -83,7 +91,9 @@ class _Totals:
     bronze: int = 0
     rejected: int = 0
 
-    def delta(self, source: str, totals: IngestReport) -> IngestDelta:
-        delta = IngestDelta(source, totals.bronze_rows - self.bronze, totals.rejected_rows - self.rejected)
+    def delta(self, source: str, totals: IngestReport, *, lag: dict[str, int]) -> IngestDelta:
+        delta = IngestDelta(
+            source, totals.bronze_rows - self.bronze, totals.rejected_rows - self.rejected, lag
+        )
         self.bronze, self.rejected = totals.bronze_rows, totals.rejected_rows
         return delta
