@@ -71,15 +71,7 @@ class KafkaSource:
         seen = _Totals()
 
         def report(totals: KafkaIngestReport) -> None:
-            delta = seen.delta(self.name, totals)
-            on_batch(
-                IngestDelta(
-                    delta.source,
-                    delta.bronze_rows,
-                    delta.rejected_rows,
-                    {str(p): n for p, n in totals.lag.items()},
-                )
-            )
+            on_batch(seen.delta(self.name, totals, lag={str(p): n for p, n in totals.lag.items()}))
 
         self._ingest.run(stop=stop, on_batch=report)
 
