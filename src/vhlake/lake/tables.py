@@ -27,6 +27,10 @@ class TableDef:
         return f"{self.layer}/{self.name}"
 
 
+# Tables a stream commits to every second: keep a week of log (time travel reaches that far back) rather
+# than Delta's default 30 days, which at 86,400 commits a day is millions of log files to list.
+STREAMED_LOG = {"delta.logRetentionDuration": "interval 7 days"}
+
 BRONZE = TableDef(
     name="validation_events_bronze",
     layer="bronze",
@@ -51,7 +55,7 @@ BRONZE = TableDef(
     partition_by=("event_date",),
     opaque_columns=("event_id", "job_id", "payload", "_rescued_data"),
     # The pipeline reads what each commit appended through the change data feed.
-    configuration={"delta.enableChangeDataFeed": "true"},
+    configuration={"delta.enableChangeDataFeed": "true", **STREAMED_LOG},
     description=(
         "One row per received event, exactly as received (duplicates included). event_date is the UTC date "
         "of timestamp, or of ingestion_time when timestamp did not parse (the original is in _rescued_data)."
@@ -73,6 +77,7 @@ REJECTED = TableDef(
         ]
     ),
     partition_by=("ingestion_date",),
+    configuration=STREAMED_LOG,
     description=(
         "One row per input that is not a JSON object. raw is the text (invalid UTF-8 shown as U+FFFD); "
         "raw_bytes holds the exact bytes when they are not valid UTF-8."
@@ -90,6 +95,7 @@ QUARANTINE = TableDef(
         ]
     ),
     partition_by=("ingestion_date",),
+    configuration=STREAMED_LOG,
     description="One row per bronze event that failed an expectation; reason names the rule.",
 )
 
@@ -124,6 +130,7 @@ SILVER = TableDef(
         ]
     ),
     partition_by=("marketplace", "created_date"),
+    configuration=STREAMED_LOG,
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
 )
 
@@ -154,6 +161,7 @@ JOB_EVENTS = TableDef(
     # table is append-only); a batch reads the history of the jobs it touches from the few recent
     # partitions they live in, never from the whole of bronze.
     partition_by=("job_date",),
+    configuration=STREAMED_LOG,
     description=(
         "The pipeline's state: every bronze event that passed the expectations, payload typed, filed under "
         "job_date (its job's created date when the job was first seen). Silver is their fold per job."
@@ -184,6 +192,7 @@ GOLD = TableDef(
         ]
     ),
     partition_by=("year", "month"),
+    configuration=STREAMED_LOG,
     description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
 )
 
