@@ -177,6 +177,29 @@ def test_ml_predictions_come_from_the_latest_trained_model(engine: DuckDBEngine)
     assert (none.model_version, none.predictions) == (None, [])
 
 
+def test_a_restricted_repository_sees_only_its_marketplaces(
+    engine: DuckDBEngine, silver: list[dict[str, Any]]
+) -> None:
+    now = max(j["created_at"] for j in silver) + timedelta(minutes=1)
+    restricted = AnalyticsRepository(engine, clock=lambda: now).restricted_to(frozenset({MARKETPLACE}))
+    other = "mercado_livre"
+    for result in (
+        restricted.get_marketplace_metrics(other, date(2026, 11, 1), date(2026, 11, 30)),
+        restricted.get_marketplace_performance(other, 30),
+        restricted.get_ml_predictions(other, "categoria_01"),
+        restricted.get_real_time_stats(other),
+        restricted.get_freshness(other),
+    ):
+        assert isinstance(result, Err) and result.kind == "forbidden"
+    everything = ok(restricted.get_real_time_stats(window_minutes=24 * 60))
+    assert {m.marketplace for m in everything.marketplaces} == {MARKETPLACE}
+    newest = max(j["completed_at"] or j["created_at"] for j in silver if j["marketplace"] == MARKETPLACE)
+    assert ok(restricted.get_freshness()).newest_event_at == newest
+    assert ok(AnalyticsRepository(engine, clock=lambda: now).get_freshness()).newest_event_at == max(
+        j["completed_at"] or j["created_at"] for j in silver
+    )
+
+
 def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngine) -> None:
     repository = AnalyticsRepository(engine)
     hostile = "shopee' OR 1=1 --"
@@ -236,6 +259,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "end_date": date(2026, 11, 30),
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
+    "freshness": {"since_date": date(2026, 11, 1)},
 }
 
 

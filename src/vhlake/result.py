@@ -27,10 +27,11 @@ class Ok(Generic[T]):
 
 @dataclass(frozen=True)
 class Err:
-    """Why a call failed: ``invalid_argument`` (the caller's fault) or ``query`` (the engine's)."""
+    """Why a call failed: ``invalid_argument`` (the caller's fault), ``forbidden`` (outside what the
+    caller may see) or ``query`` (the engine's)."""
 
     message: str
-    kind: Literal["invalid_argument", "query"] = "query"
+    kind: Literal["invalid_argument", "forbidden", "query"] = "query"
 
     def is_ok(self) -> Literal[False]:
         return False

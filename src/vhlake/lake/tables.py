@@ -272,6 +272,41 @@ DATA_QUALITY_METRICS = TableDef(
     ),
 )
 
+API_KEYS = TableDef(
+    name="api_keys",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("key_id", pa.string(), nullable=False),
+            pa.field("key_hash", pa.string(), nullable=False),  # sha256 of the whole key: never the key
+            pa.field("scope", pa.string(), nullable=False),  # ingest | read | admin
+            pa.field("marketplaces", pa.list_(pa.string())),  # NULL: every marketplace
+            pa.field("description", pa.string()),
+            pa.field("created_at", UTC_MICROS, nullable=False),
+            pa.field("revoked_at", UTC_MICROS),
+        ]
+    ),
+    partition_by=(),
+    description="API keys (hashed), their scope and the marketplaces they may see.",
+)
+
+AUDIT_LOG = TableDef(
+    name="audit_log",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("at", UTC_MICROS, nullable=False),
+            pa.field("key_id", pa.string()),
+            pa.field("method", pa.string(), nullable=False),
+            pa.field("route", pa.string(), nullable=False),
+            pa.field("status", pa.int32(), nullable=False),
+            pa.field("audit_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("audit_date",),
+    description="One row per API request: which key, which route, what status.",
+)
+
 ALL_TABLES: tuple[TableDef, ...] = (
     BRONZE,
     REJECTED,
@@ -282,6 +317,8 @@ ALL_TABLES: tuple[TableDef, ...] = (
     ML_PREDICTIONS,
     PIPELINE_RUNS,
     DATA_QUALITY_METRICS,
+    API_KEYS,
+    AUDIT_LOG,
 )
 
 

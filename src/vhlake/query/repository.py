@@ -125,6 +125,13 @@ class Prediction(BaseModel):
     anomaly_score: float | None
 
 
+class Freshness(BaseModel):
+    """How current an answer is: the newest event it includes, and how far behind now that is."""
+
+    newest_event_at: datetime | None
+    lag_seconds: float | None
+
+
 class MlPredictions(BaseModel):
     """The latest model's predictions for one (marketplace, category); None model when none exist."""
 
@@ -139,16 +146,54 @@ class AnalyticsRepository:
     """The analytics over gold, silver and ml_predictions, on whichever engine it is given."""
 
     def __init__(
-        self, engine: QueryEngine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        engine: QueryEngine,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        marketplaces: frozenset[str] | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._visible = marketplaces
+
+    def restricted_to(self, marketplaces: frozenset[str] | None) -> AnalyticsRepository:
+        """The same repository seeing only ``marketplaces`` (None: all): the row filter of an API key,
+        applied here so no caller can forget it."""
+        return AnalyticsRepository(self._engine, clock=self._clock, marketplaces=marketplaces)
+
+    def _hidden(self, marketplace: str) -> Err | None:
+        if self._visible is not None and marketplace not in self._visible:
+            return Err(f"no access to marketplace {marketplace!r}", "forbidden")
+        return None
+
+    def get_freshness(self, marketplace: str | None = None) -> Result[Freshness]:
+        """The newest event visible in silver and gold (for one marketplace, or all visible ones)."""
+        if marketplace is not None and (problem := self._hidden(marketplace)):
+            return problem
+
+        def build() -> Freshness:
+            now = self._clock()
+            rows = self._rows("freshness", since_date=(now - timedelta(days=7)).date())
+            newest = max(
+                (
+                    r["newest_event_at"]
+                    for r in rows
+                    if (marketplace is None or r["marketplace"] == marketplace)
+                    and (self._visible is None or r["marketplace"] in self._visible)
+                    and r["newest_event_at"] is not None
+                ),
+                default=None,
+            )
+            lag = None if newest is None else max(0.0, (now - newest).total_seconds())
+            return Freshness(newest_event_at=newest, lag_seconds=lag)
+
+        return _attempt(build)
 
     def get_marketplace_metrics(
         self, marketplace: str, start_date: date, end_date: date
     ) -> Result[MarketplaceMetrics]:
         """Daily metrics per category between two dates (inclusive), and their summary."""
-        if problem := _check_range(marketplace, start_date, end_date):
+        if problem := _check_range(marketplace, start_date, end_date) or self._hidden(marketplace):
             return problem
 
         def build() -> MarketplaceMetrics:
@@ -174,6 +219,8 @@ class AnalyticsRepository:
             return Err("window_minutes must be positive", "invalid_argument")
         if marketplace is not None and not marketplace.strip():
             return Err("marketplace must not be empty", "invalid_argument")
+        if marketplace is not None and (problem := self._hidden(marketplace)):
+            return problem
 
         def build() -> RealTimeStats:
             now = self._clock()
@@ -181,7 +228,11 @@ class AnalyticsRepository:
             rows = self._rows(
                 "real_time_stats", since=since, since_date=since.date(), marketplace=marketplace
             )
-            per_marketplace = [MarketplaceNow(**row) for row in rows]
+            per_marketplace = [
+                MarketplaceNow(**row)
+                for row in rows
+                if self._visible is None or row["marketplace"] in self._visible
+            ]
             total = sum(m.total_jobs for m in per_marketplace)
             failed = sum(m.failed_jobs for m in per_marketplace)
             return RealTimeStats(
@@ -204,7 +255,7 @@ class AnalyticsRepository:
             return Err("period_days must be between 1 and 3660", "invalid_argument")
         end = end_date or self._clock().date()
         start = end - timedelta(days=period_days - 1)
-        if problem := _check_range(marketplace, start, end):
+        if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
             return problem
 
         def build() -> MarketplacePerformance:
@@ -226,6 +277,8 @@ class AnalyticsRepository:
         """The predictions of the most recently trained model for (marketplace, category)."""
         if not marketplace.strip() or not category.strip():
             return Err("marketplace and category must not be empty", "invalid_argument")
+        if problem := self._hidden(marketplace):
+            return problem
 
         def build() -> MlPredictions:
             rows = self._rows("ml_predictions", marketplace=marketplace, category=category)

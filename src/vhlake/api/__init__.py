@@ -1,0 +1,1 @@
+"""The HTTP API: events in, analytics out, behind API keys."""
