@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from fake_warehouse import FakeWarehouse
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, ML_PREDICTIONS, SILVER
+from vhlake.lake.tables import DATA_QUALITY_METRICS, GOLD, ML_PREDICTIONS, SILVER
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
@@ -39,7 +39,24 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
     Pipeline(lake).run()
     lake.append(ML_PREDICTIONS, _predictions())
+    lake.append(DATA_QUALITY_METRICS, _quality())
     return lake
+
+
+def _quality() -> pa.Table:
+    at = [datetime(2026, 11, 26, 10, tzinfo=UTC), datetime(2026, 11, 26, 11, tzinfo=UTC)]
+    rows = [
+        {
+            "measured_at": t,
+            "run_id": "r",
+            "metric": "freshness_p95_s",
+            "dimension": None,
+            "value": v,
+            "measured_date": t.date(),
+        }
+        for t, v in zip(at, (1.5, 0.8), strict=True)
+    ]
+    return pa.Table.from_pylist(rows, schema=DATA_QUALITY_METRICS.schema)
 
 
 def _predictions() -> pa.Table:
@@ -200,6 +217,14 @@ def test_a_restricted_repository_sees_only_its_marketplaces(
     )
 
 
+def test_quality_gives_the_latest_value_of_each_measure(engine: DuckDBEngine) -> None:
+    repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
+    (measure,) = ok(repository.get_quality(hours=24))
+    assert (measure.metric, measure.latest_value, measure.batches) == ("freshness_p95_s", 0.8, 2)
+    restricted = repository.restricted_to(frozenset({MARKETPLACE})).get_quality()
+    assert isinstance(restricted, Err) and restricted.kind == "forbidden"
+
+
 def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngine) -> None:
     repository = AnalyticsRepository(engine)
     hostile = "shopee' OR 1=1 --"
@@ -260,6 +285,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
     "freshness": {"since_date": date(2026, 11, 1)},
+    "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
 }
 
 

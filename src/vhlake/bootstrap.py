@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vhlake.api.app import ApiDeps
+from vhlake.api.audit import AuditLog
+from vhlake.api.keys import KeyStore
 from vhlake.errors import ConfigError, LakeError
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.outbox import Outbox
@@ -17,6 +20,7 @@ from vhlake.pipeline.runner import Pipeline
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.engine import QueryEngine
+from vhlake.query.repository import AnalyticsRepository
 from vhlake.service.http import Check
 from vhlake.service.metrics import ServiceMetrics
 from vhlake.service.runner import LakeService, ServiceOptions
@@ -186,3 +190,14 @@ def _broker_problem(settings: Settings) -> str | None:
     except Exception as exc:  # whatever librdkafka says, the broker is not usable
         return f"Kafka at {settings.kafka_bootstrap_servers} did not answer: {exc}"
     return None
+
+
+def build_api_deps(settings: Settings) -> ApiDeps:
+    """What the HTTP API needs: the analytics, the publisher, the keys and the audit log."""
+    lake = build_lake(settings)
+    return ApiDeps(
+        repository=AnalyticsRepository(build_query_engine(settings)),
+        publisher=build_publisher(settings),
+        keys=KeyStore(lake),
+        audit=AuditLog(lake),
+    )

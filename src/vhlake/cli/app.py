@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from vhlake import bootstrap
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
+from vhlake.cli.keys_commands import keys_app
 from vhlake.cli.output import (
     OutputFormat,
     err,
@@ -52,6 +53,7 @@ app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(outbox_app, name="outbox")
 app.command()(serve)
+app.add_typer(keys_app, name="keys")
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -44,11 +44,13 @@ def serve(
 
     Ingests from the configured event log (VHLAKE_EVENT_LOG: the embedded log, or Kafka as a member of
     KAFKA_CONSUMER_GROUP), runs the pipeline whenever bronze moves, compacts recent partitions on a
-    schedule and serves /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
+    schedule and serves the API (/v1/..., API keys from `vhlake keys create`; OpenAPI at /docs),
+    /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
     batches in hand and exits; a restart resumes exactly where the Delta log says.
     """
     import uvicorn
 
+    from vhlake.api.app import install_api
     from vhlake.service.http import create_app
 
     configure_logging(json_lines=log_format == "json")
@@ -59,9 +61,10 @@ def serve(
         maintenance_every_s=maintenance_every,
     )
     service, checks = bootstrap.build_service(ctx.obj, options)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service, checks), host=host, port=port, log_config=None)
-    )
+    api = bootstrap.build_api_deps(ctx.obj)
+    app = create_app(service, checks)
+    install_api(app, api)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     # uvicorn handles SIGINT/SIGTERM, then re-raises the signal with the handlers it found installed:
     # with these no-ops in place, run() returns and the service stops cleanly (exit code 0).
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,3 +75,5 @@ def serve(
         server.run()  # returns on SIGINT/SIGTERM
     finally:
         service.stop()
+        api.audit.close()
+        api.publisher.close()

@@ -125,6 +125,14 @@ class Prediction(BaseModel):
     anomaly_score: float | None
 
 
+class QualityMeasure(BaseModel):
+    metric: str
+    dimension: str | None
+    latest_value: float
+    measured_at: datetime
+    batches: int
+
+
 class Freshness(BaseModel):
     """How current an answer is: the newest event it includes, and how far behind now that is."""
 
@@ -289,6 +297,24 @@ class AnalyticsRepository:
                 trained_at=rows[0]["trained_at"] if rows else None,
                 predictions=[Prediction(**row) for row in rows],
             )
+
+        return _attempt(build)
+
+    def get_quality(self, *, hours: int = 24) -> Result[list[QualityMeasure]]:
+        """The latest value of each data-quality measurement of the last ``hours`` (lake-wide, so only
+        for callers that see every marketplace)."""
+        if self._visible is not None:
+            return Err(
+                "data-quality measures cover every marketplace: a restricted key cannot read them",
+                "forbidden",
+            )
+        if not 0 < hours <= 24 * 366:
+            return Err("hours must be between 1 and 8784", "invalid_argument")
+
+        def build() -> list[QualityMeasure]:
+            since = self._clock() - timedelta(hours=hours)
+            rows = self._rows("quality_latest", since=since, since_date=since.date())
+            return [QualityMeasure(**row) for row in rows]
 
         return _attempt(build)
 

@@ -1,0 +1,241 @@
+"""The HTTP API: ``POST /v1/events`` in, the analytics out, every route behind an API key.
+
+Each analytics answer carries its freshness (the newest event it includes, and the lag behind now), so
+a client never mistakes stale numbers for current ones. Errors are RFC 9457 problem details. A key's
+marketplace restriction is the repository's row filter (:meth:`AnalyticsRepository.restricted_to`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ValidationError
+
+from vhlake.api.audit import AuditLog
+from vhlake.api.keys import ApiKey, KeyStore, Scope
+from vhlake.api.problems import Problem, install_problem_handlers
+from vhlake.events.model import ValidationEvent
+from vhlake.events.publisher import EventPublisher
+from vhlake.query.repository import (
+    AnalyticsRepository,
+    Freshness,
+    MarketplaceMetrics,
+    MarketplacePerformance,
+    MlPredictions,
+    QualityMeasure,
+    RealTimeStats,
+)
+from vhlake.result import Err, Ok, Result
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_EVENTS = 10_000
+
+
+class Answer(BaseModel, Generic[T]):
+    """An analytics answer and how current it is."""
+
+    data: T
+    freshness: Freshness
+
+
+class Rejected(BaseModel):
+    index: int
+    error: str
+
+
+class Accepted(BaseModel):
+    accepted: int
+    rejected: int
+    outboxed: int
+    errors: list[Rejected]
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    repository: AnalyticsRepository
+    publisher: EventPublisher
+    keys: KeyStore
+    audit: AuditLog
+
+
+def _key_with(scope: Scope) -> Callable[..., ApiKey]:
+    """A dependency: the request's API key, which must be live and allow ``scope``."""
+
+    def check(
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        x_api_key: Annotated[str | None, Header()] = None,
+    ) -> ApiKey:
+        deps: ApiDeps = request.app.state.vhlake_api
+        presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
+        if presented is None:
+            raise Problem(401, "API key required", "send it as 'Authorization: Bearer <key>' or 'X-API-Key'")
+        key = deps.keys.authenticate(presented)
+        if key is None:
+            raise Problem(401, "invalid or revoked API key")
+        request.state.key_id = key.key_id
+        if not key.may(scope):
+            raise Problem(403, "not allowed", f"this key's scope is {key.scope!r}; the route needs {scope!r}")
+        return key
+
+    return check
+
+
+Reader = Annotated[ApiKey, Depends(_key_with("read"))]
+Ingester = Annotated[ApiKey, Depends(_key_with("ingest"))]
+
+
+def install_api(app: FastAPI, deps: ApiDeps) -> None:
+    """Add the ``/v1`` routes, their key checks, auditing and problem details to ``app``."""
+    install_problem_handlers(app)
+    app.state.vhlake_api = deps
+
+    @app.middleware("http")
+    async def audit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/v1/"):
+            route = request.scope.get("route")
+            deps.audit.record(
+                key_id=getattr(request.state, "key_id", None),
+                method=request.method,
+                route=getattr(route, "path", request.url.path),
+                status=response.status_code,
+            )
+        return response
+
+    def answer(key: ApiKey, result: Result[T], marketplace: str | None) -> Answer[T]:
+        repository = deps.repository.restricted_to(key.marketplaces)
+        data = _unwrap(result)
+        return Answer[Any](data=data, freshness=_unwrap(repository.get_freshness(marketplace)))
+
+    @app.get("/v1/marketplaces/{marketplace}/metrics", response_model=Answer[MarketplaceMetrics])
+    def marketplace_metrics(
+        marketplace: str,
+        key: Reader,
+        start: date,
+        end: date,
+        limit: Annotated[int, Query(ge=1, le=50_000)] = 5_000,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Answer[MarketplaceMetrics]:
+        """Daily gold metrics per category between two dates (inclusive), with their summary.
+        ``limit``/``offset`` page through the daily rows; the summary covers them all."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        result = repository.get_marketplace_metrics(marketplace, start, end)
+        if isinstance(result, Ok):
+            result.value.daily = result.value.daily[offset : offset + limit]
+        return answer(key, result, marketplace)
+
+    @app.get("/v1/marketplaces/{marketplace}/performance", response_model=Answer[MarketplacePerformance])
+    def marketplace_performance(
+        marketplace: str, key: Reader, days: Annotated[int, Query(ge=1, le=3660)] = 30
+    ) -> Answer[MarketplacePerformance]:
+        """The last ``days`` days: daily series with day-over-day change and 7-day average, and categories."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        return answer(key, repository.get_marketplace_performance(marketplace, days), marketplace)
+
+    @app.get("/v1/stats/realtime", response_model=Answer[RealTimeStats])
+    def realtime(
+        key: Reader,
+        marketplace: str | None = None,
+        window_minutes: Annotated[int, Query(ge=1, le=24 * 60)] = 60,
+    ) -> Answer[RealTimeStats]:
+        """Jobs created in the last hour (``window_minutes``), per marketplace the key may see."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        return answer(
+            key, repository.get_real_time_stats(marketplace, window_minutes=window_minutes), marketplace
+        )
+
+    @app.get("/v1/predictions", response_model=Answer[MlPredictions])
+    def predictions(key: Reader, marketplace: str, category: str) -> Answer[MlPredictions]:
+        """The latest trained model's forecasts and anomaly scores for one (marketplace, category)."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        return answer(key, repository.get_ml_predictions(marketplace, category), marketplace)
+
+    @app.get("/v1/quality", response_model=Answer[list[QualityMeasure]])
+    def quality(
+        key: Reader, hours: Annotated[int, Query(ge=1, le=8784)] = 24
+    ) -> Answer[list[QualityMeasure]]:
+        """The latest data-quality measurements (keys restricted to marketplaces may not read them)."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        return answer(key, repository.get_quality(hours=hours), None)
+
+    @app.post("/v1/events", status_code=202, response_model=Accepted)
+    async def events(request: Request, key: Ingester) -> Accepted:
+        """One event or a JSON array of up to 10,000; each is validated on its own. 202 once the
+        accepted ones are stored durably (in the event log, or the outbox while Kafka is down)."""
+        body = await _read_limited(request)
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise Problem(400, "body is not JSON", str(exc)) from exc
+        items = payload if isinstance(payload, list) else [payload]
+        if len(items) > MAX_EVENTS:
+            raise Problem(413, "too many events", f"at most {MAX_EVENTS:,} per request")
+        accepted, errors = _validated(items, key)
+        deliveries = (
+            await run_in_threadpool(deps.publisher.send_batch, [e for _, e in accepted]) if accepted else []
+        )
+        errors += [
+            Rejected(index=i, error=d.error or "not published")
+            for (i, _), d in zip(accepted, deliveries, strict=True)
+            if d.status == "failed"
+        ]
+        stored = sum(d.status != "failed" for d in deliveries)
+        if accepted and not stored:
+            raise Problem(503, "the event log refused the events", errors[0].error)
+        return Accepted(
+            accepted=stored,
+            rejected=len(items) - stored,
+            outboxed=sum(d.status == "outboxed" for d in deliveries),
+            errors=sorted(errors, key=lambda r: r.index)[:100],
+        )
+
+
+def _unwrap(result: Result[T]) -> T:
+    if isinstance(result, Ok):
+        return result.value
+    assert isinstance(result, Err)
+    status = {"invalid_argument": 422, "forbidden": 403, "query": 503}[result.kind]
+    raise Problem(
+        status,
+        {422: "invalid request", 403: "not allowed", 503: "analytics unavailable"}[status],
+        result.message,
+    )
+
+
+def _validated(items: list[Any], key: ApiKey) -> tuple[list[tuple[int, ValidationEvent]], list[Rejected]]:
+    accepted, errors = [], []
+    for i, item in enumerate(items):
+        try:
+            event = ValidationEvent.model_validate(item)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "event"
+            errors.append(Rejected(index=i, error=f"{where}: {first['msg']}"))
+            continue
+        if not key.sees(event.marketplace):
+            errors.append(
+                Rejected(index=i, error=f"this key may not publish for marketplace {event.marketplace!r}")
+            )
+            continue
+        accepted.append((i, event))
+    return accepted, errors
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Problem(413, "request body too large", f"at most {MAX_BODY_BYTES:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise Problem(413, "request body too large", f"at most {MAX_BODY_BYTES:,} bytes")
+    return bytes(body)

@@ -1,0 +1,224 @@
+"""The HTTP API on a real lake: every endpoint, keys and scopes, marketplace row filters, problem details,
+size limits, the audit log, and events published through the real (embedded) log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from conftest import make_event
+from vhlake.api.app import MAX_BODY_BYTES, ApiDeps, install_api
+from vhlake.api.audit import AuditLog
+from vhlake.api.keys import KeyStore
+from vhlake.events.embedded_log import EmbeddedEventLog
+from vhlake.events.publisher import EmbeddedLogPublisher
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import AUDIT_LOG, SILVER
+from vhlake.pipeline.runner import Pipeline
+from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.repository import AnalyticsRepository
+from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+SHOPEE = "shopee"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, Path]:
+    root = tmp_path_factory.mktemp("api")
+    feed = root / "events.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=3_000, seed=5)), feed)
+    lake = Lake(str(root / "lake"))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    Pipeline(lake).run()
+    return lake, root
+
+
+@pytest.fixture(scope="module")
+def newest(built: tuple[Lake, Path]) -> datetime:
+    silver = pa.table(built[0].open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
+    return max(silver["created_at"].to_pylist())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def api(built: tuple[Lake, Path], newest: datetime) -> Iterator[tuple[TestClient, dict[str, str], ApiDeps]]:
+    lake, root = built
+    keys = KeyStore(lake)
+    tokens = {
+        "admin": keys.create("admin")[1],
+        "reader": keys.create("read")[1],
+        "shopee": keys.create("read", marketplaces=[SHOPEE])[1],
+        "ingest": keys.create("ingest")[1],
+        "ingest_shopee": keys.create("ingest", marketplaces=[SHOPEE])[1],
+    }
+    revoked_id, revoked = keys.create("read")
+    keys.revoke(revoked_id)
+    tokens["revoked"] = revoked
+    log = EmbeddedEventLog(root / "log.db", topic="validation-events")
+    deps = ApiDeps(
+        repository=AnalyticsRepository(DuckDBEngine(lake), clock=lambda: newest + timedelta(minutes=1)),
+        publisher=EmbeddedLogPublisher(log),
+        keys=keys,
+        audit=AuditLog(lake, flush_every_s=3600),
+    )
+    app = FastAPI()
+    install_api(app, deps)
+    yield TestClient(app), tokens, deps
+    deps.publisher.close()
+
+
+def get(client: TestClient, path: str, token: str | None, **params: Any) -> Any:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return client.get(path, params=params, headers=headers)
+
+
+METRICS = "/v1/marketplaces/{m}/metrics"
+
+
+def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: datetime) -> None:
+    client, tokens, _ = api
+    admin = tokens["admin"]
+    calls = [
+        (METRICS.format(m=SHOPEE), {"start": "2026-10-01", "end": "2026-11-30"}),
+        (f"/v1/marketplaces/{SHOPEE}/performance", {"days": 30}),
+        ("/v1/stats/realtime", {"window_minutes": 24 * 60}),
+        ("/v1/predictions", {"marketplace": SHOPEE, "category": "categoria_01"}),
+        ("/v1/quality", {}),
+    ]
+    for path, params in calls:
+        response = get(client, path, admin, **params)
+        assert response.status_code == 200, (path, response.text)
+        body = response.json()
+        assert "data" in body and body["freshness"]["newest_event_at"] is not None
+        assert body["freshness"]["lag_seconds"] >= 0
+    metrics = get(client, METRICS.format(m=SHOPEE), admin, start="2026-10-01", end="2026-11-30").json()[
+        "data"
+    ]
+    assert (
+        metrics["summary"]["total_validations"] == sum(d["total_validations"] for d in metrics["daily"]) > 0
+    )
+
+
+def test_paging_the_daily_rows_keeps_the_summary(api: Any) -> None:
+    client, tokens, _ = api
+    full = get(
+        client, METRICS.format(m=SHOPEE), tokens["reader"], start="2026-10-01", end="2026-11-30"
+    ).json()
+    page = get(
+        client,
+        METRICS.format(m=SHOPEE),
+        tokens["reader"],
+        start="2026-10-01",
+        end="2026-11-30",
+        limit=5,
+        offset=5,
+    ).json()
+    assert page["data"]["daily"] == full["data"]["daily"][5:10]
+    assert page["data"]["summary"] == full["data"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("nonsense", 401), ("vhk_000000000000_forged", 401), ("revoked", 401), ("ingest", 403)],
+)
+def test_keys_are_required_and_checked(api: Any, token: str | None, status: int) -> None:
+    client, tokens, _ = api
+    response = get(client, "/v1/stats/realtime", tokens.get(token or "", token))
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == status
+
+
+def test_a_marketplace_key_never_sees_another_marketplace(api: Any) -> None:
+    client, tokens, _ = api
+    shopee = tokens["shopee"]
+    assert (
+        get(client, METRICS.format(m=SHOPEE), shopee, start="2026-10-01", end="2026-11-30").status_code == 200
+    )
+    for path, params in [
+        (METRICS.format(m="mercado_livre"), {"start": "2026-10-01", "end": "2026-11-30"}),
+        ("/v1/marketplaces/mercado_livre/performance", {}),
+        ("/v1/predictions", {"marketplace": "mercado_livre", "category": "x"}),
+        ("/v1/stats/realtime", {"marketplace": "mercado_livre"}),
+        ("/v1/quality", {}),
+    ]:
+        assert get(client, path, shopee, **params).status_code == 403, path
+    realtime = get(client, "/v1/stats/realtime", shopee, window_minutes=24 * 60).json()["data"]
+    assert {m["marketplace"] for m in realtime["marketplaces"]} == {SHOPEE}
+    everyone = get(client, "/v1/stats/realtime", tokens["reader"], window_minutes=24 * 60).json()["data"]
+    assert len(everyone["marketplaces"]) > 1 and everyone["total_jobs"] > realtime["total_jobs"]
+
+
+def test_bad_input_is_a_422_problem(api: Any) -> None:
+    client, tokens, _ = api
+    bad_date = get(client, METRICS.format(m=SHOPEE), tokens["reader"], start="yesterday", end="2026-11-30")
+    assert bad_date.status_code == 422 and bad_date.json()["title"] == "invalid request"
+    reversed_range = get(
+        client, METRICS.format(m=SHOPEE), tokens["reader"], start="2026-11-30", end="2026-11-01"
+    )
+    assert reversed_range.status_code == 422 and "is after" in reversed_range.json()["detail"]
+    assert get(client, "/v1/marketplaces/shopee/performance", tokens["reader"], days=0).status_code == 422
+
+
+def test_events_are_validated_one_by_one_and_published(api: Any) -> None:
+    client, tokens, deps = api
+    log: EmbeddedEventLog = deps.publisher._log
+    before = log.end_offset()
+    batch = [make_event(1, marketplace=SHOPEE), {"event_type": "nope"}, make_event(2, marketplace="magalu")]
+    response = client.post("/v1/events", json=batch, headers={"X-API-Key": tokens["ingest"]})
+    assert response.status_code == 202
+    assert response.json() | {"errors": None} == {"accepted": 2, "rejected": 1, "outboxed": 0, "errors": None}
+    assert response.json()["errors"][0]["index"] == 1
+    assert log.end_offset() == before + 2
+    single = client.post("/v1/events", json=make_event(3), headers={"X-API-Key": tokens["ingest"]})
+    assert single.json()["accepted"] == 1
+    limited = client.post("/v1/events", json=batch, headers={"X-API-Key": tokens["ingest_shopee"]})
+    assert limited.json()["accepted"] == 1
+    assert "may not publish for marketplace 'magalu'" in json.dumps(limited.json()["errors"])
+    assert client.post("/v1/events", json=batch, headers={"X-API-Key": tokens["reader"]}).status_code == 403
+
+
+def test_oversized_and_malformed_bodies_are_refused(api: Any) -> None:
+    client, tokens, _ = api
+    headers = {"X-API-Key": tokens["ingest"], "content-type": "application/json"}
+    huge = client.post("/v1/events", content=b"[" + b" " * MAX_BODY_BYTES + b"]", headers=headers)
+    assert huge.status_code == 413 and huge.headers["content-type"] == "application/problem+json"
+    garbage = client.post("/v1/events", content=b"{not json", headers=headers)
+    assert garbage.status_code == 400
+
+
+def test_every_request_is_audited(api: Any, built: tuple[Lake, Path]) -> None:
+    client, tokens, deps = api
+    deps.audit.flush()
+    get(client, "/v1/stats/realtime", tokens["reader"])
+    get(client, "/v1/stats/realtime", None)
+    assert deps.audit.flush() == 2
+    audit = pa.table(built[0].open(AUDIT_LOG).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    last = sorted(audit, key=lambda r: r["at"])[-2:]
+    assert [(r["route"], r["status"]) for r in last] == [
+        ("/v1/stats/realtime", 200),
+        ("/v1/stats/realtime", 401),
+    ]
+    assert last[0]["key_id"] is not None and last[1]["key_id"] is None
+
+
+def test_keys_cli_prints_the_key_alone_on_the_last_line(run_cli: Any, tmp_path: Path) -> None:
+    lake_dir = str(tmp_path / "lake")
+    created = run_cli("--lake", lake_dir, "keys", "create", "--scope", "read", "--marketplace", SHOPEE)
+    assert created.exit_code == 0
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("vhk_") and " " not in key
+    found = KeyStore(Lake(lake_dir)).authenticate(key)
+    assert found is not None and found.marketplaces == frozenset({SHOPEE})
+    listed = run_cli("--lake", lake_dir, "keys", "list")
+    assert found.key_id in listed.stdout and key not in listed.stdout
+    assert run_cli("--lake", lake_dir, "keys", "revoke", found.key_id).exit_code == 0
+    assert KeyStore(Lake(lake_dir)).authenticate(key) is None
