@@ -92,6 +92,7 @@ def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: dateti
         ("/v1/stats/realtime", {"window_minutes": 24 * 60}),
         ("/v1/predictions", {"marketplace": SHOPEE, "category": "categoria_01"}),
         ("/v1/quality", {}),
+        ("/v1/marketplaces", {}),
     ]
     for path, params in calls:
         response = get(client, path, admin, **params)
@@ -151,6 +152,8 @@ def test_a_marketplace_key_never_sees_another_marketplace(api: Any) -> None:
         ("/v1/quality", {}),
     ]:
         assert get(client, path, shopee, **params).status_code == 403, path
+    listed = get(client, "/v1/marketplaces", shopee).json()["data"]
+    assert [m["marketplace"] for m in listed] == [SHOPEE]
     realtime = get(client, "/v1/stats/realtime", shopee, window_minutes=24 * 60).json()["data"]
     assert {m["marketplace"] for m in realtime["marketplaces"]} == {SHOPEE}
     everyone = get(client, "/v1/stats/realtime", tokens["reader"], window_minutes=24 * 60).json()["data"]

@@ -285,6 +285,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
     "freshness": {"since_date": date(2026, 11, 1)},
+    "marketplaces": {},
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
 }
 

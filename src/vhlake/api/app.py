@@ -27,6 +27,7 @@ from vhlake.query.repository import (
     Freshness,
     MarketplaceMetrics,
     MarketplacePerformance,
+    MarketplaceSummary,
     MlPredictions,
     QualityMeasure,
     RealTimeStats,
@@ -157,6 +158,11 @@ def install_api(app: FastAPI, deps: ApiDeps) -> None:
         """The latest trained model's forecasts and anomaly scores for one (marketplace, category)."""
         repository = deps.repository.restricted_to(key.marketplaces)
         return answer(key, repository.get_ml_predictions(marketplace, category), marketplace)
+
+    @app.get("/v1/marketplaces", response_model=Answer[list[MarketplaceSummary]])
+    def marketplaces(key: Reader) -> Answer[list[MarketplaceSummary]]:
+        """The marketplaces this key may see, busiest first, with their first and last day in gold."""
+        return answer(key, deps.repository.restricted_to(key.marketplaces).get_marketplaces(), None)
 
     @app.get("/v1/quality", response_model=Answer[list[QualityMeasure]])
     def quality(

@@ -39,7 +39,8 @@ class DailyMetric(BaseModel):
 class MetricsSummary(BaseModel):
     """Totals over a period. The mean processing time weighs each day's mean by its finished jobs (the
     jobs that have one). Gold counts unique users per (day, category), which do not add up, so the
-    largest of those counts is given."""
+    largest of those counts is given. Percentiles do not add up either: ``typical_p95_processing_time`` is
+    the daily per-category p95s averaged with the same weights, a summary, not the period's exact p95."""
 
     total_validations: int
     successful_validations: int
@@ -48,6 +49,7 @@ class MetricsSummary(BaseModel):
     error_rate: float | None
     total_rows_processed: int
     avg_processing_time_ms: float | None
+    typical_p95_processing_time: float | None
     peak_unique_users: int
     days_with_data: int
 
@@ -123,6 +125,13 @@ class Prediction(BaseModel):
     actual_error_rate: float | None
     is_anomaly: bool | None
     anomaly_score: float | None
+
+
+class MarketplaceSummary(BaseModel):
+    marketplace: str
+    first_date: date
+    last_date: date
+    total_validations: int
 
 
 class QualityMeasure(BaseModel):
@@ -300,6 +309,19 @@ class AnalyticsRepository:
 
         return _attempt(build)
 
+    def get_marketplaces(self) -> Result[list[MarketplaceSummary]]:
+        """The marketplaces in gold the caller may see, busiest first, with their span of days."""
+
+        def build() -> list[MarketplaceSummary]:
+            rows = self._rows("marketplaces")
+            return [
+                MarketplaceSummary(**r)
+                for r in rows
+                if self._visible is None or r["marketplace"] in self._visible
+            ]
+
+        return _attempt(build)
+
     def get_quality(self, *, hours: int = 24) -> Result[list[QualityMeasure]]:
         """The latest value of each data-quality measurement of the last ``hours`` (lake-wide, so only
         for callers that see every marketplace)."""
@@ -342,8 +364,7 @@ def _calculate_summary(daily: list[DailyMetric]) -> MetricsSummary:
     total = sum(d.total_validations for d in daily)
     successful = sum(d.successful_validations for d in daily)
     failed = sum(d.failed_validations for d in daily)
-    timed = [(d.avg_processing_time_ms, d.successful_validations + d.failed_validations) for d in daily]
-    weight = sum(n for mean, n in timed if mean is not None)
+    finished = [d.successful_validations + d.failed_validations for d in daily]  # the jobs with a time
     return MetricsSummary(
         total_validations=total,
         successful_validations=successful,
@@ -351,7 +372,15 @@ def _calculate_summary(daily: list[DailyMetric]) -> MetricsSummary:
         success_rate=successful / total if total else None,
         error_rate=failed / total if total else None,
         total_rows_processed=sum(d.total_rows_processed for d in daily),
-        avg_processing_time_ms=sum(m * n for m, n in timed if m is not None) / weight if weight else None,
+        avg_processing_time_ms=_weighted([d.avg_processing_time_ms for d in daily], finished),
+        typical_p95_processing_time=_weighted([d.p95_processing_time for d in daily], finished),
         peak_unique_users=max((d.unique_users for d in daily), default=0),
         days_with_data=len({d.date for d in daily}),
     )
+
+
+def _weighted(values: list[float | None], weights: list[int]) -> float | None:
+    """The weighted mean of the values that are not None (None when there are none)."""
+    pairs = [(v, w) for v, w in zip(values, weights, strict=True) if v is not None]
+    total = sum(w for _, w in pairs)
+    return sum(v * w for v, w in pairs) / total if total else None
