@@ -119,3 +119,16 @@ def s3_server() -> Iterator[MotoS3]:
 def topic(broker: Tansu, request: pytest.FixtureRequest) -> str:
     """A fresh 3-partition topic named after the test."""
     return broker.create_topic(f"events-{request.node.name[:40]}".replace("[", "-").replace("]", ""))
+
+
+def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
+    """A lake with bronze, silver and gold from a generated feed, through the real ingest and pipeline."""
+    from vhlake.pipeline.runner import Pipeline
+    from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+    feed = root / "events.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=jobs, seed=seed, bad_event_rate=0.01)), feed)
+    lake = Lake(str(root / "lake"))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    Pipeline(lake).run()
+    return lake

@@ -14,19 +14,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import make_event
+from conftest import build_analytics_lake, make_event
 from vhlake.api.app import MAX_BODY_BYTES, ApiDeps, install_api
 from vhlake.api.audit import AuditLog
 from vhlake.api.keys import KeyStore
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.publisher import EmbeddedLogPublisher
-from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, SILVER
-from vhlake.pipeline.runner import Pipeline
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.repository import AnalyticsRepository
-from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 SHOPEE = "shopee"
 
@@ -34,12 +31,7 @@ SHOPEE = "shopee"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lake, Path]:
     root = tmp_path_factory.mktemp("api")
-    feed = root / "events.jsonl"
-    write_jsonl(generate_lines(SampleSpec(jobs=3_000, seed=5)), feed)
-    lake = Lake(str(root / "lake"))
-    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
-    Pipeline(lake).run()
-    return lake, root
+    return build_analytics_lake(root, jobs=3_000, seed=5), root
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +80,7 @@ def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: dateti
     admin = tokens["admin"]
     calls = [
         (METRICS.format(m=SHOPEE), {"start": "2026-10-01", "end": "2026-11-30"}),
-        (f"/v1/marketplaces/{SHOPEE}/performance", {"days": 30}),
+        (f"/v1/marketplaces/{SHOPEE}/performance", {"days": 30, "end": "2026-11-26"}),
         ("/v1/stats/realtime", {"window_minutes": 24 * 60}),
         ("/v1/predictions", {"marketplace": SHOPEE, "category": "categoria_01"}),
         ("/v1/quality", {}),

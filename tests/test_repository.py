@@ -13,17 +13,15 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
+from conftest import build_analytics_lake
 from fake_warehouse import FakeWarehouse
-from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import DATA_QUALITY_METRICS, GOLD, ML_PREDICTIONS, SILVER
-from vhlake.pipeline.runner import Pipeline
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.repository import AnalyticsRepository
 from vhlake.query.statements import statement, statement_names
 from vhlake.result import Err, Ok
-from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 RECORDED = Path(__file__).parent / "recorded_sql"
 MARKETPLACE = "shopee"
@@ -32,12 +30,7 @@ TRAINED = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
-    root = tmp_path_factory.mktemp("repository")
-    feed = root / "events.jsonl"
-    write_jsonl(generate_lines(SampleSpec(jobs=4_000, seed=11, bad_event_rate=0.01)), feed)
-    lake = Lake(str(root / "lake"))
-    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
-    Pipeline(lake).run()
+    lake = build_analytics_lake(tmp_path_factory.mktemp("repository"), jobs=4_000, seed=11)
     lake.append(ML_PREDICTIONS, _predictions())
     lake.append(DATA_QUALITY_METRICS, _quality())
     return lake

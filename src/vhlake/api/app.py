@@ -135,11 +135,17 @@ def install_api(app: FastAPI, deps: ApiDeps) -> None:
 
     @app.get("/v1/marketplaces/{marketplace}/performance", response_model=Answer[MarketplacePerformance])
     def marketplace_performance(
-        marketplace: str, key: Reader, days: Annotated[int, Query(ge=1, le=3660)] = 30
+        marketplace: str,
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=3660)] = 30,
+        end: date | None = None,
     ) -> Answer[MarketplacePerformance]:
-        """The last ``days`` days: daily series with day-over-day change and 7-day average, and categories."""
+        """``days`` days ending today (or ``end``): the daily series with day-over-day change and 7-day
+        average, and the categories."""
         repository = deps.repository.restricted_to(key.marketplaces)
-        return answer(key, repository.get_marketplace_performance(marketplace, days), marketplace)
+        return answer(
+            key, repository.get_marketplace_performance(marketplace, days, end_date=end), marketplace
+        )
 
     @app.get("/v1/stats/realtime", response_model=Answer[RealTimeStats])
     def realtime(

@@ -238,11 +238,14 @@ def publish(
 def demo(
     ctx: typer.Context,
     events: Annotated[int, typer.Option(help="About how many sample events to generate.", min=10)] = 200_000,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then serve the dashboard and the API on http://127.0.0.1:8000.")
+    ] = False,
 ) -> None:
     """Generate a realistic sample feed, ingest it (file and event log) and show the lake."""
     from vhlake.cli.demo import run_demo
 
-    run_demo(_settings(ctx), events=events, out=out, err=err)
+    run_demo(_settings(ctx), events=events, out=out, err=err, serve=serve)
 
 
 def main() -> None:

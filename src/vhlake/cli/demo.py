@@ -43,7 +43,7 @@ ORDER BY validations DESC
 """
 
 
-def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> None:
+def run_demo(settings: Settings, *, events: int, out: Console, err: Console, serve: bool = False) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     sample = Path(settings.lake_uri).expanduser() / "_samples" / f"events-{today:%Y%m%d}-{events}.jsonl"
     out.rule("1. a day of ValidaHub traffic, with the awkward parts of a real feed")
@@ -101,6 +101,20 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console) -> 
     out.print(
         'next: vhlake quarantine summary; vhlake query "SELECT * FROM marketplace_daily_metrics_gold LIMIT 5" -f json'
     )
+    if serve:
+        _serve_dashboard(settings, out)
+
+
+def _serve_dashboard(settings: Settings, out: Console) -> None:
+    from vhlake.api.keys import KeyStore
+    from vhlake.cli.serve import serve_forever
+    from vhlake.service.runner import ServiceOptions
+
+    out.rule("6. the dashboard and the API")
+    _, key = KeyStore(bootstrap.build_lake(settings)).create("admin", description="make demo")
+    out.print(f"dashboard: http://127.0.0.1:8000/#key={key}")
+    out.print(f"demo API key (admin): {key}")
+    serve_forever(settings, host="127.0.0.1", port=8000, options=ServiceOptions())
 
 
 def _live_job_events(today: datetime) -> list[ValidationEvent]:

@@ -11,6 +11,7 @@ from vhlake import bootstrap
 from vhlake.cli.output import err
 from vhlake.service.logs import configure_logging
 from vhlake.service.runner import ServiceOptions
+from vhlake.settings import Settings
 
 
 def serve(
@@ -48,11 +49,6 @@ def serve(
     /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
     batches in hand and exits; a restart resumes exactly where the Delta log says.
     """
-    import uvicorn
-
-    from vhlake.api.app import install_api
-    from vhlake.service.http import create_app
-
     configure_logging(json_lines=log_format == "json")
     options = ServiceOptions(
         trigger_interval_s=trigger_interval,
@@ -60,17 +56,31 @@ def serve(
         canary_every_s=canary_every,
         maintenance_every_s=maintenance_every,
     )
-    service, checks = bootstrap.build_service(ctx.obj, options)
-    api = bootstrap.build_api_deps(ctx.obj)
+    serve_forever(ctx.obj, host=host, port=port, options=options)
+
+
+def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceOptions) -> None:
+    """The service, the API, the dashboard and the metrics on ``host:port`` until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from vhlake.api.app import install_api
+    from vhlake.dashboard import mount_dashboard
+    from vhlake.service.http import create_app
+
+    service, checks = bootstrap.build_service(settings, options)
+    api = bootstrap.build_api_deps(settings)
     app = create_app(service, checks)
     install_api(app, api)
+    mount_dashboard(app)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     # uvicorn handles SIGINT/SIGTERM, then re-raises the signal with the handlers it found installed:
     # with these no-ops in place, run() returns and the service stops cleanly (exit code 0).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     service.start()
-    err.print(f"vhlake serving on http://{host}:{port} (metrics at /metrics); Ctrl-C stops cleanly")
+    err.print(
+        f"vhlake serving on http://{host}:{port} (dashboard at /, API at /v1, metrics at /metrics); Ctrl-C stops"
+    )
     try:
         server.run()  # returns on SIGINT/SIGTERM
     finally:

@@ -1,0 +1,149 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright) on a demo lake: the KPI numbers
+equal gold's, and choosing another marketplace updates the tiles and the charts. Screenshots go to
+tests/artifacts/ (not committed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from conftest import build_analytics_lake
+from servers import free_port
+from vhlake.api.app import ApiDeps, install_api
+from vhlake.api.audit import AuditLog
+from vhlake.api.keys import KeyStore
+from vhlake.dashboard import STATIC, mount_dashboard
+from vhlake.events.embedded_log import EmbeddedEventLog
+from vhlake.events.publisher import EmbeddedLogPublisher
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import GOLD
+from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.repository import AnalyticsRepository
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake]]:
+    assert (STATIC / "vendor" / "echarts.min.js").exists(), (
+        "run make: it vendors ECharts from the npm registry"
+    )
+    root = tmp_path_factory.mktemp("dashboard")
+    lake = build_analytics_lake(root, jobs=3_000, seed=3)
+    keys = KeyStore(lake)
+    _, key = keys.create("read")
+    deps = ApiDeps(
+        repository=AnalyticsRepository(DuckDBEngine(lake)),
+        publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
+        keys=keys,
+        audit=AuditLog(lake),
+    )
+    app = FastAPI()
+    install_api(app, deps)
+    mount_dashboard(app)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", key, lake
+    server.should_exit = True
+    thread.join(timeout=10)
+    deps.audit.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    assert CHROMIUM.exists(), "install Debian's chromium (apt-get install chromium), as .ci/run does"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--headless",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+def gold_total(lake: Lake, marketplace: str, start: str, end: str) -> int:
+    gold = pa.table(lake.open(GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    return sum(
+        g["total_validations"] for g in gold if g["marketplace"] == marketplace and first <= g["date"] <= last
+    )
+
+
+def shown(page: Any) -> dict[str, Any]:
+    value: dict[str, Any] = page.evaluate("window.vhlake.shown")
+    return value
+
+
+def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake], browser: Any) -> None:
+    url, key, lake = site
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{url}/#key={key}")
+    page.wait_for_function("window.vhlake && window.vhlake.shown", timeout=30_000)
+    first = shown(page)
+    expected = gold_total(lake, first["marketplace"], first["start"], first["end"])
+    assert expected > 0
+    assert page.text_content('[data-kpi="validations"]') == f"{expected:,}"
+    volume = page.evaluate("window.vhlake.charts['chart-volume'].getOption().series[0].data")
+    assert sum(volume) == expected
+    assert "behind now" in (page.text_content("#freshness") or "")
+    assert key not in page.url  # the key does not stay in the address bar
+    page.screenshot(path=str(ARTIFACTS / "dashboard-first.png"), full_page=True)
+
+    options = page.eval_on_selector_all("#marketplace option", "els => els.map(e => e.value)")
+    other = next(m for m in options if m != first["marketplace"])
+    page.select_option("#marketplace", other)
+    page.wait_for_function(f"window.vhlake.shown.marketplace === {other!r}", timeout=30_000)
+    second = shown(page)
+    expected_other = gold_total(lake, other, second["start"], second["end"])
+    assert page.text_content('[data-kpi="validations"]') == f"{expected_other:,}"
+    assert (
+        sum(page.evaluate("window.vhlake.charts['chart-volume'].getOption().series[0].data"))
+        == expected_other
+    )
+    assert page.locator("#categories tbody tr").count() > 0
+    page.screenshot(path=str(ARTIFACTS / "dashboard-other-marketplace.png"), full_page=True)
+    assert errors == []
+
+
+def test_without_a_key_the_page_asks_for_one(site: tuple[str, str, Lake], browser: Any) -> None:
+    url, key, _ = site
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("#login:not([hidden])")
+    page.fill("#key", "vhk_bad_key")
+    page.press("#key", "Enter")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "invalid or revoked" in (page.text_content("#error") or "")
+    page.fill("#key", key)
+    page.press("#key", "Enter")
+    page.wait_for_function("window.vhlake.shown", timeout=30_000)
+    assert page.text_content('[data-kpi="validations"]') != "–"
