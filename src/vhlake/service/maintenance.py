@@ -3,7 +3,8 @@
 A micro-batch a second is 86,400 commits and as many small files a day per table. Delta checkpoints
 (every 100 commits, deltalake's default) keep opening a table cheap; compaction rewrites the recent
 partitions' small files into large ones (a commit that changes no data, so readers and the change
-data feed see nothing new); ``cleanup_metadata`` removes log files older than the table's log retention.
+data feed see nothing new); ``cleanup_metadata`` removes log files older than the table's log retention
+(one day for the streamed tables, see ``lake/tables.py``).
 """
 
 from __future__ import annotations
