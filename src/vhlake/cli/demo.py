@@ -6,10 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from vhlake import bootstrap
 from vhlake.cli.output import print_ingest_report, print_table
+from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.model import ValidationEvent, ValidationPayload
 from vhlake.ingest.log_source import ingest_log
 from vhlake.lake.inventory import table_inventory
@@ -46,7 +48,7 @@ ORDER BY validations DESC
 def run_demo(settings: Settings, *, events: int, out: Console, err: Console, serve: bool = False) -> None:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     sample = Path(settings.lake_uri).expanduser() / "_samples" / f"events-{today:%Y%m%d}-{events}.jsonl"
-    out.rule("1. a day of ValidaHub traffic, with the awkward parts of a real feed")
+    out.rule("1. 30 days of ValidaHub traffic, with the awkward parts of a real feed")
     if not sample.exists():
         sample.parent.mkdir(parents=True, exist_ok=True)
         spec = SampleSpec(jobs=max(1, events // 2), end=today, bad_event_rate=0.002, garbage_rate=0.001)
@@ -55,24 +57,17 @@ def run_demo(settings: Settings, *, events: int, out: Console, err: Console, ser
     else:
         out.print(f"reusing {sample}")
 
-    out.rule("2. file → bronze, exactly once (run the demo again: nothing is added)")
-    ingestor = bootstrap.build_ingestor(settings)
-    started = time.perf_counter()
-    report = ingestor.ingest_file(sample)
-    print_ingest_report(sample.name, report, time.perf_counter() - started)
-
-    out.rule("3. Python API → embedded event log → bronze")
-    publisher = bootstrap.build_publisher(settings)
-    try:
-        deliveries = publisher.send_batch(_live_job_events(today))
-    finally:
-        publisher.close()
+    out.rule("2. publisher → embedded event log (what ValidaHub's workers do)")
     with bootstrap.open_event_log(settings) as log:
-        log_report = ingest_log(ingestor, log)
-    out.print(
-        f"published {len(deliveries)} events (offsets {deliveries[0].offset}–{deliveries[-1].offset}); "
-        f"ingested {log_report.bronze_rows} from the log"
-    )
+        if log.end_offset() == 0:
+            _publish_sample(settings, sample, log, out)
+        else:
+            out.print(f"the event log already holds {log.end_offset():,} records: not publishing again")
+        out.rule("3. event log → bronze, exactly once (run the demo again: nothing is added)")
+        ingestor = bootstrap.build_ingestor(settings)
+        started = time.perf_counter()
+        report = ingest_log(ingestor, log)
+        print_ingest_report(f"event log {log.topic}", report, time.perf_counter() - started)
 
     out.rule("4. bronze → quarantine + silver (one row per job) → gold (daily metrics)")
     started = time.perf_counter()
@@ -117,7 +112,34 @@ def _serve_dashboard(settings: Settings, out: Console) -> None:
     serve_forever(settings, host="127.0.0.1", port=8000, options=ServiceOptions())
 
 
-def _live_job_events(today: datetime) -> list[ValidationEvent]:
+def _publish_sample(settings: Settings, sample: Path, log: EmbeddedEventLog, out: Console) -> None:
+    """The sample's events through the publisher, in batches; its broken lines go to the log as they
+    are, as a misbehaving producer would send them (ingestion must keep them, as rejects)."""
+    publisher = bootstrap.build_publisher(settings)
+    started, published, broken = time.perf_counter(), 0, []
+    try:
+        batch: list[ValidationEvent] = []
+        with sample.open("rb") as lines:
+            for line in lines:
+                try:
+                    batch.append(ValidationEvent.model_validate_json(line))
+                except ValidationError:
+                    broken.append(line.rstrip(b"\n"))
+                if len(batch) >= 20_000:
+                    published += len(publisher.send_batch(batch))
+                    batch = []
+        published += len(publisher.send_batch([*batch, *_live_job_events()]))
+    finally:
+        publisher.close()
+    if broken:
+        log.append(broken)
+    out.print(
+        f"published {published:,} events in {time.perf_counter() - started:.1f} s, "
+        f"and {len(broken):,} broken lines as a faulty producer would"
+    )
+
+
+def _live_job_events() -> list[ValidationEvent]:
     """A job started and completed through the Python API, as ValidaHub's workers do."""
     started = datetime.now(UTC) - timedelta(seconds=2)
     job = f"demo-{started:%H%M%S%f}"
