@@ -63,15 +63,10 @@ def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceO
     """The service, the API, the dashboard and the metrics on ``host:port`` until SIGINT/SIGTERM."""
     import uvicorn
 
-    from vhlake.api.app import install_api
-    from vhlake.dashboard import mount_dashboard
-    from vhlake.service.http import create_app
+    from vhlake.http_app import create_app
 
     service, checks = bootstrap.build_service(settings, options)
-    api = bootstrap.build_api_deps(settings)
-    app = create_app(service, checks)
-    install_api(app, api)
-    mount_dashboard(app)
+    app, api = create_app(settings, service=service, checks=checks)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False))
     # uvicorn handles SIGINT/SIGTERM, then re-raises the signal with the handlers it found installed:
     # with these no-ops in place, run() returns and the service stops cleanly (exit code 0).

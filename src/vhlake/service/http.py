@@ -15,8 +15,8 @@ Check = Callable[[], str | None]
 """A readiness check: None when fine, else what is wrong."""
 
 
-def create_app(service: LakeService, checks: dict[str, Check]) -> FastAPI:
-    app = FastAPI(title="vhlake", summary="ValidaHub's telemetry lakehouse")
+def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str, Check]) -> FastAPI:
+    """Add ``/metrics``, ``/healthz`` and ``/readyz`` for ``service`` to ``app``."""
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
