@@ -173,6 +173,7 @@ def test_published_events_reach_gold_and_metrics_say_so(
         assert 0 < metrics[("vhlake_freshness_seconds", (("quantile", "0.95"),))] < 60
         assert 0 < metrics[("vhlake_canary_lag_seconds", ())] < 60
         assert metrics[("vhlake_consumer_lag_messages", (("partition", "0"),))] >= 0
+        assert metrics[("vhlake_pipeline_backlog_commits", ())] >= 0
         assert service.ready()["ready"] is True
         assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
         quality = rows(lake, DATA_QUALITY_METRICS)

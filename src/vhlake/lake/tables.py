@@ -27,10 +27,14 @@ class TableDef:
         return f"{self.layer}/{self.name}"
 
 
-# Tables a stream commits to every second keep one day of log (time travel reaches that far back), not
-# Delta's default 30 days: on a local disk, opening or refreshing a table lists the whole _delta_log
-# (measured ~3 µs a file), and 30 days of one commit a second is 2.6 million files.
-STREAMED_LOG = {"delta.logRetentionDuration": "interval 1 day"}
+# Tables a stream commits to keep one hour of Delta log (time travel reaches that far back), not Delta's
+# default 30 days. On a local disk every commit and refresh lists the whole _delta_log: measured
+# (bench/log_day.py) an append takes ~20 ms with an hour of one-second commits in the log, ~270 ms with
+# a day, and it keeps growing with the log.
+STREAMED_LOG = {"delta.logRetentionDuration": "interval 1 hour"}
+# Bronze's log is also what the pipeline reads (its change data feed): nothing may drop it on its own at a
+# checkpoint; the service cleans it only once the pipeline has processed it (service/maintenance.py).
+BRONZE_LOG = {**STREAMED_LOG, "delta.enableExpiredLogCleanup": "false"}
 
 BRONZE = TableDef(
     name="validation_events_bronze",
@@ -56,7 +60,7 @@ BRONZE = TableDef(
     partition_by=("event_date",),
     opaque_columns=("event_id", "job_id", "payload", "_rescued_data"),
     # The pipeline reads what each commit appended through the change data feed.
-    configuration={"delta.enableChangeDataFeed": "true", **STREAMED_LOG},
+    configuration={"delta.enableChangeDataFeed": "true", **BRONZE_LOG},
     description=(
         "One row per received event, exactly as received (duplicates included). event_date is the UTC date "
         "of timestamp, or of ingestion_time when timestamp did not parse (the original is in _rescued_data)."

@@ -139,6 +139,13 @@ class Pipeline:
             self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report, stop)
         return report
 
+    def backlog(self) -> int:
+        """Bronze commits not yet reflected in every derived table (0 when caught up)."""
+        bronze = self._lake.open(BRONZE)
+        if bronze is None:
+            return 0
+        return max(0, bronze.version() - min(self._processed(t) for t in DERIVED))
+
     def _ranges(
         self, start: int, target: int, done: dict[str, int], added: dict[int, int]
     ) -> list[tuple[int, int]]:

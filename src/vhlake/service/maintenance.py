@@ -4,7 +4,7 @@ A micro-batch a second is 86,400 commits and as many small files a day per table
 (every 100 commits, deltalake's default) keep opening a table cheap; compaction rewrites the recent
 partitions' small files into large ones (a commit that changes no data, so readers and the change
 data feed see nothing new); ``cleanup_metadata`` removes log files older than the table's log retention
-(one day for the streamed tables, see ``lake/tables.py``).
+(one hour for the streamed tables, see ``lake/tables.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ class MaintenanceReport:
     conflicts: int
 
 
-def compact_recent(lake: Lake, *, today: date, days: int = 2) -> MaintenanceReport:
-    """Compact the last ``days`` date partitions of the streaming tables; a conflict with a concurrent
-    writer skips that table until next time (nothing is lost, the rewrite simply did not commit)."""
+def compact_recent(
+    lake: Lake, *, today: date, days: int = 2, clean_bronze_log: bool = False
+) -> MaintenanceReport:
+    """Compact the last ``days`` date partitions of the streaming tables and drop their expired logs; a
+    conflict with a concurrent writer skips that table until next time (the rewrite simply did not
+    commit). Bronze's log, which the pipeline reads, is cleaned only with ``clean_bronze_log`` (the
+    pipeline has processed every bronze commit)."""
     removed = added = conflicts = 0
     recent = [(today - timedelta(days=n)).isoformat() for n in range(days)]
     for table, column in COMPACTED:
@@ -50,7 +54,8 @@ def compact_recent(lake: Lake, *, today: date, days: int = 2) -> MaintenanceRepo
             metrics = delta.optimize.compact(
                 partition_filters=[(column, "in", recent)], target_size=_TARGET_FILE_BYTES
             )
-            delta.cleanup_metadata()
+            if table is not BRONZE or clean_bronze_log:
+                delta.cleanup_metadata()
         except CommitFailedError:
             conflicts += 1
             continue

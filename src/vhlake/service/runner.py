@@ -164,6 +164,7 @@ class LakeService:
             self._pending.commits, self._pending.since, self._pending.rejected = 0, None, 0
         started = time.perf_counter()
         report = self._pipeline.run(stop=self._stop)
+        self.metrics.backlog_versions.set(self._pipeline.backlog())
         if report.was_noop:
             self._succeeded("pipeline")
             return
@@ -207,7 +208,8 @@ class LakeService:
 
     def _maintain(self) -> None:
         started = time.perf_counter()
-        outcome = compact_recent(self._lake, today=datetime.now(UTC).date())
+        caught_up = self._pipeline.backlog() == 0  # bronze's log may go only once the pipeline read it
+        outcome = compact_recent(self._lake, today=datetime.now(UTC).date(), clean_bronze_log=caught_up)
         self.metrics.batch_duration.labels(step="maintenance").observe(time.perf_counter() - started)
         self._last_maintenance = time.monotonic()
         self._succeeded("maintenance")
