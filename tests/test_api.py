@@ -85,6 +85,7 @@ def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: dateti
         ("/v1/predictions", {"marketplace": SHOPEE, "category": "categoria_01"}),
         ("/v1/quality", {}),
         ("/v1/marketplaces", {}),
+        ("/v1/alerts", {}),
     ]
     for path, params in calls:
         response = get(client, path, admin, **params)

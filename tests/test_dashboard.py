@@ -130,6 +130,7 @@ def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake],
         == expected_other
     )
     assert page.locator("#categories tbody tr").count() > 0
+    assert page.locator("#alerts tbody tr").count() == 1  # no rule evaluated on this lake yet
     page.screenshot(path=str(ARTIFACTS / "dashboard-other-marketplace.png"), full_page=True)
     assert errors == []
 

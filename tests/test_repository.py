@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from conftest import build_analytics_lake
 from fake_warehouse import FakeWarehouse
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import DATA_QUALITY_METRICS, GOLD, ML_PREDICTIONS, SILVER
+from vhlake.lake.tables import ALERT_EVENTS, DATA_QUALITY_METRICS, GOLD, ML_PREDICTIONS, SILVER
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.repository import AnalyticsRepository
@@ -33,7 +33,35 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake = build_analytics_lake(tmp_path_factory.mktemp("repository"), jobs=4_000, seed=11)
     lake.append(ML_PREDICTIONS, _predictions())
     lake.append(DATA_QUALITY_METRICS, _quality())
+    lake.append(ALERT_EVENTS, _alert_events())
     return lake
+
+
+def _alert_events() -> pa.Table:
+    at = datetime(2026, 11, 26, 10, tzinfo=UTC)
+    rows = [
+        {
+            "evaluated_at": at + timedelta(minutes=5 * i),
+            "rule": "high_error_rate",
+            "key": key,
+            "state": state,
+            "previous_state": "ok",
+            "value": value,
+            "threshold": 0.1,
+            "severity": "critical",
+            "notification": note,
+            "channel_results": None,
+            "evaluated_date": at.date(),
+        }
+        for i, (key, state, value, note) in enumerate(
+            [
+                (MARKETPLACE, "triggered", 0.2, "triggered"),
+                (MARKETPLACE, "triggered", 0.25, None),
+                ("magalu", "ok", 0.02, None),
+            ]
+        )
+    ]
+    return pa.Table.from_pylist(rows, schema=ALERT_EVENTS.schema)
 
 
 def _quality() -> pa.Table:
@@ -210,6 +238,18 @@ def test_a_restricted_repository_sees_only_its_marketplaces(
     )
 
 
+def test_alerts_give_each_rule_and_key_its_latest_state(engine: DuckDBEngine) -> None:
+    repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
+    states = ok(repository.get_alerts())
+    assert [(a.key, a.state, a.value) for a in states] == [
+        (MARKETPLACE, "triggered", 0.25),
+        ("magalu", "ok", 0.02),
+    ]
+    assert states[0].last_notified_at == datetime(2026, 11, 26, 10, tzinfo=UTC)
+    restricted = ok(repository.restricted_to(frozenset({"magalu"})).get_alerts())
+    assert [a.key for a in restricted] == ["magalu"]
+
+
 def test_quality_gives_the_latest_value_of_each_measure(engine: DuckDBEngine) -> None:
     repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
     (measure,) = ok(repository.get_quality(hours=24))
@@ -279,6 +319,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
     "freshness": {"since_date": date(2026, 11, 1)},
     "marketplaces": {},
+    "alerts_current": {"since_date": date(2026, 11, 1)},
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
 }
 

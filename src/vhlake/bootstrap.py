@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vhlake.alerts.config import load_config
+from vhlake.alerts.runner import AlertRunner
 from vhlake.api.app import ApiDeps
 from vhlake.api.audit import AuditLog
 from vhlake.api.keys import KeyStore
@@ -169,7 +171,13 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
         source = EmbeddedLogSource(build_ingestor(settings), open_event_log(settings), poll_interval_s=0.2)
     canary = build_publisher(settings) if options.canary_every_s else None
     service = LakeService(
-        lake, source, build_pipeline(settings), metrics=ServiceMetrics(), options=options, canary=canary
+        lake,
+        source,
+        build_pipeline(settings),
+        metrics=ServiceMetrics(),
+        options=options,
+        canary=canary,
+        alerts=build_alert_runner(settings),
     )
     return service, checks
 
@@ -200,4 +208,15 @@ def build_api_deps(settings: Settings) -> ApiDeps:
         publisher=build_publisher(settings),
         keys=KeyStore(lake),
         audit=AuditLog(lake),
+    )
+
+
+def build_alert_runner(settings: Settings, config_file: Path | None = None) -> AlertRunner:
+    """The alert rules (``config_file``, else ``VHLAKE_ALERTS_FILE``, else the seed's) on the query engine."""
+    path = config_file or (Path(settings.alerts_file).expanduser() if settings.alerts_file else None)
+    return AlertRunner(
+        load_config(path),
+        build_query_engine(settings),
+        build_lake(settings),
+        smtp_password=settings.smtp_password,
     )

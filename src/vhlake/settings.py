@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         gt=0,
         description="The longest a partial batch waits for more messages before it is committed.",
     )
+    alerts_file: str | None = Field(
+        default=None,
+        alias="VHLAKE_ALERTS_FILE",
+        description="The alert rules (alerts.yaml); without one, the seed's high_error_rate and processing_delays.",
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, alias="VHLAKE_SMTP_PASSWORD", description="For e-mail alert channels that log in."
+    )
     outbox_path: str | None = Field(
         default=None,
         alias="VHLAKE_OUTBOX_PATH",

@@ -23,6 +23,7 @@ from vhlake.api.problems import Problem, install_problem_handlers
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 from vhlake.query.repository import (
+    AlertState,
     AnalyticsRepository,
     Freshness,
     MarketplaceMetrics,
@@ -169,6 +170,11 @@ def install_api(app: FastAPI, deps: ApiDeps) -> None:
     def marketplaces(key: Reader) -> Answer[list[MarketplaceSummary]]:
         """The marketplaces this key may see, busiest first, with their first and last day in gold."""
         return answer(key, deps.repository.restricted_to(key.marketplaces).get_marketplaces(), None)
+
+    @app.get("/v1/alerts", response_model=Answer[list[AlertState]])
+    def alerts(key: Reader, days: Annotated[int, Query(ge=1, le=366)] = 7) -> Answer[list[AlertState]]:
+        """Each alert rule's latest state per key (triggered first), from the last ``days`` of evaluations."""
+        return answer(key, deps.repository.restricted_to(key.marketplaces).get_alerts(days=days), None)
 
     @app.get("/v1/quality", response_model=Answer[list[QualityMeasure]])
     def quality(

@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 
 from vhlake import bootstrap
+from vhlake.cli.alerts_commands import alerts_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
 from vhlake.cli.output import (
@@ -54,6 +55,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(outbox_app, name="outbox")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
+app.add_typer(alerts_app, name="alerts")
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -312,6 +312,29 @@ AUDIT_LOG = TableDef(
     description="One row per API request: which key, which route, what status.",
 )
 
+ALERT_EVENTS = TableDef(
+    name="alert_events",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("evaluated_at", UTC_MICROS, nullable=False),
+            pa.field("rule", pa.string(), nullable=False),
+            pa.field("key", pa.string(), nullable=False),  # the triggering key (e.g. a marketplace), or *
+            pa.field("state", pa.string(), nullable=False),  # ok | triggered
+            pa.field("previous_state", pa.string(), nullable=False),
+            pa.field("value", pa.float64()),
+            pa.field("threshold", pa.float64(), nullable=False),
+            pa.field("severity", pa.string(), nullable=False),
+            # triggered | still_triggered | resolved, when this evaluation notified; NULL otherwise
+            pa.field("notification", pa.string()),
+            pa.field("channel_results", pa.map_(pa.string(), pa.string())),  # channel → ok | the error
+            pa.field("evaluated_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("evaluated_date",),
+    description="Alert evaluations per rule and key: state, value, and the notifications sent (or not).",
+)
+
 ALL_TABLES: tuple[TableDef, ...] = (
     BRONZE,
     REJECTED,
@@ -324,6 +347,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     DATA_QUALITY_METRICS,
     API_KEYS,
     AUDIT_LOG,
+    ALERT_EVENTS,
 )
 
 

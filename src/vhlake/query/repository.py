@@ -134,6 +134,17 @@ class MarketplaceSummary(BaseModel):
     total_validations: int
 
 
+class AlertState(BaseModel):
+    rule: str
+    key: str
+    state: str
+    value: float | None
+    threshold: float
+    severity: str
+    evaluated_at: datetime
+    last_notified_at: datetime | None
+
+
 class QualityMeasure(BaseModel):
     metric: str
     dimension: str | None
@@ -319,6 +330,18 @@ class AnalyticsRepository:
                 for r in rows
                 if self._visible is None or r["marketplace"] in self._visible
             ]
+
+        return _attempt(build)
+
+    def get_alerts(self, *, days: int = 7) -> Result[list[AlertState]]:
+        """Each alert rule's latest state per key (triggered first). A caller restricted to marketplaces
+        sees only the alerts keyed by those marketplaces."""
+        if not 0 < days <= 366:
+            return Err("days must be between 1 and 366", "invalid_argument")
+
+        def build() -> list[AlertState]:
+            rows = self._rows("alerts_current", since_date=(self._clock() - timedelta(days=days)).date())
+            return [AlertState(**r) for r in rows if self._visible is None or r["key"] in self._visible]
 
         return _attempt(build)
 

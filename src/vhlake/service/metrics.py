@@ -70,4 +70,10 @@ class ServiceMetrics:
             ["step"],
             registry=r,
         )
+        self.alert_notifications = Counter(
+            "vhlake_alert_notifications",
+            "Alert notifications sent, by rule and event.",
+            ["rule", "event"],
+            registry=r,
+        )
         self.failures = Counter("vhlake_step_failures", "Failed batches, by step.", ["step"], registry=r)

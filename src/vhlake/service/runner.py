@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from vhlake.alerts.runner import AlertRunner
+from vhlake.errors import VhlakeError
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 from vhlake.lake.delta import Lake
@@ -75,6 +77,7 @@ class LakeService:
         metrics: ServiceMetrics,
         options: ServiceOptions = ServiceOptions(),
         canary: EventPublisher | None = None,
+        alerts: AlertRunner | None = None,
     ) -> None:
         self._lake = lake
         self._source = source
@@ -82,10 +85,11 @@ class LakeService:
         self.metrics = metrics
         self._options = options
         self._canary = canary
+        self._alerts = alerts
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pending = _Pending()
-        self.steps = {step: StepState() for step in ("ingest", "pipeline", "maintenance")}
+        self.steps = {step: StepState() for step in ("ingest", "pipeline", "maintenance", "alerts")}
         self._threads: list[threading.Thread] = []
         self._last_maintenance = time.monotonic()
 
@@ -96,6 +100,8 @@ class LakeService:
         ]
         if self._canary is not None and self._options.canary_every_s:
             workers.append(("canary", self._canary_loop))
+        if self._alerts is not None:
+            workers.append(("alerts", self._alerts_loop))
         for name, target in workers:
             thread = threading.Thread(target=target, name=f"vhlake-{name}", daemon=True)
             thread.start()
@@ -217,6 +223,25 @@ class LakeService:
             "compacted recent partitions",
             extra={"removed": outcome.files_removed, "added": outcome.files_added},
         )
+
+    # -- alerts ----------------------------------------------------------------------------------------
+
+    def _alerts_loop(self) -> None:
+        """Evaluate the rules that are due, every second (each rule keeps its own schedule)."""
+        assert self._alerts is not None
+        alerts = self._alerts
+        while not self._stop.wait(1.0):
+            self._retrying("alerts", lambda: self._evaluate_alerts(alerts), once=True)
+
+    def _evaluate_alerts(self, alerts: AlertRunner) -> None:
+        for outcome in alerts.run_due():
+            for notification in outcome.notifications:
+                self.metrics.alert_notifications.labels(
+                    rule=notification.rule, event=notification.event
+                ).inc()
+            if outcome.error:
+                raise VhlakeError(f"alert {outcome.rule}: {outcome.error}")
+        self._succeeded("alerts")
 
     # -- canary ----------------------------------------------------------------------------------------
 

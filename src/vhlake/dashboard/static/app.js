@@ -152,6 +152,14 @@ async function showQuality() {
   }
 }
 
+async function showAlerts() {
+  const alerts = await api("alerts");
+  const shown = alerts.data.length ? alerts.data : [{ rule: "no alert evaluated yet", key: "", state: "", value: null }];
+  rows($("alerts").tBodies[0], shown.map((a) => [
+    [a.rule], [a.key], [a.state === "triggered" ? "⚠ triggered" : a.state], [a.value == null ? "" : a.value.toFixed(3), true],
+  ]));
+}
+
 async function start() {
   const listed = await api("marketplaces");
   state.marketplaces = listed.data;
@@ -161,8 +169,8 @@ async function start() {
   }
   $("marketplace").replaceChildren(...state.marketplaces.map((m) => new Option(m.marketplace, m.marketplace)));
   pickDates(state.marketplaces[0]);
-  await Promise.all([showMarketplace(), showRealtime(), showQuality()]);
-  setInterval(() => showRealtime().catch((e) => showError(e.message)), 15000);
+  await Promise.all([showMarketplace(), showRealtime(), showQuality(), showAlerts()]);
+  setInterval(() => Promise.all([showRealtime(), showAlerts()]).catch((e) => showError(e.message)), 15000);
 }
 
 function pickDates(marketplace) {
