@@ -19,7 +19,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from run import BENCH, machine
+from run import BENCH, machine, report
 from vhlake.api.app import ApiDeps, install_api
 from vhlake.api.audit import AuditLog
 from vhlake.api.keys import KeyStore
@@ -80,9 +80,7 @@ def main() -> None:
         f"- machine: {machine()}; the five requests of one page load, one after the other, {args.loads} loads",
         f"- p50 {statistics.median(times):.0f} ms, p95 {p95:.0f} ms",
     ]
-    print("\n".join(lines))
-    with args.results.open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines) + "\n")
+    report(lines, args.results)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from run import BENCH, machine
+from run import BENCH, machine, report
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EmbeddedLogPublisher
@@ -154,9 +154,7 @@ def main() -> None:
         f"- canary lag (publish → processed past gold, {len(canary)} canaries): median "
         f"{statistics.median(canary):.2f} s, p95 {quantile(canary, 0.95):.2f} s",
     ]
-    print("\n".join(lines))
-    with args.results.open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines) + "\n")
+    report(lines, args.results)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from run import BENCH, machine, sample_files
+from run import BENCH, machine, report, sample_files
 from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions
 from vhlake.events.model import ValidationEvent
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
@@ -114,11 +114,11 @@ def main() -> None:
             options=KafkaIngestOptions(batch_messages=args.batch_messages, session_timeout_ms=6_000),
         )
         started = time.perf_counter()
-        report = ingest.run(
+        ingested = ingest.run(
             until_idle_s=2, on_batch=lambda r: commits.append((time.perf_counter(), r.bronze_rows))
         )
-        assert report.bronze_rows == len(events), (
-            f"{report.bronze_rows:,} rows in bronze, {len(events):,} sent"
+        assert ingested.bronze_rows == len(events), (
+            f"{ingested.bronze_rows:,} rows in bronze, {len(events):,} sent"
         )
     finally:
         broker.kill()
@@ -133,13 +133,11 @@ def main() -> None:
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Kafka, {len(events):,} events ({args.compression})",
         f"- machine: {machine()}; broker: tansu (memory), 3 partitions, same machine",
         f"- publish (KafkaEventPublisher.send_batch, {_CHUNK:,} per call): {len(events) / publish_s:,.0f} events/s",
-        f"- Kafka → bronze (KafkaIngest, {args.batch_messages:,} per commit, {report.batches} commits): "
+        f"- Kafka → bronze (KafkaIngest, {args.batch_messages:,} per commit, {ingested.batches} commits): "
         f"{steady:,.0f} events/s from the first commit to the last full batch; "
         f"{t_first - started:.1f} s from subscribe to the first commit (group join + first batch)",
     ]
-    print("\n".join(lines))
-    with args.results.open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines) + "\n")
+    report(lines, args.results)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
-from run import BENCH, machine
+from run import BENCH, machine, report
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE
 from vhlake.query.duckdb_engine import DuckDBEngine
@@ -119,9 +119,7 @@ def main() -> None:
         "- by commits in the log: open cold / real append / refresh after it / cold count(*), medians: "
         + "; ".join(f"{n:,}: {o:.0f} / {c:.0f} / {r:.0f} / {q:.0f} ms" for n, _, o, c, r, q in points),
     ]
-    print("\n".join(lines))
-    with args.results.open("a", encoding="utf-8") as out:
-        out.write("\n" + "\n".join(lines) + "\n")
+    report(lines, args.results)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def report(lines: list[str], path: Path) -> None:
+    """Print a summary and append it to the results file (bench/RESULTS.md)."""
+    print("\n".join(lines))
+    with path.open("a", encoding="utf-8") as out:
+        out.write("\n" + "\n".join(lines) + "\n")
+
+
 def append_results(result: dict[str, Any], path: Path) -> None:
     if not path.exists():
         path.write_text("# Benchmark results\n\nAppended by `python bench/run.py`; newest last.\n")

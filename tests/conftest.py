@@ -132,3 +132,24 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
     BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
     Pipeline(lake).run()
     return lake
+
+
+def api_deps_for(
+    lake: Lake, root: Path, *, clock: Callable[[], Any] | None = None, audit_every_s: float = 1.0
+) -> Any:
+    """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log."""
+    from vhlake.api.app import ApiDeps
+    from vhlake.api.audit import AuditLog
+    from vhlake.api.keys import KeyStore
+    from vhlake.events.embedded_log import EmbeddedEventLog
+    from vhlake.events.publisher import EmbeddedLogPublisher
+    from vhlake.query.duckdb_engine import DuckDBEngine
+    from vhlake.query.repository import AnalyticsRepository
+
+    engine = DuckDBEngine(lake)
+    return ApiDeps(
+        repository=AnalyticsRepository(engine) if clock is None else AnalyticsRepository(engine, clock=clock),
+        publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
+        keys=KeyStore(lake),
+        audit=AuditLog(lake, flush_every_s=audit_every_s),
+    )

@@ -14,16 +14,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import build_analytics_lake, make_event
+from conftest import api_deps_for, build_analytics_lake, make_event
 from vhlake.api.app import MAX_BODY_BYTES, ApiDeps, install_api
-from vhlake.api.audit import AuditLog
 from vhlake.api.keys import KeyStore
 from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, SILVER
-from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 
 SHOPEE = "shopee"
 
@@ -43,7 +39,8 @@ def newest(built: tuple[Lake, Path]) -> datetime:
 @pytest.fixture(scope="module")
 def api(built: tuple[Lake, Path], newest: datetime) -> Iterator[tuple[TestClient, dict[str, str], ApiDeps]]:
     lake, root = built
-    keys = KeyStore(lake)
+    deps = api_deps_for(lake, root, clock=lambda: newest + timedelta(minutes=1), audit_every_s=3600)
+    keys = deps.keys
     tokens = {
         "admin": keys.create("admin")[1],
         "reader": keys.create("read")[1],
@@ -54,13 +51,6 @@ def api(built: tuple[Lake, Path], newest: datetime) -> Iterator[tuple[TestClient
     revoked_id, revoked = keys.create("read")
     keys.revoke(revoked_id)
     tokens["revoked"] = revoked
-    log = EmbeddedEventLog(root / "log.db", topic="validation-events")
-    deps = ApiDeps(
-        repository=AnalyticsRepository(DuckDBEngine(lake), clock=lambda: newest + timedelta(minutes=1)),
-        publisher=EmbeddedLogPublisher(log),
-        keys=keys,
-        audit=AuditLog(lake, flush_every_s=3600),
-    )
     app = FastAPI()
     install_api(app, deps)
     yield TestClient(app), tokens, deps

@@ -13,14 +13,8 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from conftest import build_analytics_lake
-from vhlake.api.app import ApiDeps, install_api
-from vhlake.api.audit import AuditLog
-from vhlake.api.keys import KeyStore
-from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.events.publisher import EmbeddedLogPublisher
-from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
+from conftest import api_deps_for, build_analytics_lake
+from vhlake.api.app import install_api
 
 pytestmark = pytest.mark.slow
 KEYS: dict[str, str] = {}
@@ -30,14 +24,8 @@ KEYS: dict[str, str] = {}
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root: Path = tmp_path_factory.mktemp("schema")
     lake = build_analytics_lake(root, jobs=1_000, seed=9)
-    keys = KeyStore(lake)
-    KEYS["admin"] = keys.create("admin")[1]
-    deps = ApiDeps(
-        repository=AnalyticsRepository(DuckDBEngine(lake)),
-        publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
-        keys=keys,
-        audit=AuditLog(lake),
-    )
+    deps = api_deps_for(lake, root)
+    KEYS["admin"] = deps.keys.create("admin")[1]
     app = FastAPI()
     install_api(app, deps)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)

@@ -16,18 +16,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conftest import build_analytics_lake
+from conftest import api_deps_for, build_analytics_lake
 from servers import free_port
-from vhlake.api.app import ApiDeps, install_api
-from vhlake.api.audit import AuditLog
-from vhlake.api.keys import KeyStore
+from vhlake.api.app import install_api
 from vhlake.dashboard import STATIC, mount_dashboard
-from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD
-from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,14 +35,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, L
     )
     root = tmp_path_factory.mktemp("dashboard")
     lake = build_analytics_lake(root, jobs=3_000, seed=3)
-    keys = KeyStore(lake)
-    _, key = keys.create("read")
-    deps = ApiDeps(
-        repository=AnalyticsRepository(DuckDBEngine(lake)),
-        publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
-        keys=keys,
-        audit=AuditLog(lake),
-    )
+    deps = api_deps_for(lake, root)
+    _, key = deps.keys.create("read")
     app = FastAPI()
     install_api(app, deps)
     mount_dashboard(app)
