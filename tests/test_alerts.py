@@ -252,3 +252,36 @@ def test_validate_names_the_rule_with_bad_sql_or_columns(tmp_path: Path, lake: L
     assert any("broken_sql" in line and "not a SELECT" in line for line in lines)
     assert any("wrong_column" in line and "'rate' is not a column" in line for line in lines)
     assert "Traceback" not in result.stderr
+
+
+FRESHNESS_RULE = """
+alerts:
+  - name: marketplace_silent
+    query: >-
+      SELECT marketplace, timestampdiff(MINUTE, max(created_at), current_timestamp()) AS minutes_silent
+      FROM validation_results_silver WHERE created_date >= date_sub(current_date(), 2) GROUP BY marketplace
+    condition: {column: minutes_silent, op: ">", threshold: 30}
+    key: marketplace
+    schedule: every 1m
+"""
+
+
+def test_a_freshness_rule_flags_a_marketplace_gone_quiet(tmp_path: Path, lake: Lake) -> None:
+    from conftest import make_event, write_lines
+    from vhlake.ingest.bronze import BronzeIngestor
+    from vhlake.pipeline.runner import Pipeline
+
+    now = datetime.now(UTC)
+    events = [
+        make_event(1, marketplace="shopee", timestamp=(now - timedelta(minutes=5)).isoformat()),
+        make_event(2, marketplace="magalu", timestamp=(now - timedelta(minutes=90)).isoformat()),
+    ]
+    BronzeIngestor(lake, source_system="t", batch_bytes=1 << 20).ingest_file(
+        write_lines(tmp_path / "e.jsonl", events)
+    )
+    Pipeline(lake).run()
+    path = tmp_path / "alerts.yaml"
+    path.write_text(FRESHNESS_RULE)
+    assert validate(load_config(path), DuckDBEngine(lake)) == []
+    (outcome,) = runner(path, lake, Clock()).run_all()
+    assert [(n.key, n.event) for n in outcome.notifications] == [("magalu", "triggered")]

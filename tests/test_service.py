@@ -26,7 +26,7 @@ from vhlake.events.kafka_publisher import KafkaEventPublisher
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, DATA_QUALITY_METRICS, GOLD, SILVER
+from vhlake.lake.tables import ALERT_EVENTS, BRONZE, DATA_QUALITY_METRICS, GOLD, SILVER
 
 pytestmark = pytest.mark.slow
 
@@ -175,6 +175,12 @@ def test_published_events_reach_gold_and_metrics_say_so(
         assert metrics[("vhlake_consumer_lag_messages", (("partition", "0"),))] >= 0
         assert metrics[("vhlake_pipeline_backlog_commits", ())] >= 0
         assert service.ready()["ready"] is True
+        # the seed alert rules are evaluated on their schedule inside the service
+        wait_for(
+            lambda: ("vhlake_last_success_timestamp_seconds", (("step", "alerts"),)) in service.metrics(),
+            "the alert rules to be evaluated",
+        )
+        assert rows(lake, ALERT_EVENTS).num_rows > 0
         assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
         quality = rows(lake, DATA_QUALITY_METRICS)
         assert "freshness_p95_s" in quality["metric"].to_pylist()
