@@ -240,6 +240,7 @@ def test_the_service_consumes_kafka(broker: Tansu, topic: str, lake_dir: Path, t
         assert_exact(lake, 500)
         metrics = service.metrics()
         assert metrics[("vhlake_events_ingested_total", (("source", f"kafka:{topic}"),))] == 1000
+        assert metrics[("vhlake_outbox_pending", ())] == 0  # the API's Kafka publisher has nothing waiting
         lags = {labels: v for (name, labels), v in metrics.items() if name == "vhlake_consumer_lag_messages"}
         assert lags and all(v >= 0 for v in lags.values())
     finally:

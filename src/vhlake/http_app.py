@@ -21,6 +21,9 @@ def create_app(
     if service is not None:
         install_service_routes(app, service, checks or {})
     deps = bootstrap.build_api_deps(settings)
+    outbox = getattr(deps.publisher, "outbox_status", None)  # only the Kafka publisher has an outbox
+    if service is not None and outbox is not None:
+        service.metrics.outbox_pending.set_function(lambda: float(getattr(outbox(), "pending", 0)))
     install_api(app, deps)
     mount_dashboard(app)
     return app, deps

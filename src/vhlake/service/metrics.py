@@ -76,4 +76,9 @@ class ServiceMetrics:
             ["rule", "event"],
             registry=r,
         )
+        self.outbox_pending = Gauge(
+            "vhlake_outbox_pending",
+            "Events waiting in the Kafka outbox for the broker to come back.",
+            registry=r,
+        )
         self.failures = Counter("vhlake_step_failures", "Failed batches, by step.", ["step"], registry=r)
