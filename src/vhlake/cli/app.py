@@ -19,6 +19,7 @@ from vhlake import bootstrap
 from vhlake.cli.alerts_commands import alerts_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
+from vhlake.cli.ml_commands import ml_app
 from vhlake.cli.output import (
     OutputFormat,
     err,
@@ -56,6 +57,7 @@ app.add_typer(outbox_app, name="outbox")
 app.command()(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(ml_app, name="ml")
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -231,6 +231,26 @@ ML_PREDICTIONS = TableDef(
     ),
 )
 
+ANOMALIES = TableDef(
+    name="anomalies",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("date", pa.date32(), nullable=False),
+            pa.field("metric", pa.string(), nullable=False),  # validations | error_rate | p95_processing_time
+            pa.field("observed", pa.float64()),
+            pa.field("expected", pa.float64()),
+            pa.field("z_score", pa.float64()),
+            pa.field("detector", pa.string(), nullable=False),
+            pa.field("reason", pa.string(), nullable=False),
+            pa.field("scored_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=(),
+    description="Days whose metric left its robust range (rolling median and MAD): observed vs expected, and why.",
+)
+
 PIPELINE_RUNS = TableDef(
     name="pipeline_runs",
     layer="ops",
@@ -343,6 +363,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     SILVER,
     GOLD,
     ML_PREDICTIONS,
+    ANOMALIES,
     PIPELINE_RUNS,
     DATA_QUALITY_METRICS,
     API_KEYS,

@@ -1,0 +1,1 @@
+"""Machine learning over the lake: anomaly detection (and, to come, forecasts) into prediction tables."""
