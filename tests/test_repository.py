@@ -321,6 +321,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     "marketplaces": {},
     "alerts_current": {"since_date": date(2026, 11, 1)},
     "daily_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
+    "category_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
 }
 

@@ -9,6 +9,7 @@ import typer
 from vhlake import bootstrap
 from vhlake.cli.output import out
 from vhlake.ml.scoring import score_anomalies
+from vhlake.ml.training import train_forecasts
 
 ml_app = typer.Typer(
     help="Anomaly detection on the daily metrics (forecasts are still to come).", no_args_is_help=True
@@ -29,4 +30,27 @@ def score(
     out.print(
         f"{report.anomalies:,} anomalies in {report.scored:,} scored series-days "
         f"({report.not_enough_history:,} with not enough history yet)"
+    )
+
+
+@ml_app.command("train")
+def train(
+    ctx: typer.Context,
+    horizon: Annotated[int, typer.Option(help="Days to forecast.", min=1, max=366)] = 30,
+) -> None:
+    """Forecast the next days of every (marketplace, category) into ml_predictions, as a new model
+    version in ml_models with its held-out error against the naive seasonal baseline."""
+    settings = ctx.obj
+    report = train_forecasts(
+        bootstrap.build_lake(settings), bootstrap.build_query_engine(settings), horizon=horizon
+    )
+    m = report.metrics
+    quality = (
+        f"held-out MASE {m['mase']:.2f} vs naive {m['naive_mase']:.2f} (median over series)"
+        if "mase" in m
+        else ""
+    )
+    out.print(
+        f"model {report.model_version}: {report.forecast_series:,} series forecast, "
+        f"{report.not_enough_history:,} with not enough history; {quality}"
     )

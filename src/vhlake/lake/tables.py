@@ -231,6 +231,24 @@ ML_PREDICTIONS = TableDef(
     ),
 )
 
+ML_MODELS = TableDef(
+    name="ml_models",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("model_type", pa.string(), nullable=False),
+            pa.field("trained_at", UTC_MICROS, nullable=False),
+            pa.field("train_start", pa.date32(), nullable=False),
+            pa.field("train_end", pa.date32(), nullable=False),
+            pa.field("parameters", pa.string(), nullable=False),  # JSON
+            pa.field("metrics", pa.map_(pa.string(), pa.float64())),
+        ]
+    ),
+    partition_by=(),
+    description="One row per training run: version, training window, parameters and held-out metrics.",
+)
+
 ANOMALIES = TableDef(
     name="anomalies",
     layer="gold",
@@ -363,6 +381,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     SILVER,
     GOLD,
     ML_PREDICTIONS,
+    ML_MODELS,
     ANOMALIES,
     PIPELINE_RUNS,
     DATA_QUALITY_METRICS,

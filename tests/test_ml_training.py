@@ -1,0 +1,89 @@
+"""Training forecasts from gold into ml_predictions and ml_models, read back by the repository."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import GOLD, ML_MODELS
+from vhlake.ml.training import train_forecasts
+from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.query.repository import AnalyticsRepository
+from vhlake.result import Ok
+
+TODAY = date(2026, 11, 27)
+WEEKDAYS = [1.0, 1.05, 1.1, 1.0, 0.95, 0.6, 0.5]
+
+
+def gold(lake: Lake) -> None:
+    rng = np.random.default_rng(4)
+    rows = []
+    series = [
+        ("shopee", "moda", 70, 300),
+        ("shopee", "casa", 70, 120),
+        ("magalu", "moda", 70, 80),
+        ("magalu", "new", 5, 50),
+    ]
+    for marketplace, category, days, base in series:
+        for back in range(days, 0, -1):
+            day = TODAY - timedelta(days=back)
+            total = max(1, round(base * WEEKDAYS[day.weekday()] * rng.normal(1, 0.08)))
+            failed = round(total * 0.1)
+            rows.append(
+                {
+                    "date": day,
+                    "marketplace": marketplace,
+                    "category": category,
+                    "total_validations": total,
+                    "successful_validations": total - failed,
+                    "failed_validations": failed,
+                    "total_rows_processed": total,
+                    "avg_processing_time_ms": 1000.0,
+                    "p50_processing_time": 900.0,
+                    "p95_processing_time": 2000.0,
+                    "p99_processing_time": 3000.0,
+                    "unique_users": 5,
+                    "error_rate": failed / total,
+                    "year": day.year,
+                    "month": day.month,
+                    "updated_at": datetime.now(UTC),
+                }
+            )
+    lake.replace_once(GOLD, pa.Table.from_pylist(rows, schema=GOLD.schema), app_id="test", version=0)
+
+
+def test_training_forecasts_every_series_with_history_and_records_the_model(lake: Lake) -> None:
+    gold(lake)
+    report = train_forecasts(lake, DuckDBEngine(lake), today=TODAY, horizon=30)
+    assert (report.series, report.forecast_series, report.not_enough_history) == (4, 3, 1)
+    assert report.metrics["mase"] < report.metrics["naive_mase"]
+
+    models = pa.table(lake.open(ML_MODELS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    assert [m["model_version"] for m in models] == [report.model_version]
+    assert dict(models[0]["metrics"])["series_not_enough_history"] == 1
+
+    repository = AnalyticsRepository(DuckDBEngine(lake))
+    result = repository.get_ml_predictions("shopee", "moda")
+    assert isinstance(result, Ok)
+    predictions = result.value
+    assert predictions.model_version == report.model_version
+    assert [p.prediction_date for p in predictions.predictions] == [
+        TODAY + timedelta(days=i) for i in range(30)
+    ]
+    first = predictions.predictions[0]
+    assert first.lower_bound <= first.predicted_validations <= first.upper_bound  # type: ignore[operator]
+    assert abs(first.predicted_error_rate - 0.1) < 0.02  # type: ignore[operator]
+    weekend = [p.predicted_validations for p in predictions.predictions if p.prediction_date.weekday() >= 5]
+    weekdays = [p.predicted_validations for p in predictions.predictions if p.prediction_date.weekday() < 5]
+    assert max(weekend) < 0.75 * min(weekdays)  # type: ignore[type-var, operator]
+    none = repository.get_ml_predictions("magalu", "new")
+    assert isinstance(none, Ok) and none.value.predictions == []  # not enough history: nothing, not a guess
+
+    again = train_forecasts(lake, DuckDBEngine(lake), today=TODAY)
+    newest = repository.get_ml_predictions("shopee", "moda")
+    assert (
+        isinstance(newest, Ok) and newest.value.model_version == again.model_version
+    )  # the latest version wins
