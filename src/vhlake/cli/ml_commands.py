@@ -48,7 +48,7 @@ def train(
     quality = (
         f"held-out MASE {m['mase']:.2f} vs naive {m['naive_mase']:.2f} (median over series)"
         if "mase" in m
-        else ""
+        else "a series needs 35 days of history: 21 to fit and 14 held out to check the model"
     )
     out.print(
         f"model {report.model_version}: {report.forecast_series:,} series forecast, "
