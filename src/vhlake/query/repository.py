@@ -7,7 +7,10 @@ raise for bad input or a failing engine, as the seed's repository did.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -183,11 +186,14 @@ class AnalyticsRepository:
         self._engine = engine
         self._clock = clock
         self._visible = marketplaces
+        self._newest = _NewestEvents()
 
     def restricted_to(self, marketplaces: frozenset[str] | None) -> AnalyticsRepository:
         """The same repository seeing only ``marketplaces`` (None: all): the row filter of an API key,
         applied here so no caller can forget it."""
-        return AnalyticsRepository(self._engine, clock=self._clock, marketplaces=marketplaces)
+        restricted = AnalyticsRepository(self._engine, clock=self._clock, marketplaces=marketplaces)
+        restricted._newest = self._newest  # every view answers freshness from the same short-lived read
+        return restricted
 
     def _hidden(self, marketplace: str) -> Err | None:
         if self._visible is not None and marketplace not in self._visible:
@@ -201,7 +207,8 @@ class AnalyticsRepository:
 
         def build() -> Freshness:
             now = self._clock()
-            rows = self._rows("freshness", since_date=(now - timedelta(days=7)).date())
+            since = (now - timedelta(days=7)).date()
+            rows = self._newest.rows(since, lambda: self._rows("freshness", since_date=since))
             newest = max(
                 (
                     r["newest_event_at"]
@@ -366,6 +373,24 @@ class AnalyticsRepository:
     def _rows(self, name: str, **params: Any) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._engine.execute(statement(name), params).to_pylist()
         return rows
+
+
+@dataclass
+class _NewestEvents:
+    """The freshness rows, kept for a second: every API answer carries its freshness, and a dashboard
+    load asks five at once; one read serves them all (a second of staleness in a lag measured in seconds)."""
+
+    ttl_s: float = 1.0
+    _since: date | None = None
+    _at: float = float("-inf")
+    _rows: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def rows(self, since: date, read: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._since != since or time.monotonic() - self._at > self.ttl_s:
+                self._rows, self._since, self._at = read(), since, time.monotonic()
+            return self._rows
 
 
 def _check_range(marketplace: str, start_date: date, end_date: date) -> Err | None:
