@@ -27,7 +27,8 @@ class TableDef:
         return f"{self.layer}/{self.name}"
 
 
-# Tables a stream commits to keep one hour of Delta log (time travel reaches that far back), not Delta's
+# Tables a stream commits to (the medallion tables, and the service's run, quality, audit and alert logs)
+# keep one hour of Delta log (time travel reaches that far back), not Delta's
 # default 30 days. On a local disk every commit and refresh lists the whole _delta_log: measured
 # (bench/log_day.py) an append takes ~20 ms with an hour of one-second commits in the log, ~270 ms with
 # a day, and it keeps growing with the log.
@@ -290,6 +291,7 @@ PIPELINE_RUNS = TableDef(
         ]
     ),
     partition_by=("run_date",),
+    configuration=STREAMED_LOG,
     description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
 )
 
@@ -309,6 +311,7 @@ DATA_QUALITY_METRICS = TableDef(
         ]
     ),
     partition_by=("measured_date",),
+    configuration=STREAMED_LOG,
     description=(
         "Data-quality measurements the service records per pipeline batch: volumes, schema violations "
         "(rejects, rescued data), quarantine by rule, freshness and ingestion latency, table staleness, SLA."
@@ -347,6 +350,7 @@ AUDIT_LOG = TableDef(
         ]
     ),
     partition_by=("audit_date",),
+    configuration=STREAMED_LOG,
     description="One row per API request: which key, which route, what status.",
 )
 
@@ -370,6 +374,7 @@ ALERT_EVENTS = TableDef(
         ]
     ),
     partition_by=("evaluated_date",),
+    configuration=STREAMED_LOG,
     description="Alert evaluations per rule and key: state, value, and the notifications sent (or not).",
 )
 

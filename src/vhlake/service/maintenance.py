@@ -15,7 +15,17 @@ from datetime import date, timedelta
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, JOB_EVENTS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import (
+    ALERT_EVENTS,
+    AUDIT_LOG,
+    BRONZE,
+    DATA_QUALITY_METRICS,
+    JOB_EVENTS,
+    PIPELINE_RUNS,
+    QUARANTINE,
+    SILVER,
+    TableDef,
+)
 
 # (table, its date partition column): the partitions a stream keeps appending to.
 # Bronze too: its change data feed (what the pipeline reads) ignores compaction commits (checked).
@@ -24,6 +34,11 @@ COMPACTED: tuple[tuple[TableDef, str], ...] = (
     (SILVER, "created_date"),
     (JOB_EVENTS, "job_date"),
     (QUARANTINE, "ingestion_date"),
+    # the service's own logs get a commit per batch, request second or evaluation too
+    (PIPELINE_RUNS, "run_date"),
+    (DATA_QUALITY_METRICS, "measured_date"),
+    (AUDIT_LOG, "audit_date"),
+    (ALERT_EVENTS, "evaluated_date"),
 )
 # Files at this size are left alone, so each round rewrites at most this much per partition: the write
 # amplification stays bounded however long the day (a day at 1,000 events/s is ~10 GB of bronze).
