@@ -273,6 +273,10 @@ def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngi
         (lambda r: r.get_marketplace_metrics("shopee", date(2026, 2, 1), date(2026, 1, 1)), "is after"),
         (lambda r: r.get_marketplace_metrics(" ", date(2026, 1, 1), date(2026, 2, 1)), "must not be empty"),
         (lambda r: r.get_marketplace_performance("shopee", 0), "period_days"),
+        (
+            lambda r: r.get_marketplace_performance("shopee", 1905, end_date=date(6, 3, 5)),
+            "before the calendar",
+        ),
         (lambda r: r.get_real_time_stats(window_minutes=0), "window_minutes"),
         (lambda r: r.get_ml_predictions("shopee", ""), "must not be empty"),
     ],

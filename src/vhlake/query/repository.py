@@ -289,6 +289,8 @@ class AnalyticsRepository:
         if period_days <= 0 or period_days > 3660:
             return Err("period_days must be between 1 and 3660", "invalid_argument")
         end = end_date or self._clock().date()
+        if (end - date.min).days < period_days - 1:
+            return Err(f"{period_days} days before {end} is before the calendar starts", "invalid_argument")
         start = end - timedelta(days=period_days - 1)
         if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
             return problem
