@@ -15,7 +15,7 @@ $(ECHARTS):
 	npm install --silent --no-audit --no-fund --prefix build/npm echarts@$(ECHARTS_VERSION)
 	cp build/npm/node_modules/echarts/dist/echarts.min.js $(ECHARTS)
 
-$(STAMP): pyproject.toml setup.py src/vhlake/ingest/_scan.c $(ECHARTS)
+$(STAMP): pyproject.toml setup.py $(wildcard src/vhlake/native/*.c src/vhlake/native/*.h) $(ECHARTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka,pandas,databricks]'

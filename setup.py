@@ -1,10 +1,18 @@
 """Only the compiled part of vhlake; everything else is in pyproject.toml."""
 
+from glob import glob
+
 from setuptools import Extension, setup
 
-# The bronze fast-path scanner, loaded with ctypes by src/vhlake/ingest/fast_parse.py. Optional: without
-# a C compiler the install still succeeds and every line takes the exact DuckDB path.
-scanner = Extension(
-    "vhlake.ingest._scan", ["src/vhlake/ingest/_scan.c"], extra_compile_args=["-O2"], optional=True
+# The native fast paths (bronze line scanning, payload typing, lookup keys, the job fold), called through
+# ctypes by src/vhlake/native/__init__.py. Optional: without a C compiler the install still succeeds and
+# everything takes the exact DuckDB paths.
+native = Extension(
+    "vhlake.native._native",
+    sorted(glob("src/vhlake/native/*.c")),
+    depends=sorted(glob("src/vhlake/native/*.h")),
+    extra_compile_args=["-O2"],
+    libraries=["m"],
+    optional=True,
 )
-setup(ext_modules=[scanner])
+setup(ext_modules=[native])

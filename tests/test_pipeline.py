@@ -195,6 +195,14 @@ def test_a_copy_of_an_event_under_another_job_is_a_duplicate_too(house: Lakehous
     assert [g["total_validations"] for g in house.gold()] == [1]
 
 
+def test_a_copy_under_another_job_never_counts_when_that_job_is_folded_again(house: Lakehouse) -> None:
+    first = end("j1", "2026-11-27T12:00:00Z")
+    house.run(first, start("j2", "2026-11-27T09:00:00Z"), {**first, "job_id": "j2"})
+    house.run(end("j2", "2026-11-27T10:00:00Z", kind="failed"))  # j2 is folded again from its history
+    assert house.silver()["j2"]["status"] == "failed"
+    assert house.silver()["j2"]["completed_at"].hour == 10
+
+
 def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> None:
     house.run(
         end(

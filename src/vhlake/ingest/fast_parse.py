@@ -1,4 +1,4 @@
-"""The fast path of bronze parsing: a small C scanner (``_scan.c``) in front of the exact DuckDB path.
+"""The fast path of bronze parsing: a small C scanner (``native/scan.c``) in front of the exact DuckDB path.
 
 Most lines a producer writes are in one simple form: a JSON object of known keys whose values are plain
 strings (no escapes), null, or a payload object already in minified form. For those, every bronze column
@@ -12,10 +12,8 @@ path.
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
 import threading
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -23,9 +21,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake import native
 from vhlake.ingest.parse import KNOWN_FIELDS, ParsedBatch, add_batch_columns, rejected_rows
 from vhlake.ingest.parse import parse_records as exact_parse_records
 from vhlake.lake.tables import BRONZE
+from vhlake.native import address, gather_strings
 from vhlake.query.arrow_sql import registered
 
 _FIELDS = len(KNOWN_FIELDS)
@@ -41,30 +41,7 @@ _TIMESTAMP_SQL = (
 )
 
 
-def _load_scanner() -> ctypes.CDLL | None:
-    here = Path(__file__).parent
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        library = here / f"_scan{suffix}"
-        if library.exists():
-            scanner = ctypes.CDLL(str(library))
-            pointer = ctypes.c_void_p
-            scanner.scan_lines.argtypes = [pointer, pointer, ctypes.c_int64, pointer, pointer, pointer]
-            scanner.scan_lines.restype = ctypes.c_int64
-            scanner.gather.argtypes = [
-                pointer,
-                pointer,
-                pointer,
-                ctypes.c_int64,
-                ctypes.c_int64,
-                pointer,
-                pointer,
-            ]
-            scanner.gather.restype = None
-            return scanner
-    return None
-
-
-_SCANNER = _load_scanner()
+_SCANNER = native.library()
 _SCRATCH = threading.local()
 
 
@@ -129,10 +106,10 @@ def _scan(scanner: ctypes.CDLL, records: pa.Table) -> tuple[npt.NDArray[np.int64
     data = data_buffer.address if data_buffer is not None else 0
     starts, lens, rows = _scratch(count)
     accepted_count = scanner.scan_lines(
-        data, _address(offsets), count, _address(starts), _address(lens), _address(rows)
+        data, address(offsets), count, address(starts), address(lens), address(rows)
     )
     columns = {
-        name: _gather(
+        name: gather_strings(
             scanner,
             data,
             starts[f * count : f * count + accepted_count],
@@ -180,27 +157,6 @@ def _fast_rows(
     return (fast if keep.all() else fast.filter(pa.array(keep))), taken
 
 
-def _gather(
-    scanner: ctypes.CDLL, data: int, starts: npt.NDArray[np.int64], lens: npt.NDArray[np.int32]
-) -> pa.Array:
-    """One string column from byte slices of the batch (length -1: NULL), copied in C into one buffer."""
-    count = len(lens)
-    valid = lens >= 0
-    offsets = np.zeros(count + 1, dtype=np.int64)
-    np.cumsum(np.where(valid, lens, 0), out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    starts, lens = np.ascontiguousarray(starts), np.ascontiguousarray(lens)
-    scanner.gather(data, _address(starts), _address(lens), 1, count, _address(offsets), _address(out))
-    nulls = int(count - valid.sum())
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    if offsets[-1] < 2**31:
-        buffers = [validity, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(out)]
-        return pa.Array.from_buffers(pa.string(), count, buffers, nulls)
-    return pa.Array.from_buffers(
-        pa.large_string(), count, [validity, pa.py_buffer(offsets), pa.py_buffer(out)], nulls
-    )
-
-
 def _scratch(count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     """Per-thread scan buffers, reused across batches (no page faults on every batch)."""
     held = getattr(_SCRATCH, "buffers", None)
@@ -214,10 +170,6 @@ def _scratch(count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], 
         _SCRATCH.buffers = held
     starts, lens, rows = held
     return starts[: _FIELDS * count], lens[: _FIELDS * count], rows[:count]
-
-
-def _address(array: npt.NDArray[np.generic]) -> int:
-    return int(array.ctypes.data)
 
 
 def _merge_by_offset(fast: pa.Table, few: pa.Table) -> pa.Table:

@@ -7,10 +7,19 @@ depends on how the events were split into batches or ordered.
 
 from __future__ import annotations
 
+import ctypes
+from datetime import datetime
+
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vhlake.lake.tables import JOB_EVENTS, PAYLOAD_FIELDS, SILVER
+from vhlake.native import library
+from vhlake.pipeline.native_fold import Winners, can_fold, find_winners, pick
+from vhlake.pipeline.native_typing import lookup_keys, type_payloads
 from vhlake.query.arrow_sql import registered
 
 
@@ -99,27 +108,177 @@ FROM folded
 """
 
 # Typed events carry their lookup keys; the fold reads only the event columns.
-_TYPED = pa.schema([f for f in JOB_EVENTS.schema if f.name != "job_date"])
-_FOLDED = pa.schema([f for f in _TYPED if f.name not in ("job_key", "event_key")])
+TYPED_SCHEMA = pa.schema([f for f in JOB_EVENTS.schema if f.name != "job_date"])
+_FOLDED = pa.schema([f for f in TYPED_SCHEMA if f.name not in ("job_key", "event_key")])
 
 
 def type_events(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
-    """Bronze events (already past the expectations) with their payload parsed into typed columns."""
+    """Bronze events (already past the expectations) with their payload parsed into typed columns.
+
+    The native typer decides nearly every row; the rows it leaves (odd JSON, missing ids) and every row
+    when it is not built are typed by ``TYPE_SQL``. Row order is not kept: the fold does not depend on it.
+    """
+    native = library()
+    if native is None or events.num_rows == 0:
+        return _typed_by_sql(con, events)
+    columns, decided = type_payloads(native, events["payload"])
+    decided &= _valid(events["job_id"]) & _valid(events["event_id"])
+    if decided.all():
+        return _with_payload_fields(native, events, columns)
+    keep = pa.array(decided)
+    fast = {name: column.filter(keep) for name, column in columns.items()}
+    return pa.concat_tables(
+        [
+            _with_payload_fields(native, events.filter(keep), fast),
+            _typed_by_sql(con, events.filter(pc.invert(keep))),
+        ]
+    )
+
+
+def _typed_by_sql(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
     with registered(con, events=events):
         rows = con.sql(TYPE_SQL).to_arrow_table()
-    return rows.cast(_TYPED)
+    return rows.cast(TYPED_SCHEMA)
 
 
-def fold_jobs(con: duckdb.DuckDBPyConnection, events: pa.Table, *, updated_at: object) -> pa.Table:
-    """Dedupe typed events by ``event_id`` and fold them into one silver row per ``job_id``."""
+def _with_payload_fields(native: ctypes.CDLL, events: pa.Table, payload: dict[str, pa.Array]) -> pa.Table:
+    columns = {
+        **{name: events[name] for name in TYPED_SCHEMA.names[:7]},
+        **{field.name: payload[field.name] for field in PAYLOAD_FIELDS},
+        **{name: events[name] for name in ("ingestion_time", "source", "source_offset")},
+        "job_key": lookup_keys(native, events["job_id"]),
+        "event_key": lookup_keys(native, events["event_id"]),
+    }
+    return pa.table(columns).cast(TYPED_SCHEMA)
+
+
+def _valid(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    return np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def fold_jobs(con: duckdb.DuckDBPyConnection, events: pa.Table, *, updated_at: datetime) -> pa.Table:
+    """Dedupe typed events by ``event_id`` and fold them into one silver row per ``job_id``.
+
+    Natively when the library is built and the ordering columns have no nulls (the expectations see to
+    that by default); otherwise, and as the reference, with ``FOLD_SQL``. Row order is not significant.
+    """
+    native = library()
+    if native is None or not can_fold(events):
+        return _folded_by_sql(con, events, updated_at=updated_at)
+    return _silver_rows(events, find_winners(native, events), updated_at)
+
+
+def fold_and_file(
+    con: duckdb.DuckDBPyConnection,
+    events: pa.Table,
+    *,
+    updated_at: datetime,
+    superseded: npt.NDArray[np.int64] | None = None,
+) -> tuple[pa.Table, pa.Table]:
+    """The silver rows of jobs whose whole history is ``events``, and those events filed under their job's
+    created date (job events rows; a dropped copy of an event in a job with no other event is not filed).
+
+    ``superseded``: rows that are later copies of an event first received in another job, outside
+    ``events`` (the first build finds them across its buckets).
+    """
+    native = library()
+    if native is None or not can_fold(events):
+        if superseded is not None and len(superseded):
+            raise ValueError("superseded copies need the native fold")
+        folded = _folded_by_sql(con, events, updated_at=updated_at)
+        places = folded.select(["job_id", "created_date"]).rename_columns(["job_id", "job_date"])
+        return folded, file_events(con, events, places)
+    winners = find_winners(native, events, superseded=superseded)
+    folded = _silver_rows(events, winners, updated_at)
+    filed = winners.job_of >= 0
+    rows = events if filed.all() else events.filter(pa.array(filed))
+    job_date = folded["created_date"].take(pa.array(winners.job_of[filed]))
+    rows = rows.select(TYPED_SCHEMA.names).append_column("job_date", job_date)
+    return folded, rows.cast(JOB_EVENTS.schema)
+
+
+def _silver_rows(events: pa.Table, winners: Winners, updated_at: datetime) -> pa.Table:
+    """FOLD_SQL's output columns, gathered from the winning rows."""
+    s = pick(events.select(_STARTED_COLUMNS), winners.started)
+    t = pick(events.select(_TERMINAL_COLUMNS), winners.terminal)
+    first = pick(events.select(["timestamp", "marketplace"]), winners.earliest)
+    created_at = pc.coalesce(s["timestamp"], first["timestamp"])
+    event_type = t["event_type"]
+    status = pc.if_else(
+        _is(event_type, "validation_completed"),
+        "success",
+        pc.if_else(_is(event_type, "validation_failed"), "failed", "running"),
+    )
+    time_ms = t["processing_time_ms"]
+    columns = {
+        "job_id": pick(events.select(["job_id"]), winners.first_row)["job_id"],
+        "user_id": pc.coalesce(s["user_id"], t["user_id"]),
+        "marketplace": pc.coalesce(s["marketplace"], t["marketplace"], first["marketplace"]),
+        "category": pc.coalesce(s["category"], t["category"]),
+        "ruleset": pc.coalesce(t["ruleset"], s["ruleset"]),
+        "status": status,
+        **{name: t[name] for name in ("total_rows", "valid_rows", "invalid_rows", "error_types")},
+        "processing_time_ms": pc.if_else(_is_true(pc.greater_equal(time_ms, 0)), time_ms, None),
+        "file_size_bytes": pc.coalesce(t["file_size_bytes"], s["file_size_bytes"]),
+        "s3_path": pc.coalesce(t["s3_path"], s["s3_path"]),
+        "created_at": created_at,
+        "completed_at": t["timestamp"],
+        "created_date": pc.cast(created_at, pa.date32()),
+        "updated_at": pa.repeat(
+            pa.scalar(updated_at, SILVER.schema.field("updated_at").type), len(created_at)
+        ),
+    }
+    return pa.table(columns).cast(SILVER.schema)
+
+
+_STARTED_COLUMNS = [
+    "timestamp",
+    "user_id",
+    "marketplace",
+    "category",
+    "ruleset",
+    "file_size_bytes",
+    "s3_path",
+]
+_TERMINAL_COLUMNS = [
+    *_STARTED_COLUMNS,
+    "event_type",
+    "total_rows",
+    "valid_rows",
+    "invalid_rows",
+    "error_types",
+    "processing_time_ms",
+]
+
+
+def _is(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
+    return _is_true(pc.equal(column, value))
+
+
+def _is_true(flags: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(flags, False)
+
+
+def _folded_by_sql(con: duckdb.DuckDBPyConnection, events: pa.Table, *, updated_at: datetime) -> pa.Table:
     with registered(con, events=events.select(_FOLDED.names)):
         rows = con.sql(FOLD_SQL, params={"updated_at": updated_at}).to_arrow_table()
     return rows.select(SILVER.schema.names).cast(SILVER.schema)
 
 
 def file_events(con: duckdb.DuckDBPyConnection, events: pa.Table, places: pa.Table) -> pa.Table:
-    """Typed events with the ``job_date`` their job is filed under (``places``: job_id, job_date)."""
-    query = "SELECT e.*, p.job_date FROM events e JOIN places p USING (job_id)"
-    with registered(con, events=events.select(_TYPED.names), places=places):
+    """Typed events with the ``job_date`` their job is filed under (``places``: job_id, job_date).
+
+    A copy of an event first received for another job is not filed: the fold dropped it, and a later
+    re-fold of its job alone (without the other job's history) would count it.
+    """
+    query = """
+    WITH firsts AS (
+        SELECT event_id, arg_min(job_id, (ingestion_time, source, source_offset)) AS first_job
+        FROM events GROUP BY event_id HAVING count(*) > 1
+    )
+    SELECT e.*, p.job_date FROM events e JOIN places p USING (job_id)
+    ANTI JOIN firsts f ON e.event_id = f.event_id AND e.job_id <> f.first_job
+    """
+    with registered(con, events=events.select(TYPED_SCHEMA.names), places=places):
         rows = con.sql(query).to_arrow_table()
     return rows.select(JOB_EVENTS.schema.names).cast(JOB_EVENTS.schema)

@@ -1,4 +1,4 @@
-/* Conservative strict-JSON scanner for the bronze fast path (loaded with ctypes by ingest/fast_parse.py).
+/* Conservative strict-JSON scanner for the bronze fast path (called through ctypes by ingest/fast_parse.py).
  *
  * A line is ACCEPTED (ok=1) only when it is, byte for byte, the simple form whose output we can produce by
  * slicing: a JSON object, no whitespace except around the whole object, keys among the 9 known names with
@@ -11,108 +11,12 @@
  * caller validated); every write goes to caller-sized buffers (n*NF slots). Tested differentially against
  * the DuckDB path on awkward and random lines (tests/test_fast_parse.py).
  */
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "json.h"
 
 #define NF 9
 enum { F_EVENT_ID, F_EVENT_TYPE, F_JOB_ID, F_USER_ID, F_MARKETPLACE, F_CATEGORY, F_SOURCE_SYSTEM, F_TIMESTAMP, F_PAYLOAD };
 static const char *NAMES[NF] = {"event_id", "event_type", "job_id", "user_id", "marketplace",
                                 "category", "source_system", "timestamp", "payload"};
-
-#define MAX_DEPTH 64
-
-/* Strict UTF-8 (RFC 3629): returns bytes consumed, 0 if invalid. Rejects DEL and U+2028/2029 when strict_out. */
-static inline int utf8_char(const uint8_t *p, const uint8_t *end, int payload) {
-    uint8_t c = p[0];
-    if (c < 0x80) return (c >= 0x20 && c != '"' && c != '\\' && !(payload && c == 0x7f)) ? 1 : 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-        if (end - p < 2 || (p[1] & 0xC0) != 0x80) return 0;
-        return 2;
-    }
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && p[1] < 0xA0) return 0;  /* overlong */
-        if (c == 0xED && p[1] >= 0xA0) return 0; /* surrogates */
-        if (payload && c == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9)) return 0;
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && p[1] < 0x90) return 0;
-        if (c == 0xF4 && p[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-/* p at opening quote; returns pointer past closing quote or NULL. No escapes allowed. */
-static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, int payload) {
-    p++;
-    while (p < end) {
-        uint8_t c = *p;
-        if (c == '"') return p + 1;
-        if (c >= 0x20 && c < 0x7f && c != '\\') { p++; continue; }
-        int k = utf8_char(p, end, payload);
-        if (!k) return NULL;
-        p += k;
-    }
-    return NULL;
-}
-
-static const uint8_t *scan_value(const uint8_t *p, const uint8_t *end, int depth);
-
-static const uint8_t *scan_number(const uint8_t *p, const uint8_t *end) {
-    const uint8_t *s = p;
-    if (p < end && *p == '-') p++;
-    const uint8_t *d = p;
-    if (p >= end) return NULL;
-    if (*p == '0') {
-        p++;
-        if (s != d) return NULL; /* "-0": leave to the exact path */
-    } else if (*p >= '1' && *p <= '9') {
-        while (p < end && *p >= '0' && *p <= '9') p++;
-    } else return NULL;
-    if (p - d > 18) return NULL;
-    if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) return NULL; /* floats: exact path */
-    return p;
-}
-
-static const uint8_t *scan_value(const uint8_t *p, const uint8_t *end, int depth) {
-    if (p >= end) return NULL;
-    switch (*p) {
-    case '"': return scan_string(p, end, 1);
-    case '{':
-        if (depth >= MAX_DEPTH) return NULL;
-        p++;
-        if (p < end && *p == '}') return p + 1;
-        for (;;) {
-            if (p >= end || *p != '"') return NULL;
-            p = scan_string(p, end, 1);
-            if (!p || p >= end || *p != ':') return NULL;
-            p = scan_value(p + 1, end, depth + 1);
-            if (!p || p >= end) return NULL;
-            if (*p == ',') { p++; continue; }
-            if (*p == '}') return p + 1;
-            return NULL;
-        }
-    case '[':
-        if (depth >= MAX_DEPTH) return NULL;
-        p++;
-        if (p < end && *p == ']') return p + 1;
-        for (;;) {
-            p = scan_value(p, end, depth + 1);
-            if (!p || p >= end) return NULL;
-            if (*p == ',') { p++; continue; }
-            if (*p == ']') return p + 1;
-            return NULL;
-        }
-    case 't': return (end - p >= 4 && memcmp(p, "true", 4) == 0) ? p + 4 : NULL;
-    case 'f': return (end - p >= 5 && memcmp(p, "false", 5) == 0) ? p + 5 : NULL;
-    case 'n': return (end - p >= 4 && memcmp(p, "null", 4) == 0) ? p + 4 : NULL;
-    default: return scan_number(p, end);
-    }
-}
 
 static inline int is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -195,6 +99,3 @@ void gather(const uint8_t *data, const int64_t *starts, const int32_t *lens, int
     }
 }
 
-/* Built by setuptools as an extension module so that it ships in the wheel; it has no Python API. */
-static struct PyModuleDef scan_module = {PyModuleDef_HEAD_INIT, "_scan", "ctypes-only scanner", -1, NULL};
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&scan_module); }

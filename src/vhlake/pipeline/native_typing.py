@@ -1,0 +1,106 @@
+"""The native fast path of :func:`vhlake.pipeline.silver.type_events` (``native/payload.c``, ``native/keys.c``).
+
+Almost every payload a producer sends is a minified JSON object of plain values. For those, the C typer
+decides each payload field straight from the bytes (strings are byte slices, integers parsed, error_types
+an object of integers) and the lookup keys are md5'd in C: no JSON re-parse in SQL, no Python per row.
+Every row the typer is unsure about is typed by the exact SQL, so the result equals
+``silver.TYPE_SQL``'s on every input (tests/test_native_typing.py checks it on awkward and random ones).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vhlake.native import address, gather_strings, string_buffers
+
+# The C typer's output slots (native/payload.c SLOT), in PAYLOAD_FIELDS order.
+_STRINGS = ("ruleset", "s3_path")
+_INTEGERS = ("total_rows", "valid_rows", "invalid_rows", "processing_time_ms", "file_size_bytes")
+_ERRORS_TYPE = pa.map_(pa.string(), pa.int32())
+
+
+def lookup_keys(native: ctypes.CDLL, ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """60 bits of md5 of each (non-null) id, as silver's ``CAST(('0x' || left(md5(id), 15)) AS BIGINT)``."""
+    array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    data, offsets = string_buffers(array)
+    out = np.empty(len(array), dtype=np.int64)
+    native.md5_keys(data, address(offsets), len(array), address(out))
+    return pa.array(out)
+
+
+def type_payloads(
+    native: ctypes.CDLL, payloads: pa.ChunkedArray | pa.Array
+) -> tuple[dict[str, pa.Array], npt.NDArray[np.bool_]]:
+    """The typed payload fields of every row, and which rows the C typer decided (the others' values
+    are NULL here and must be typed by the exact SQL)."""
+    array = payloads.combine_chunks() if isinstance(payloads, pa.ChunkedArray) else payloads
+    count = len(array)
+    data, offsets = string_buffers(array)
+    valid = np.ascontiguousarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=np.uint8)
+    decided = np.empty(count, np.uint8)
+    starts, lens = np.empty(2 * count, np.int64), np.empty(2 * count, np.int32)
+    ints, int_valid = np.empty(5 * count, np.int64), np.empty(5 * count, np.uint8)
+    map_count = np.empty(count, np.int32)
+    entries = _Entries(max(1024, 4 * count))
+    row = 0
+    while True:
+        row = native.type_payloads(
+            data, address(offsets), address(valid), row, count, address(decided), address(starts),
+            address(lens), address(ints), address(int_valid), address(map_count), *entries.addresses(),
+        )  # fmt: skip
+        if row == count:
+            break
+        entries.grow()
+    columns: dict[str, pa.Array] = {}
+    for slot, name in enumerate(_STRINGS):
+        part = slice(slot * count, (slot + 1) * count)
+        columns[name] = gather_strings(native, data, starts[part], lens[part])
+    for slot, name in enumerate(_INTEGERS):
+        part = slice(slot * count, (slot + 1) * count)
+        columns[name] = pa.array(ints[part], mask=int_valid[part] == 0)
+    columns["error_types"] = entries.maps(native, data, map_count)
+    return columns, decided.view(bool)
+
+
+class _Entries:
+    """The error_types entries the C typer appends to (key slices and values), grown when full."""
+
+    def __init__(self, capacity: int) -> None:
+        self.key_start = np.empty(capacity, np.int64)
+        self.key_len = np.empty(capacity, np.int32)
+        self.values = np.empty(capacity, np.int32)
+        self.used = np.zeros(1, np.int64)
+
+    def addresses(self) -> tuple[int, int, int, int, int]:
+        capacity = len(self.values)
+        return (
+            address(self.key_start),
+            address(self.key_len),
+            address(self.values),
+            capacity,
+            address(self.used),
+        )
+
+    def grow(self) -> None:
+        capacity = 2 * len(self.values)
+        self.key_start = np.resize(self.key_start, capacity)
+        self.key_len = np.resize(self.key_len, capacity)
+        self.values = np.resize(self.values, capacity)
+
+    def maps(self, native: ctypes.CDLL, data: int, counts: npt.NDArray[np.int32]) -> pa.Array:
+        used = int(self.used[0])
+        offsets = np.zeros(len(counts) + 1, np.int32)
+        np.cumsum(np.maximum(counts, 0), out=offsets[1:])
+        keys = gather_strings(native, data, self.key_start[:used], self.key_len[:used])
+        return pa.MapArray.from_arrays(
+            pa.array(offsets),
+            keys,
+            pa.array(self.values[:used]),
+            type=_ERRORS_TYPE,
+            mask=pa.array(counts < 0),
+        )
