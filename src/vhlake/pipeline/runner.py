@@ -14,14 +14,17 @@ computed from before. A rerun skips, table by table, what is already there.
 
 from __future__ import annotations
 
+import collections
+import queue
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -30,14 +33,20 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
+from vhlake.lake.direct_write import DirectWrite
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
-from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Checked, Expectation, check_expectations
+from vhlake.native import library
+from vhlake.pipeline.bulk import JobBuckets, bucket_count, spill_directory
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
-from vhlake.pipeline.silver import file_events, fold_jobs, type_events
+from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_and_file, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
 from vhlake.query.lake_relations import table_relation
 
 PIPELINE_APP = "pipeline:bronze"
+# A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
+# ahead while the third is spilled).
+_BUILD_READ_ROWS = 250_000
 # What gold needs of silver.
 GOLD_INPUTS = [
     "created_date",
@@ -55,12 +64,15 @@ DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
 
 @dataclass(frozen=True)
 class _Prepared:
-    """One bronze range, read, checked against the expectations and typed, ready to be applied."""
+    """One bronze range, read, checked against the expectations and typed, ready to be applied (the
+    bronze rows themselves are not kept: a range in flight holds only what is written)."""
 
     start: int
     end: int
-    new: pa.Table
-    checked: Checked
+    events_in: int
+    rescued: int
+    quarantined: pa.Table
+    violations: dict[str, int]
     typed: pa.Table
     canaries: pa.Table
 
@@ -95,6 +107,20 @@ class RunReport:
     def was_noop(self) -> bool:
         return self.bronze_from >= self.bronze_to
 
+    def add(self, prepared: _Prepared, *, jobs: int, groups: int) -> None:
+        """Count a range that became visible in gold now."""
+        self.events_in += prepared.events_in
+        self.quarantined += prepared.quarantined.num_rows
+        self.jobs_upserted += jobs
+        self.gold_groups += groups
+        self.canaries += prepared.canaries.num_rows
+        self.rescued += prepared.rescued
+        visible = datetime.now(UTC)
+        self.freshness_s = _lag_quantiles(prepared.typed["timestamp"], visible) or self.freshness_s
+        self.canary_lag_s += _lags(prepared.canaries["timestamp"], visible).to_pylist()
+        for name, count in prepared.violations.items():
+            self.violations[name] = self.violations.get(name, 0) + count
+
 
 class Pipeline:
     """Runs the medallion steps over a lake."""
@@ -106,11 +132,13 @@ class Pipeline:
         expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
         versions_per_batch: int = 20,
         rows_per_batch: int = 200_000,
+        build_bucket_rows: int = 500_000,
     ) -> None:
         self._lake = lake
         self._expectations = tuple(expectations)
         self._versions_per_batch = versions_per_batch
         self._rows_per_batch = rows_per_batch
+        self._build_bucket_rows = build_bucket_rows  # ~170 MB of typed events each
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
@@ -135,9 +163,19 @@ class Pipeline:
         added = _rows_added(bronze, since=start) if bronze is not None else {}
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
-        if bronze is not None:
+        if bronze is None:
+            return report
+        if self._builds_whole(done, added):
+            self._build(run_id, done, sum(added.values()), report, stop)
+        else:
             self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report, stop)
         return report
+
+    def _builds_whole(self, done: dict[str, int], added: dict[int, int]) -> bool:
+        """Whether to take the first-build path: nothing built yet (job events, written last, hold no
+        version), more than one batch of bronze, a local lake and the native fold to build with."""
+        first = done[JOB_EVENTS.name] < 0 and sum(added.values()) > self._rows_per_batch
+        return first and self._lake.is_local and library() is not None
 
     def backlog(self) -> int:
         """Bronze commits not yet reflected in every derived table (0 when caught up)."""
@@ -147,13 +185,22 @@ class Pipeline:
         return max(0, bronze.version() - min(self._processed(t) for t in DERIVED))
 
     def _ranges(
-        self, start: int, target: int, done: dict[str, int], added: dict[int, int]
+        self,
+        start: int,
+        target: int,
+        done: dict[str, int],
+        added: dict[int, int],
+        *,
+        rows: int | None = None,
+        versions: int | None = None,
     ) -> list[tuple[int, int]]:
-        """The bronze version ranges to process, cut at every table's committed position."""
+        """The bronze version ranges to process, cut at every table's committed position: at most
+        ``versions`` commits and about ``rows`` rows each (the batch sizes by default)."""
         ranges, position = [], start
+        rows, versions = rows or self._rows_per_batch, versions or self._versions_per_batch
         for boundary in sorted({v for v in done.values() if v > position} | {target}):
             while position < boundary:
-                end = self._range_end(position, boundary, added)
+                end = _range_end(position, boundary, added, rows=rows, versions=versions)
                 ranges.append((position, end))
                 position = end
         return ranges
@@ -166,79 +213,163 @@ class Pipeline:
         report: RunReport,
         stop: threading.Event | None,
     ) -> None:
-        """Process ``ranges`` in order, reading and typing the next one while the current one commits.
-
-        Reading ahead touches only bronze (immutable commits), on its own DuckDB connection and bronze
-        handle, so it cannot see or change what the current range writes.
-        """
-        reader = self._con.cursor()
-        reader.execute("SET TimeZone = 'UTC'")
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhlake-read-ahead") as pool:
-            ahead = [pool.submit(self._prepare, reader, bronze, *r) for r in ranges[:1]]
-            for i, (start, end) in enumerate(ranges):
-                if stop is not None and stop.is_set():
-                    for pending in ahead:
-                        pending.cancel()
-                    report.bronze_to = start  # what this run got to
-                    return
+        """Process ``ranges`` in order; a set ``stop`` ends the run between two ranges."""
+        position = ranges[0][0] if ranges else report.bronze_to
+        try:
+            reads = [(start, end, _changes(bronze, start, end)) for start, end in ranges]
+            for prepared in self._read_ahead(reads, stop):
                 started, clock = datetime.now(UTC), time.perf_counter()
-                try:
-                    prepared = ahead.pop().result()
-                    if i + 1 < len(ranges):
-                        ahead.append(pool.submit(self._prepare, reader, bronze, *ranges[i + 1]))
-                    self._run_range(run_id, prepared, report, started=started, clock=clock)
-                except Exception as exc:
-                    for pending in ahead:
-                        pending.cancel()
-                    self._log_failure(run_id, start, end, exc)
-                    raise
+                self._run_range(run_id, prepared, report, started=started, clock=clock)
+                position = prepared.end
+        except Exception as exc:
+            self._log_failure(run_id, position, dict(ranges).get(position, position), exc)
+            raise
+        report.bronze_to = min(report.bronze_to, position)  # where a stopped run got to
 
-    def _range_end(self, position: int, boundary: int, added: dict[int, int]) -> int:
-        """The end of the next range: at most ``versions_per_batch`` commits and about ``rows_per_batch``
-        rows (always at least one commit), so memory stays bounded whatever the backlog."""
-        end, rows = position + 1, added.get(position + 1, 0)
-        while end < boundary and end - position < self._versions_per_batch:
-            more = added.get(end + 1, 0)
-            if rows + more > self._rows_per_batch:
-                break
-            end, rows = end + 1, rows + more
-        return end
+    def _build(
+        self, run_id: str, done: dict[str, int], rows: int, report: RunReport, stop: threading.Event | None
+    ) -> None:
+        """The first build (pipeline/bulk.py) of the ``rows`` rows of bronze: typed into job buckets, each
+        bucket folded and written whole, gold computed once, each table committed once; no MERGE.
+        A set ``stop`` abandons it (nothing is committed; the next run starts again)."""
+        started, clock, target = datetime.now(UTC), time.perf_counter(), report.bronze_to
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vhlake-write")
+        writes = {t.name: DirectWrite(self._lake, t, pool) for t in DERIVED if done[t.name] < target}
+        try:
+            with spill_directory() as spill:
+                buckets = self._spill_bronze(writes, rows, Path(spill), report, stop)
+                if buckets is None:
+                    report.bronze_to = report.bronze_from
+                    return
+                gold_inputs = self._fold_buckets(buckets, writes, started, report)
+            gold = daily_metrics(self._con, pa.concat_tables(gold_inputs), updated_at=started)
+            report.gold_groups = gold.num_rows
+            _write(writes, GOLD, gold)
+            for table in DERIVED:  # the pipeline's commit order: job events last
+                if table.name in writes:
+                    writes[table.name].commit(app_id=PIPELINE_APP, version=target)
+        except Exception as exc:
+            self._log_failure(run_id, -1, target, exc)
+            raise
+        finally:
+            for write in writes.values():
+                write.close()
+            pool.shutdown()
+        self._log(
+            run_id, started, time.perf_counter() - clock, -1, target, status="success",
+            rows_in=report.events_in, rows_out=report.jobs_upserted,
+            rows_quarantined=report.quarantined, expectations=list(report.violations.items()),
+        )  # fmt: skip
+
+    def _spill_bronze(
+        self,
+        writes: dict[str, DirectWrite],
+        rows: int,
+        directory: Path,
+        report: RunReport,
+        stop: threading.Event | None,
+    ) -> JobBuckets | None:
+        """Bronze (at the report's target version) checked and typed into job buckets, quarantine written;
+        None when ``stop`` was set."""
+        dataset = self._lake.dataset(BRONZE, version=report.bronze_to)
+        buckets = JobBuckets(bucket_count(rows, per_bucket=self._build_bucket_rows), TYPED_SCHEMA, directory)
+        try:
+            reads = _parts(dataset, report.bronze_to, rows=_BUILD_READ_ROWS)
+            for prepared in self._read_ahead(reads, stop, workers=2):
+                _write(writes, QUARANTINE, prepared.quarantined)
+                buckets.add(prepared.typed)
+                report.add(prepared, jobs=0, groups=0)
+        finally:
+            buckets.close()
+        return None if stop is not None and stop.is_set() else buckets
+
+    def _fold_buckets(
+        self, buckets: JobBuckets, writes: dict[str, DirectWrite], now: datetime, report: RunReport
+    ) -> list[pa.Table]:
+        """Each bucket folded into silver rows and filed job events, written; returns gold's inputs."""
+        superseded, gold_inputs = buckets.superseded(self._con), []
+        for k in range(buckets.count):
+            folded, filed = fold_and_file(
+                self._con, buckets.read(k), updated_at=now, superseded=superseded.get(k)
+            )
+            _write(writes, SILVER, folded)
+            _write(writes, JOB_EVENTS, filed)
+            gold_inputs.append(folded.select(GOLD_INPUTS))
+            report.jobs_upserted += folded.num_rows
+        return gold_inputs
+
+    def _read_ahead(
+        self, reads: Sequence[_Read], stop: threading.Event | None, *, workers: int = 1
+    ) -> Iterator[_Prepared]:
+        """Each of ``reads`` prepared, in order, the next ones read and typed (by ``workers`` threads)
+        while the caller applies this one.
+
+        Reading ahead touches only bronze (immutable commits), on DuckDB connections of its own, so it
+        cannot see or change what the current range writes.
+        """
+        cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        for _ in range(workers):
+            cursor = self._con.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursors.put(cursor)
+
+        def prepare(read: _Read) -> _Prepared:
+            con = cursors.get()
+            try:
+                return self._prepare(con, *read)
+            finally:
+                cursors.put(con)
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vhlake-read-ahead") as pool:
+            ahead = collections.deque(pool.submit(prepare, read) for read in reads[:workers])
+            try:
+                for i in range(len(reads)):
+                    if stop is not None and stop.is_set():
+                        return
+                    prepared = ahead.popleft().result()
+                    if i + workers < len(reads):
+                        ahead.append(pool.submit(prepare, reads[i + workers]))
+                    yield prepared
+            finally:
+                for pending in ahead:
+                    pending.cancel()
 
     def _processed(self, table: TableDef) -> int:
         version = self._lake.txn_version(table, PIPELINE_APP)
         return -1 if version is None else version
 
-    def _prepare(self, con: duckdb.DuckDBPyConnection, bronze: DeltaTable, start: int, end: int) -> _Prepared:
-        """What bronze commits ``start+1 .. end`` appended, checked and typed (reads bronze only)."""
-        appended = _appended_rows(bronze, start, end)
+    def _prepare(
+        self, con: duckdb.DuckDBPyConnection, start: int, end: int, read: Callable[[], pa.Table]
+    ) -> _Prepared:
+        """Bronze rows (what ``read`` returns, from bronze versions ``start+1 .. end``), checked and typed."""
+        appended = read()
         is_canary = pc.fill_null(pc.equal(appended["source_system"], CANARY_SOURCE), False)
         new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
         checked = check_expectations(con, new, self._expectations)
-        return _Prepared(start, end, new, checked, type_events(con, checked.passed), canaries)
+        quarantined = checked.quarantined.append_column(
+            "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
+        )
+        return _Prepared(
+            start,
+            end,
+            events_in=new.num_rows,
+            rescued=new.num_rows - new["_rescued_data"].null_count,
+            quarantined=quarantined,
+            violations=checked.violations,
+            typed=type_events(con, checked.passed),
+            canaries=canaries,
+        )
 
     def _run_range(
         self, run_id: str, prepared: _Prepared, report: RunReport, *, started: datetime, clock: float
     ) -> None:
-        start, end, new, checked = prepared.start, prepared.end, prepared.new, prepared.checked
-        quarantine = checked.quarantined.append_column(
-            "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
+        start, end = prepared.start, prepared.end
+        self._lake.append_once(
+            QUARANTINE, prepared.quarantined, app_id=PIPELINE_APP, version=end, start=start
         )
-        self._lake.append_once(QUARANTINE, quarantine, app_id=PIPELINE_APP, version=end, start=start)
         folded, groups = self._apply(prepared.typed, version=end, app_id=PIPELINE_APP)
-        report.events_in += new.num_rows
-        report.quarantined += quarantine.num_rows
-        report.jobs_upserted += folded.num_rows
-        report.gold_groups += groups.num_rows
-        report.canaries += prepared.canaries.num_rows
-        report.rescued += new.num_rows - new["_rescued_data"].null_count
-        visible = datetime.now(UTC)
-        report.freshness_s = _lag_quantiles(prepared.typed["timestamp"], visible) or report.freshness_s
-        report.canary_lag_s += _lags(prepared.canaries["timestamp"], visible).to_pylist()
-        for name, count in checked.violations.items():
-            report.violations[name] = report.violations.get(name, 0) + count
-        self._log_run(
-            run_id, started, time.perf_counter() - clock, start, end, new, folded, checked.violations
-        )
+        report.add(prepared, jobs=folded.num_rows, groups=groups.num_rows)
+        self._log_run(run_id, started, time.perf_counter() - clock, start, end, prepared, folded.num_rows)
 
     def _apply(self, events: pa.Table, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
         """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch, then the
@@ -381,10 +512,10 @@ class Pipeline:
         seconds: float,
         start: int,
         end: int,
-        new: pa.Table,
-        folded: pa.Table,
-        violations: dict[str, int],
+        prepared: _Prepared,
+        jobs: int,
     ) -> None:
+        violations = prepared.violations
         quarantined = sum(violations.get(e.name, 0) for e in self._expectations if e.action == "quarantine")
         self._log(
             run_id,
@@ -393,8 +524,8 @@ class Pipeline:
             start,
             end,
             status="success",
-            rows_in=new.num_rows,
-            rows_out=folded.num_rows,
+            rows_in=prepared.events_in,
+            rows_out=jobs,
             rows_quarantined=quarantined,
             expectations=list(violations.items()),
         )
@@ -415,6 +546,24 @@ class Pipeline:
         self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
 
 
+def _range_end(position: int, boundary: int, added: dict[int, int], *, rows: int, versions: int) -> int:
+    """The end of the range starting after ``position``: at most ``versions`` commits and about ``rows``
+    rows (always at least one commit), so memory stays bounded whatever the backlog."""
+    end, total = position + 1, added.get(position + 1, 0)
+    while end < boundary and end - position < versions:
+        more = added.get(end + 1, 0)
+        if total + more > rows:
+            break
+        end, total = end + 1, total + more
+    return end
+
+
+def _write(writes: dict[str, DirectWrite], table: TableDef, rows: pa.Table) -> None:
+    """Write ``rows`` to ``table`` unless the build leaves it alone (it already holds the target)."""
+    if table.name in writes:
+        writes[table.name].write(rows)
+
+
 def _rows_added(bronze: DeltaTable, *, since: int) -> dict[int, int]:
     """Rows each bronze commit after ``since`` appended, from the commit metrics in the Delta log."""
     pending = bronze.version() - since
@@ -425,6 +574,32 @@ def _rows_added(bronze: DeltaTable, *, since: int) -> dict[int, int]:
         metrics = commit.get("operationMetrics") or {}
         added[int(commit["version"])] = int(metrics.get("num_added_rows", 0) or 0)
     return added
+
+
+# A bronze read for the read-ahead: (start, end, the rows of bronze versions start+1 .. end, or of part of them).
+_Read = tuple[int, int, Callable[[], pa.Table]]
+
+
+def _changes(bronze: DeltaTable, start: int, end: int) -> Callable[[], pa.Table]:
+    return lambda: _appended_rows(bronze, start, end)
+
+
+def _parts(dataset: ds.Dataset, version: int, *, rows: int) -> list[_Read]:
+    """All of bronze at ``version`` (``dataset``), in reads of about ``rows`` rows, each reading its own
+    files (a first build reads bronze's files as they are: no change feed to assemble)."""
+    fragments, reads, batch, count = list(dataset.get_fragments()), [], [], 0
+    for fragment in fragments:
+        batch.append(fragment)
+        count += fragment.count_rows()
+        if count >= rows or fragment is fragments[-1]:
+            reads.append((-1, version, _fragments_reader(dataset, batch)))
+            batch, count = [], 0
+    return reads
+
+
+def _fragments_reader(dataset: ds.Dataset, fragments: list[ds.Fragment]) -> Callable[[], pa.Table]:
+    files = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    return lambda: files.to_table(columns=BRONZE.schema.names).cast(BRONZE.schema)
 
 
 def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:

@@ -1,0 +1,215 @@
+"""A table rewritten by writing its Parquet files directly, then adding them to the Delta log in one commit.
+
+For a first build of a large table, writing through ``write_deltalake`` part by part costs a commit per
+part and, measured on 10M job events, ~2.5 GB of writer memory. Here each partition gets one Parquet file,
+kept open while the parts stream in (a row group per part), so memory stays at one part; ``commit``
+closes the files, reads their footers for the Delta statistics and replaces the table's contents with
+them, with the application transaction, in one commit. Until then nothing is visible; files of a build
+that never commits are unreferenced and go with the next ``VACUUM``. Local lakes only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, Transaction
+from deltalake.exceptions import DeltaError
+from deltalake.transaction import AddAction, RemoveAction
+
+from vhlake.errors import LakeError
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import TableDef
+
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+@dataclass
+class _File:
+    relative: str
+    writer: pq.ParquetWriter
+    partition: dict[str, str | None]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, rows: pa.Table) -> None:
+        with self.lock:  # a file's row groups are written one at a time, in any order
+            self.writer.write_table(rows)
+
+
+class DirectWrite:
+    """The new contents of ``table``, written part by part, committed once (replacing what was there)."""
+
+    def __init__(self, lake: Lake, table: TableDef, pool: ThreadPoolExecutor) -> None:
+        if not lake.is_local:
+            raise LakeError(f"{table.name}: direct writes need a local lake")
+        self._lake, self._table = lake, table
+        self._root = Path(lake.table_uri(table))
+        self._schema = pa.schema([f for f in table.schema if f.name not in table.partition_by])
+        # Dictionaries pay off only on repeated values: not on ids, paths or timestamps (measured: a
+        # dictionary attempt on a timestamp column costs 5x its plain write).
+        described = [f.name for f in self._schema if f.name not in table.opaque_columns]
+        repeated = [name for name in described if not pa.types.is_timestamp(self._schema.field(name).type)]
+        self._options = {
+            "compression": table.compression,
+            "compression_level": 1 if table.compression == "zstd" else None,
+            "use_dictionary": repeated,
+            "write_statistics": described,
+        }
+        self._files: dict[tuple[object, ...], _File] = {}
+        self._pool = pool
+        self._pending: list[Future[None]] = []
+
+    def write(self, rows: pa.Table) -> None:
+        """Add ``rows`` (the table's columns): one row group in each partition's file.
+
+        The files are written on ``pool`` while the caller goes on; a write first waits for the one
+        before it, so at most one call's rows are held in flight.
+        """
+        self._wait()
+        if rows.num_rows == 0:
+            return
+        rows = rows.select(self._table.schema.names).cast(self._table.schema)
+        self._pending = [
+            self._pool.submit(self._file(values).append, part.select(self._schema.names))
+            for values, part in _by_partition(rows, self._table.partition_by)
+        ]
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def commit(self, *, app_id: str, version: int) -> None:
+        """Replace the table's files with the written ones and record ``(app_id, version)``, in one commit."""
+        self._wait()
+        delta = self._lake.ensure(self._table)
+        actions: list[AddAction | RemoveAction] = [self._close(f) for f in self._files.values()]
+        try:
+            delta.create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=self._table.schema,
+                partition_by=list(self._table.partition_by) or None,
+                commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+            )
+        except (DeltaError, OSError) as exc:
+            raise LakeError(f"cannot commit the rewrite of {self._table.name}: {exc}") from exc
+        self._files.clear()
+
+    def close(self) -> None:
+        """Close files still open (an abandoned write: they stay unreferenced)."""
+        for future in self._pending:
+            future.cancel()
+        for future in self._pending:
+            if not future.cancelled():
+                future.exception()  # finished, whatever its outcome: the file is free to close
+        self._pending = []
+        for f in self._files.values():
+            f.writer.close()
+        self._files.clear()
+
+    def _file(self, values: tuple[object, ...]) -> _File:
+        held = self._files.get(values)
+        if held is None:
+            partition = {
+                name: None if value is None else _text(value)
+                for name, value in zip(self._table.partition_by, values, strict=True)
+            }
+            folders = [
+                f"{name}={quote(text or _NULL_PARTITION, safe='')}" for name, text in partition.items()
+            ]
+            relative = "/".join([*folders, f"part-{uuid.uuid4()}-c000.zstd.parquet"])
+            (self._root / relative).parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(self._root / relative, self._schema, **self._options)
+            held = self._files[values] = _File(relative, writer, partition)
+        return held
+
+    def _close(self, f: _File) -> AddAction:
+        f.writer.close()
+        path = self._root / f.relative
+        stats = _statistics(pq.read_metadata(path), self._schema)
+        return AddAction(
+            f.relative, path.stat().st_size, f.partition, int(time.time() * 1000), True, json.dumps(stats)
+        )
+
+
+def _by_partition(rows: pa.Table, columns: tuple[str, ...]) -> list[tuple[tuple[object, ...], pa.Table]]:
+    """``rows`` split by the values of ``columns`` (one take, then slices)."""
+    if not columns:
+        return [((), rows)]
+    code = np.zeros(rows.num_rows, np.int64)
+    dictionaries = []
+    for name in columns:
+        encoded = pc.dictionary_encode(rows[name]).combine_chunks()
+        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        size = len(encoded.dictionary) + 1
+        code = code * size + indices + 1  # 0: null
+        dictionaries.append((encoded.dictionary.to_pylist(), size))
+    order = np.argsort(code, kind="stable")
+    ordered, codes = rows.take(pa.array(order)), code[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    parts = []
+    for start, end in zip(starts, [*starts[1:], len(codes)], strict=True):
+        values, rest = [], int(codes[start])
+        for dictionary, size in reversed(dictionaries):
+            rest, index = divmod(rest, size)
+            values.append(None if index == 0 else dictionary[index - 1])
+        parts.append((tuple(reversed(values)), ordered.slice(start, end - start)))
+    return parts
+
+
+def _text(value: object) -> str:
+    """A partition value as Delta writes it (and as the Delta log's partitionValues hold it)."""
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _statistics(metadata: pq.FileMetaData, schema: pa.Schema) -> dict[str, object]:
+    """Delta file statistics from the Parquet footer: row and null counts for every flat column, and
+    min/max for integers, floats and dates (exact there; strings and timestamps would need Delta's
+    truncation rules, and nothing skips files on them here)."""
+    nulls: dict[str, int] = {}
+    low: dict[str, object] = {}
+    high: dict[str, object] = {}
+    for position in range(metadata.num_columns):
+        column = metadata.schema.column(position)
+        name = column.path
+        if "." in name or name not in schema.names:
+            continue
+        field = schema.field(name)
+        ranged = (
+            pa.types.is_integer(field.type)
+            or pa.types.is_floating(field.type)
+            or pa.types.is_date(field.type)
+        )
+        counts, mins, maxes = 0, [], []
+        complete = True
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(position).statistics
+            if stats is None:
+                complete = False
+                continue
+            counts += stats.null_count if stats.has_null_count else 0
+            complete &= stats.has_null_count
+            if ranged and stats.has_min_max:
+                mins.append(stats.min)
+                maxes.append(stats.max)
+        if complete:
+            nulls[name] = counts
+        if ranged and mins:
+            low[name], high[name] = _json_value(min(mins)), _json_value(max(maxes))
+    return {"numRecords": metadata.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls}
+
+
+def _json_value(value: object) -> object:
+    return value.isoformat() if isinstance(value, date) else value

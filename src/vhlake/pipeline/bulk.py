@@ -1,0 +1,114 @@
+"""The first build of a large bronze (and a full refresh): every derived table from all of bronze, no MERGE.
+
+The incremental path folds each bronze range into what is stored, which suits a stream; for a first build
+of 10M events it would MERGE some fifty times into a growing silver. Here bronze is read once (ranges read,
+checked and typed ahead, as in the incremental path) and the typed events are spilled to disk in buckets
+by job, so that a job's whole history is in one bucket. Each bucket is then folded natively and written
+as it is: its silver rows, and its events filed under their job's created date. Gold is computed once, at
+the end, from silver's gold columns. Memory is bounded by one bucket, whatever the size of bronze.
+
+Exactly once: each table's files are written directly (lake/direct_write.py) and committed at the end
+in one commit that replaces the table's contents and records ``(PIPELINE_APP, bronze version)``, in the
+incremental path's order (quarantine, silver, gold, job events). A crash before the last commit leaves job
+events without it, and the next run builds again the tables still without it.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vhlake.native import address, library
+from vhlake.query.arrow_sql import registered
+
+
+def bucket_count(rows: int, *, per_bucket: int) -> int:
+    return max(1, math.ceil(rows / per_bucket))
+
+
+class JobBuckets:
+    """Typed events split by ``job_key`` into buckets: on disk (Arrow IPC streams) when more than one."""
+
+    def __init__(self, count: int, schema: pa.Schema, directory: Path) -> None:
+        self.count = count
+        self._schema = schema
+        self._paths = [directory / f"bucket-{k}.arrows" for k in range(count)]
+        self._writers: list[pa.ipc.RecordBatchStreamWriter] = []
+        self._held: list[pa.Table] = []  # one bucket: kept in memory
+        self._keys: list[pa.Table] = []  # (event_key, bucket) of every event, to find copies across buckets
+        if count > 1:
+            self._writers = [pa.ipc.new_stream(str(path), schema) for path in self._paths]
+
+    def add(self, events: pa.Table) -> None:
+        if self.count == 1:
+            self._held.append(events)
+            return
+        bucket = (events["job_key"].to_numpy() % self.count).astype(np.int32)
+        order = np.argsort(bucket, kind="stable")
+        grouped = events.take(pa.array(order))
+        bounds = np.searchsorted(bucket[order], np.arange(self.count + 1))
+        for k, writer in enumerate(self._writers):
+            if bounds[k + 1] > bounds[k]:
+                writer.write_table(grouped.slice(bounds[k], bounds[k + 1] - bounds[k]))
+        self._keys.append(pa.table({"event_key": events["event_key"], "bucket": bucket}))
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+
+    def read(self, k: int) -> pa.Table:
+        """Bucket ``k``, read into memory (not memory-mapped: its pages would count as ours until freed)."""
+        if self.count == 1:
+            return pa.concat_tables(self._held) if self._held else self._schema.empty_table()
+        with pa.OSFile(str(self._paths[k])) as source:
+            return pa.ipc.open_stream(source).read_all()
+
+    def superseded(self, con: duckdb.DuckDBPyConnection) -> dict[int, npt.NDArray[np.int64]]:
+        """Per bucket, the rows that are later copies of an event whose first copy is in another bucket
+        (the same event_id sent for two jobs): the fold of one bucket alone cannot see those."""
+        if self.count == 1 or not self._keys:
+            return {}
+        native = library()
+        assert native is not None  # a first build runs only with the native fold
+        keys = pa.concat_tables(self._keys).combine_chunks()
+        event_keys = keys["event_key"].to_numpy()
+        buckets = np.ascontiguousarray(keys["bucket"].to_numpy())
+        flags = np.empty(len(event_keys), np.uint8)
+        if native.keys_in_several_groups(
+            address(event_keys), address(buckets), len(event_keys), address(flags)
+        ):
+            raise MemoryError("no memory to compare the buckets' event keys")
+        contested = pa.array(np.unique(event_keys[flags.view(bool)]))
+        if len(contested) == 0:
+            return {}
+        copies = pa.concat_tables(self._copies(k, contested) for k in range(self.count))
+        with registered(con, copies=copies):
+            later = con.sql(
+                """SELECT bucket, row FROM copies QUALIFY row_number() OVER (
+                    PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) > 1"""
+            ).to_arrow_table()
+        return {
+            k: later.filter(pc.equal(later["bucket"], k))["row"].to_numpy()
+            for k in set(later["bucket"].to_pylist())
+        }
+
+    def _copies(self, k: int, contested: pa.Array) -> pa.Table:
+        events = self.read(k)
+        rows = np.flatnonzero(
+            pc.is_in(events["event_key"], value_set=contested).to_numpy(zero_copy_only=False)
+        )
+        picked = events.select(["event_id", "ingestion_time", "source", "source_offset"]).take(pa.array(rows))
+        return picked.append_column("bucket", pa.repeat(pa.scalar(k, pa.int32()), len(rows))).append_column(
+            "row", pa.array(rows, pa.int64())
+        )
+
+
+def spill_directory() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="vhlake-build-", dir=tempfile.gettempdir())

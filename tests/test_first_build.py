@@ -1,0 +1,157 @@
+"""A first build (pipeline/bulk.py) gives exactly the tables the incremental path gives, exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conftest import make_event, write_lines
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake import direct_write
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.pipeline.runner import PIPELINE_APP, Pipeline
+from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+# Small sizes so that a few thousand events take the first-build path, in several buckets.
+BUILD = {"rows_per_batch": 500, "build_bucket_rows": 700}
+KEYS = {
+    SILVER.name: ["job_id"],
+    GOLD.name: ["date", "marketplace", "category"],
+    QUARANTINE.name: ["source", "source_offset"],
+    JOB_EVENTS.name: ["source", "source_offset"],
+}
+
+
+def ingest(lake: Lake, path: Path) -> None:
+    BronzeIngestor(lake, source_system="test", batch_bytes=64 * 1024).ingest_file(path)
+
+
+def rows(lake: Lake, table: TableDef) -> list[dict[str, Any]]:
+    """The table's rows, ordered, without what may differ between two correct builds: when they ran
+    (updated_at) and where a job's events are filed (job_date: its created date when first seen)."""
+    data = pa.table(lake.open(table).to_pyarrow_table())  # type: ignore[union-attr]
+    data = data.drop_columns([c for c in ("updated_at", "job_date") if c in data.column_names])
+    return data.sort_by([(k, "ascending") for k in KEYS[table.name]]).to_pylist()
+
+
+def same_tables(built: Lake, reference: Lake) -> None:
+    for table in (SILVER, GOLD, QUARANTINE, JOB_EVENTS):
+        assert rows(built, table) == rows(reference, table), table.name
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    path = tmp_path / "events.jsonl"
+    spec = SampleSpec(jobs=1500, bad_event_rate=0.01, duplicate_rate=0.03, garbage_rate=0.005)
+    write_jsonl(generate_lines(spec), path)
+    return path
+
+
+def two_lakes(tmp_path: Path, path: Path) -> tuple[Lake, Lake]:
+    """The same bronze in two lakes: one to build at once, one to build range by range."""
+    built = Lake(str(tmp_path / "built"))
+    ingest(built, path)
+    shutil.copytree(tmp_path / "built", tmp_path / "reference")
+    return built, Lake(str(tmp_path / "reference"))
+
+
+def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Path) -> None:
+    built, reference = two_lakes(tmp_path, samples)
+    report = Pipeline(built, **BUILD).run()
+    Pipeline(reference, versions_per_batch=1).run()
+    same_tables(built, reference)
+    assert report.jobs_upserted == len(rows(built, SILVER))
+    assert report.quarantined == len(rows(built, QUARANTINE)) > 0
+    # one commit per table: the build's (the incremental path merges once per range)
+    for table in (SILVER, GOLD, JOB_EVENTS):
+        assert built.open(table).version() == 1, table.name  # type: ignore[union-attr]
+    logged = pa.table(built.open(PIPELINE_RUNS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    assert [(r["upstream_from_version"], r["status"], r["rows_out"]) for r in logged] == [
+        (-1, "success", report.jobs_upserted)
+    ]
+
+
+def test_after_a_first_build_the_next_runs_are_incremental(tmp_path: Path, samples: Path) -> None:
+    built, reference = two_lakes(tmp_path, samples)
+    Pipeline(built, **BUILD).run()
+    Pipeline(reference, versions_per_batch=1).run()
+    later = write_lines(
+        tmp_path / "later.jsonl",
+        [make_event(1, event_id="late-1", job_id="job-late", marketplace="shopee"), make_event(2)],
+    )
+    ingest(built, later)
+    shutil.rmtree(tmp_path / "reference" / "bronze")  # the same bronze: same ingestion times
+    shutil.copytree(tmp_path / "built" / "bronze", tmp_path / "reference" / "bronze")
+    for lake in (built, reference):
+        Pipeline(lake, **BUILD).run()
+    same_tables(built, reference)
+    assert built.open(SILVER).version() == 2  # type: ignore[union-attr]
+
+
+def bucket_of(job_id: str, buckets: int) -> int:
+    return int(hashlib.md5(job_id.encode()).hexdigest()[:15], 16) % buckets
+
+
+def test_a_copy_of_an_event_sent_for_a_job_in_another_bucket_is_dropped(tmp_path: Path) -> None:
+    events = [make_event(n, job_id=f"job-{n}") for n in range(1200)]  # 2 buckets of 700
+    first, second = (
+        "job-1",
+        next(f"job-{n}" for n in range(2, 1200) if bucket_of(f"job-{n}", 2) != bucket_of("job-1", 2)),
+    )
+    copy = make_event(1, job_id=second, marketplace="shopee", event_type="validation_completed")
+    path = write_lines(tmp_path / "a.jsonl", events)
+    built = Lake(str(tmp_path / "built"))
+    ingest(built, path)
+    ingest(built, write_lines(tmp_path / "b.jsonl", [copy]))  # received later: a duplicate of evt-1
+    shutil.copytree(tmp_path / "built", tmp_path / "reference")
+    reference = Lake(str(tmp_path / "reference"))
+    Pipeline(built, **BUILD).run()
+    Pipeline(reference, versions_per_batch=1).run()
+    same_tables(built, reference)
+    silver = {r["job_id"]: r for r in rows(built, SILVER)}
+    assert silver[first]["marketplace"] == "mercado_livre"
+    assert silver[second]["status"] == "running"  # its own start only: the copy did not count
+    assert all(e["event_id"] != "evt-1" or e["job_id"] == first for e in rows(built, JOB_EVENTS))
+
+
+def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
+    tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built, reference = two_lakes(tmp_path, samples)
+    commit = direct_write.DirectWrite.commit
+
+    def crash_on_job_events(self: direct_write.DirectWrite, **kwargs: Any) -> None:
+        if self._table is JOB_EVENTS:
+            raise OSError("disk gone")
+        commit(self, **kwargs)
+
+    monkeypatch.setattr(direct_write.DirectWrite, "commit", crash_on_job_events)
+    with pytest.raises(OSError, match="disk gone"):
+        Pipeline(built, **BUILD).run()
+    assert built.txn_version(SILVER, PIPELINE_APP) is not None
+    assert built.txn_version(JOB_EVENTS, PIPELINE_APP) is None
+    silver_version = built.open(SILVER).version()  # type: ignore[union-attr]
+    monkeypatch.setattr(direct_write.DirectWrite, "commit", commit)
+    Pipeline(built, **BUILD).run()
+    Pipeline(reference, versions_per_batch=1).run()
+    same_tables(built, reference)
+    assert built.open(SILVER).version() == silver_version  # done tables are left alone
+    failed = [r for r in built.open(PIPELINE_RUNS).to_pyarrow_table().to_pylist() if r["status"] == "failed"]  # type: ignore[union-attr]
+    assert len(failed) == 1 and "disk gone" in failed[0]["error"]
+
+
+def test_a_stopped_build_commits_nothing(tmp_path: Path, samples: Path) -> None:
+    built = Lake(str(tmp_path / "built"))
+    ingest(built, samples)
+    stop = threading.Event()
+    stop.set()
+    report = Pipeline(built, **BUILD).run(stop=stop)
+    assert report.was_noop
+    assert all(built.txn_version(t, PIPELINE_APP) is None for t in (SILVER, GOLD, QUARANTINE, JOB_EVENTS))
