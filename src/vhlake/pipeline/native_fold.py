@@ -85,11 +85,6 @@ def find_winners(
     return Winners(first_row, started, terminal, earliest, job_of)
 
 
-def pick(table: pa.Table, rows: npt.NDArray[np.int64]) -> pa.Table:
-    """``table``'s rows at ``rows``; -1 gives a row of nulls."""
-    return table.take(pa.array(rows, mask=rows < 0))
-
-
 def _int64(column: pa.ChunkedArray) -> npt.NDArray[np.int64]:
     array = column.combine_chunks()
     if not pa.types.is_int64(array.type):

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from vhlake.lake.tables import JOB_EVENTS, PAYLOAD_FIELDS, SILVER
 from vhlake.native import library
-from vhlake.pipeline.native_fold import Winners, can_fold, find_winners, pick
+from vhlake.pipeline.native_fold import Winners, can_fold, find_winners
 from vhlake.pipeline.native_typing import lookup_keys, type_payloads
 from vhlake.query.arrow_sql import registered
 
@@ -198,57 +198,48 @@ def fold_and_file(
 
 
 def _silver_rows(events: pa.Table, winners: Winners, updated_at: datetime) -> pa.Table:
-    """FOLD_SQL's output columns, gathered from the winning rows."""
-    s = pick(events.select(_STARTED_COLUMNS), winners.started)
-    t = pick(events.select(_TERMINAL_COLUMNS), winners.terminal)
-    first = pick(events.select(["timestamp", "marketplace"]), winners.earliest)
-    created_at = pc.coalesce(s["timestamp"], first["timestamp"])
-    event_type = t["event_type"]
-    status = pc.if_else(
-        _is(event_type, "validation_completed"),
-        "success",
-        pc.if_else(_is(event_type, "validation_failed"), "failed", "running"),
-    )
-    time_ms = t["processing_time_ms"]
+    """FOLD_SQL's output columns, each gathered in one take from the winning rows: a coalesce over
+    winners is a choice of row per job (the first winner whose value is not null)."""
+    s, t, first = winners.started, winners.terminal, winners.earliest
+
+    def gather(column: str, *candidates: npt.NDArray[np.int64]) -> pa.ChunkedArray:
+        return events[column].take(_first_valid(events[column], candidates))
+
+    created_at = gather("timestamp", s, first)
+    event_type = gather("event_type", t)
+    time_ms = gather("processing_time_ms", t)
     columns = {
-        "job_id": pick(events.select(["job_id"]), winners.first_row)["job_id"],
-        "user_id": pc.coalesce(s["user_id"], t["user_id"]),
-        "marketplace": pc.coalesce(s["marketplace"], t["marketplace"], first["marketplace"]),
-        "category": pc.coalesce(s["category"], t["category"]),
-        "ruleset": pc.coalesce(t["ruleset"], s["ruleset"]),
-        "status": status,
-        **{name: t[name] for name in ("total_rows", "valid_rows", "invalid_rows", "error_types")},
-        "processing_time_ms": pc.if_else(_is_true(pc.greater_equal(time_ms, 0)), time_ms, None),
-        "file_size_bytes": pc.coalesce(t["file_size_bytes"], s["file_size_bytes"]),
-        "s3_path": pc.coalesce(t["s3_path"], s["s3_path"]),
-        "created_at": created_at,
-        "completed_at": t["timestamp"],
-        "created_date": pc.cast(created_at, pa.date32()),
-        "updated_at": pa.repeat(
-            pa.scalar(updated_at, SILVER.schema.field("updated_at").type), len(created_at)
+        "job_id": gather("job_id", winners.first_row),
+        "user_id": gather("user_id", s, t),
+        "marketplace": gather("marketplace", s, t, first),
+        "category": gather("category", s, t),
+        "ruleset": gather("ruleset", t, s),
+        "status": pc.if_else(
+            _is(event_type, "validation_completed"),
+            "success",
+            pc.if_else(_is(event_type, "validation_failed"), "failed", "running"),
         ),
+        **{name: gather(name, t) for name in ("total_rows", "valid_rows", "invalid_rows", "error_types")},
+        "processing_time_ms": pc.if_else(_is_true(pc.greater_equal(time_ms, 0)), time_ms, None),
+        "file_size_bytes": gather("file_size_bytes", t, s),
+        "s3_path": gather("s3_path", t, s),
+        "created_at": created_at,
+        "completed_at": gather("timestamp", t),
+        "created_date": pc.cast(created_at, pa.date32()),
+        "updated_at": pa.repeat(pa.scalar(updated_at, SILVER.schema.field("updated_at").type), len(created_at)),
     }
     return pa.table(columns).cast(SILVER.schema)
 
 
-_STARTED_COLUMNS = [
-    "timestamp",
-    "user_id",
-    "marketplace",
-    "category",
-    "ruleset",
-    "file_size_bytes",
-    "s3_path",
-]
-_TERMINAL_COLUMNS = [
-    *_STARTED_COLUMNS,
-    "event_type",
-    "total_rows",
-    "valid_rows",
-    "invalid_rows",
-    "error_types",
-    "processing_time_ms",
-]
+def _first_valid(column: pa.ChunkedArray, candidates: tuple[npt.NDArray[np.int64], ...]) -> pa.Array:
+    """Per job, the first of its candidate rows (-1: none) whose value in ``column`` is not null."""
+    valid = _valid(column)
+    chosen = np.full(len(candidates[0]), -1, np.int64)
+    for rows in candidates:
+        usable = (chosen < 0) & (rows >= 0)
+        usable[usable] = valid[rows[usable]]
+        chosen[usable] = rows[usable]
+    return pa.array(chosen, mask=chosen < 0)
 
 
 def _is(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
