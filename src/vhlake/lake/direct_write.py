@@ -14,6 +14,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -21,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -145,9 +147,39 @@ class DirectWrite:
 
 
 def _by_partition(rows: pa.Table, columns: tuple[str, ...]) -> list[tuple[tuple[object, ...], pa.Table]]:
-    """``rows`` split by the values of ``columns`` (one take, then slices)."""
+    """``rows`` split by the values of ``columns``: long runs of one partition (rows arriving in time
+    order mostly are) as slices, the rest gathered in one take. A partition may get several parts."""
     if not columns:
         return [((), rows)]
+    codes, values_of = _partition_codes(rows, columns)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(codes)]
+    long = (ends - starts) >= _LONG_RUN
+    parts = [
+        (values_of(int(codes[s])), rows.slice(s, e - s))
+        for s, e in zip(starts[long], ends[long], strict=True)
+    ]
+    short = np.ones(len(codes), bool)
+    for s, e in zip(starts[long], ends[long], strict=True):
+        short[s:e] = False
+    rest = np.flatnonzero(short)
+    if len(rest):
+        order = rest[np.argsort(codes[rest], kind="stable")]
+        ordered, sorted_codes = rows.take(pa.array(order)), codes[order]
+        bounds = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        for s, e in zip(bounds, np.r_[bounds[1:], len(order)], strict=True):
+            parts.append((values_of(int(sorted_codes[s])), ordered.slice(s, e - s)))
+    return parts
+
+
+# A run of at least this many rows of one partition is written as it lies (a slice, no copy).
+_LONG_RUN = 4096
+
+
+def _partition_codes(
+    rows: pa.Table, columns: tuple[str, ...]
+) -> tuple[npt.NDArray[np.int64], Callable[[int], tuple[object, ...]]]:
+    """One integer per row for its partition values, and the values of a code."""
     code = np.zeros(rows.num_rows, np.int64)
     dictionaries = []
     for name in columns:
@@ -156,17 +188,15 @@ def _by_partition(rows: pa.Table, columns: tuple[str, ...]) -> list[tuple[tuple[
         size = len(encoded.dictionary) + 1
         code = code * size + indices + 1  # 0: null
         dictionaries.append((encoded.dictionary.to_pylist(), size))
-    order = np.argsort(code, kind="stable")
-    ordered, codes = rows.take(pa.array(order)), code[order]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    parts = []
-    for start, end in zip(starts, [*starts[1:], len(codes)], strict=True):
-        values, rest = [], int(codes[start])
+
+    def values_of(value: int) -> tuple[object, ...]:
+        values = []
         for dictionary, size in reversed(dictionaries):
-            rest, index = divmod(rest, size)
+            value, index = divmod(value, size)
             values.append(None if index == 0 else dictionary[index - 1])
-        parts.append((tuple(reversed(values)), ordered.slice(start, end - start)))
-    return parts
+        return tuple(reversed(values))
+
+    return code, values_of
 
 
 def _text(value: object) -> str:

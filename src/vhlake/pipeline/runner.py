@@ -242,6 +242,7 @@ class Pipeline:
                     report.bronze_to = report.bronze_from
                     return
                 gold_inputs = self._fold_buckets(buckets, writes, started, report)
+            pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
             gold = daily_metrics(self._con, pa.concat_tables(gold_inputs), updated_at=started)
             report.gold_groups = gold.num_rows
             _write(writes, GOLD, gold)

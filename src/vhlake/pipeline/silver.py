@@ -226,7 +226,9 @@ def _silver_rows(events: pa.Table, winners: Winners, updated_at: datetime) -> pa
         "created_at": created_at,
         "completed_at": gather("timestamp", t),
         "created_date": pc.cast(created_at, pa.date32()),
-        "updated_at": pa.repeat(pa.scalar(updated_at, SILVER.schema.field("updated_at").type), len(created_at)),
+        "updated_at": pa.repeat(
+            pa.scalar(updated_at, SILVER.schema.field("updated_at").type), len(created_at)
+        ),
     }
     return pa.table(columns).cast(SILVER.schema)
 
