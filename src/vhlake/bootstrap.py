@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vhlake.alerts.config import load_config
-from vhlake.alerts.runner import AlertRunner
-from vhlake.api.app import ApiDeps
-from vhlake.api.audit import AuditLog
-from vhlake.api.keys import KeyStore
 from vhlake.errors import ConfigError, LakeError
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.outbox import Outbox
 from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
-from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE
 from vhlake.pipeline.runner import Pipeline
-from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
-from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.engine import QueryEngine
-from vhlake.query.repository import AnalyticsRepository
-from vhlake.service.http import Check
-from vhlake.service.metrics import ServiceMetrics
-from vhlake.service.runner import LakeService, ServiceOptions
-from vhlake.service.sources import EmbeddedLogSource, EventSource, KafkaSource
 from vhlake.settings import Settings
+
+# The service, API, alert and query wiring is imported where it is built: every CLI command starts by
+# importing this module, and `vhlake ingest` should not pay a second of FastAPI, pandas and sqlglot imports.
+if TYPE_CHECKING:
+    from vhlake.alerts.runner import AlertRunner
+    from vhlake.api.app import ApiDeps
+    from vhlake.ingest.kafka_source import KafkaIngest
+    from vhlake.query.databricks_engine import DatabricksConfig
+    from vhlake.query.engine import QueryEngine
+    from vhlake.service.http import Check
+    from vhlake.service.runner import LakeService, ServiceOptions
 
 
 def build_lake(settings: Settings) -> Lake:
@@ -53,6 +50,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
 def build_query_engine(settings: Settings, engine: str | None = None) -> QueryEngine:
     """The engine ``engine`` names, else ``VHLAKE_QUERY_ENGINE``: DuckDB over the lake, or Databricks SQL."""
+    from vhlake.query.databricks_engine import DatabricksSQLEngine
+    from vhlake.query.duckdb_engine import DuckDBEngine
+
     chosen = engine or settings.query_engine
     if chosen == "duckdb":
         return DuckDBEngine(build_lake(settings))
@@ -62,6 +62,8 @@ def build_query_engine(settings: Settings, engine: str | None = None) -> QueryEn
 
 
 def databricks_config(settings: Settings) -> DatabricksConfig:
+    from vhlake.query.databricks_engine import DatabricksConfig
+
     required = {
         "DATABRICKS_SERVER_HOSTNAME": settings.databricks_server_hostname,
         "DATABRICKS_HTTP_PATH": settings.databricks_http_path,
@@ -123,6 +125,8 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
 
 
 def build_kafka_ingest(settings: Settings, *, group: str | None = None) -> KafkaIngest:
+    from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions
+
     return KafkaIngest(
         build_lake(settings),
         kafka_client_config(settings),
@@ -162,6 +166,10 @@ def build_publisher(settings: Settings) -> EventPublisher:
 
 def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeService, dict[str, Check]]:
     """The always-on service for the configured event log, and its readiness checks."""
+    from vhlake.service.metrics import ServiceMetrics
+    from vhlake.service.runner import LakeService
+    from vhlake.service.sources import EmbeddedLogSource, EventSource, KafkaSource
+
     lake = build_lake(settings)
     source: EventSource
     checks: dict[str, Check] = {"lake": lambda: _lake_problem(lake)}
@@ -203,6 +211,11 @@ def _broker_problem(settings: Settings) -> str | None:
 
 def build_api_deps(settings: Settings) -> ApiDeps:
     """What the HTTP API needs: the analytics, the publisher, the keys and the audit log."""
+    from vhlake.api.app import ApiDeps
+    from vhlake.api.audit import AuditLog
+    from vhlake.api.keys import KeyStore
+    from vhlake.query.repository import AnalyticsRepository
+
     lake = build_lake(settings)
     return ApiDeps(
         repository=AnalyticsRepository(build_query_engine(settings)),
@@ -214,6 +227,9 @@ def build_api_deps(settings: Settings) -> ApiDeps:
 
 def build_alert_runner(settings: Settings, config_file: Path | None = None) -> AlertRunner:
     """The alert rules (``config_file``, else ``VHLAKE_ALERTS_FILE``, else the seed's) on the query engine."""
+    from vhlake.alerts.config import load_config
+    from vhlake.alerts.runner import AlertRunner
+
     path = config_file or (Path(settings.alerts_file).expanduser() if settings.alerts_file else None)
     return AlertRunner(
         load_config(path),

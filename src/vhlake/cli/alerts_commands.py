@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from vhlake import bootstrap
-from vhlake.alerts.config import load_config
-from vhlake.alerts.runner import validate
 from vhlake.cli.output import err, out
 
 alerts_app = typer.Typer(
@@ -33,6 +31,9 @@ def _path(ctx: typer.Context, config: Path | None) -> Path | None:
 def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Check a rules file: YAML, fields, channels, and that every query runs and has the rule's columns."""
     path = _path(ctx, config)
+    from vhlake.alerts.config import load_config
+    from vhlake.alerts.runner import validate
+
     rules = load_config(path)
     problems = validate(rules, bootstrap.build_query_engine(ctx.obj))
     for problem in problems:

@@ -8,8 +8,6 @@ import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import out
-from vhlake.ml.scoring import score_anomalies
-from vhlake.ml.training import train_forecasts
 
 ml_app = typer.Typer(
     help="Anomaly detection on the daily metrics (forecasts are still to come).", no_args_is_help=True
@@ -24,6 +22,8 @@ def score(
     """Flag days whose validations, error rate or p95 time leave their robust range (rolling median and
     MAD over the 28 days before), per marketplace, into the anomalies table."""
     settings = ctx.obj
+    from vhlake.ml.scoring import score_anomalies
+
     report = score_anomalies(
         bootstrap.build_lake(settings), bootstrap.build_query_engine(settings), days=days
     )
@@ -41,6 +41,8 @@ def train(
     """Forecast the next days of every (marketplace, category) into ml_predictions, as a new model
     version in ml_models with its held-out error against the naive seasonal baseline."""
     settings = ctx.obj
+    from vhlake.ml.training import train_forecasts
+
     report = train_forecasts(
         bootstrap.build_lake(settings), bootstrap.build_query_engine(settings), horizon=horizon
     )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import signal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import err
 from vhlake.service.logs import configure_logging
-from vhlake.service.runner import ServiceOptions
 from vhlake.settings import Settings
+
+if TYPE_CHECKING:
+    from vhlake.service.runner import ServiceOptions
 
 
 def serve(
@@ -50,6 +52,8 @@ def serve(
     batches in hand and exits; a restart resumes exactly where the Delta log says.
     """
     configure_logging(json_lines=log_format == "json")
+    from vhlake.service.runner import ServiceOptions  # the service's imports, only when serving
+
     options = ServiceOptions(
         trigger_interval_s=trigger_interval,
         trigger_commits=trigger_commits,
