@@ -137,6 +137,7 @@ def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
         Pipeline(built, **BUILD).run()
     assert built.txn_version(SILVER, PIPELINE_APP) is not None
     assert built.txn_version(JOB_EVENTS, PIPELINE_APP) is None
+    assert not list(Path(built.table_uri(JOB_EVENTS)).rglob("*.parquet"))  # its abandoned files are gone
     silver_version = built.open(SILVER).version()  # type: ignore[union-attr]
     monkeypatch.setattr(direct_write.DirectWrite, "commit", commit)
     Pipeline(built, **BUILD).run()

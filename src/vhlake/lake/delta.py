@@ -254,24 +254,6 @@ class Lake:
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
 
-    def overwrite(self, table: TableDef, data: pa.Table) -> None:
-        """Replace the contents of ``table`` with ``data``, recording no transaction (a first build's
-        first part; :meth:`record_once` follows its last)."""
-        try:
-            write_deltalake(
-                self.ensure(table),
-                data.cast(table.schema),
-                mode="overwrite",
-                writer_properties=_writer(table),
-                storage_options=self.storage_options or None,
-            )
-        except (DeltaError, OSError) as exc:
-            raise LakeError(f"cannot overwrite {table.name}: {exc}") from exc
-
-    def record_once(self, table: TableDef, *, app_id: str, version: int) -> bool:
-        """Record ``(app_id, version)`` in a commit of its own: the data it covers is already there."""
-        return self.append_once(table, table.schema.empty_table(), app_id=app_id, version=version)
-
     def replace_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
         """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, which may be lower than before.
 

@@ -4,8 +4,9 @@ For a first build of a large table, writing through ``write_deltalake`` part by 
 part and, measured on 10M job events, ~2.5 GB of writer memory. Here each partition gets one Parquet file,
 kept open while the parts stream in (a row group per part), so memory stays at one part; ``commit``
 closes the files, reads their footers for the Delta statistics and replaces the table's contents with
-them, with the application transaction, in one commit. Until then nothing is visible; files of a build
-that never commits are unreferenced and go with the next ``VACUUM``. Local lakes only.
+them, with the application transaction, in one commit. Until then nothing is visible; the files of a
+write that is abandoned are deleted (those of a killed process go with the next ``VACUUM``). Local lakes
+only.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class DirectWrite:
         self._files.clear()
 
     def close(self) -> None:
-        """Close files still open (an abandoned write: they stay unreferenced)."""
+        """Abandon what was not committed: close its files and delete them (nothing references them)."""
         for future in self._pending:
             future.cancel()
         for future in self._pending:
@@ -119,6 +120,7 @@ class DirectWrite:
         self._pending = []
         for f in self._files.values():
             f.writer.close()
+            (self._root / f.relative).unlink(missing_ok=True)
         self._files.clear()
 
     def _file(self, values: tuple[object, ...]) -> _File:

@@ -10,6 +10,9 @@ ordered, and the work follows the new data, not the size of bronze.
 Within a range the tables commit in the order quarantine, silver, gold, job events: the history is
 written last, so after a crash the tables still to be written are computed from the history they were
 computed from before. A rerun skips, table by table, what is already there.
+
+A first build (nothing built yet, more than one batch of bronze) takes another path, pipeline/bulk.py:
+bronze read once, folded bucket by bucket, each table written directly and committed once.
 """
 
 from __future__ import annotations
@@ -185,19 +188,11 @@ class Pipeline:
         return max(0, bronze.version() - min(self._processed(t) for t in DERIVED))
 
     def _ranges(
-        self,
-        start: int,
-        target: int,
-        done: dict[str, int],
-        added: dict[int, int],
-        *,
-        rows: int | None = None,
-        versions: int | None = None,
+        self, start: int, target: int, done: dict[str, int], added: dict[int, int]
     ) -> list[tuple[int, int]]:
-        """The bronze version ranges to process, cut at every table's committed position: at most
-        ``versions`` commits and about ``rows`` rows each (the batch sizes by default)."""
+        """The bronze version ranges to process, cut at every table's committed position."""
         ranges, position = [], start
-        rows, versions = rows or self._rows_per_batch, versions or self._versions_per_batch
+        rows, versions = self._rows_per_batch, self._versions_per_batch
         for boundary in sorted({v for v in done.values() if v > position} | {target}):
             while position < boundary:
                 end = _range_end(position, boundary, added, rows=rows, versions=versions)
