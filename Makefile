@@ -18,7 +18,7 @@ $(ECHARTS):
 $(STAMP): pyproject.toml setup.py $(wildcard src/vhlake/native/*.c src/vhlake/native/*.h) $(ECHARTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka,pandas,databricks]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka,pandas,databricks,ml]'
 	touch $(STAMP)
 
 demo: $(STAMP)

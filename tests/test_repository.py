@@ -327,6 +327,8 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     "daily_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
     "category_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
+    "job_features": {"since": date(2026, 10, 1), "until": date(2026, 12, 1), "sample_below": "8000"},
+    "job_count": {"since": date(2026, 10, 1), "until": date(2026, 12, 1)},
 }
 
 

@@ -26,7 +26,7 @@ from vhlake.events.kafka_publisher import KafkaEventPublisher
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ALERT_EVENTS, BRONZE, DATA_QUALITY_METRICS, GOLD, SILVER
+from vhlake.lake.tables import ALERT_EVENTS, BRONZE, DATA_QUALITY_METRICS, GOLD, ML_MODELS, SILVER
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,9 @@ def embedded_log(lake_dir: Path) -> Iterator[EmbeddedLogPublisher]:
 def test_published_events_reach_gold_and_metrics_say_so(
     lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher
 ) -> None:
-    service = Served(lake_dir, tmp_path / "serve.log", None, "--canary-every", "0.5").start()
+    service = Served(
+        lake_dir, tmp_path / "serve.log", None, "--canary-every", "0.5", "--ml-every", "2"
+    ).start()
     try:
         embedded_log.send_batch(live_jobs(0, 300))
         lake = Lake(str(lake_dir))
@@ -181,6 +183,12 @@ def test_published_events_reach_gold_and_metrics_say_so(
             "the alert rules to be evaluated",
         )
         assert rows(lake, ALERT_EVENTS).num_rows > 0
+        # and the models are retrained on theirs: a forecast run and a job detector run (too few jobs)
+        wait_for(
+            lambda: ("vhlake_last_success_timestamp_seconds", (("step", "ml"),)) in service.metrics(),
+            "the models to be retrained",
+        )
+        assert "forecast" in rows(lake, ML_MODELS)["model_type"].to_pylist()
         assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
         quality = rows(lake, DATA_QUALITY_METRICS)
         assert "freshness_p95_s" in quality["metric"].to_pylist()

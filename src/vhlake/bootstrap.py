@@ -187,8 +187,26 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
         options=options,
         canary=canary,
         alerts=build_alert_runner(settings),
+        ml=lambda: run_ml(settings),
     )
     return service, checks
+
+
+def run_ml(settings: Settings) -> str:
+    """Retrain the forecasts and rescore the anomalies (what ``vhlake ml train`` and ``score`` do)."""
+    from vhlake.ml.scoring import score_anomalies
+    from vhlake.ml.training import train_forecasts
+
+    lake, engine = build_lake(settings), build_query_engine(settings)
+    try:
+        trained = train_forecasts(lake, engine)
+        scored = score_anomalies(lake, engine)
+    finally:
+        engine.close()
+    return (
+        f"forecasts {trained.model_version} ({trained.forecast_series} series); "
+        f"{scored.anomalies} anomalous days, {scored.job_anomalies} anomalous jobs ({scored.job_detector})"
+    )
 
 
 def _lake_problem(lake: Lake) -> str | None:

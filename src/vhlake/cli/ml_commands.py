@@ -10,26 +10,40 @@ from vhlake import bootstrap
 from vhlake.cli.output import out
 
 ml_app = typer.Typer(
-    help="Anomaly detection on the daily metrics (forecasts are still to come).", no_args_is_help=True
+    help="Anomaly detection (daily metrics and jobs) and forecasts, into the lake.", no_args_is_help=True
 )
 
 
 @ml_app.command("score")
 def score(
     ctx: typer.Context,
-    days: Annotated[int, typer.Option(help="How many days back to score.", min=8, max=3660)] = 120,
+    days: Annotated[
+        int, typer.Option(help="How many days back to score the daily series.", min=8, max=3660)
+    ] = 120,
+    job_days: Annotated[
+        int, typer.Option(help="Score the jobs created this many days back (and today).", min=0)
+    ] = 1,
+    train_days: Annotated[
+        int, typer.Option(help="Learn normal jobs from this many days (a sample of at most 200k).", min=1)
+    ] = 28,
 ) -> None:
-    """Flag days whose validations, error rate or p95 time leave their robust range (rolling median and
-    MAD over the 28 days before), per marketplace, into the anomalies table."""
+    """Flag anomalies into the anomalies table: days whose validations, error rate or p95 time leave their
+    robust range (rolling median and MAD over the same weekdays before), per marketplace; and jobs far
+    from their K-Means cluster of similar jobs (hour, weekday, size, duration, error rate, load)."""
     settings = ctx.obj
     from vhlake.ml.scoring import score_anomalies
 
     report = score_anomalies(
-        bootstrap.build_lake(settings), bootstrap.build_query_engine(settings), days=days
+        bootstrap.build_lake(settings),
+        bootstrap.build_query_engine(settings),
+        days=days,
+        job_days=job_days,
+        train_days=train_days,
     )
     out.print(
         f"{report.anomalies:,} anomalies in {report.scored:,} scored series-days "
-        f"({report.not_enough_history:,} with not enough history yet)"
+        f"({report.not_enough_history:,} with not enough history yet); "
+        f"{report.job_anomalies:,} anomalous jobs of {report.jobs_scored:,} scored ({report.job_detector})"
     )
 
 

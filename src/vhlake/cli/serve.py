@@ -41,13 +41,20 @@ def serve(
     maintenance_every: Annotated[
         float, typer.Option(help="Seconds between compactions of recent partitions.", min=1)
     ] = 30.0,
+    ml_every: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between retraining the forecasts and rescoring anomalies (first: after 60 s).",
+            min=1,
+        ),
+    ] = 6 * 3600.0,
     log_format: Annotated[str, typer.Option(help="text, or json (one object per line).")] = "text",
 ) -> None:
     """Run continuously: event log → bronze → silver → gold in micro-batches, with metrics.
 
     Ingests from the configured event log (VHLAKE_EVENT_LOG: the embedded log, or Kafka as a member of
     KAFKA_CONSUMER_GROUP), runs the pipeline whenever bronze moves, compacts recent partitions on a
-    schedule and serves the API (/v1/..., API keys from `vhlake keys create`; OpenAPI at /docs),
+    schedule, retrains the forecasts and rescores anomalies (--ml-every) and serves the API (/v1/..., API keys from `vhlake keys create`; OpenAPI at /docs),
     /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
     batches in hand and exits; a restart resumes exactly where the Delta log says.
     """
@@ -59,6 +66,7 @@ def serve(
         trigger_commits=trigger_commits,
         canary_every_s=canary_every,
         maintenance_every_s=maintenance_every,
+        ml_every_s=ml_every,
     )
     serve_forever(ctx.obj, host=host, port=port, options=options)
 

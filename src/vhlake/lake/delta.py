@@ -264,6 +264,7 @@ class Lake:
                 self.ensure(table),
                 data.cast(table.schema),
                 mode="overwrite",
+                schema_mode="overwrite",  # a contract that gained a column replaces the stored schema
                 writer_properties=_writer(table),
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )

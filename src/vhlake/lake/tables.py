@@ -264,17 +264,22 @@ ANOMALIES = TableDef(
         [
             pa.field("marketplace", pa.string(), nullable=False),
             pa.field("date", pa.date32(), nullable=False),
-            pa.field("metric", pa.string(), nullable=False),  # validations | error_rate | p95_processing_time
+            # daily series: validations | error_rate | p95_processing_time; jobs: the feature that stands out
+            pa.field("metric", pa.string(), nullable=False),
             pa.field("observed", pa.float64()),
             pa.field("expected", pa.float64()),
-            pa.field("z_score", pa.float64()),
-            pa.field("detector", pa.string(), nullable=False),
+            pa.field("z_score", pa.float64()),  # jobs: cluster standard deviations out, on the worst feature
+            pa.field("detector", pa.string(), nullable=False),  # mad | kmeans-distance | kmeans-small-cluster
             pa.field("reason", pa.string(), nullable=False),
             pa.field("scored_at", UTC_MICROS, nullable=False),
+            pa.field("job_id", pa.string()),  # the anomalous job (job detector); NULL for a day
         ]
     ),
     partition_by=(),
-    description="Days whose metric left its robust range (rolling median and MAD): observed vs expected, and why.",
+    description=(
+        "Days whose metric left its robust range (rolling median and MAD) and jobs far from their K-Means "
+        "cluster: observed vs expected, and why."
+    ),
 )
 
 PIPELINE_RUNS = TableDef(

@@ -5,7 +5,9 @@ Three threads share a stop event:
 - **pipeline**: runs the incremental pipeline whenever bronze moved (or on the time trigger), records
   freshness and data quality, and compacts recent partitions on a schedule (in this thread, so the
   rewrite never races the pipeline's own MERGEs);
-- **canary** (optional): publishes a marked event every N seconds and measures its lag to gold.
+- **canary** (optional): publishes a marked event every N seconds and measures its lag to gold;
+- **ml** (optional): retrains the forecasts and rescores the anomalies on a schedule (a minute after
+  start, then every ``ml_every_s``).
 Stopping lets each thread finish the batch in hand (every batch commits whole), so a restart resumes
 exactly where the Delta log says. A failing batch is logged, counted and retried with backoff; the
 service stays up.
@@ -46,6 +48,7 @@ class ServiceOptions:
     canary_every_s: float | None = None
     maintenance_every_s: float = 30.0
     sla_s: float = 300.0  # a step without a success for this long counts as late
+    ml_every_s: float = 6 * 3600.0  # forecasts retrained and anomalies rescored this often
 
 
 @dataclass
@@ -78,6 +81,7 @@ class LakeService:
         options: ServiceOptions = ServiceOptions(),
         canary: EventPublisher | None = None,
         alerts: AlertRunner | None = None,
+        ml: Callable[[], str] | None = None,
     ) -> None:
         self._lake = lake
         self._source = source
@@ -86,10 +90,11 @@ class LakeService:
         self._options = options
         self._canary = canary
         self._alerts = alerts
+        self._ml = ml  # trains and scores; returns what it did, for the log
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pending = _Pending()
-        self.steps = {step: StepState() for step in ("ingest", "pipeline", "maintenance", "alerts")}
+        self.steps = {step: StepState() for step in ("ingest", "pipeline", "maintenance", "alerts", "ml")}
         self._threads: list[threading.Thread] = []
         self._last_maintenance = time.monotonic()
 
@@ -102,6 +107,8 @@ class LakeService:
             workers.append(("canary", self._canary_loop))
         if self._alerts is not None:
             workers.append(("alerts", self._alerts_loop))
+        if self._ml is not None:
+            workers.append(("ml", self._ml_loop))
         for name, target in workers:
             thread = threading.Thread(target=target, name=f"vhlake-{name}", daemon=True)
             thread.start()
@@ -209,8 +216,12 @@ class LakeService:
         return {
             step: now - state.last_success
             for step, state in self.steps.items()
-            if state.last_success is not None and now - state.last_success > self._options.sla_s
+            if state.last_success is not None and now - state.last_success > self._sla(step)
         }
+
+    def _sla(self, step: str) -> float:
+        """A scheduled step is late only once its schedule has passed too."""
+        return self._options.sla_s + (self._options.ml_every_s if step == "ml" else 0.0)
 
     def _maintain(self) -> None:
         started = time.perf_counter()
@@ -242,6 +253,21 @@ class LakeService:
             if outcome.error:
                 raise VhlakeError(f"alert {outcome.rule}: {outcome.error}")
         self._succeeded("alerts")
+
+    # -- ml --------------------------------------------------------------------------------------------
+
+    def _ml_loop(self) -> None:
+        """Train and score a minute after start (the pipeline catches up first), then on the schedule."""
+        assert self._ml is not None
+        ml = self._ml
+        delay = min(60.0, self._options.ml_every_s)
+        while not self._stop.wait(delay):
+            self._retrying("ml", lambda: self._run_ml(ml), once=True)
+            delay = self._options.ml_every_s
+
+    def _run_ml(self, ml: Callable[[], str]) -> None:
+        _LOG.info("ml: %s", ml())
+        self._succeeded("ml")
 
     # -- canary ----------------------------------------------------------------------------------------
 
