@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+from deltalake import write_deltalake
 
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, ML_MODELS
+from vhlake.lake.tables import GOLD, ML_MODELS, ML_PREDICTIONS
 from vhlake.ml.training import train_forecasts
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.repository import AnalyticsRepository
@@ -75,6 +76,7 @@ def test_training_forecasts_every_series_with_history_and_records_the_model(lake
     ]
     first = predictions.predictions[0]
     assert first.lower_bound <= first.predicted_validations <= first.upper_bound  # type: ignore[operator]
+    assert first.confidence_level == 0.8  # the bounds' nominal coverage
     assert abs(first.predicted_error_rate - 0.1) < 0.02  # type: ignore[operator]
     weekend = [p.predicted_validations for p in predictions.predictions if p.prediction_date.weekday() >= 5]
     weekdays = [p.predicted_validations for p in predictions.predictions if p.prediction_date.weekday() < 5]
@@ -87,3 +89,19 @@ def test_training_forecasts_every_series_with_history_and_records_the_model(lake
     assert (
         isinstance(newest, Ok) and newest.value.model_version == again.model_version
     )  # the latest version wins
+
+
+def test_predictions_stored_before_confidence_level_existed_gain_the_column(lake: Lake) -> None:
+    gold(lake)
+    old = ML_PREDICTIONS.schema.remove(ML_PREDICTIONS.schema.get_field_index("confidence_level"))
+    write_deltalake(lake.table_uri(ML_PREDICTIONS), old.empty_table(), mode="overwrite")
+    row = {"marketplace": "m", "category": "c", "prediction_date": TODAY, "model_version": "v0",
+           "model_type": "forecast", "trained_at": datetime(2026, 1, 1, tzinfo=UTC),
+           "created_at": datetime(2026, 1, 1, tzinfo=UTC)}  # fmt: skip
+    write_deltalake(lake.table_uri(ML_PREDICTIONS), pa.Table.from_pylist([row], schema=old), mode="append")
+    train_forecasts(lake, DuckDBEngine(lake), today=TODAY)
+    stored = pa.table(lake.open(ML_PREDICTIONS).to_pyarrow_table())  # type: ignore[union-attr]
+    levels = dict(
+        zip(stored["model_version"].to_pylist(), stored["confidence_level"].to_pylist(), strict=False)
+    )
+    assert levels["v0"] is None and {v for k, v in levels.items() if k != "v0"} == {0.8}

@@ -249,7 +249,11 @@ class Lake:
         """A plain append (logs and history rows that need no exactly-once guarantee)."""
         try:
             write_deltalake(
-                self.ensure(table), data.cast(table.schema), mode="append", writer_properties=_writer(table)
+                self.ensure(table),
+                data.cast(table.schema),
+                mode="append",
+                schema_mode="merge",  # a contract that gained a column adds it to the stored schema
+                writer_properties=_writer(table),
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc

@@ -230,6 +230,9 @@ ML_PREDICTIONS = TableDef(
             pa.field("anomaly_score", pa.float64()),
             pa.field("trained_at", UTC_MICROS, nullable=False),
             pa.field("created_at", UTC_MICROS, nullable=False),
+            # the nominal coverage of [lower_bound, upper_bound] (0.8: the day should fall inside 80% of
+            # the time); added after the first release, so older rows may hold NULL
+            pa.field("confidence_level", pa.float64()),
         ]
     ),
     partition_by=(),

@@ -138,6 +138,7 @@ def _rows(
             "predicted_error_rate": error_rate,
             "lower_bound": float(forecast.lower[i]),
             "upper_bound": float(forecast.upper[i]),
+            "confidence_level": forecast.coverage,
             "trained_at": trained_at,
             "created_at": trained_at,
         }

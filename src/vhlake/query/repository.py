@@ -124,6 +124,7 @@ class Prediction(BaseModel):
     predicted_error_rate: float | None
     lower_bound: float | None
     upper_bound: float | None
+    confidence_level: float | None = None  # the nominal coverage of the bounds
     actual_validations: int | None
     actual_error_rate: float | None
     is_anomaly: bool | None

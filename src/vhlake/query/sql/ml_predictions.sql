@@ -13,6 +13,7 @@ SELECT
     p.predicted_error_rate,
     p.lower_bound,
     p.upper_bound,
+    p.confidence_level,
     p.actual_validations,
     p.actual_error_rate,
     p.is_anomaly,
