@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from vhlake.alerts.runner import AlertRunner
     from vhlake.api.app import ApiDeps
     from vhlake.ingest.kafka_source import KafkaIngest
+    from vhlake.lifecycle.maintain import Retention
     from vhlake.query.databricks_engine import DatabricksConfig
     from vhlake.query.engine import QueryEngine
     from vhlake.service.http import Check
@@ -45,6 +47,18 @@ def build_pipeline(settings: Settings) -> Pipeline:
         versions_per_batch=settings.pipeline_versions_per_batch,
         rows_per_batch=settings.pipeline_rows_per_batch,
         build_bucket_rows=settings.pipeline_build_bucket_rows,
+    )
+
+
+def build_retention(settings: Settings, *, vacuum_hours: float | None = None) -> Retention:
+    from vhlake.lifecycle.maintain import Retention
+
+    return Retention(
+        bronze_days=settings.retention_bronze_days,
+        silver_days=settings.retention_silver_days,
+        gold_days=settings.retention_gold_days,
+        vacuum_hours=settings.vacuum_retention_hours if vacuum_hours is None else vacuum_hours,
+        min_vacuum_hours=settings.vacuum_min_retention_hours,
     )
 
 
@@ -188,8 +202,21 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
         canary=canary,
         alerts=build_alert_runner(settings),
         ml=lambda: run_ml(settings),
+        lifecycle=lambda: run_lifecycle(settings),
     )
     return service, checks
+
+
+def run_lifecycle(settings: Settings) -> str:
+    """``vhlake maintain`` over the whole lake; a summary for the log."""
+    from vhlake.lifecycle.maintain import maintain
+
+    reports = maintain(build_lake(settings), build_retention(settings), today=datetime.now(UTC).date())
+    return ", ".join(
+        f"{r.table}: {r.rows_expired} rows expired, {r.files_vacuumed} files vacuumed"
+        + (f" (skipped {'; '.join(r.skipped)})" if r.skipped else "")
+        for r in reports
+    )
 
 
 def run_ml(settings: Settings) -> str:

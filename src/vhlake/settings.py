@@ -127,6 +127,36 @@ class Settings(BaseSettings):
         gt=0,
         description="Events per job bucket of a first build (or full refresh): bounds its memory.",
     )
+    retention_bronze_days: int = Field(
+        default=90,
+        alias="VHLAKE_RETENTION_BRONZE_DAYS",
+        gt=0,
+        description="Days bronze, the rejects and the quarantine keep (vhlake maintain deletes older rows).",
+    )
+    retention_silver_days: int = Field(
+        default=365,
+        alias="VHLAKE_RETENTION_SILVER_DAYS",
+        gt=0,
+        description="Days silver and the job events keep.",
+    )
+    retention_gold_days: int = Field(
+        default=730,
+        alias="VHLAKE_RETENTION_GOLD_DAYS",
+        gt=0,
+        description="Days gold and the ML predictions keep.",
+    )
+    vacuum_retention_hours: float = Field(
+        default=168.0,
+        alias="VHLAKE_VACUUM_RETENTION_HOURS",
+        ge=0,
+        description="Vacuum keeps the files any version of the last this many hours needs (time travel).",
+    )
+    vacuum_min_retention_hours: float = Field(
+        default=168.0,
+        alias="VHLAKE_VACUUM_MIN_RETENTION_HOURS",
+        ge=0,
+        description="vhlake maintain refuses a vacuum retention below this (Delta's own default: 7 days).",
+    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",

@@ -48,6 +48,12 @@ def serve(
             min=1,
         ),
     ] = 6 * 3600.0,
+    lifecycle_every: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between runs of `vhlake maintain` (retention, vacuum...) in the service.", min=1
+        ),
+    ] = 24 * 3600.0,
     log_format: Annotated[str, typer.Option(help="text, or json (one object per line).")] = "text",
 ) -> None:
     """Run continuously: event log → bronze → silver → gold in micro-batches, with metrics.
@@ -67,6 +73,7 @@ def serve(
         canary_every_s=canary_every,
         maintenance_every_s=maintenance_every,
         ml_every_s=ml_every,
+        lifecycle_every_s=lifecycle_every,
     )
     serve_forever(ctx.obj, host=host, port=port, options=options)
 

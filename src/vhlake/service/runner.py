@@ -49,6 +49,7 @@ class ServiceOptions:
     maintenance_every_s: float = 30.0
     sla_s: float = 300.0  # a step without a success for this long counts as late
     ml_every_s: float = 6 * 3600.0  # forecasts retrained and anomalies rescored this often
+    lifecycle_every_s: float = 24 * 3600.0  # retention, compaction, Z-order, vacuum, checkpoints
 
 
 @dataclass
@@ -82,6 +83,7 @@ class LakeService:
         canary: EventPublisher | None = None,
         alerts: AlertRunner | None = None,
         ml: Callable[[], str] | None = None,
+        lifecycle: Callable[[], str] | None = None,
     ) -> None:
         self._lake = lake
         self._source = source
@@ -91,12 +93,15 @@ class LakeService:
         self._canary = canary
         self._alerts = alerts
         self._ml = ml  # trains and scores; returns what it did, for the log
+        self._lifecycle = lifecycle  # vhlake maintain; returns what it did
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pending = _Pending()
-        self.steps = {step: StepState() for step in ("ingest", "pipeline", "maintenance", "alerts", "ml")}
+        self.steps = {
+            step: StepState() for step in ("ingest", "pipeline", "maintenance", "lifecycle", "alerts", "ml")
+        }
         self._threads: list[threading.Thread] = []
-        self._last_maintenance = time.monotonic()
+        self._last_maintenance = self._last_lifecycle = time.monotonic()
 
     def start(self) -> None:
         workers: list[tuple[str, Callable[[], None]]] = [
@@ -160,6 +165,11 @@ class LakeService:
             self._retrying("pipeline", self._run_pipeline, once=True)
             if time.monotonic() - self._last_maintenance >= self._options.maintenance_every_s:
                 self._retrying("maintenance", self._maintain, once=True)
+            if (
+                self._lifecycle is not None
+                and time.monotonic() - self._last_lifecycle >= self._options.lifecycle_every_s
+            ):
+                self._retrying("lifecycle", self._run_lifecycle, once=True)
 
     def _due(self) -> bool:
         """Run now? When the time trigger passed, or enough commits wait (and on idle checks, to catch
@@ -221,7 +231,8 @@ class LakeService:
 
     def _sla(self, step: str) -> float:
         """A scheduled step is late only once its schedule has passed too."""
-        return self._options.sla_s + (self._options.ml_every_s if step == "ml" else 0.0)
+        scheduled = {"ml": self._options.ml_every_s, "lifecycle": self._options.lifecycle_every_s}
+        return self._options.sla_s + scheduled.get(step, 0.0)
 
     def _maintain(self) -> None:
         started = time.perf_counter()
@@ -234,6 +245,14 @@ class LakeService:
             "compacted recent partitions",
             extra={"removed": outcome.files_removed, "added": outcome.files_added},
         )
+
+    def _run_lifecycle(self) -> None:
+        """Retention and the rest of ``vhlake maintain``, here between two pipeline runs: it never races
+        the pipeline's MERGEs."""
+        assert self._lifecycle is not None
+        self._last_lifecycle = time.monotonic()
+        _LOG.info("lifecycle: %s", self._lifecycle())
+        self._succeeded("lifecycle")
 
     # -- alerts ----------------------------------------------------------------------------------------
 

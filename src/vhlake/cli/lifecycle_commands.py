@@ -1,0 +1,49 @@
+"""``vhlake maintain``: retention, compaction, Z-order, vacuum and checkpoints across the lake."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+
+from vhlake import bootstrap
+from vhlake.cli.output import err, out, print_table
+
+
+def maintain(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Count what would be removed (rows, files, bytes); change nothing."),
+    ] = False,
+    vacuum_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Keep the files of the versions of the last H hours (default VHLAKE_VACUUM_RETENTION_HOURS, "
+            "168); refused below VHLAKE_VACUUM_MIN_RETENTION_HOURS.",
+            min=0,
+        ),
+    ] = None,
+) -> None:
+    """Apply retention (bronze, rejects, quarantine 90 days; silver and job events 1 year; gold and
+    predictions 2 years: VHLAKE_RETENTION_*_DAYS), compact small files, Z-order gold and yesterday's
+    silver, vacuum unreferenced files and checkpoint every table.
+
+    Safe while `vhlake serve` writes: a step that conflicts with another writer is retried on the new
+    version, then skipped and reported. `vhlake serve` runs it daily (--lifecycle-every).
+    """
+    from vhlake.lifecycle.maintain import maintain as run_maintain
+
+    settings = ctx.obj
+    reports = run_maintain(
+        bootstrap.build_lake(settings),
+        bootstrap.build_retention(settings, vacuum_hours=vacuum_hours),
+        today=datetime.now(UTC).date(),
+        dry_run=dry_run,
+        on_table=lambda name: err.print(f"[dim]{name}…[/dim]"),
+    )
+    rows = [asdict(r) | {"skipped": "; ".join(r.skipped)} for r in reports]
+    print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)

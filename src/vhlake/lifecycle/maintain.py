@@ -1,0 +1,203 @@
+"""``vhlake maintain``: retention by partition, compaction, Z-order, vacuum and checkpoints, per table.
+
+Retention follows DESIGN.md's tiers (bronze, rejects and quarantine 90 days; silver and the job events 1
+year; gold and predictions 2 years; each a setting): rows older than the cutoff are deleted by their
+date column, a commit like any other (readers and the change data feed see a delete, never a gap in
+what they already read). Compaction rewrites small files into large ones, Z-order clusters gold and the
+last complete day of silver by the columns queries filter on, vacuum removes the files no version within
+the vacuum retention needs (never less than the configured minimum, so a reader or a time-travel query
+inside it always finds its files), and a checkpoint keeps opening each table cheap.
+
+Every step is a Delta commit that may meet a concurrent writer (the pipeline MERGEs into silver and gold,
+the service compacts): Delta refuses the second commit instead of corrupting, and the step is retried on
+the new version a few times, then skipped and reported, never failing anything else. Inside ``vhlake
+serve`` it runs in the pipeline's own thread, between two runs, so it never races the pipeline at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+
+from vhlake.errors import ConfigError
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import (
+    BRONZE,
+    GOLD,
+    JOB_EVENTS,
+    ML_PREDICTIONS,
+    QUARANTINE,
+    REJECTED,
+    SILVER,
+    TableDef,
+)
+
+# Columns queries filter on within a partition: Z-order clusters files by them (gold: the dashboard and
+# the API ask for a marketplace, sometimes a category, over a range of dates).
+Z_ORDER: dict[str, tuple[str, ...]] = {
+    GOLD.name: ("marketplace", "category", "date"),
+    SILVER.name: ("status", "created_at"),
+}
+_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days each tier keeps (DESIGN.md), and the vacuum's retention and its floor, in hours."""
+
+    bronze_days: int = 90
+    silver_days: int = 365
+    gold_days: int = 730
+    vacuum_hours: float = 168.0
+    min_vacuum_hours: float = 168.0
+
+    def tables(self) -> list[tuple[TableDef, str, int]]:
+        """(table, the date column its age is measured on, days kept)."""
+        return [
+            (BRONZE, "event_date", self.bronze_days),
+            (REJECTED, "ingestion_date", self.bronze_days),
+            (QUARANTINE, "ingestion_date", self.bronze_days),
+            (SILVER, "created_date", self.silver_days),
+            (JOB_EVENTS, "job_date", self.silver_days),
+            (GOLD, "date", self.gold_days),
+            (ML_PREDICTIONS, "prediction_date", self.gold_days),
+        ]
+
+
+@dataclass
+class TableReport:
+    table: str
+    rows_expired: int = 0
+    files_compacted: int = 0
+    files_written: int = 0
+    files_z_ordered: int = 0
+    files_vacuumed: int = 0
+    bytes_vacuumed: int = 0
+    checkpoint: bool = False
+    skipped: list[str] = field(default_factory=list)  # steps given up after conflicts, and why
+
+
+def maintain(
+    lake: Lake,
+    retention: Retention,
+    *,
+    today: date,
+    dry_run: bool = False,
+    on_table: Callable[[str], None] | None = None,
+) -> list[TableReport]:
+    """Run every step on every table that exists; with ``dry_run``, only count what would go."""
+    if retention.vacuum_hours < retention.min_vacuum_hours:
+        raise ConfigError(
+            f"vacuum retention {retention.vacuum_hours:g} h is below the minimum of "
+            f"{retention.min_vacuum_hours:g} h: readers and time travel inside it would lose their files"
+        )
+    reports = []
+    for table, column, days in retention.tables():
+        if lake.open(table) is None:
+            continue
+        if on_table is not None:
+            on_table(table.name)
+        reports.append(
+            _maintain_table(lake, table, column, today - timedelta(days=days), retention, today, dry_run)
+        )
+    return reports
+
+
+def _maintain_table(
+    lake: Lake, table: TableDef, column: str, cutoff: date, retention: Retention, today: date, dry_run: bool
+) -> TableReport:
+    report = TableReport(table.name)
+    _step(
+        lake, table, report, "retention", lambda d: _expire(lake, d, table, column, cutoff, report, dry_run)
+    )
+    if not dry_run:
+        _step(lake, table, report, "compaction", lambda d: _compact(d, report))
+        if table.name in Z_ORDER:
+            _step(lake, table, report, "z-order", lambda d: _z_order(d, table, today, report))
+    _step(lake, table, report, "vacuum", lambda d: _vacuum(lake, d, table, retention, report, dry_run))
+    if not dry_run:
+        _step(lake, table, report, "checkpoint", lambda d: _checkpoint(d, report))
+    return report
+
+
+def _step(
+    lake: Lake, table: TableDef, report: TableReport, name: str, work: Callable[[DeltaTable], None]
+) -> None:
+    """``work`` on the latest version; a conflicting commit is retried on the next one, then skipped."""
+    for attempt in range(_ATTEMPTS):
+        delta = lake.open(table)
+        assert delta is not None
+        delta.update_incremental()
+        try:
+            work(delta)
+            return
+        except CommitFailedError as exc:
+            if attempt == _ATTEMPTS - 1:
+                report.skipped.append(f"{name}: kept conflicting with another writer ({exc})")
+            time.sleep(0.2 * 2**attempt)
+
+
+def _expire(
+    lake: Lake,
+    delta: DeltaTable,
+    table: TableDef,
+    column: str,
+    cutoff: date,
+    report: TableReport,
+    dry_run: bool,
+) -> None:
+    if dry_run:
+        report.rows_expired = lake.dataset(table).count_rows(filter=ds.field(column) < cutoff)
+        return
+    # delta-rs takes the predicate as text; the value is a date we computed, never user input
+    metrics = delta.delete(f"{column} < '{cutoff.isoformat()}'")
+    report.rows_expired = int(metrics.get("num_deleted_rows", 0))
+
+
+def _compact(delta: DeltaTable, report: TableReport) -> None:
+    metrics = delta.optimize.compact()
+    report.files_compacted += int(metrics.get("numFilesRemoved", 0))
+    report.files_written += int(metrics.get("numFilesAdded", 0))
+
+
+def _z_order(delta: DeltaTable, table: TableDef, today: date, report: TableReport) -> None:
+    """Gold whole (it is small); silver's last complete day only (each day once, when it is final)."""
+    filters: Any = None
+    if table is SILVER:
+        filters = [("created_date", "=", (today - timedelta(days=1)).isoformat())]
+    try:
+        metrics = delta.optimize.z_order(list(Z_ORDER[table.name]), partition_filters=filters)
+    except Exception as exc:  # a day without a partition yet: nothing to order
+        if "partition" in str(exc).lower():
+            return
+        raise
+    report.files_z_ordered += int(metrics.get("numFilesAdded", 0))
+
+
+def _vacuum(
+    lake: Lake, delta: DeltaTable, table: TableDef, retention: Retention, report: TableReport, dry_run: bool
+) -> None:
+    files = delta.vacuum(
+        retention_hours=int(retention.vacuum_hours), dry_run=True, enforce_retention_duration=False
+    )
+    report.files_vacuumed = len(files)
+    if lake.is_local:
+        root = Path(lake.table_uri(table))
+        report.bytes_vacuumed = sum((root / f).stat().st_size for f in files if (root / f).exists())
+    if not dry_run and files:
+        delta.vacuum(
+            retention_hours=int(retention.vacuum_hours), dry_run=False, enforce_retention_duration=False
+        )
+
+
+def _checkpoint(delta: DeltaTable, report: TableReport) -> None:
+    delta.create_checkpoint()
+    report.checkpoint = True
