@@ -19,7 +19,7 @@ from vhlake import bootstrap
 from vhlake.cli.alerts_commands import alerts_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
-from vhlake.cli.lifecycle_commands import maintain
+from vhlake.cli.lifecycle_commands import forget, maintain
 from vhlake.cli.ml_commands import ml_app
 from vhlake.cli.output import (
     OutputFormat,
@@ -60,6 +60,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(ml_app, name="ml")
 app.command()(maintain)
+app.command()(forget)
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -47,3 +47,45 @@ def maintain(
     )
     rows = [asdict(r) | {"skipped": "; ".join(r.skipped)} for r in reports]
     print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)
+
+
+def forget(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Option("--user-id", help="The user whose data goes.", show_default=False)],
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="Also remove the old files and change data that still hold it (no time travel back).",
+        ),
+    ] = False,
+    requested_by: Annotated[
+        str, typer.Option(help="Who asked (kept in audit_log with the counts, never the user id).")
+    ] = "cli",
+) -> None:
+    """Erase a user (LGPD/GDPR): every row of the user and of the user's jobs in bronze, rejects,
+    quarantine, job events and silver, the records in the embedded event log, and the gold groups
+    recomputed; the evidence (who, when, rows and versions per table, sha256 of the user id) goes to
+    audit_log."""
+    from vhlake.lifecycle.erasure import forget_user
+
+    settings = ctx.obj
+    log_path = bootstrap.event_log_path(settings) if settings.event_log == "embedded" else None
+    log = bootstrap.open_event_log(settings) if log_path is not None and log_path.exists() else None
+    try:
+        report = forget_user(
+            bootstrap.build_lake(settings),
+            bootstrap.build_pipeline(settings),
+            user_id,
+            requested_by=requested_by,
+            event_log=log,
+            vacuum=vacuum,
+        )
+    finally:
+        if log is not None:
+            log.close()
+    removed = ", ".join(f"{table}: {rows:,}" for table, rows in report.rows.items() if rows) or "nothing"
+    out.print(
+        f"forgot user (sha256 {report.subject_sha256[:12]}…): {removed}; {report.gold_groups} gold groups "
+        f"recomputed; {report.log_records} event log records; {report.vacuumed_files} files vacuumed"
+    )

@@ -60,16 +60,36 @@ class EmbeddedEventLog:
         now_ms = int(time.time() * 1000)
         rows = [(None if keys is None else keys[i], value, now_ms) for i, value in enumerate(values)]
         with immediate_transaction(self._db, error=PublishError, what=f"the event log at {self.path}"):
-            (before,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+            before = self._last_offset()
             self._db.executemany("INSERT INTO records (key, value, published_at_ms) VALUES (?, ?, ?)", rows)
-            (after,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
+            after = self._last_offset()
         # One writer at a time (BEGIN IMMEDIATE): our rows are exactly (before, after].
         return list(range(before + 1, after + 1))
 
     def end_offset(self) -> int:
-        """The offset of the newest record (0 when the log is empty)."""
-        (last,) = self._db.execute('SELECT coalesce(max("offset"), 0) FROM records').fetchone()
-        return int(last)
+        """The offset of the newest record ever appended (0 when none was), forgotten ones included."""
+        return self._last_offset()
+
+    def _last_offset(self) -> int:
+        # AUTOINCREMENT's counter, not max(offset): records a user had erased leave gaps, never reuse
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def forget(self, *, user_id: str, job_ids: Sequence[str]) -> int:
+        """Delete the records of a user: those whose JSON names ``user_id``, and those keyed by one of
+        ``job_ids`` (a job's events may omit the user). Offsets are never reused, so readers skip the gap.
+        Returns how many records went."""
+        with immediate_transaction(self._db, error=PublishError, what=f"the event log at {self.path}"):
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS forgotten_jobs (job_id TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM forgotten_jobs")
+            self._db.executemany("INSERT OR IGNORE INTO forgotten_jobs VALUES (?)", [(j,) for j in job_ids])
+            cursor = self._db.execute(
+                "DELETE FROM records WHERE key IN (SELECT job_id FROM forgotten_jobs) OR "
+                "(CASE WHEN json_valid(CAST(value AS TEXT)) "
+                "THEN json_extract(CAST(value AS TEXT), '$.user_id') END) = ?",
+                (user_id,),
+            )
+            return int(cursor.rowcount)
 
     def read(self, after: int, max_records: int, *, up_to: int | None = None) -> LogRange:
         """Up to ``max_records`` records with offsets in ``(after, up_to]``, oldest first."""

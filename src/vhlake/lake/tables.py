@@ -23,6 +23,8 @@ class TableDef:
     opaque_columns: tuple[str, ...] = ()
     # Parquet codec: zstd (level 1) by default; lz4 where write speed matters more than size.
     compression: str = "zstd"
+    # Columns the contract gained after tables were first written: older files lack them (NULL there).
+    added_columns: tuple[str, ...] = ()
 
     @property
     def relative_path(self) -> str:
@@ -235,6 +237,7 @@ ML_PREDICTIONS = TableDef(
             pa.field("confidence_level", pa.float64()),
         ]
     ),
+    added_columns=("confidence_level",),
     partition_by=(),
     description=(
         "One row per (marketplace, category, prediction_date, model_version): forecasts of daily validations "
@@ -278,6 +281,7 @@ ANOMALIES = TableDef(
             pa.field("job_id", pa.string()),  # the anomalous job (job detector); NULL for a day
         ]
     ),
+    added_columns=("job_id",),
     partition_by=(),
     description=(
         "Days whose metric left its robust range (rolling median and MAD) and jobs far from their K-Means "
@@ -362,11 +366,14 @@ AUDIT_LOG = TableDef(
             pa.field("route", pa.string(), nullable=False),
             pa.field("status", pa.int32(), nullable=False),
             pa.field("audit_date", pa.date32(), nullable=False),
+            # JSON evidence of an operation (an erasure: rows removed and versions written per table)
+            pa.field("details", pa.string()),
         ]
     ),
+    added_columns=("details",),
     partition_by=("audit_date",),
     configuration=STREAMED_LOG,
-    description="One row per API request: which key, which route, what status.",
+    description="One row per API request (which key, which route, what status) and per erasure request.",
 )
 
 ALERT_EVENTS = TableDef(

@@ -473,6 +473,21 @@ class Pipeline:
         where = None if dates is None else ("job_date", dates)
         table_relation(self._con, self._lake, JOB_EVENTS, where=where).create_view("job_events", replace=True)
 
+    def recompute_gold(self, jobs: pa.Table, *, app_id: str) -> int:
+        """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
+        category) from silver as it is now: after rows left silver other than through the pipeline (an
+        erasure). Returns the number of groups."""
+        groups = _groups(jobs)
+        self._lake.upsert_once(
+            GOLD,
+            self._gold_rows(groups, datetime.now(UTC)),
+            keys=GOLD_KEYS,
+            app_id=app_id,
+            version=0,
+            delete_flag="_deleted",
+        )
+        return int(groups.num_rows)
+
     def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
         """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
         if groups.num_rows == 0:

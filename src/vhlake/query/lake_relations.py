@@ -15,7 +15,13 @@ import pyarrow as pa
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import TableDef
 
-_DUCKDB_TYPES = {pa.date32(): "DATE", pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT"}
+_DUCKDB_TYPES = {
+    pa.date32(): "DATE",
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+}
 
 
 def table_relation(
@@ -33,12 +39,16 @@ def table_relation(
         return con.from_arrow(lake.dataset(table, version=version))
     if not files:
         return con.from_arrow(table.schema.empty_table())
-    relation = con.read_parquet(files, hive_partitioning=True)
+    # A contract that gained columns reads its files by column name (older files lack the new ones).
+    relation = con.read_parquet(files, hive_partitioning=True, union_by_name=bool(table.added_columns))
+    present = set(relation.columns)
     # Partition values come from the paths, where DuckDB guesses their type: cast them to the contract's.
     columns = [
         f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"'
         if f.name in table.partition_by
         else f'"{f.name}"'
+        if f.name in present
+        else f'CAST(NULL AS {_DUCKDB_TYPES.get(f.type, "VARCHAR")}) AS "{f.name}"'
         for f in table.schema
     ]
     return relation.project(", ".join(columns))
