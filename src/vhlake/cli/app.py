@@ -19,7 +19,7 @@ from vhlake import bootstrap
 from vhlake.cli.alerts_commands import alerts_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
-from vhlake.cli.lifecycle_commands import forget, maintain
+from vhlake.cli.lifecycle_commands import forget, history, lineage, maintain
 from vhlake.cli.ml_commands import ml_app
 from vhlake.cli.output import (
     OutputFormat,
@@ -61,6 +61,8 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(ml_app, name="ml")
 app.command()(maintain)
 app.command()(forget)
+app.command()(lineage)
+app.command()(history)
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -185,11 +187,26 @@ def query(
 
 
 @app.command()
-def tables(ctx: typer.Context) -> None:
-    """List the lake's tables: rows, Delta version, files and size."""
-    from vhlake.lake.inventory import table_inventory
+def tables(
+    ctx: typer.Context,
+    sizes: Annotated[
+        bool, typer.Option("--sizes", help="Per partition: files, rows, bytes, and the growth per day.")
+    ] = False,
+) -> None:
+    """List the lake's tables: rows, Delta version, files and size (--sizes: per layer and partition)."""
+    from vhlake.lake.inventory import daily_growth, partition_sizes, table_inventory
 
-    print_table(out, table_inventory(bootstrap.build_lake(_settings(ctx)), ALL_TABLES), max_rows=1000)
+    lake = bootstrap.build_lake(_settings(ctx))
+    print_table(out, table_inventory(lake, ALL_TABLES), max_rows=1000)
+    if not sizes:
+        return
+    for table in ALL_TABLES:
+        parts = partition_sizes(lake, table)
+        if parts.num_rows == 0:
+            continue
+        growth = daily_growth(parts)
+        per_day = f", {growth / 2**20:,.1f} MiB a day over the last 7 days" if growth is not None else ""
+        print_table(out, parts, max_rows=40, title=f"{table.layer}/{table.name}{per_day}")
 
 
 schema_app = typer.Typer(

@@ -11,6 +11,7 @@ import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import err, out, print_table
+from vhlake.lake.tables import ALL_TABLES, TableDef
 
 
 def maintain(
@@ -89,3 +90,38 @@ def forget(
         f"forgot user (sha256 {report.subject_sha256[:12]}…): {removed}; {report.gold_groups} gold groups "
         f"recomputed; {report.log_records} event log records; {report.vacuumed_files} files vacuumed"
     )
+
+
+TableName = Annotated[
+    str, typer.Argument(help="A table name, e.g. validation_results_silver (see vhlake tables).")
+]
+
+
+def lineage(ctx: typer.Context, table: TableName) -> None:
+    """Where a table's data comes from, what reads it, and what last wrote it (Delta history and, for the
+    pipeline's tables, the run and the bronze versions it covered)."""
+    from vhlake.lifecycle.lineage import lineage as table_lineage
+
+    out.print_json(data=table_lineage(bootstrap.build_lake(ctx.obj), _table(table)))
+
+
+def history(
+    ctx: typer.Context,
+    table: TableName,
+    limit: Annotated[int, typer.Option(help="The newest this many commits.", min=1)] = 20,
+) -> None:
+    """A table's Delta history: version, when, operation, parameters and metrics."""
+    from vhlake.lifecycle.lineage import history as table_history
+
+    print_table(out, table_history(bootstrap.build_lake(ctx.obj), _table(table), limit=limit), max_rows=limit)
+
+
+def _table(name: str) -> TableDef:
+    from vhlake.lifecycle.lineage import table_named
+
+    try:
+        return table_named(name)
+    except KeyError:
+        known = ", ".join(t.name for t in ALL_TABLES)
+        err.print(f"error: no table {name!r}; the lake's tables: {known}")
+        raise typer.Exit(2) from None

@@ -48,3 +48,44 @@ def _sum(actions: pa.Table, column: str) -> int:
         return 0
     total = pc.sum(actions[column]).as_py()
     return int(total or 0)
+
+
+def partition_sizes(lake: Lake, table: TableDef) -> pa.Table:
+    """One row per partition of ``table``: its values, files, rows and bytes (from the Delta log)."""
+    delta = lake.open(table)
+    columns = [f"partition.{name}" for name in table.partition_by]
+    if delta is None:
+        return pa.table({"partition": pa.array([], pa.string())})
+    actions = pa.table(delta.get_add_actions(flatten=True))
+    if not columns:
+        actions = actions.append_column(
+            "partition.none", pa.repeat(pa.scalar("(whole table)"), actions.num_rows)
+        )
+        columns = ["partition.none"]
+    grouped = actions.group_by(columns).aggregate(
+        [("path", "count"), ("num_records", "sum"), ("size_bytes", "sum")]
+    )
+    texts = [pc.cast(grouped[c], pa.string()) for c in columns]
+    label = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "/")
+    sizes = pa.table(
+        {
+            "partition": label,
+            "files": grouped["path_count"],
+            "rows": grouped["num_records_sum"],
+            "size_bytes": grouped["size_bytes_sum"],
+        }
+    )
+    return sizes.sort_by([("partition", "ascending")])
+
+
+def daily_growth(sizes: pa.Table, *, days: int = 7) -> float | None:
+    """Average bytes a day over the last ``days`` date partitions (partitions named by a date first)."""
+    dated = sizes.filter(pc.match_substring_regex(sizes["partition"], r"^\d{4}-\d{2}-\d{2}"))
+    if dated.num_rows == 0:
+        return None
+    day = pc.utf8_slice_codeunits(dated["partition"], 0, 10)
+    per_day = (
+        pa.table({"day": day, "bytes": dated["size_bytes"]}).group_by("day").aggregate([("bytes", "sum")])
+    )
+    recent = per_day.sort_by([("day", "descending")]).slice(0, days)
+    return float(pc.mean(recent["bytes_sum"]).as_py())
