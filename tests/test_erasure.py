@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 from conftest import build_analytics_lake, make_event, write_lines
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.ingest.bronze import BronzeIngestor
-from vhlake.lake.tables import AUDIT_LOG, GOLD, SILVER
+from vhlake.lake.tables import AUDIT_LOG, BRONZE, GOLD, SILVER
 from vhlake.lifecycle.erasure import forget_user
 from vhlake.pipeline.gold import daily_metrics
 from vhlake.pipeline.runner import Pipeline
@@ -79,6 +79,16 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     [record] = [r for r in evidence if r["method"] == "FORGET"]
     assert record["key_id"] == "dpo" and user not in record["details"]
     assert json.loads(record["details"])["rows_removed"]["validation_results_silver"] == jobs.num_rows
+    change_data = Path(lake.table_uri(BRONZE)) / "_change_data"  # what the deletes themselves recorded
+    left = (
+        duckdb.sql(
+            "SELECT count(*) FROM read_parquet($files, union_by_name = true) WHERE user_id = $u",
+            params={"files": [str(f) for f in change_data.rglob("*.parquet")] or [""], "u": user},
+        )
+        if list(change_data.rglob("*.parquet"))
+        else None
+    )
+    assert left is None or left.fetchall() == [(0,)]
     before = DeltaTable(lake.table_uri(SILVER), version=1)  # the pipeline's first silver, with the user
     with pytest.raises(OSError):  # vacuumed: the files of the versions that held the user are gone
         before.to_pyarrow_table()

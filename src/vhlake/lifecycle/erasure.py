@@ -25,6 +25,9 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as fs
+import pyarrow.parquet as pq
+from deltalake.fs import DeltaStorageHandler
 
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.lake.delta import Lake
@@ -71,7 +74,7 @@ def forget_user(
     if event_log is not None:
         report.log_records = event_log.forget(user_id=user_id, job_ids=jobs["job_id"].to_pylist())
     if vacuum:
-        report.vacuumed_files = _vacuum(lake)
+        report.vacuumed_files = _vacuum(lake) + _purge_change_data(lake, user_id, jobs["job_id"])
     _record(lake, report, requested_by)
     return report
 
@@ -116,6 +119,36 @@ def _vacuum(lake: Lake) -> int:
         if delta is not None:
             removed += len(delta.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False))
     return removed
+
+
+def _purge_change_data(lake: Lake, user_id: str, jobs: pa.ChunkedArray) -> int:
+    """Delete the change data files that hold the user's rows. The deletes above wrote them (Delta's change
+    data feed records what a delete removed), and vacuum leaves change data alone. The pipeline read
+    every bronze commit first, so nothing still needs them."""
+    removed = 0
+    for table in (*_BY_USER_AND_JOB, REJECTED):
+        if lake.open(table) is None:
+            continue
+        store = fs.PyFileSystem(DeltaStorageHandler(lake.table_uri(table), lake.storage_options or None))
+        found = store.get_file_info(fs.FileSelector("_change_data", recursive=True, allow_not_found=True))
+        for info in found:
+            if info.is_file and info.path.endswith(".parquet") and _holds(store, info.path, user_id, jobs):
+                store.delete_file(info.path)
+                removed += 1
+    return removed
+
+
+def _holds(store: fs.FileSystem, path: str, user_id: str, jobs: pa.ChunkedArray) -> bool:
+    columns = pq.read_schema(path, filesystem=store).names
+    if "user_id" not in columns:  # the rejects: the raw line
+        raw = pc.cast(pq.read_table(path, filesystem=store, columns=["raw"])["raw"], pa.large_string())
+        return bool(pc.any(pc.match_substring(raw, json.dumps(user_id))).as_py())
+    rows = pq.read_table(
+        path, filesystem=store, columns=["user_id", "job_id"]
+    )  # delta-rs writes string views
+    users, job_ids = (pc.cast(rows[c], pa.string()) for c in ("user_id", "job_id"))
+    known = pc.cast(jobs.combine_chunks(), pa.string())
+    return bool(pc.any(pc.or_(pc.equal(users, user_id), pc.is_in(job_ids, value_set=known))).as_py())
 
 
 def _record(lake: Lake, report: ErasureReport, requested_by: str) -> None:
