@@ -150,3 +150,32 @@ def test_ingest_pipeline_query_and_maintenance_on_s3(
     cutoff = TODAY - timedelta(days=10)
     assert per_day(lake, BRONZE, "event_date") == {d: n for d, n in before.items() if d >= cutoff}
     assert done[BRONZE.name].rows_expired == sum(n for d, n in before.items() if d < cutoff) > 0
+
+
+def test_forget_on_s3_leaves_no_row_of_the_user(
+    s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vhlake.lifecycle.erasure import forget_user
+    from vhlake.query.duckdb_engine import DuckDBEngine
+
+    for name, value in {**s3.env, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}.items():
+        monkeypatch.setenv(name, value)
+    lake = Lake(f"s3://{s3.create_bucket('forget-test')}/vhlake")
+    feed = tmp_path / "feed.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=600, seed=6)), feed)
+    BronzeIngestor(lake, source_system="test", batch_bytes=64 * 1024).ingest_file(feed)
+    pipeline = Pipeline(lake)
+    pipeline.run()
+    user = (
+        DuckDBEngine(lake).execute("SELECT min(user_id) AS u FROM validation_results_silver")["u"][0].as_py()
+    )
+    report = forget_user(lake, pipeline, user, requested_by="test", vacuum=True)
+    assert report.rows[SILVER.name] > 0 and report.rows[BRONZE.name] > 0
+    engine = DuckDBEngine(lake)
+    for table in ("validation_events_bronze", "validation_job_events", "validation_results_silver"):
+        assert (
+            engine.execute(f"SELECT count(*) AS n FROM {table} WHERE user_id = $u", {"u": user})["n"][
+                0
+            ].as_py()
+            == 0
+        )

@@ -16,6 +16,7 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as fs
 from deltalake import (
     ColumnProperties,
     CommitProperties,
@@ -25,6 +26,7 @@ from deltalake import (
     write_deltalake,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
 
 from vhlake.errors import LakeError
 from vhlake.lake.tables import TableDef
@@ -190,17 +192,28 @@ class Lake:
         delta = self._at(table, version)
         if delta is None:
             return ds.dataset(table.schema.empty_table())
-        if not self.is_local:
-            return delta.to_pyarrow_dataset()
         partitioning = ds.partitioning(
             pa.schema([table.schema.field(name) for name in table.partition_by]), flavor="hive"
         )
+        if self.is_local:
+            return ds.dataset(
+                delta.file_uris(),
+                schema=table.schema,
+                format="parquet",
+                partitioning=partitioning,
+                partition_base_dir=self.table_uri(table),
+            )
+        # An object store, through delta-rs's own file system (the same credentials and endpoint); the
+        # contract's schema, not the files' (delta-rs writes string views, which filters cannot compare
+        # with a plain string).
+        root = self.table_uri(table).rstrip("/") + "/"
+        store = fs.PyFileSystem(DeltaStorageHandler(root, self.storage_options or None))
         return ds.dataset(
-            delta.file_uris(),
+            [uri.removeprefix(root) for uri in delta.file_uris()],
             schema=table.schema,
             format="parquet",
+            filesystem=store,
             partitioning=partitioning,
-            partition_base_dir=self.table_uri(table),
         )
 
     def local_files(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import TableDef
@@ -36,7 +37,12 @@ def table_relation(
     when given), in its contract's column order; a table not written yet is empty with its columns."""
     files = lake.local_files(table, where=where, version=version)
     if files is None:
-        return con.from_arrow(lake.dataset(table, version=version))
+        # An object store: read through pyarrow (DuckDB's S3 reader is an extension it would download).
+        # Read whole (the partitions asked for): delta-rs writes string views, and a filter DuckDB pushed
+        # into the scan would compare them with plain strings, which pyarrow cannot.
+        dataset = lake.dataset(table, version=version)
+        wanted = None if where is None else ds.field(where[0]).isin(list(where[1]))
+        return con.from_arrow(dataset.to_table(filter=wanted))
     if not files:
         return con.from_arrow(table.schema.empty_table())
     # A contract that gained columns reads its files by column name (older files lack the new ones).
