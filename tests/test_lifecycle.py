@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from conftest import build_analytics_lake
 from servers import MotoS3
+from test_pipeline_properties import comparable
 from vhlake.errors import ConfigError
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
@@ -85,14 +85,6 @@ def test_vacuum_never_removes_files_a_current_version_needs(lake: Lake) -> None:
 def test_a_vacuum_below_the_minimum_is_refused(lake: Lake) -> None:
     with pytest.raises(ConfigError, match="below the minimum"):
         maintain(lake, Retention(vacuum_hours=1), today=TODAY)
-
-
-def comparable(lake: Lake) -> tuple[list[dict[str, Any]], ...]:
-    out = []
-    for table, keys in ((SILVER, ["job_id"]), (GOLD, ["date", "marketplace", "category"])):
-        rows = pa.table(lake.open(table).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
-        out.append(rows.sort_by([(k, "ascending") for k in keys]).to_pylist())
-    return tuple(out)
 
 
 def test_maintenance_beside_a_running_pipeline_leaves_correct_tables(tmp_path: Path) -> None:
