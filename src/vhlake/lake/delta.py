@@ -34,12 +34,15 @@ from vhlake.lake.tables import TableDef
 _COMMIT_ATTEMPTS = 5
 _T = TypeVar("_T")
 _PLAIN = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
+_UNDICTIONARIED = ColumnProperties(dictionary_enabled=False)
 
 
 def _writer(table: TableDef) -> WriterProperties:
     """zstd level 1 (as fast as snappy here, ~40% smaller files); the table's opaque columns (ids, JSON
     texts) skip dictionary encoding and statistics, which cost ~15% of a bronze write and never pay off."""
-    columns = {name: _PLAIN for name in table.opaque_columns}
+    columns = {name: _PLAIN for name in table.opaque_columns} | {
+        name: _UNDICTIONARIED for name in table.distinct_columns
+    }
     if table.compression == "lz4":
         return WriterProperties(compression="LZ4_RAW", column_properties=columns or None)
     return WriterProperties(compression="ZSTD", compression_level=1, column_properties=columns or None)
