@@ -15,7 +15,7 @@ from conftest import make_event, write_lines
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake import direct_write
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
 from vhlake.pipeline.runner import PIPELINE_APP, Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -156,3 +156,19 @@ def test_a_stopped_build_commits_nothing(tmp_path: Path, samples: Path) -> None:
     report = Pipeline(built, **BUILD).run(stop=stop)
     assert report.was_noop
     assert all(built.txn_version(t, PIPELINE_APP) is None for t in (SILVER, GOLD, QUARANTINE, JOB_EVENTS))
+
+
+def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path) -> None:
+    built, reference = two_lakes(tmp_path, samples)
+    heard: dict[str, tuple[int, int]] = {}
+    Pipeline(built, **BUILD).run(
+        on_progress=lambda phase, done, total: heard.__setitem__(phase, (done, total))
+    )
+    assert set(heard) == {"reading bronze (rows)", "folding job buckets"}
+    assert all(done == total > 0 for done, total in heard.values())
+    heard.clear()
+    Pipeline(reference, versions_per_batch=1).run(
+        on_progress=lambda phase, done, total: heard.__setitem__(phase, (done, total))
+    )
+    done, total = heard["bronze commits"]
+    assert done == total == reference.open(BRONZE).version() + 1  # type: ignore[union-attr]

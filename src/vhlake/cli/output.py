@@ -16,8 +16,10 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -96,6 +98,20 @@ def print_ingest_report(name: str, report: IngestReport, seconds: float) -> None
         f"{name}: [green]{report.bronze_rows:,} ingested[/green], "
         f"[{'yellow' if report.rejected_rows else 'green'}]{report.rejected_rows:,} rejected[/]"
         f"{f' ({reasons})' if reasons else ''} in {seconds:.2f} s ({rate:,.0f} events/s){resumed}"
+    )
+
+
+def step_progress() -> Progress:
+    """A transient progress bar per phase of a long run (pipeline), on stderr when it is a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
 
 

@@ -6,9 +6,10 @@ import time
 from typing import Annotated
 
 import typer
+from rich.progress import TaskID
 
 from vhlake import bootstrap
-from vhlake.cli.output import out, print_table
+from vhlake.cli.output import out, print_table, step_progress
 
 pipeline_app = typer.Typer(help="Bronze → silver → gold.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Events that failed an expectation.", no_args_is_help=True)
@@ -42,7 +43,15 @@ def run(
     Every run is logged in pipeline_runs. A run killed at any point is repaired by the next one.
     """
     started = time.perf_counter()
-    report = bootstrap.build_pipeline(ctx.obj).run(full_refresh=full_refresh)
+    with step_progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total)
+            progress.update(tasks[phase], completed=done, total=total)
+
+        report = bootstrap.build_pipeline(ctx.obj).run(full_refresh=full_refresh, on_progress=advance)
     seconds = time.perf_counter() - started
     if report.was_noop:
         out.print(f"nothing new in bronze (version {report.bronze_to}); {seconds:.2f} s")

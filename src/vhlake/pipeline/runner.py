@@ -47,6 +47,8 @@ from vhlake.query.arrow_sql import registered
 from vhlake.query.lake_relations import table_relation
 
 PIPELINE_APP = "pipeline:bronze"
+# on_progress(phase, done, total)
+Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
 # ahead while the third is spilled).
 _BUILD_READ_ROWS = 250_000
@@ -142,18 +144,27 @@ class Pipeline:
         self._versions_per_batch = versions_per_batch
         self._rows_per_batch = rows_per_batch
         self._build_bucket_rows = build_bucket_rows  # ~170 MB of typed events each
+        self._progress: Progress = _silent
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
         self._con.execute("SET memory_limit = '1GB'")
         self._con.execute("SET temp_directory = ?", [tempfile.gettempdir() + "/vhlake-duckdb"])
 
-    def run(self, *, full_refresh: bool = False, stop: threading.Event | None = None) -> RunReport:
+    def run(
+        self,
+        *,
+        full_refresh: bool = False,
+        stop: threading.Event | None = None,
+        on_progress: Progress | None = None,
+    ) -> RunReport:
         """Bring quarantine, silver and gold up to the current bronze version.
 
         With ``stop``, a set event ends the run between two ranges (each range commits whole), so a
         service shuts down promptly even with a backlog; the next run continues from there.
+        ``on_progress(phase, done, total)`` hears how far each phase got.
         """
+        self._progress = on_progress or _silent
         run_id = str(uuid.uuid4())
         if full_refresh:
             for table in DERIVED:
@@ -216,6 +227,7 @@ class Pipeline:
                 started, clock = datetime.now(UTC), time.perf_counter()
                 self._run_range(run_id, prepared, report, started=started, clock=clock)
                 position = prepared.end
+                self._progress("bronze commits", position - ranges[0][0], ranges[-1][1] - ranges[0][0])
         except Exception as exc:
             self._log_failure(run_id, position, dict(ranges).get(position, position), exc)
             raise
@@ -275,6 +287,7 @@ class Pipeline:
                 _write(writes, QUARANTINE, prepared.quarantined)
                 buckets.add(prepared.typed)
                 report.add(prepared, jobs=0, groups=0)
+                self._progress("reading bronze (rows)", report.events_in + report.canaries, rows)
         finally:
             buckets.close()
         return None if stop is not None and stop.is_set() else buckets
@@ -292,6 +305,7 @@ class Pipeline:
             _write(writes, JOB_EVENTS, filed)
             gold_inputs.append(folded.select(GOLD_INPUTS))
             report.jobs_upserted += folded.num_rows
+            self._progress("folding job buckets", k + 1, buckets.count)
         return gold_inputs
 
     def _read_ahead(
@@ -555,6 +569,10 @@ class Pipeline:
             **outcome,
         }
         self._lake.append(PIPELINE_RUNS, pa.Table.from_pylist([row], schema=PIPELINE_RUNS.schema))
+
+
+def _silent(phase: str, done: int, total: int) -> None:
+    """No one is listening."""
 
 
 def _range_end(position: int, boundary: int, added: dict[int, int], *, rows: int, versions: int) -> int:
