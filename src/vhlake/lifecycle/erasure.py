@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -70,7 +71,8 @@ def forget_user(
     _delete(lake, REJECTED, report, needle, "strpos(t.raw, s.needle) > 0")
     folded = jobs.filter(pc.is_valid(jobs["created_date"]))  # jobs that counted in a gold group
     if folded.num_rows:
-        report.gold_groups = pipeline.recompute_gold(folded, app_id=f"forget:{report.subject_sha256[:16]}")
+        # one transaction id per request: the same user may be erased again after new events came
+        report.gold_groups = pipeline.recompute_gold(folded, app_id=f"forget:{uuid.uuid4()}")
     if event_log is not None:
         report.log_records = event_log.forget(user_id=user_id, job_ids=jobs["job_id"].to_pylist())
     if vacuum:
