@@ -33,6 +33,7 @@ from vhlake.cli.output import (
 )
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.cli.serve import serve
+from vhlake.cli.spark_commands import spark_app
 from vhlake.errors import VhlakeError
 from vhlake.events.model import event_json_schema
 from vhlake.ingest.bronze import BronzeIngestor, IngestReport
@@ -59,6 +60,7 @@ app.command()(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(ml_app, name="ml")
+app.add_typer(spark_app, name="spark")
 app.command()(maintain)
 app.command()(forget)
 app.command()(lineage)

@@ -1,0 +1,146 @@
+"""bronze → quarantine + silver → gold as PySpark batch jobs, with the embedded pipeline's semantics.
+
+What can be shared is shared, so the two engines cannot drift: the payload schema comes from the table
+contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
+own SQL, both translated from DuckDB's dialect to Spark's by sqlglot (exact ``percentile``, never
+``percentile_approx``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
+features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
+column by column, on the same bronze.
+
+Tables are written in ``fmt`` (``delta`` on Databricks; ``parquet`` where Delta's jars are not
+available, as in the tests here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from vhlake.lake.tables import GOLD, PAYLOAD_FIELDS, QUARANTINE, SILVER
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
+from vhlake.pipeline.gold import GOLD_SQL
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+_SPARK_TYPES = {pa.string(): "STRING", pa.int64(): "BIGINT", pa.int32(): "INT"}
+
+
+def payload_ddl() -> str:
+    """The payload's typed fields as a Spark DDL schema (for ``from_json``), from the table contract."""
+
+    def ddl(field: pa.Field) -> str:
+        if pa.types.is_map(field.type):
+            return f"MAP<{_SPARK_TYPES[field.type.key_type]}, {_SPARK_TYPES[field.type.item_type]}>"
+        return _SPARK_TYPES[field.type]
+
+    return ", ".join(f"{field.name} {ddl(field)}" for field in PAYLOAD_FIELDS)
+
+
+def to_spark(duckdb_sql: str) -> str:
+    """DuckDB SQL in Spark's dialect; ``quantile_cont`` becomes Spark's exact ``percentile``."""
+    tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
+    tree = tree.transform(
+        lambda node: (
+            exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
+            if isinstance(node, exp.PercentileCont)
+            else node
+        )
+    )
+    return tree.sql(dialect="spark")
+
+
+def quarantine_reason(expectations: Sequence[Expectation]) -> str:
+    """A Spark expression naming the first quarantine rule an event breaks (NULL: it passes)."""
+    rules = [e for e in expectations if e.action == "quarantine"]
+    whens = " ".join(f"WHEN NOT coalesce(({to_spark(e.predicate)}), false) THEN '{e.name}'" for e in rules)
+    return f"CASE {whens} END" if rules else "CAST(NULL AS STRING)"
+
+
+FOLD_SQL = """
+WITH deduped AS (
+    SELECT * FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) AS copy
+        FROM passed
+    ) WHERE copy = 1
+), typed AS (
+    SELECT job_id, event_id, event_type, `timestamp` AS ts, user_id, marketplace, category,
+        from_json(payload, '{payload}') AS p
+    FROM deduped
+), starts AS (
+    SELECT job_id, min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id)) AS s
+    FROM typed WHERE event_type = 'validation_started' GROUP BY job_id
+), terminals AS (
+    SELECT job_id, max_by(struct(ts, event_type, user_id, marketplace, category, p), struct(ts, event_id)) AS t
+    FROM typed WHERE event_type <> 'validation_started' GROUP BY job_id
+), jobs AS (
+    SELECT job_id, min(ts) AS first_ts, min_by(marketplace, struct(ts, event_id)) AS any_marketplace
+    FROM typed GROUP BY job_id
+)
+SELECT
+    j.job_id,
+    coalesce(st.s.user_id, te.t.user_id) AS user_id,
+    coalesce(st.s.marketplace, te.t.marketplace, j.any_marketplace) AS marketplace,
+    coalesce(st.s.category, te.t.category) AS category,
+    coalesce(te.t.p.ruleset, st.s.p.ruleset) AS ruleset,
+    CASE te.t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
+        ELSE 'running' END AS status,
+    te.t.p.total_rows AS total_rows,
+    te.t.p.valid_rows AS valid_rows,
+    te.t.p.invalid_rows AS invalid_rows,
+    te.t.p.error_types AS error_types,
+    CASE WHEN te.t.p.processing_time_ms >= 0 THEN te.t.p.processing_time_ms END AS processing_time_ms,
+    coalesce(te.t.p.file_size_bytes, st.s.p.file_size_bytes) AS file_size_bytes,
+    coalesce(te.t.p.s3_path, st.s.p.s3_path) AS s3_path,
+    coalesce(st.s.ts, j.first_ts) AS created_at,
+    te.t.ts AS completed_at,
+    to_date(coalesce(st.s.ts, j.first_ts)) AS created_date,
+    :updated_at AS updated_at
+FROM jobs j
+LEFT JOIN starts st ON st.job_id = j.job_id
+LEFT JOIN terminals te ON te.job_id = j.job_id
+"""
+
+
+def bronze_to_silver(
+    spark: SparkSession,
+    bronze: DataFrame,
+    *,
+    updated_at: datetime,
+    expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
+) -> tuple[DataFrame, DataFrame]:
+    """(silver, quarantine) from bronze rows: expectations, first received copy per event_id, fold."""
+    checked = bronze.selectExpr("*", f"{quarantine_reason(expectations)} AS reason")
+    checked.where("reason IS NULL").drop("reason").createOrReplaceTempView("passed")
+    quarantine = checked.where("reason IS NOT NULL").selectExpr(
+        *QUARANTINE.schema.names[:-1], "to_date(ingestion_time) AS ingestion_date"
+    )
+    silver = spark.sql(FOLD_SQL.format(payload=payload_ddl()), args={"updated_at": updated_at})
+    return silver.select(*SILVER.schema.names), quarantine
+
+
+def silver_to_gold(spark: SparkSession, silver: DataFrame, *, updated_at: datetime) -> DataFrame:
+    """Gold from silver: the embedded pipeline's GOLD_SQL, in Spark's dialect."""
+    silver.createOrReplaceTempView("jobs")
+    return spark.sql(to_spark(GOLD_SQL), args={"updated_at": updated_at}).select(*GOLD.schema.names)
+
+
+def build(spark: SparkSession, bronze: DataFrame, out: str, *, fmt: str = "parquet") -> dict[str, int]:
+    """The whole batch chain: write quarantine, silver and gold under ``out/<layer>/<table>``; row counts."""
+    now = datetime.now(UTC)
+    silver, quarantine = bronze_to_silver(spark, bronze, updated_at=now)
+    silver = silver.cache()
+    gold = silver_to_gold(spark, silver, updated_at=now)
+    counts = {}
+    for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold)):
+        rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by).save(
+            f"{out.rstrip('/')}/{table.relative_path}"
+        )
+        counts[table.name] = rows.count()
+    return counts

@@ -1,0 +1,104 @@
+"""The PySpark jobs compute what the embedded pipeline computes: same bronze in, same silver, gold and
+quarantine out (floats to 1e-9 relative: the engines sum in different orders)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from conftest import build_analytics_lake
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableDef
+
+pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("vhlake-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def rows(table: pa.Table, keys: list[str]) -> list[dict[str, Any]]:
+    table = table.drop_columns([c for c in ("updated_at",) if c in table.column_names])
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+
+def same(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    assert len(ours) == len(theirs)
+    for mine, other in zip(ours, theirs, strict=True):
+        assert mine.keys() == other.keys()
+        for column, value in mine.items():
+            if isinstance(value, float) and other[column] is not None:
+                assert math.isclose(value, other[column], rel_tol=1e-9), (column, mine, other)
+            elif isinstance(value, list):  # a map: entries in any order
+                assert sorted(value) == sorted(other[column] or []), (column, mine)
+            else:
+                assert value == other[column], (column, mine, other)
+
+
+def written(out: Path, table: TableDef) -> pa.Table:
+    partitioning = ds.partitioning(
+        pa.schema([table.schema.field(n) for n in table.partition_by]), flavor="hive"
+    )
+    data = ds.dataset(out / table.relative_path, format="parquet", partitioning=partitioning).to_table()
+    return data.select(table.schema.names).cast(table.schema)
+
+
+def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Path) -> None:
+    from vhlake.spark.jobs import build
+
+    lake: Lake = build_analytics_lake(tmp_path, jobs=1_500, seed=21)
+    root = lake.table_uri(BRONZE)
+    files = lake.local_files(BRONZE)
+    assert files
+    bronze = spark.read.option("basePath", root).parquet(*files)
+    out = tmp_path / "spark"
+    counts = build(spark, bronze, str(out), fmt="parquet")
+
+    ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in (SILVER, GOLD, QUARANTINE)}  # type: ignore[union-attr]
+    assert counts == {name: table.num_rows for name, table in ours.items()}
+    same(rows(ours[SILVER.name], ["job_id"]), rows(written(out, SILVER), ["job_id"]))
+    same(
+        rows(ours[GOLD.name], ["date", "marketplace", "category"]),
+        rows(written(out, GOLD), ["date", "marketplace", "category"]),
+    )
+    quarantined = written(out, QUARANTINE).select(["source", "source_offset", "reason"])
+    assert rows(quarantined, ["source", "source_offset"]) == rows(
+        ours[QUARANTINE.name].select(["source", "source_offset", "reason"]), ["source", "source_offset"]
+    )
+    assert ours[QUARANTINE.name].num_rows > 0 and ours[SILVER.name].num_rows > 1_000
+    assert min(ours[GOLD.name]["date"].to_pylist()) < date(2026, 11, 27)
+
+
+def test_vhlake_spark_build_writes_the_tables(spark: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vhlake.cli.app import app
+
+    lake = build_analytics_lake(tmp_path, jobs=300, seed=5)
+    out = tmp_path / "spark-out"
+    result = CliRunner().invoke(app, ["--lake", lake.uri, "spark", "build", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
+    assert f"{SILVER.name}: {silver.num_rows:,} rows" in result.output
+    assert written(out, SILVER).num_rows == silver.num_rows
