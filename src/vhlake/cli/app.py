@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from vhlake import bootstrap
 from vhlake.cli.alerts_commands import alerts_app
+from vhlake.cli.databricks_commands import databricks_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
 from vhlake.cli.lifecycle_commands import forget, history, lineage, maintain
@@ -61,6 +62,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(ml_app, name="ml")
 app.add_typer(spark_app, name="spark")
+app.add_typer(databricks_app, name="databricks")
 app.command()(maintain)
 app.command()(forget)
 app.command()(lineage)

@@ -131,16 +131,21 @@ def silver_to_gold(spark: SparkSession, silver: DataFrame, *, updated_at: dateti
     return spark.sql(to_spark(GOLD_SQL), args={"updated_at": updated_at}).select(*GOLD.schema.names)
 
 
-def build(spark: SparkSession, bronze: DataFrame, out: str, *, fmt: str = "parquet") -> dict[str, int]:
-    """The whole batch chain: write quarantine, silver and gold under ``out/<layer>/<table>``; row counts."""
+def build(
+    spark: SparkSession, bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool = False
+) -> dict[str, int]:
+    """The whole batch chain: write quarantine, silver and gold under ``out/<layer>/<table>`` (or, with
+    ``as_tables``, into the tables ``out.<table>``: ``out`` is then ``catalog.schema``); row counts."""
     now = datetime.now(UTC)
     silver, quarantine = bronze_to_silver(spark, bronze, updated_at=now)
     silver = silver.cache()
     gold = silver_to_gold(spark, silver, updated_at=now)
     counts = {}
     for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold)):
-        rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by).save(
-            f"{out.rstrip('/')}/{table.relative_path}"
-        )
+        writer = rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by)
+        if as_tables:
+            writer.saveAsTable(f"{out}.{table.name}")
+        else:
+            writer.save(f"{out.rstrip('/')}/{table.relative_path}")
         counts[table.name] = rows.count()
     return counts

@@ -1,0 +1,71 @@
+"""Checks on what ``vhlake databricks render`` deploys: every statement parses as Databricks SQL, every
+table's DDL matches its contract, and the Asset Bundle names jobs whose files exist."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import sqlglot
+from sqlglot import exp
+
+from vhlake.lake.tables import ALL_TABLES
+from vhlake.spark.deploy import BUNDLE, bundle, spark_type
+
+# Unity Catalog statements sqlglot does not model (it keeps them as opaque commands): checked by shape.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_QUALIFIED = rf"{_NAME}\.{_NAME}\.{_NAME}"
+_SHAPES = (
+    re.compile(rf"CREATE CATALOG IF NOT EXISTS {_NAME}"),
+    re.compile(rf"ALTER TABLE {_QUALIFIED} SET ROW FILTER {_QUALIFIED} ON \({_NAME}\)"),
+    re.compile(rf"GRANT USE CATALOG ON CATALOG {_NAME} TO `{_NAME}`"),
+)
+
+
+def problems(ddl: list[str], alerts: dict[str, str]) -> list[str]:
+    found = []
+    tables = {}
+    quiet = logging.getLogger("sqlglot")
+    level, quiet.level = quiet.level, logging.ERROR  # its "falling back to a command" notes
+    try:
+        for statement in [*ddl, *alerts.values()]:
+            try:
+                tree = sqlglot.parse_one(statement, read="databricks")
+            except sqlglot.errors.ParseError as exc:
+                found.append(f"does not parse as Databricks SQL: {statement[:60]}…: {exc}")
+                continue
+            if isinstance(tree, exp.Command) and not any(s.fullmatch(statement) for s in _SHAPES):
+                found.append(f"not a statement this deployment knows: {statement[:80]}")
+            if isinstance(tree, exp.Create) and tree.kind == "TABLE":
+                tables[tree.this.this.name] = tree
+    finally:
+        quiet.setLevel(level)
+    for table in ALL_TABLES:
+        created = tables.get(table.name)
+        if created is None:
+            found.append(f"no CREATE TABLE for {table.name}")
+            continue
+        columns = {c.name: c.args["kind"].sql(dialect="databricks") for c in created.this.expressions}
+        wanted = {f.name: spark_type(f.type) for f in table.schema}
+        if columns != wanted:
+            found.append(f"{table.name}: DDL columns {columns} differ from the contract {wanted}")
+    found += _bundle_problems()
+    return found
+
+
+def _bundle_problems() -> list[str]:
+    if not BUNDLE.exists():
+        return [f"no Asset Bundle at {BUNDLE} (it ships with the repository)"]
+    found = []
+    config = bundle()
+    if not config.get("bundle", {}).get("name"):
+        found.append("databricks.yml: bundle.name is missing")
+    jobs = config.get("resources", {}).get("jobs", {})
+    if not jobs:
+        found.append("databricks.yml: no jobs")
+    for name, job in jobs.items():
+        for task in job.get("tasks", []):
+            script = task.get("spark_python_task", {}).get("python_file")
+            if script and not (BUNDLE.parent / script).exists():
+                found.append(f"databricks.yml: job {name} runs {script}, which does not exist")
+    return found
