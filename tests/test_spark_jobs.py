@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -17,6 +18,7 @@ from conftest import build_analytics_lake
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableDef
 
+TODAY = date(2026, 11, 27)
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
 
 
@@ -88,6 +90,58 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     )
     assert ours[QUARANTINE.name].num_rows > 0 and ours[SILVER.name].num_rows > 1_000
     assert min(ours[GOLD.name]["date"].to_pylist()) < date(2026, 11, 27)
+
+
+def silver_jobs(days: int, per_day: int, *, anomalies: int, seed: int) -> tuple[pa.Table, dict[str, str]]:
+    """Finished jobs over ``days`` days ending TODAY, and ``anomalies`` injected on the last day
+    (slow 30x, erroring 90%, huge 1000x in the usual time): the table and job_id → kind."""
+    rng = np.random.default_rng(seed)
+    count = days * per_day
+    day = np.repeat(np.arange(days), per_day)
+    hour = np.clip(rng.normal(14, 3.5, count), 0, 23.99)
+    created = [datetime.combine(TODAY - timedelta(days=int(days - 1 - d)), time(), UTC) + timedelta(hours=float(h))
+               for d, h in zip(day, hour, strict=True)]  # fmt: skip
+    rows = np.exp(rng.normal(7, 1.0, count)).astype(np.int64) + 1
+    ms = (rows * np.exp(rng.normal(0.7, 0.3, count))).astype(np.int64)
+    error = rng.beta(2, 30, count)
+    kinds: dict[str, str] = {}
+    last_day = np.flatnonzero(day == days - 1)
+    for n, i in enumerate(rng.choice(last_day, anomalies, replace=False)):
+        kind = ("slow", "erroring", "huge")[n % 3]
+        kinds[f"j{i}"] = kind
+        if kind == "slow":
+            ms[i] *= 30
+        elif kind == "erroring":
+            error[i] = 0.9
+        else:
+            rows[i] *= 1000
+    table = pa.table(
+        {
+            "job_id": [f"j{i}" for i in range(count)],
+            "marketplace": rng.choice(["shopee", "magalu"], count),
+            "status": ["success"] * count,
+            "total_rows": rows,
+            "invalid_rows": (error * rows).astype(np.int64),
+            "processing_time_ms": ms,
+            "created_at": pa.array(created, pa.timestamp("us", tz="UTC")),
+            "created_date": pa.array([c.date() for c in created], pa.date32()),
+        }
+    )
+    return table, kinds
+
+
+def test_the_spark_ml_job_finds_the_injected_jobs(spark: Any) -> None:
+    from vhlake.spark.ml import score_jobs
+
+    silver, kinds = silver_jobs(10, 3_000, anomalies=60, seed=4)
+    flagged = score_jobs(spark, spark.createDataFrame(silver), today=TODAY, job_days=0).toArrow()
+    found = set(flagged["job_id"].to_pylist())
+    for kind in ("slow", "erroring", "huge"):
+        injected = {job for job, k in kinds.items() if k == kind}
+        assert len(found & injected) >= 0.95 * len(injected), kind
+    normal_flagged = len(found - set(kinds))
+    assert normal_flagged <= 0.005 * 3_000  # the last day's normal jobs
+    assert set(flagged["detector"].to_pylist()) <= {"kmeans-distance", "kmeans-small-cluster"}
 
 
 def test_vhlake_spark_build_writes_the_tables(spark: Any, tmp_path: Path) -> None:
