@@ -24,18 +24,9 @@ pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from pyspark.sql import SparkSession
+    from vhlake.spark.session import local_session
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("vhlake-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_session(app="vhlake-tests")
     yield session
     session.stop()
 

@@ -28,10 +28,9 @@ def build_command(
     """Run bronze → quarantine + silver → gold as the PySpark jobs do on Databricks, over this lake's
     bronze, writing the tables under --out/<layer>/<table>. They equal what `vhlake pipeline run` builds
     (tests/test_spark_jobs.py)."""
-    from pyspark.sql import SparkSession
-
     from vhlake.lake.tables import BRONZE
     from vhlake.spark.jobs import build
+    from vhlake.spark.session import local_session
 
     lake = bootstrap.build_lake(ctx.obj)
     files = lake.local_files(BRONZE)
@@ -43,14 +42,7 @@ def build_command(
     if not files:
         err.print("error: bronze is empty: vhlake ingest first")
         raise typer.Exit(2)
-    spark = (
-        SparkSession.builder.master(master)
-        .appName("vhlake")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .config("spark.ui.enabled", "false")
-        .getOrCreate()
-    )
+    spark = local_session(master)
     try:
         bronze = spark.read.option("basePath", lake.table_uri(BRONZE)).parquet(*files)
         counts = build(spark, bronze, str(out_dir), fmt=fmt)
