@@ -160,7 +160,15 @@ def test_published_events_reach_gold_and_metrics_say_so(
     lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher
 ) -> None:
     service = Served(
-        lake_dir, tmp_path / "serve.log", None, "--canary-every", "0.5", "--ml-every", "2"
+        lake_dir,
+        tmp_path / "serve.log",
+        None,
+        "--canary-every",
+        "0.5",
+        "--ml-every",
+        "2",
+        "--lifecycle-every",
+        "2",
     ).start()
     try:
         embedded_log.send_batch(live_jobs(0, 300))
@@ -189,6 +197,11 @@ def test_published_events_reach_gold_and_metrics_say_so(
             "the models to be retrained",
         )
         assert "forecast" in rows(lake, ML_MODELS)["model_type"].to_pylist()
+        # and vhlake maintain's work, between two pipeline runs
+        wait_for(
+            lambda: ("vhlake_last_success_timestamp_seconds", (("step", "lifecycle"),)) in service.metrics(),
+            "retention, vacuum and checkpoints to run",
+        )
         assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
         quality = rows(lake, DATA_QUALITY_METRICS)
         assert "freshness_p95_s" in quality["metric"].to_pylist()
