@@ -58,9 +58,10 @@ def test_a_bundle_job_whose_script_is_missing_is_reported(
     ]
 
 
-def test_the_bundles_job_script_compiles() -> None:
-    script = deploy.BUNDLE.parent / "jobs" / "pipeline.py"
-    compile(script.read_text(encoding="utf-8"), str(script), "exec")
-    assert deploy.bundle()["resources"]["jobs"]["vhlake_pipeline"]["tasks"][0]["spark_python_task"][
-        "python_file"
-    ]
+def test_every_bundle_job_script_compiles() -> None:
+    jobs = deploy.bundle()["resources"]["jobs"]
+    assert set(jobs) == {"vhlake_pipeline", "vhlake_job_anomalies"}
+    for job in jobs.values():
+        for task in job["tasks"]:
+            script = deploy.BUNDLE.parent / task["spark_python_task"]["python_file"]
+            compile(script.read_text(encoding="utf-8"), str(script), "exec")
