@@ -11,7 +11,7 @@ import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import err, out, print_table
-from vhlake.lake.tables import ALL_TABLES, TableDef
+from vhlake.lake.tables import ALL_TABLES, TableDef, table_by_name
 
 
 def maintain(
@@ -117,10 +117,8 @@ def history(
 
 
 def _table(name: str) -> TableDef:
-    from vhlake.lifecycle.lineage import table_named
-
     try:
-        return table_named(name)
+        return table_by_name(name)
     except KeyError:
         known = ", ".join(t.name for t in ALL_TABLES)
         err.print(f"error: no table {name!r}; the lake's tables: {known}")

@@ -206,18 +206,21 @@ class Lake:
                 partitioning=partitioning,
                 partition_base_dir=self.table_uri(table),
             )
-        # An object store, through delta-rs's own file system (the same credentials and endpoint); the
-        # contract's schema, not the files' (delta-rs writes string views, which filters cannot compare
-        # with a plain string).
+        # An object store: the same dataset as on local disk (the contract's schema, hive partitions),
+        # read through delta-rs's own file system (its credentials and endpoint).
         root = self.table_uri(table).rstrip("/") + "/"
-        store = fs.PyFileSystem(DeltaStorageHandler(root, self.storage_options or None))
         return ds.dataset(
             [uri.removeprefix(root) for uri in delta.file_uris()],
             schema=table.schema,
             format="parquet",
-            filesystem=store,
+            filesystem=self.files(table),
             partitioning=partitioning,
         )
+
+    def files(self, table: TableDef) -> fs.FileSystem:
+        """The table's directory as a pyarrow file system (paths relative to it), on any store."""
+        root = self.table_uri(table).rstrip("/") + "/"
+        return fs.PyFileSystem(DeltaStorageHandler(root, self.storage_options or None))
 
     def local_files(
         self,
@@ -234,7 +237,7 @@ class Lake:
         files = [] if delta is None else [uri.removeprefix("file://") for uri in delta.file_uris()]
         if where is not None:
             column, values = where
-            segments = {f"/{column}={_partition_text(value)}/" for value in values}
+            segments = {f"/{column}={partition_text(value)}/" for value in values}
             files = [f for f in files if any(segment in f for segment in segments)]
         return files
 
@@ -381,7 +384,7 @@ def _next_commit(table_uri: str, version: int) -> Path:
     return Path(table_uri) / "_delta_log" / f"{version + 1:020d}.json"
 
 
-def _partition_text(value: object) -> str:
+def partition_text(value: object) -> str:
     """A partition value as Delta writes it in a hive-style path."""
     return value.isoformat() if isinstance(value, date) else str(value)
 

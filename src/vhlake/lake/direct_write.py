@@ -32,7 +32,7 @@ from deltalake.exceptions import DeltaError
 from deltalake.transaction import AddAction, RemoveAction
 
 from vhlake.errors import LakeError
-from vhlake.lake.delta import Lake
+from vhlake.lake.delta import Lake, partition_text
 from vhlake.lake.tables import TableDef
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -127,7 +127,7 @@ class DirectWrite:
         held = self._files.get(values)
         if held is None:
             partition = {
-                name: None if value is None else _text(value)
+                name: None if value is None else partition_text(value)
                 for name, value in zip(self._table.partition_by, values, strict=True)
             }
             folders = [
@@ -199,11 +199,6 @@ def _partition_codes(
         return tuple(reversed(values))
 
     return code, values_of
-
-
-def _text(value: object) -> str:
-    """A partition value as Delta writes it (and as the Delta log's partitionValues hold it)."""
-    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def _statistics(metadata: pq.FileMetaData, schema: pa.Schema) -> dict[str, object]:

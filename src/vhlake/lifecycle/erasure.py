@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as fs
 import pyarrow.parquet as pq
-from deltalake.fs import DeltaStorageHandler
 
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.lake.delta import Lake
@@ -131,7 +130,7 @@ def _purge_change_data(lake: Lake, user_id: str, jobs: pa.ChunkedArray) -> int:
     for table in (*_BY_USER_AND_JOB, REJECTED):
         if lake.open(table) is None:
             continue
-        store = fs.PyFileSystem(DeltaStorageHandler(lake.table_uri(table), lake.storage_options or None))
+        store = lake.files(table)
         found = store.get_file_info(fs.FileSelector("_change_data", recursive=True, allow_not_found=True))
         for info in found:
             if info.is_file and info.path.endswith(".parquet") and _holds(store, info.path, user_id, jobs):

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
     ALERT_EVENTS,
-    ALL_TABLES,
     ANOMALIES,
     BRONZE,
     GOLD,
@@ -44,13 +43,6 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     ALERT_EVENTS.name: ("the alert rules' queries",),
 }
 _PIPELINE_WRITES = {QUARANTINE.name, JOB_EVENTS.name, SILVER.name, GOLD.name}
-
-
-def table_named(name: str) -> TableDef:
-    for table in ALL_TABLES:
-        if table.name == name:
-            return table
-    raise KeyError(name)
 
 
 def lineage(lake: Lake, table: TableDef) -> dict[str, Any]:
