@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import yaml
 
 from vhlake.alerts.config import load_config
 from vhlake.lake.tables import ALL_TABLES, TableDef
 from vhlake.query.render import render_for_databricks
+from vhlake.spark.jobs import spark_type
 
 BUNDLE = Path(__file__).resolve().parents[3] / "databricks" / "databricks.yml"
 ROLES = {
@@ -28,28 +28,6 @@ ROLES = {
 }
 # Tables with a marketplace column get the row filter: a group member sees only its marketplaces.
 ROW_FILTER = "marketplace_filter"
-
-
-def spark_type(arrow: pa.DataType) -> str:
-    if pa.types.is_map(arrow):
-        return f"MAP<{spark_type(arrow.key_type)}, {spark_type(arrow.item_type)}>"
-    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow):
-        return f"ARRAY<{spark_type(arrow.value_type)}>"
-    if pa.types.is_struct(arrow):
-        return f"STRUCT<{', '.join(f'{f.name}: {spark_type(f.type)}' for f in arrow)}>"
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMP"
-    simple = {
-        pa.string(): "STRING",
-        pa.large_string(): "STRING",
-        pa.large_binary(): "BINARY",
-        pa.int64(): "BIGINT",
-        pa.int32(): "INT",
-        pa.float64(): "DOUBLE",
-        pa.bool_(): "BOOLEAN",
-        pa.date32(): "DATE",
-    }
-    return simple[arrow]
 
 
 def table_ddl(table: TableDef, *, catalog: str, schema: str) -> str:

@@ -28,18 +28,33 @@ from vhlake.pipeline.gold import GOLD_SQL
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-_SPARK_TYPES = {pa.string(): "STRING", pa.int64(): "BIGINT", pa.int32(): "INT"}
+
+def spark_type(arrow: pa.DataType) -> str:
+    """The Spark SQL type of an Arrow type (the table contracts' types)."""
+    if pa.types.is_map(arrow):
+        return f"MAP<{spark_type(arrow.key_type)}, {spark_type(arrow.item_type)}>"
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow):
+        return f"ARRAY<{spark_type(arrow.value_type)}>"
+    if pa.types.is_struct(arrow):
+        return f"STRUCT<{', '.join(f'{f.name}: {spark_type(f.type)}' for f in arrow)}>"
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMP"
+    simple = {
+        pa.string(): "STRING",
+        pa.large_string(): "STRING",
+        pa.large_binary(): "BINARY",
+        pa.int64(): "BIGINT",
+        pa.int32(): "INT",
+        pa.float64(): "DOUBLE",
+        pa.bool_(): "BOOLEAN",
+        pa.date32(): "DATE",
+    }
+    return simple[arrow]
 
 
 def payload_ddl() -> str:
     """The payload's typed fields as a Spark DDL schema (for ``from_json``), from the table contract."""
-
-    def ddl(field: pa.Field) -> str:
-        if pa.types.is_map(field.type):
-            return f"MAP<{_SPARK_TYPES[field.type.key_type]}, {_SPARK_TYPES[field.type.item_type]}>"
-        return _SPARK_TYPES[field.type]
-
-    return ", ".join(f"{field.name} {ddl(field)}" for field in PAYLOAD_FIELDS)
+    return ", ".join(f"{field.name} {spark_type(field.type)}" for field in PAYLOAD_FIELDS)
 
 
 def to_spark(duckdb_sql: str) -> str:

@@ -10,7 +10,8 @@ import sqlglot
 from sqlglot import exp
 
 from vhlake.lake.tables import ALL_TABLES
-from vhlake.spark.deploy import BUNDLE, bundle, spark_type
+from vhlake.spark.deploy import BUNDLE, bundle
+from vhlake.spark.jobs import spark_type
 
 # Unity Catalog statements sqlglot does not model (it keeps them as opaque commands): checked by shape.
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
