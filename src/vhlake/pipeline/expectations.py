@@ -83,4 +83,5 @@ def check_expectations(
             reason = pc.if_else(pc.and_(broke, pc.is_null(reason)), rule.name, reason)
     quarantine = pc.is_valid(reason)
     quarantined = events.filter(quarantine).append_column("reason", reason.filter(quarantine))
-    return Checked(events.filter(pc.invert(quarantine)), quarantined, violations)
+    passed = events.filter(pc.invert(quarantine)) if quarantined.num_rows else events  # no copy when all pass
+    return Checked(passed, quarantined, violations)

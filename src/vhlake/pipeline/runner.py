@@ -354,7 +354,10 @@ class Pipeline:
         """Bronze rows (what ``read`` returns, from bronze versions ``start+1 .. end``), checked and typed."""
         appended = read()
         is_canary = pc.fill_null(pc.equal(appended["source_system"], CANARY_SOURCE), False)
-        new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
+        if pc.any(is_canary).as_py():
+            new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
+        else:  # nearly every read: an all-true filter still copies the rows (~2 s per 10M events)
+            new, canaries = appended, appended.slice(0, 0)
         checked = check_expectations(con, new, self._expectations)
         quarantined = checked.quarantined.append_column(
             "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
