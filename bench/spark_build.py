@@ -30,8 +30,8 @@ def main(bronze_dir: str, gold_dir: str) -> None:
     )
     spark.sparkContext.setLogLevel("ERROR")
     clock, now = time.perf_counter(), datetime.now(UTC)
-    silver, _ = bronze_to_silver(spark, spark.read.parquet(bronze_dir), updated_at=now)
-    gold = silver_to_gold(spark, silver, updated_at=now).drop("updated_at", "year", "month")  # as compared
+    silver, _ = bronze_to_silver(spark.read.parquet(bronze_dir), updated_at=now)
+    gold = silver_to_gold(silver, updated_at=now).drop("updated_at", "year", "month")  # as compared
     gold.write.mode("overwrite").parquet(gold_dir)
     print(f"spark build {time.perf_counter() - clock:.2f} s", file=sys.stderr)
     spark.stop()

@@ -66,7 +66,7 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     assert files
     bronze = spark.read.option("basePath", root).parquet(*files)
     out = tmp_path / "spark"
-    counts = build(spark, bronze, str(out), fmt="parquet")
+    counts = build(bronze, str(out), fmt="parquet")
 
     ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in (SILVER, GOLD, QUARANTINE)}  # type: ignore[union-attr]
     assert counts == {name: table.num_rows for name, table in ours.items()}

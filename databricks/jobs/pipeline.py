@@ -17,7 +17,7 @@ def main() -> None:
     args = parser.parse_args()
     spark = SparkSession.builder.getOrCreate()
     bronze = spark.table(f"{args.catalog}.{args.schema}.{BRONZE.name}")
-    print(build(spark, bronze, f"{args.catalog}.{args.schema}", fmt="delta", as_tables=True))
+    print(build(bronze, f"{args.catalog}.{args.schema}", fmt="delta", as_tables=True))
 
 
 if __name__ == "__main__":

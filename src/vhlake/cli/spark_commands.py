@@ -45,7 +45,7 @@ def build_command(
     spark = local_session(master)
     try:
         bronze = spark.read.option("basePath", lake.table_uri(BRONZE)).parquet(*files)
-        counts = build(spark, bronze, str(out_dir), fmt=fmt)
+        counts = build(bronze, str(out_dir), fmt=fmt)
     finally:
         spark.stop()
     out.print(", ".join(f"{table}: {rows:,} rows" for table, rows in counts.items()) + f" under {out_dir}")

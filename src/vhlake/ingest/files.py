@@ -85,7 +85,7 @@ def read_line_batches(
                 carry = b""
                 body = memoryview(data)[:cut]
                 batch_start = position - cut
-                records, seen = _split_lines(body, first_line=next_line, at_file_start=batch_start == 0)
+                records, seen = split_lines(body, first_line=next_line, at_file_start=batch_start == 0)
                 next_line += seen
                 yield LineBatch(batch_start, position, records, seen)
             if position >= end_byte:
@@ -95,7 +95,7 @@ def read_line_batches(
 _WHITESPACE_BYTES = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 
 
-def _split_lines(body: bytes | memoryview, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:
+def split_lines(body: bytes | memoryview, *, first_line: int, at_file_start: bool) -> tuple[pa.Table, int]:
     """The non-blank lines of ``body`` as records, and how many lines ``body`` holds.
 
     The lines are zero-copy slices of ``body`` (Arrow offsets over one buffer), each keeping its line break:

@@ -26,7 +26,7 @@ from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold import GOLD_SQL
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
 
 def spark_type(arrow: pa.DataType) -> str:
@@ -43,6 +43,7 @@ def spark_type(arrow: pa.DataType) -> str:
         pa.string(): "STRING",
         pa.large_string(): "STRING",
         pa.large_binary(): "BINARY",
+        pa.binary(): "BINARY",
         pa.int64(): "BIGINT",
         pa.int32(): "INT",
         pa.float64(): "DOUBLE",
@@ -50,6 +51,11 @@ def spark_type(arrow: pa.DataType) -> str:
         pa.date32(): "DATE",
     }
     return simple[arrow]
+
+
+def schema_ddl(schema: pa.Schema) -> str:
+    """An Arrow schema as a Spark DDL schema string."""
+    return ", ".join(f"`{field.name}` {spark_type(field.type)}" for field in schema)
 
 
 def payload_ddl() -> str:
@@ -77,17 +83,35 @@ def quarantine_reason(expectations: Sequence[Expectation]) -> str:
     return f"CASE {whens} END" if rules else "CAST(NULL AS STRING)"
 
 
+def _payload_columns(prefix: str) -> str:
+    return ", ".join(f"{prefix}{field.name}" for field in PAYLOAD_FIELDS)
+
+
+# Passed bronze rows as the job events the fold reads (JOB_EVENTS' columns but job_date): payload typed,
+# the embedded pipeline's 60-bit md5 lookup keys.
+EVENTS_SQL = """
+SELECT job_id, event_id, event_type, `timestamp`, user_id, marketplace, category,
+    {payload_columns},
+    ingestion_time, source, source_offset,
+    CAST(conv(substr(md5(job_id), 1, 15), 16, 10) AS BIGINT) AS job_key,
+    CAST(conv(substr(md5(event_id), 1, 15), 16, 10) AS BIGINT) AS event_key
+FROM (SELECT *, from_json(payload, '{payload}') AS p FROM {source})
+"""
+
+# First received copy per event_id: bronze order, ingestion time then source position.
+FIRST_COPIES_SQL = """
+SELECT * FROM (
+    SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) AS copy
+    FROM {source}
+) WHERE copy = 1
+"""
+
+# One silver row per job from its (deduplicated, typed) events.
 FOLD_SQL = """
-WITH deduped AS (
-    SELECT * FROM (
-        SELECT *, row_number() OVER (
-            PARTITION BY event_id ORDER BY ingestion_time, source, source_offset) AS copy
-        FROM passed
-    ) WHERE copy = 1
-), typed AS (
+WITH typed AS (
     SELECT job_id, event_id, event_type, `timestamp` AS ts, user_id, marketplace, category,
-        from_json(payload, '{payload}') AS p
-    FROM deduped
+        struct({payload_columns}) AS p
+    FROM {source}
 ), starts AS (
     SELECT job_id, min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id)) AS s
     FROM typed WHERE event_type = 'validation_started' GROUP BY job_id
@@ -123,38 +147,71 @@ LEFT JOIN terminals te ON te.job_id = j.job_id
 """
 
 
+def check(
+    bronze: DataFrame, expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS
+) -> tuple[DataFrame, DataFrame]:
+    """(passed, quarantine): bronze rows that meet the expectations, and the rows of the quarantine table."""
+    checked = bronze.selectExpr("*", f"{quarantine_reason(expectations)} AS reason")
+    quarantine = checked.where("reason IS NOT NULL").selectExpr(
+        *QUARANTINE.schema.names[:-1], "to_date(ingestion_time) AS ingestion_date"
+    )
+    return checked.where("reason IS NULL").drop("reason"), quarantine
+
+
+def job_events(passed: DataFrame) -> DataFrame:
+    """The first received copy of each event that passed, typed as the fold reads it."""
+    spark = passed.sparkSession  # the frame's own: inside foreachBatch, the micro-batch's session
+    firsts = spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=passed).drop("copy")
+    return spark.sql(
+        EVENTS_SQL.format(source="{frame}", payload=payload_ddl(), payload_columns=_payload_columns("p.")),
+        frame=firsts,
+    )
+
+
+def fold(events: DataFrame, *, updated_at: datetime) -> DataFrame:
+    """Silver rows (one per job) from the jobs' typed events."""
+    text = FOLD_SQL.format(source="{frame}", payload_columns=_payload_columns(""))
+    return events.sparkSession.sql(text, args={"updated_at": updated_at}, frame=events).select(
+        *SILVER.schema.names
+    )
+
+
 def bronze_to_silver(
-    spark: SparkSession,
     bronze: DataFrame,
     *,
     updated_at: datetime,
     expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
 ) -> tuple[DataFrame, DataFrame]:
     """(silver, quarantine) from bronze rows: expectations, first received copy per event_id, fold."""
-    checked = bronze.selectExpr("*", f"{quarantine_reason(expectations)} AS reason")
-    checked.where("reason IS NULL").drop("reason").createOrReplaceTempView("passed")
-    quarantine = checked.where("reason IS NOT NULL").selectExpr(
-        *QUARANTINE.schema.names[:-1], "to_date(ingestion_time) AS ingestion_date"
-    )
-    silver = spark.sql(FOLD_SQL.format(payload=payload_ddl()), args={"updated_at": updated_at})
-    return silver.select(*SILVER.schema.names), quarantine
+    passed, quarantine = check(bronze, expectations)
+    return fold(job_events(passed), updated_at=updated_at), quarantine
 
 
-def silver_to_gold(spark: SparkSession, silver: DataFrame, *, updated_at: datetime) -> DataFrame:
+def _over_frame(sql: str, table: str) -> str:
+    """``sql`` reading ``{frame}`` (a DataFrame passed to ``spark.sql``) where it read ``table``."""
+    tree = sqlglot.parse_one(sql, read="spark")
+    for node in tree.find_all(exp.Table):
+        if node.name == table:
+            node.set("this", exp.to_identifier("__frame__"))
+    return tree.sql(dialect="spark").replace("__frame__", "{frame}")
+
+
+GOLD_SPARK_SQL = _over_frame(to_spark(GOLD_SQL), "jobs")
+
+
+def silver_to_gold(silver: DataFrame, *, updated_at: datetime) -> DataFrame:
     """Gold from silver: the embedded pipeline's GOLD_SQL, in Spark's dialect."""
-    silver.createOrReplaceTempView("jobs")
-    return spark.sql(to_spark(GOLD_SQL), args={"updated_at": updated_at}).select(*GOLD.schema.names)
+    rows = silver.sparkSession.sql(GOLD_SPARK_SQL, args={"updated_at": updated_at}, frame=silver)
+    return rows.select(*GOLD.schema.names)
 
 
-def build(
-    spark: SparkSession, bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool = False
-) -> dict[str, int]:
+def build(bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool = False) -> dict[str, int]:
     """The whole batch chain: write quarantine, silver and gold under ``out/<layer>/<table>`` (or, with
     ``as_tables``, into the tables ``out.<table>``: ``out`` is then ``catalog.schema``); row counts."""
     now = datetime.now(UTC)
-    silver, quarantine = bronze_to_silver(spark, bronze, updated_at=now)
+    silver, quarantine = bronze_to_silver(bronze, updated_at=now)
     silver = silver.cache()
-    gold = silver_to_gold(spark, silver, updated_at=now)
+    gold = silver_to_gold(silver, updated_at=now)
     counts = {}
     for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold)):
         writer = rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,4 +22,7 @@ def local_session(master: str = "local[2]", *, app: str = "vhlake") -> SparkSess
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
+    # Python workers (mapInArrow) run this interpreter, the one vhlake is installed in, not whichever
+    # python3 is first on PATH (pyspark reads only PYSPARK_PYTHON, which we leave to the user).
+    session.sparkContext.pythonExec = sys.executable
     return session

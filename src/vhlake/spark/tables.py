@@ -1,0 +1,226 @@
+"""Where the Spark jobs read and write the lake's tables: Delta on Databricks, Parquet to try them locally.
+
+Both adapters give the jobs the same four operations, each safe to repeat when Structured Streaming runs a
+micro-batch again after a failure:
+
+- ``append(table, rows, app_id, version)`` writes once per ``(app_id, version)``. Delta records it in the
+  table's log (``txnAppId``/``txnVersion``); the Parquet adapter in a marker written after the files.
+- ``replace(table, rows, keys, touched)`` makes the rows whose ``keys`` are in ``touched`` equal ``rows``:
+  updated, inserted, or deleted when ``rows`` has none for a touched key. Delta does it as one MERGE; the
+  Parquet adapter rewrites the partitions those rows live in.
+- ``read`` and ``stream`` a table (and Delta's change data feed of silver, which Parquet does not have).
+
+Parquet offers no atomic commit: a crash in the middle of a Parquet write can leave a partial batch that a
+reader sees until the batch is run again. It is the format for trying the jobs here (Delta's Spark jars
+cannot be downloaded on these machines); on Databricks the jobs use Delta.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import unquote, urlparse
+
+from vhlake.lake.tables import TableDef
+from vhlake.spark.jobs import schema_ddl
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class SparkTables(Protocol):
+    def read(self, table: TableDef) -> DataFrame: ...
+
+    def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame: ...
+
+    def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool: ...
+
+    def replace(
+        self,
+        table: TableDef,
+        rows: DataFrame,
+        *,
+        keys: list[str],
+        touched: DataFrame,
+        app_id: str,
+        version: int,
+    ) -> None: ...
+
+
+class DeltaTables:
+    """Unity Catalog tables ``<catalog>.<schema>.<name>``, created by ``vhlake databricks render``'s DDL."""
+
+    def __init__(self, spark: SparkSession, *, catalog: str = "validahub", schema: str = "analytics") -> None:
+        self._spark = spark
+        self._prefix = f"{catalog}.{schema}"
+
+    def name(self, table: TableDef) -> str:
+        return f"{self._prefix}.{table.name}"
+
+    def read(self, table: TableDef) -> DataFrame:
+        return self._spark.read.table(self.name(table))
+
+    def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame:
+        # Retention and erasure rewrite bronze files; those commits hold no new events.
+        reader = self._spark.readStream.format("delta").option("skipChangeCommits", "true")
+        if max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
+        return reader.table(self.name(table))
+
+    def changes(self, table: TableDef) -> DataFrame:
+        """The table's change data feed as a stream (rows with ``_change_type``)."""
+        return self._spark.readStream.format("delta").option("readChangeFeed", "true").table(self.name(table))
+
+    def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
+        # Delta skips the write when the table's log already holds this app_id at this version or later.
+        (
+            rows.select(*table.schema.names)
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", app_id)
+            .option("txnVersion", version)
+            .saveAsTable(self.name(table))
+        )
+        return True
+
+    def replace(
+        self,
+        table: TableDef,
+        rows: DataFrame,
+        *,
+        keys: list[str],
+        touched: DataFrame,
+        app_id: str,
+        version: int,
+    ) -> None:
+        from delta.tables import DeltaTable
+
+        # Every touched key once: with its new row, or with none (_present NULL), which deletes it.
+        from pyspark.sql.functions import lit
+
+        present = rows.select(*table.schema.names).withColumn("_present", lit(True))
+        source = touched.select(*keys).distinct().join(present, keys, "left")
+        columns = table.schema.names
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        conf = self._spark.conf
+        # MERGE takes its idempotency from the session (Delta's DML transaction options).
+        conf.set("spark.databricks.delta.write.txnAppId", app_id)
+        conf.set("spark.databricks.delta.write.txnVersion", str(version))
+        try:
+            (
+                DeltaTable.forName(self._spark, self.name(table))
+                .alias("t")
+                .merge(source.alias("s"), on)
+                .whenMatchedDelete(condition="s._present IS NULL")
+                .whenMatchedUpdate(set={c: f"s.`{c}`" for c in columns})
+                .whenNotMatchedInsert(condition="s._present", values={c: f"s.`{c}`" for c in columns})
+                .execute()
+            )
+        finally:
+            conf.unset("spark.databricks.delta.write.txnAppId")
+            conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+class ParquetTables:
+    """Tables as Parquet directories ``<root>/<layer>/<name>`` on a local file system."""
+
+    def __init__(self, spark: SparkSession, root: Path) -> None:
+        self._spark = spark
+        self.root = root
+
+    def path(self, table: TableDef) -> Path:
+        return self.root / table.relative_path
+
+    def read(self, table: TableDef) -> DataFrame:
+        path = self.path(table)
+        if not any(path.rglob("*.parquet")):
+            return self._spark.createDataFrame([], schema_ddl(table.schema))
+        return (
+            self._spark.read.schema(schema_ddl(table.schema)).option("basePath", str(path)).parquet(str(path))
+        )
+
+    def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame:
+        path = self.path(table)
+        path.mkdir(parents=True, exist_ok=True)
+        reader = self._spark.readStream.schema(schema_ddl(table.schema))
+        if max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
+        return reader.parquet(str(path))
+
+    def version(self, table: TableDef, app_id: str) -> int | None:
+        """The last version of ``app_id`` appended to ``table``, as Delta's ``transaction_version``."""
+        marker = self._marker(table, app_id)
+        return int(marker.read_text()) if marker.exists() else None
+
+    def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
+        done = self.version(table, app_id)
+        if done is not None and done >= version:
+            return False
+        tag = f"{_safe(app_id)}-{version}"
+        path = self.path(table)
+        # What an interrupted attempt of this very batch left behind.
+        for leftover in path.rglob(f"part-{tag}-*.parquet"):
+            leftover.unlink()
+        staging = self.root / "_staging" / table.name / tag
+        shutil.rmtree(staging, ignore_errors=True)
+        rows.select(*table.schema.names).write.mode("overwrite").partitionBy(*table.partition_by).parquet(
+            str(staging)
+        )
+        # Files move in under names that carry the batch, each with one rename: a stream reading the table
+        # never sees half a file.
+        for number, written in enumerate(sorted(staging.rglob("*.parquet"))):
+            target = path / written.parent.relative_to(staging) / f"part-{tag}-{number:05d}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written.replace(target)
+        shutil.rmtree(staging)
+        marker = self._marker(table, app_id)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.with_suffix(".tmp").write_text(str(version))
+        marker.with_suffix(".tmp").replace(marker)
+        return True
+
+    def replace(
+        self,
+        table: TableDef,
+        rows: DataFrame,
+        *,
+        keys: list[str],
+        touched: DataFrame,
+        app_id: str,
+        version: int,
+    ) -> None:
+        from pyspark.sql.functions import col
+
+        parts = list(table.partition_by)
+        if not any(self.path(table).rglob("*.parquet")):
+            rows.select(*table.schema.names).write.mode("append").partitionBy(*parts).parquet(
+                str(self.path(table))
+            )
+            return
+        current = self.read(table).withColumn("_file", col("_metadata.file_path"))
+        touched = touched.select(*keys).distinct()
+        stale = current.join(touched, keys, "left_semi")
+        affected = stale.select(*parts).unionByName(rows.select(*parts)).distinct()
+        kept = current.join(affected, parts, "left_semi").join(touched, keys, "left_anti").drop("_file")
+        # Materialised before the write deletes the files it was read from.
+        result = kept.unionByName(rows.select(*table.schema.names)).localCheckpoint(eager=True)
+        stale_files = [_local_path(row[0]) for row in stale.select("_file").distinct().collect()]
+        result.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy(
+            *parts
+        ).parquet(str(self.path(table)))
+        # A partition whose rows all moved or went is not in the result, so the write left its files.
+        for file in stale_files:
+            file.unlink(missing_ok=True)
+
+    def _marker(self, table: TableDef, app_id: str) -> Path:
+        return self.root / "_txn" / table.name / _safe(app_id)
+
+
+def _safe(app_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", app_id)
+
+
+def _local_path(uri: str) -> Path:
+    return Path(unquote(urlparse(uri).path))

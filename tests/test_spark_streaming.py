@@ -1,0 +1,138 @@
+"""The streaming Spark jobs (file source in place of Kafka, Parquet in place of Delta) land what the embedded
+ingest and pipeline land: the same bronze, rejects, quarantine, silver and gold, batch after batch, and a
+micro-batch run again changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from test_spark_jobs import rows, same, written
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
+from vhlake.pipeline.runner import Pipeline
+from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
+pytestmark = pytest.mark.slow
+
+KEYS = {
+    BRONZE.name: ["source", "source_offset"],
+    REJECTED.name: ["source", "source_offset"],
+    QUARANTINE.name: ["source", "source_offset"],
+    SILVER.name: ["job_id"],
+    GOLD.name: ["date", "marketplace", "category"],
+}
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    from vhlake.spark.session import local_session
+
+    session = local_session(app="vhlake-streaming-tests")
+    yield session
+    session.stop()
+
+
+def feed(directory: Path, *, parts: int) -> list[Path]:
+    """A generated feed (duplicates, failing events, garbage, disorder) cut into ``parts`` files."""
+    directory.mkdir()
+    lines = generate_lines(SampleSpec(jobs=400, seed=12, bad_event_rate=0.02, garbage_rate=0.01))
+    size = -(-lines.num_rows // parts)
+    return [
+        directory / f"events-{i}.jsonl"
+        for i in range(parts)
+        if write_jsonl(lines.slice(i * size, size), directory / f"events-{i}.jsonl")
+    ]
+
+
+def embedded(lake: Lake, table: TableDef) -> pa.Table:
+    return pa.table(lake.open(table).to_pyarrow_table())  # type: ignore[union-attr]
+
+
+def comparable(table: pa.Table, spec: TableDef) -> list[dict[str, Any]]:
+    """Rows without what differs by design: when each engine ingested them."""
+    drop = [c for c in ("ingestion_time", "ingestion_date") if c in table.column_names]
+    return rows(table.drop_columns(drop), KEYS[spec.name])
+
+
+def assert_same_lake(lake: Lake, out: Path) -> None:
+    for table in (BRONZE, REJECTED, QUARANTINE):
+        theirs, ours = comparable(embedded(lake, table), table), comparable(written(out, table), table)
+        assert theirs == ours, table.name
+    for table in (SILVER, GOLD):
+        same(comparable(embedded(lake, table), table), comparable(written(out, table), table))
+    # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it folds.
+    stored = written(out, JOB_EVENTS)["event_id"]
+    assert (
+        len(stored)
+        == len(set(stored.to_pylist()))
+        == len(set(embedded(lake, JOB_EVENTS)["event_id"].to_pylist()))
+    )
+
+
+def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path) -> None:
+    from vhlake.spark.streams import run_all
+
+    files = feed(tmp_path / "events", parts=3)
+    later = files.pop()
+    held = tmp_path / later.name
+    later.rename(held)
+    out = tmp_path / "spark"
+    lake = Lake(str(tmp_path / "lake"))
+    ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)
+
+    counts = run_all(spark, tmp_path / "events", out, source_system="test", max_files_per_trigger=1)
+    for file in files:
+        ingestor.ingest_file(file)
+    Pipeline(lake).run()
+    assert_same_lake(lake, out)
+    assert counts[SILVER.name] == embedded(lake, SILVER).num_rows > 100
+    assert counts[REJECTED.name] > 0 and counts[QUARANTINE.name] > 0
+
+    # The last file comes later: late events, copies of stored events, jobs that finish now.
+    held.rename(later)
+    run_all(spark, tmp_path / "events", out, source_system="test")
+    ingestor.ingest_file(later)
+    Pipeline(lake).run()
+    assert_same_lake(lake, out)
+
+    # Nothing new: nothing changes.
+    assert run_all(spark, tmp_path / "events", out, source_system="test") == {
+        table.name: written(out, table).num_rows
+        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD)
+    }
+
+
+def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> None:
+    from vhlake.spark.streams import gold_batch, silver_batch
+    from vhlake.spark.tables import ParquetTables
+
+    (file,) = feed(tmp_path / "events", parts=1)
+    lake = Lake(str(tmp_path / "lake"))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16).ingest_file(file)
+    out = tmp_path / "spark"
+    tables = ParquetTables(spark, out)
+    bronze = spark.createDataFrame(embedded(lake, BRONZE))
+    first, second = bronze.randomSplit([0.5, 0.5], seed=3)
+
+    def run(batch: Any, batch_id: int) -> None:
+        silver_batch(batch, batch_id, tables, on_changes=lambda changes, b: gold_batch(changes, b, tables))
+
+    run(first, 0)
+    run(second, 1)
+    after = {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)}
+    events = written(out, JOB_EVENTS).num_rows
+    run(second, 1)  # Structured Streaming runs a batch again when it failed before its checkpoint
+    assert {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)} == after
+    assert written(out, JOB_EVENTS).num_rows == events
+
+    # Two batches in any order fold to what one run over the whole of bronze gives.
+    Pipeline(lake).run()
+    for table in (SILVER, GOLD):
+        same(comparable(embedded(lake, table), table), after[table.name])
