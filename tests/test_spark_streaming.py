@@ -136,3 +136,28 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
     Pipeline(lake).run()
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), after[table.name])
+
+
+def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vhlake.cli.app import app
+
+    (file,) = feed(tmp_path / "events", parts=1)
+    out = tmp_path / "spark-out"
+    runner = CliRunner()
+    result = runner.invoke(app, ["spark", "run-all", "--events", str(file), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "events → bronze" in result.output
+    for table in (BRONZE, SILVER, GOLD):
+        assert f"{table.name}: {written(out, table).num_rows:,} rows" in result.output
+    assert written(out, SILVER).num_rows > 100
+
+    refused = runner.invoke(
+        app, ["spark", "run-all", "--events", str(file), "--out", str(out), "--format", "delta"]
+    )
+    assert refused.exit_code == 2 and "Databricks" in refused.output
+    missing = runner.invoke(
+        app, ["spark", "run-all", "--events", str(tmp_path / "nope.jsonl"), "--out", str(out)]
+    )
+    assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import err, out
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 spark_app = typer.Typer(
     help="The pipeline as PySpark jobs (the spark extra and a Java 17 runtime), for Databricks or local Spark.",
@@ -30,7 +33,6 @@ def build_command(
     (tests/test_spark_jobs.py)."""
     from vhlake.lake.tables import BRONZE
     from vhlake.spark.jobs import build
-    from vhlake.spark.session import local_session
 
     lake = bootstrap.build_lake(ctx.obj)
     files = lake.local_files(BRONZE)
@@ -42,10 +44,85 @@ def build_command(
     if not files:
         err.print("error: bronze is empty: vhlake ingest first")
         raise typer.Exit(2)
-    spark = local_session(master)
+    spark = _session(master)
     try:
         bronze = spark.read.option("basePath", lake.table_uri(BRONZE)).parquet(*files)
         counts = build(bronze, str(out_dir), fmt=fmt)
     finally:
         spark.stop()
+    _print_counts(counts, out_dir)
+
+
+@spark_app.command("run-all")
+def run_all_command(
+    events: Annotated[
+        Path, typer.Option(help="A JSON-lines file of events, or a directory of *.jsonl files.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the tables and the streams' checkpoints go.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="parquet (Delta runs on Databricks: databricks/databricks.yml deploys the jobs)."
+        ),
+    ] = "parquet",
+    source_system: Annotated[
+        str, typer.Option(help="source_system of events that do not name their own.")
+    ] = "vhlake-spark",
+    files_per_batch: Annotated[
+        int | None, typer.Option(help="At most this many files per micro-batch (default: all new files).")
+    ] = None,
+    master: Annotated[str, typer.Option(help="The Spark master.")] = "local[2]",
+) -> None:
+    """Run the whole chain as the streaming jobs run on Databricks, in local Spark, with a file source in
+    place of Kafka: events → bronze (and rejects) → quarantine + silver → gold, written as Parquet under
+    --out/<layer>/<table>. Run it again after adding files and only the new ones are read (the streams'
+    checkpoints are in --out/_checkpoints).
+
+    Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark"""
+    from vhlake.spark.streams import run_all
+
+    if fmt != "parquet":
+        err.print(
+            "error: run-all writes parquet; the Delta jobs run on Databricks (vhlake databricks render, "
+            "then databricks bundle deploy)"
+        )
+        raise typer.Exit(2)
+    if not events.exists():
+        err.print(f"error: {events} does not exist")
+        raise typer.Exit(2)
+    spark = _session(master)
+    try:
+        counts = run_all(
+            spark,
+            events.resolve(),
+            out_dir.resolve(),
+            source_system=source_system,
+            max_files_per_trigger=files_per_batch,
+            on_stage=lambda stage: err.print(f"[bold]{stage}[/bold]"),
+        )
+    finally:
+        spark.stop()
+    _print_counts(counts, out_dir)
+
+
+def _session(master: str) -> SparkSession:
+    """A local Spark session, or a clear exit when Spark cannot run here."""
+    try:
+        from pyspark.errors import PySparkRuntimeError
+
+        from vhlake.spark.session import local_session
+    except ImportError:
+        err.print("error: the spark extra is not installed: pip install 'vhlake[spark]'")
+        raise typer.Exit(2) from None
+    try:
+        return local_session(master)
+    except PySparkRuntimeError as exc:
+        err.print(
+            f"error: Spark did not start ({exc.getCondition()}). It needs a Java 17+ runtime on PATH or in "
+            "JAVA_HOME (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+        raise typer.Exit(2) from None
+
+
+def _print_counts(counts: dict[str, int], out_dir: Path) -> None:
     out.print(", ".join(f"{table}: {rows:,} rows" for table, rows in counts.items()) + f" under {out_dir}")
