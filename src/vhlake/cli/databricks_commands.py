@@ -17,12 +17,24 @@ databricks_app = typer.Typer(
 def render(
     catalog: Annotated[str, typer.Option(help="Unity Catalog catalog.")] = "validahub",
     schema: Annotated[str, typer.Option(help="Schema in the catalog.")] = "analytics",
+    write_alerts: Annotated[
+        bool,
+        typer.Option(
+            "--write-alerts",
+            help="First regenerate the bundle's SQL alerts (databricks/resources/alerts.yml) from the alert rules.",
+        ),
+    ] = False,
 ) -> None:
     """Print the Unity Catalog DDL (tables from the contracts, row filters, grants) and the alert queries,
     and check them and the Asset Bundle (databricks/databricks.yml); no credentials needed. Exit 1 on a
     problem."""
-    from vhlake.spark.deploy import alert_queries, statements
+    from vhlake.spark.deploy import ALERTS_FILE, alert_queries, alerts_yaml, statements
     from vhlake.spark.validate import problems
+
+    if write_alerts:
+        ALERTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        ALERTS_FILE.write_text(alerts_yaml(), encoding="utf-8")
+        err.print(f"wrote {ALERTS_FILE}")
 
     ddl = statements(catalog=catalog, schema=schema)
     alerts = alert_queries(catalog=catalog, schema=schema)

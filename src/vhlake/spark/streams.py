@@ -77,8 +77,13 @@ def kafka_records(
         reader = reader.option("maxOffsetsPerTrigger", max_offsets_per_trigger)
     for key, value in (options or {}).items():
         reader = reader.option(key, value)
+    return records_of_messages(reader.load())
+
+
+def records_of_messages(messages: DataFrame) -> DataFrame:
+    """Rows of Spark's Kafka source (topic, partition, offset, value, ...) as raw records."""
     # A message without a value (a tombstone) is a record too: it goes to the rejects, not nowhere.
-    return reader.load().selectExpr(
+    return messages.selectExpr(
         "concat('kafka:', topic, ':', CAST(partition AS STRING)) AS source",
         "offset AS source_offset",
         "coalesce(value, X'') AS raw",

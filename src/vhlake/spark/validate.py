@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
 from vhlake.lake.tables import ALL_TABLES
-from vhlake.spark.deploy import BUNDLE, bundle
+from vhlake.spark.deploy import ALERTS_FILE, BUNDLE, alert_resources, bundle
 from vhlake.spark.jobs import spark_type
 
 # Unity Catalog statements sqlglot does not model (it keeps them as opaque commands): checked by shape.
@@ -18,6 +19,7 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _QUALIFIED = rf"{_NAME}\.{_NAME}\.{_NAME}"
 _SHAPES = (
     re.compile(rf"CREATE CATALOG IF NOT EXISTS {_NAME}"),
+    re.compile(rf"CREATE VOLUME IF NOT EXISTS {_QUALIFIED}"),
     re.compile(rf"ALTER TABLE {_QUALIFIED} SET ROW FILTER {_QUALIFIED} ON \({_NAME}\)"),
     re.compile(rf"GRANT USE CATALOG ON CATALOG {_NAME} TO `{_NAME}`"),
 )
@@ -69,4 +71,25 @@ def _bundle_problems() -> list[str]:
             script = task.get("spark_python_task", {}).get("python_file")
             if script and not (BUNDLE.parent / script).exists():
                 found.append(f"databricks.yml: job {name} runs {script}, which does not exist")
+    found += _schema_problems(config.get("resources", {}))
+    if config.get("resources", {}).get("alerts") != alert_resources()["resources"]["alerts"]:
+        found.append(f"{ALERTS_FILE} differs from the alert rules: vhlake databricks render --write-alerts")
+    return found
+
+
+def _schema_problems(resources: dict[str, Any]) -> list[str]:
+    """Jobs and alerts that Databricks' own bundle models (databricks-bundles) refuse: unknown or missing
+    fields, wrong types, values outside an enum."""
+    try:
+        from databricks.bundles.alerts import Alert
+        from databricks.bundles.jobs import Job
+    except ImportError:
+        return ["cannot check the bundle's resources: pip install 'vhlake[databricks]' (databricks-bundles)"]
+    found = []
+    for kind, model in (("jobs", Job), ("alerts", Alert)):
+        for name, resource in resources.get(kind, {}).items():
+            try:
+                model.from_dict(resource)
+            except (ValueError, TypeError, KeyError) as exc:
+                found.append(f"databricks.yml: {kind[:-1]} {name}: {exc}")
     return found
