@@ -16,7 +16,7 @@ import pytest
 
 from conftest import build_analytics_lake
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import ANOMALIES, BRONZE, GOLD, ML_MODELS, QUARANTINE, SILVER, TableDef
 
 TODAY = date(2026, 11, 27)
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
@@ -133,6 +133,30 @@ def test_the_spark_ml_job_finds_the_injected_jobs(spark: Any) -> None:
     normal_flagged = len(found - set(kinds))
     assert normal_flagged <= 0.005 * 3_000  # the last day's normal jobs
     assert set(flagged["detector"].to_pylist()) <= {"kmeans-distance", "kmeans-small-cluster"}
+
+
+def test_the_spark_ml_job_writes_the_tables_vhlake_ml_score_writes(spark: Any) -> None:
+    from vhlake.spark.ml import anomaly_rows, model_row, score_jobs
+
+    silver, kinds = silver_jobs(10, 600, anomalies=12, seed=8)
+    at = datetime(2026, 11, 27, 4, tzinfo=UTC)
+    flagged = score_jobs(spark, spark.createDataFrame(silver), today=TODAY, job_days=0)
+    rows = anomaly_rows(flagged, scored_at=at).toArrow().cast(ANOMALIES.schema)
+    assert rows.num_rows == flagged.count() > 0
+    assert set(kinds) <= set(rows["job_id"].to_pylist())  # the injected jobs, at least
+    first = rows.to_pylist()[0]
+    assert first["reason"].startswith(f"job {first['job_id']}: {first['metric']}")
+    assert set(rows["scored_at"].to_pylist()) == {at}
+    model = model_row(
+        spark, today=TODAY, train_days=28, k=8, scored=600, flagged=rows.num_rows, trained_at=at
+    )
+    (recorded,) = model.toArrow().cast(ML_MODELS.schema).to_pylist()
+    assert dict(recorded["metrics"]) == {
+        "jobs_scored": 600.0,
+        "anomalies": float(rows.num_rows),
+        "anomaly_share": rows.num_rows / 600,
+    }
+    assert recorded["train_start"] == TODAY - timedelta(days=28) and recorded["model_type"] == "job_anomalies"
 
 
 def test_vhlake_spark_build_writes_the_tables(spark: Any, tmp_path: Path) -> None:

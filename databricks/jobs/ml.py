@@ -1,19 +1,18 @@
 """The bundle's ML task: the job anomaly detector (vhlake.spark.ml) over silver, into the anomalies table.
 
-It replaces the job rows of ``anomalies`` (``replaceWhere job_id IS NOT NULL``) and leaves the daily-series
-rows alone.
+It replaces the job rows of ``anomalies`` (``replaceWhere job_id IS NOT NULL``), leaves the daily-series
+rows alone, and records the training run in ``ml_models``.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from vhlake.lake.tables import ANOMALIES, SILVER
-from vhlake.spark.ml import score_jobs
+from vhlake.lake.tables import ANOMALIES, ML_MODELS, SILVER
+from vhlake.spark.ml import anomaly_rows, job_features, model_row, score_jobs
 
 
 def main() -> None:
@@ -22,33 +21,30 @@ def main() -> None:
     parser.add_argument("--schema", default="analytics")
     parser.add_argument("--job-days", type=int, default=1)
     parser.add_argument("--train-days", type=int, default=28)
+    parser.add_argument("--k", type=int, default=8, help="K-Means clusters")
     args = parser.parse_args()
     spark = SparkSession.builder.getOrCreate()
     where = f"{args.catalog}.{args.schema}"
+    silver = spark.table(f"{where}.{SILVER.name}")
+    today, now = datetime.now(UTC).date(), datetime.now(UTC)
     flagged = score_jobs(
-        spark,
-        spark.table(f"{where}.{SILVER.name}"),
-        today=datetime.now(UTC).date(),
-        train_days=args.train_days,
-        job_days=args.job_days,
-    )
-    rows = flagged.select(
-        "marketplace",
-        "date",
-        "metric",
-        F.lit(None).cast("double").alias("observed"),
-        F.lit(None).cast("double").alias("expected"),
-        "z_score",
-        "detector",
-        F.format_string(
-            "job %s: %s %.1f of its cluster's standard deviations out", "job_id", "metric", "z_score"
-        ).alias("reason"),
-        F.current_timestamp().alias("scored_at"),
-        "job_id",
-    )
-    rows.select(*ANOMALIES.schema.names).write.format("delta").mode("overwrite").option(
+        spark, silver, today=today, train_days=args.train_days, job_days=args.job_days, k=args.k
+    ).cache()
+    scored = job_features(
+        spark, silver, since=today - timedelta(days=args.job_days), until=today + timedelta(days=1)
+    ).count()
+    anomaly_rows(flagged, scored_at=now).write.format("delta").mode("overwrite").option(
         "replaceWhere", "job_id IS NOT NULL"
     ).saveAsTable(f"{where}.{ANOMALIES.name}")
+    model_row(
+        spark,
+        today=today,
+        train_days=args.train_days,
+        k=args.k,
+        scored=scored,
+        flagged=flagged.count(),
+        trained_at=now,
+    ).write.format("delta").mode("append").saveAsTable(f"{where}.{ML_MODELS.name}")
 
 
 if __name__ == "__main__":

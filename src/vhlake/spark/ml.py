@@ -10,10 +10,13 @@ id (tests/test_spark_ml.py holds the Spark job to the same recall and false-posi
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import json
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from vhlake.lake.tables import SILVER
+import pyarrow as pa
+
+from vhlake.lake.tables import ANOMALIES, ML_MODELS, SILVER
 from vhlake.query.statements import statement
 
 if TYPE_CHECKING:
@@ -111,3 +114,49 @@ def score_jobs(
         .otherwise(F.lit("kmeans-distance"))
         .alias("detector"),
     ).where(F.col("z_score") >= THRESHOLD)
+
+
+def anomaly_rows(flagged: DataFrame, *, scored_at: datetime) -> DataFrame:
+    """Jobs :func:`score_jobs` flagged, as rows of the anomalies table (what ``vhlake ml score`` writes)."""
+    from pyspark.sql import functions as F
+
+    return flagged.select(
+        "marketplace",
+        "date",
+        "metric",
+        F.lit(None).cast("double").alias("observed"),
+        F.lit(None).cast("double").alias("expected"),
+        "z_score",
+        "detector",
+        F.format_string(
+            "job %s: %s %.1f of its cluster's standard deviations out", "job_id", "metric", "z_score"
+        ).alias("reason"),
+        F.lit(scored_at).alias("scored_at"),
+        "job_id",
+    ).select(*ANOMALIES.schema.names)
+
+
+def model_row(
+    spark: SparkSession,
+    *,
+    today: date,
+    train_days: int,
+    k: int,
+    scored: int,
+    flagged: int,
+    trained_at: datetime,
+) -> DataFrame:
+    """The training run as a row of ml_models, as ``vhlake ml score`` records its own."""
+    metrics = [("jobs_scored", float(scored)), ("anomalies", float(flagged))]
+    if scored:
+        metrics.append(("anomaly_share", flagged / scored))
+    row = {
+        "model_version": f"spark-kmeans-jobs-{trained_at:%Y%m%dT%H%M%S}",
+        "model_type": "job_anomalies",
+        "trained_at": trained_at,
+        "train_start": today - timedelta(days=train_days),
+        "train_end": today,
+        "parameters": json.dumps({"engine": "spark", "k": k, "inputs": list(INPUTS), "threshold": THRESHOLD}),
+        "metrics": metrics,
+    }
+    return spark.createDataFrame(pa.Table.from_pylist([row], schema=ML_MODELS.schema))
