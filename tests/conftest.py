@@ -153,3 +153,18 @@ def api_deps_for(
         keys=KeyStore(lake),
         audit=AuditLog(lake, flush_every_s=audit_every_s),
     )
+
+
+_SPARK: list[Any] = []  # the one local Spark session of the test run, started by the first test that needs it
+
+
+@pytest.fixture
+def spark() -> Any:
+    """A local Spark session (the spark extra). The CLI's Spark commands stop the session they get, which
+    is this one: a stopped session is started again for the next test rather than failing it."""
+    pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
+    from vhlake.spark.session import local_session
+
+    if not _SPARK or _SPARK[0].sparkContext._jsc is None:
+        _SPARK[:] = [local_session(app="vhlake-tests")]
+    return _SPARK[0]

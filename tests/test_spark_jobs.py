@@ -4,7 +4,6 @@ quarantine out (floats to 1e-9 relative: the engines sum in different orders).""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,6 @@ from vhlake.lake.tables import ANOMALIES, BRONZE, GOLD, ML_MODELS, QUARANTINE, S
 
 TODAY = date(2026, 11, 27)
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    from vhlake.spark.session import local_session
-
-    session = local_session(app="vhlake-tests")
-    yield session
-    session.stop()
 
 
 def rows(table: pa.Table, keys: list[str]) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ micro-batch run again changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ KEYS = {
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
 }
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    from vhlake.spark.session import local_session
-
-    session = local_session(app="vhlake-streaming-tests")
-    yield session
-    session.stop()
 
 
 def feed(directory: Path, *, parts: int) -> list[Path]:

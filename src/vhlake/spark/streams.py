@@ -30,7 +30,7 @@ from vhlake.ingest.parse import new_parser_connection, parse_records
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.spark.jobs import check, fold, job_events, schema_ddl, silver_to_gold
-from vhlake.spark.tables import SparkTables
+from vhlake.spark.tables import SparkTables, local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -109,7 +109,7 @@ def _lines_of_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatc
     for batch in batches:
         for path, content in zip(batch["path"].to_pylist(), batch["content"].to_pylist(), strict=True):
             records, _ = split_lines(content, first_line=1, at_file_start=True)
-            source = f"file:{path.removeprefix('file:').removeprefix('//')}"
+            source = f"file:{local_path(path)}" if path.startswith("file:") else path
             yield pa.RecordBatch.from_pydict(
                 {
                     "source": pa.repeat(pa.scalar(source), records.num_rows),
@@ -265,13 +265,16 @@ def gold_batch(
     changes: DataFrame, batch_id: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
 ) -> None:
     """Recompute the gold groups silver's changes touch (before and after images) and replace them."""
+    from pyspark.sql.functions import expr
+
     touched = changes.selectExpr(
         "created_date AS date", "marketplace", "coalesce(category, 'unknown') AS category"
     ).distinct()
-    from pyspark.sql.functions import expr
-
-    same_group = "s.created_date = t.date AND s.marketplace = t.marketplace AND coalesce(s.category, 'unknown') = t.category"
-    jobs = tables.read(SILVER).alias("s").join(touched.alias("t"), expr(same_group), "left_semi")
+    same_group = expr(
+        "s.created_date = t.date AND s.marketplace = t.marketplace "
+        "AND coalesce(s.category, 'unknown') = t.category"
+    )
+    jobs = tables.read(SILVER).alias("s").join(touched.alias("t"), same_group, "left_semi")
     rows = silver_to_gold(jobs, updated_at=datetime.now(UTC)).localCheckpoint(eager=True)
     tables.replace(GOLD, rows, keys=GOLD_KEYS, touched=touched, app_id=app_id, version=batch_id)
 
