@@ -1,4 +1,6 @@
-"""bronze → quarantine + silver → gold as PySpark batch jobs, with the embedded pipeline's semantics.
+"""bronze → quarantine + silver → gold in PySpark, with the embedded pipeline's semantics: the steps
+(``check``, ``job_events``, ``fold``, ``silver_to_gold``) that the streaming jobs (``vhlake.spark.streams``)
+run per micro-batch, and ``build``, which runs them once over the whole of bronze.
 
 What can be shared is shared, so the two engines cannot drift: the payload schema comes from the table
 contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
@@ -7,7 +9,7 @@ own SQL, both translated from DuckDB's dialect to Spark's by sqlglot (exact ``pe
 features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
 column by column, on the same bronze.
 
-Tables are written in ``fmt`` (``delta`` on Databricks; ``parquet`` where Delta's jars are not
+``build`` writes tables in ``fmt`` (``delta`` on Databricks; ``parquet`` where Delta's jars are not
 available, as in the tests here).
 """
 

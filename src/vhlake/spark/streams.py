@@ -1,18 +1,18 @@
 """The Structured Streaming jobs: Kafka (or files) → bronze → quarantine + silver → gold.
 
-- ``ingest``: raw records into bronze and rejects. Parsing runs the embedded ingest's own parser
-  (``vhlake.ingest.parse``, DuckDB over Arrow) inside ``mapInArrow``, so bronze, ``_rescued_data`` and
-  the rejects are the same whichever engine ingested the records.
-- ``bronze_to_silver``: each micro-batch is checked (quarantine), deduplicated (the first received copy
-  of an event wins, against the events already stored), and the jobs it touches are folded again from
-  their whole history and upserted into silver.
-- ``silver_to_gold``: the (date, marketplace, category) groups a change to silver touches are recomputed
-  from silver and replaced in gold. On Delta it reads silver's change data feed; locally (Parquet, no
-  change feed) ``bronze_to_silver`` hands it each batch's changes in the same shape.
+- ``records_to_bronze_stream`` (kafka_to_bronze): raw records into bronze and rejects. Parsing runs the
+  embedded ingest's own parser (``vhlake.ingest.parse``, DuckDB over Arrow) inside ``mapInArrow``, so
+  bronze, ``_rescued_data`` and the rejects are the same whichever engine ingested the records.
+- ``bronze_to_silver_stream`` (``silver_batch`` per micro-batch): each micro-batch is checked
+  (quarantine), deduplicated (the first received copy of an event wins, against the events already
+  stored), and the jobs it touches are folded again from their whole history and upserted into silver.
+- ``silver_to_gold_stream`` (``gold_batch``): the (date, marketplace, category) groups a change to silver
+  touches are recomputed from silver and replaced in gold. On Delta it reads silver's change data feed;
+  locally (Parquet, no change feed) ``silver_batch`` hands it each batch's changes in the same shape.
 
 Every write of a micro-batch is idempotent by ``(app_id, batch_id)`` (see ``vhlake.spark.tables``), and
-``bronze_to_silver`` stores a batch's events last: a batch run again after a failure redoes what did not
-land and changes nothing that did.
+``silver_batch`` stores a batch's events last: a batch run again after a failure redoes what did not land
+and changes nothing that did.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def kafka_records(
         .option("kafka.bootstrap.servers", bootstrap_servers)
         .option("subscribe", topic)
         .option("startingOffsets", starting_offsets)
-        # A topic's retention deleting unread messages is reported by the lag metrics, not a stopped job.
+        # Messages the topic's retention deleted before they were read are gone either way: Spark logs
+        # the gap and goes on rather than stopping ingestion of everything after it.
         .option("failOnDataLoss", "false")
     )
     if max_offsets_per_trigger:
