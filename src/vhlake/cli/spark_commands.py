@@ -28,8 +28,9 @@ def build_command(
     ] = "parquet",
     master: Annotated[str, typer.Option(help="The Spark master.")] = "local[2]",
 ) -> None:
-    """Run bronze → quarantine + silver → gold as the PySpark jobs do on Databricks, over this lake's
-    bronze, writing the tables under --out/<layer>/<table>. They equal what `vhlake pipeline run` builds
+    """This lake's bronze → quarantine + silver → gold, as one PySpark batch.
+
+    The tables are written under --out/<layer>/<table>; they equal what `vhlake pipeline run` builds
     (tests/test_spark_jobs.py)."""
     from vhlake.lake.tables import BRONZE
     from vhlake.spark.jobs import build
@@ -73,10 +74,11 @@ def run_all_command(
     ] = None,
     master: Annotated[str, typer.Option(help="The Spark master.")] = "local[2]",
 ) -> None:
-    """Run the whole chain as the streaming jobs run on Databricks, in local Spark, with a file source in
-    place of Kafka: events → bronze (and rejects) → quarantine + silver → gold, written as Parquet under
-    --out/<layer>/<table>. Run it again after adding files and only the new ones are read (the streams'
-    checkpoints are in --out/_checkpoints).
+    """Events files → bronze → silver → gold with the streaming jobs, on local Spark.
+
+    The jobs run as they do on Databricks, with a file source in place of Kafka: events → bronze (and
+    rejects) → quarantine + silver → gold, written as Parquet under --out/<layer>/<table>. Run it again
+    after adding files and only the new ones are read (the streams' checkpoints are in --out/_checkpoints).
 
     Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark"""
     from vhlake.spark.streams import run_all
