@@ -4,6 +4,11 @@ micro-batch run again changes nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +106,7 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
 
 
 def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> None:
-    from vhlake.spark.streams import gold_batch, silver_batch
+    from vhlake.spark.streams import silver_batch
     from vhlake.spark.tables import ParquetTables
 
     (file,) = feed(tmp_path / "events", parts=1)
@@ -113,7 +118,7 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
     first, second = bronze.randomSplit([0.5, 0.5], seed=3)
 
     def run(batch: Any, batch_id: int) -> None:
-        silver_batch(batch, batch_id, tables, on_changes=lambda changes, b: gold_batch(changes, b, tables))
+        silver_batch(batch, batch_id, tables, gold=True)
 
     run(first, 0)
     run(second, 1)
@@ -253,3 +258,48 @@ def test_a_dedupe_window_bounds_how_far_back_copies_are_looked_for(spark: Any, t
         silver_batch(bronze, 1, tables, dedupe_window=window)
         stored = written(tables.root, JOB_EVENTS)["event_id"].to_pylist()
         assert len(stored) == copies * len(set(stored)) > 0
+
+
+def run_all_until(command: list[str], appears: Path | None, log: Path, *, timeout_s: float = 240) -> None:
+    """Run ``command``; when ``appears`` exists, kill it and everything it started (Spark's JVM and Python
+    workers) with SIGKILL. With ``appears`` None, let it finish."""
+    with log.open("wb") as output:
+        child = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while child.poll() is None and time.monotonic() < deadline:
+            if appears is not None and appears.exists():
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+                return
+            time.sleep(0.05)
+        assert child.poll() is not None, "run-all did not finish in time"
+        assert appears is None, f"run-all finished before {appears} appeared"
+        assert child.returncode == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def test_run_all_killed_mid_batch_and_run_again_lands_every_event_once(tmp_path: Path) -> None:
+    files = feed(tmp_path / "events", parts=3)
+    out = tmp_path / "spark"
+    command = [sys.executable, "-m", "vhlake", "spark", "run-all", "--events", str(tmp_path / "events")]
+    command += ["--out", str(out), "--files-per-batch", "1", "--source-system", "test"]
+    txn = out / "_txn"
+    # Killed once the first ingest batch committed (the next one is under way), then once the first
+    # bronze → silver batch stored its quarantine (its silver, gold and events are under way).
+    log = tmp_path / "run-all.log"
+    run_all_until(command, txn / BRONZE.name / "vhlake_ingest", log)
+    assert int((txn / BRONZE.name / "vhlake_ingest").read_text()) < len(files) - 1  # killed mid-ingest
+    run_all_until(command, txn / QUARANTINE.name / "vhlake_bronze_to_silver", log)
+    assert not (txn / JOB_EVENTS.name / "vhlake_bronze_to_silver").exists()  # killed mid-batch
+    run_all_until(command, None, log)
+
+    lake = Lake(str(tmp_path / "lake"))
+    ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)
+    for file in files:
+        ingestor.ingest_file(file)
+    Pipeline(lake).run()
+    assert_same_lake(lake, out)

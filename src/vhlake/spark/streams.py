@@ -184,8 +184,6 @@ def records_to_bronze_stream(
 
 # ---- bronze → quarantine + silver -------------------------------------------------------------------
 
-ChangeHandler = Callable[["DataFrame", int], None]
-
 
 def silver_batch(
     bronze: DataFrame,
@@ -195,13 +193,14 @@ def silver_batch(
     app_id: str = "vhlake:bronze_to_silver",
     expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
     dedupe_window: timedelta | None = None,
-    on_changes: ChangeHandler | None = None,
+    gold: bool = False,
 ) -> None:
     """One micro-batch of bronze: quarantine, new events, the touched jobs folded again into silver.
 
     ``dedupe_window`` bounds how far back a copy of an event is looked for (by ingestion time), the
     trade-off of a streaming watermark; None (the default) looks through every stored event, which is
-    what the embedded pipeline does. ``on_changes`` receives silver's changes (pre- and post-images).
+    what the embedded pipeline does. ``gold`` refreshes gold from this batch's changes too, for tables
+    without a change data feed (Parquet); on Delta, ``silver_to_gold_stream`` reads silver's.
     """
     from pyspark.sql.functions import coalesce, lit
 
@@ -222,14 +221,17 @@ def silver_batch(
     touched = new.select("job_id").distinct()
     history = stored.join(touched, "job_id", "left_semi").drop("job_date").unionByName(new)
     folded = fold(history, updated_at=now).localCheckpoint(eager=True)
-    before = tables.read(SILVER).join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
-
-    tables.replace(SILVER, folded, keys=["job_id"], touched=touched, app_id=app_id, version=batch_id)
-    if on_changes is not None:
+    if gold:
+        # Before silver changes: a batch run again after silver's replace would no longer see the jobs'
+        # old groups (their pre-images), and gold's own commit makes it skip this step then.
+        silver = tables.read(SILVER)
+        before = silver.join(touched, "job_id", "left_semi")
         changes = before.withColumn("_change_type", lit("update_preimage")).unionByName(
             folded.withColumn("_change_type", lit("update_postimage"))
         )
-        on_changes(changes, batch_id)
+        after = silver.join(touched, "job_id", "left_anti").unionByName(folded)
+        gold_batch(changes, batch_id, tables, silver=after)
+    tables.replace(SILVER, folded, keys=["job_id"], touched=touched, app_id=app_id, version=batch_id)
     # A job's events stay filed under the date it was first folded to; the batch's events go in last,
     # so a run of this batch that failed before here finds them still new and redoes the rest.
     places = stored.select("job_id", "job_date").distinct().join(touched, "job_id", "left_semi")
@@ -248,12 +250,12 @@ def bronze_to_silver_stream(
     available_now: bool = True,
     max_files_per_trigger: int | None = None,
     dedupe_window: timedelta | None = None,
-    on_changes: ChangeHandler | None = None,
+    gold: bool = False,
 ) -> StreamingQuery:
     """Start the stream from bronze into quarantine and silver (see :func:`silver_batch`)."""
 
     def write_batch(bronze: DataFrame, batch_id: int) -> None:
-        silver_batch(bronze, batch_id, tables, dedupe_window=dedupe_window, on_changes=on_changes)
+        silver_batch(bronze, batch_id, tables, dedupe_window=dedupe_window, gold=gold)
 
     source = tables.stream(BRONZE, max_files_per_trigger=max_files_per_trigger)
     return _start(source, write_batch, checkpoint=checkpoint, available_now=available_now)
@@ -263,9 +265,17 @@ def bronze_to_silver_stream(
 
 
 def gold_batch(
-    changes: DataFrame, batch_id: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
+    changes: DataFrame,
+    batch_id: int,
+    tables: SparkTables,
+    *,
+    app_id: str = "vhlake:silver_to_gold",
+    silver: DataFrame | None = None,
 ) -> None:
-    """Recompute the gold groups silver's changes touch (before and after images) and replace them."""
+    """Recompute the gold groups silver's changes touch (before and after images) and replace them.
+
+    The groups are computed from ``silver`` (silver as it is once the changes are in; by default, as
+    stored)."""
     from pyspark.sql.functions import expr
 
     touched = changes.selectExpr(
@@ -275,7 +285,11 @@ def gold_batch(
         "s.created_date = t.date AND s.marketplace = t.marketplace "
         "AND coalesce(s.category, 'unknown') = t.category"
     )
-    jobs = tables.read(SILVER).alias("s").join(touched.alias("t"), same_group, "left_semi")
+    jobs = (
+        (tables.read(SILVER) if silver is None else silver)
+        .alias("s")
+        .join(touched.alias("t"), same_group, "left_semi")
+    )
     rows = silver_to_gold(jobs, updated_at=datetime.now(UTC)).localCheckpoint(eager=True)
     tables.replace(GOLD, rows, keys=GOLD_KEYS, touched=touched, app_id=app_id, version=batch_id)
 
@@ -341,7 +355,7 @@ def run_all(
             lambda: bronze_to_silver_stream(
                 tables,
                 checkpoint=str(checkpoints / "bronze_to_silver"),
-                on_changes=lambda changes, batch_id: gold_batch(changes, batch_id, tables),
+                gold=True,
             ),
         ),
     ]

@@ -4,20 +4,23 @@ Both adapters give the jobs the same four operations, each safe to repeat when S
 micro-batch again after a failure:
 
 - ``append(table, rows, app_id, version)`` writes once per ``(app_id, version)``. Delta records it in the
-  table's log (``txnAppId``/``txnVersion``); the Parquet adapter in a marker written after the files.
+  table's log (``txnAppId``/``txnVersion``); the Parquet adapter in a marker of its own.
 - ``replace(table, rows, keys, touched)`` makes the rows whose ``keys`` are in ``touched`` equal ``rows``:
   updated, inserted, or deleted when ``rows`` has none for a touched key. Delta does it as one MERGE; the
   Parquet adapter rewrites the partitions those rows live in.
 - ``read`` and ``stream`` a table (and Delta's change data feed of silver, which Parquet does not have).
 
-Parquet offers no atomic commit: a crash in the middle of a Parquet write can leave a partial batch that a
-reader sees until the batch is run again. It is the format for trying the jobs here (Delta's Spark jars
-cannot be downloaded on these machines); on Databricks the jobs use Delta.
+Parquet has no transaction log, so the Parquet adapter keeps a small one (``ParquetTables._commit``): a
+batch killed at any point and run again leaves every row exactly once (tests/test_spark_streaming.py kills
+``vhlake spark run-all`` mid-batch). What it cannot give is isolation: a reader in the middle of a commit
+may see a partition's new files beside the ones they replace. It is the format for trying the jobs here
+(Delta's Spark jars cannot be downloaded on these machines); on Databricks the jobs use Delta.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -153,38 +156,14 @@ class ParquetTables:
         return reader.parquet(str(path))
 
     def version(self, table: TableDef, app_id: str) -> int | None:
-        """The last version of ``app_id`` appended to ``table``, as Delta's ``transaction_version``."""
+        """The last version of ``app_id`` committed to ``table``, as Delta's ``transaction_version``."""
         marker = self._marker(table, app_id)
         return int(marker.read_text()) if marker.exists() else None
 
     def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
-        done = self.version(table, app_id)
-        if done is not None and done >= version:
+        if not self._begin(table, app_id, version):
             return False
-        tag = f"{_safe(app_id)}-{version}"
-        path = self.path(table)
-        # What an interrupted attempt of this very batch left behind.
-        for leftover in path.rglob(f"part-{tag}-*.parquet"):
-            leftover.unlink()
-        staging = self.root / "_staging" / table.name / tag
-        shutil.rmtree(staging, ignore_errors=True)
-        _by_partition(rows.select(*table.schema.names), table).write.mode("overwrite").partitionBy(
-            *table.partition_by
-        ).parquet(str(staging))
-        # Files move in under names that carry the batch, each with one rename: a stream reading the table
-        # never sees half a file.
-        for number, written in enumerate(sorted(staging.rglob("*.parquet"))):
-            target = path / written.parent.relative_to(staging) / f"part-{tag}-{number:05d}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written.replace(target)
-        shutil.rmtree(staging)
-        for emptied in (staging.parent, staging.parent.parent):  # left only while another append stages
-            with contextlib.suppress(OSError):
-                emptied.rmdir()
-        marker = self._marker(table, app_id)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.with_suffix(".tmp").write_text(str(version))
-        marker.with_suffix(".tmp").replace(marker)
+        self._commit(table, app_id, version, rows.select(*table.schema.names), replaced=[])
         return True
 
     def replace(
@@ -199,33 +178,93 @@ class ParquetTables:
     ) -> None:
         from pyspark.sql.functions import col
 
-        parts = list(table.partition_by)
-        if not any(self.path(table).rglob("*.parquet")):
-            _by_partition(rows.select(*table.schema.names), table).write.mode("append").partitionBy(
-                *parts
-            ).parquet(str(self.path(table)))
+        if not self._begin(table, app_id, version):
             return
+        if not any(self.path(table).rglob("*.parquet")):  # nothing to replace yet
+            self._commit(table, app_id, version, rows.select(*table.schema.names), replaced=[])
+            return
+        parts = list(table.partition_by)
         current = self.read(table).withColumn("_file", col("_metadata.file_path"))
         touched = touched.select(*keys).distinct()
         stale = current.join(touched, keys, "left_semi")
         affected = stale.select(*parts).unionByName(rows.select(*parts)).distinct()
-        kept = current.join(affected, parts, "left_semi").join(touched, keys, "left_anti").drop("_file")
-        # Materialised before the write deletes the files it was read from.
+        rewritten = current.join(affected, parts, "left_semi")
+        kept = rewritten.join(touched, keys, "left_anti").drop("_file")
+        # Materialised: the commit deletes the files these rows were read from.
         result = kept.unionByName(rows.select(*table.schema.names)).localCheckpoint(eager=True)
-        stale_files = [local_path(row[0]) for row in stale.select("_file").distinct().collect()]
-        _by_partition(result, table).write.mode("overwrite").option(
-            "partitionOverwriteMode", "dynamic"
-        ).partitionBy(*parts).parquet(str(self.path(table)))
-        # A partition whose rows all moved or went is not in the result, so the write left its files.
-        for file in stale_files:
+        files = [local_path(row[0]) for row in rewritten.select("_file").distinct().collect()]
+        self._commit(table, app_id, version, result, replaced=files)
+
+    # A commit, so that a batch killed at any point and run again leaves each row exactly once:
+    #   1. the new files are written to a staging directory, then moved into the table under names that
+    #      carry (app_id, version), one rename each (a reader never sees half a file);
+    #   2. a pending record lists the files they replace;
+    #   3. those files are deleted, then the version marker is written and the record removed.
+    # A run that finds a pending record finishes steps 3; one that finds none deletes the files an
+    # interrupted attempt had moved in (step 1 is redone from scratch).
+
+    def _begin(self, table: TableDef, app_id: str, version: int) -> bool:
+        """Whether (app_id, version) still has to be written; finishes or undoes an interrupted attempt."""
+        done = self.version(table, app_id)
+        if done is not None and done >= version:
+            return False
+        pending = self._marker(table, app_id).with_suffix(".pending")
+        if pending.exists():
+            record = json.loads(pending.read_text())
+            self._finish(table, app_id, record["version"], [Path(f) for f in record["replaced"]])
+            if record["version"] >= version:
+                return False
+        for leftover in self.path(table).rglob(f"part-{_tag(app_id, version)}-*.parquet"):
+            leftover.unlink()
+        return True
+
+    def _commit(
+        self, table: TableDef, app_id: str, version: int, rows: DataFrame, *, replaced: list[Path]
+    ) -> None:
+        tag = _tag(app_id, version)
+        path = self.path(table)
+        staging = self.root / "_staging" / table.name / tag
+        shutil.rmtree(staging, ignore_errors=True)
+        _by_partition(rows, table).write.mode("overwrite").partitionBy(*table.partition_by).parquet(
+            str(staging)
+        )
+        for number, written in enumerate(sorted(staging.rglob("*.parquet"))):
+            target = path / written.parent.relative_to(staging) / f"part-{tag}-{number:05d}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written.replace(target)
+        shutil.rmtree(staging)
+        for emptied in (staging.parent, staging.parent.parent):  # left only while another batch stages
+            with contextlib.suppress(OSError):
+                emptied.rmdir()
+        if replaced:
+            record = {"version": version, "replaced": [str(f) for f in replaced]}
+            _write_atomically(self._marker(table, app_id).with_suffix(".pending"), json.dumps(record))
+        self._finish(table, app_id, version, replaced)
+
+    def _finish(self, table: TableDef, app_id: str, version: int, replaced: list[Path]) -> None:
+        for file in replaced:
             file.unlink(missing_ok=True)
+        marker = self._marker(table, app_id)
+        _write_atomically(marker, str(version))
+        marker.with_suffix(".pending").unlink(missing_ok=True)
 
     def _marker(self, table: TableDef, app_id: str) -> Path:
         return self.root / "_txn" / table.name / _safe(app_id)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def _tag(app_id: str, version: int) -> str:
+    return f"{_safe(app_id)}-{version}"
+
+
 def _safe(app_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", app_id)
+    return re.sub(r"[^A-Za-z0-9_-]", "_", app_id)  # no dots: the markers' suffixes are theirs
 
 
 def local_path(uri: str) -> Path:
