@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -65,14 +66,29 @@ def read_table(lake: Lake, name: str) -> pa.Table:
     return pa.table(delta.to_pyarrow_table()).sort_by("source_offset")
 
 
-def kill_after_commits(process: subprocess.Popen[bytes], delta_log: Path, commits: int) -> None:
-    """SIGKILL ``process`` once ``delta_log`` holds ``commits`` commits (it must still be running then)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(delta_log.glob("*.json"))) < commits:
+def kill_when(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    session: bool = False,
+    timeout_s: float = 120,
+) -> None:
+    """SIGKILL ``process`` once ``ready()`` (it must still be running then). With ``session``, kill every
+    process of its session too (Spark's JVM and Python workers): start it with ``start_new_session``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not ready():
         assert process.poll() is None, "the process finished before it could be killed: give it more work"
         time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
+    if session:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def kill_after_commits(process: subprocess.Popen[bytes], delta_log: Path, commits: int) -> None:
+    """SIGKILL ``process`` once ``delta_log`` holds ``commits`` commits (it must still be running then)."""
+    kill_when(process, lambda: len(list(delta_log.glob("*.json"))) >= commits)
 
 
 @dataclass

@@ -4,11 +4,8 @@ micro-batch run again changes nothing."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from conftest import kill_when
 from test_spark_jobs import rows, same, written
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
@@ -260,26 +258,11 @@ def test_a_dedupe_window_bounds_how_far_back_copies_are_looked_for(spark: Any, t
         assert len(stored) == copies * len(set(stored)) > 0
 
 
-def run_all_until(command: list[str], appears: Path | None, log: Path, *, timeout_s: float = 240) -> None:
-    """Run ``command``; when ``appears`` exists, kill it and everything it started (Spark's JVM and Python
-    workers) with SIGKILL. With ``appears`` None, let it finish."""
+def killed_when_it_appears(command: list[str], appears: Path, log: Path) -> None:
+    """Run ``command`` and SIGKILL it, Spark's JVM and workers included, once ``appears`` exists."""
     with log.open("wb") as output:
         child = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while child.poll() is None and time.monotonic() < deadline:
-            if appears is not None and appears.exists():
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-                return
-            time.sleep(0.05)
-        assert child.poll() is not None, "run-all did not finish in time"
-        assert appears is None, f"run-all finished before {appears} appeared"
-        assert child.returncode == 0, log.read_text(errors="replace")[-3000:]
-    finally:
-        if child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+    kill_when(child, appears.exists, session=True, timeout_s=240)
 
 
 def test_run_all_killed_mid_batch_and_run_again_lands_every_event_once(tmp_path: Path) -> None:
@@ -291,11 +274,12 @@ def test_run_all_killed_mid_batch_and_run_again_lands_every_event_once(tmp_path:
     # Killed once the first ingest batch committed (the next one is under way), then once the first
     # bronze → silver batch stored its quarantine (its silver, gold and events are under way).
     log = tmp_path / "run-all.log"
-    run_all_until(command, txn / BRONZE.name / "vhlake_ingest", log)
+    killed_when_it_appears(command, txn / BRONZE.name / "vhlake_ingest", log)
     assert int((txn / BRONZE.name / "vhlake_ingest").read_text()) < len(files) - 1  # killed mid-ingest
-    run_all_until(command, txn / QUARANTINE.name / "vhlake_bronze_to_silver", log)
+    killed_when_it_appears(command, txn / QUARANTINE.name / "vhlake_bronze_to_silver", log)
     assert not (txn / JOB_EVENTS.name / "vhlake_bronze_to_silver").exists()  # killed mid-batch
-    run_all_until(command, None, log)
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert finished.returncode == 0, finished.stderr[-3000:]
 
     lake = Lake(str(tmp_path / "lake"))
     ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)

@@ -21,11 +21,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vhlake import native
 from vhlake.ingest.parse import KNOWN_FIELDS, ParsedBatch, add_batch_columns, rejected_rows
 from vhlake.ingest.parse import parse_records as exact_parse_records
 from vhlake.lake.tables import BRONZE
-from vhlake.native import address, gather_strings
+from vhlake.native import address, gather_strings, library, string_buffers
 from vhlake.query.arrow_sql import registered
 
 _FIELDS = len(KNOWN_FIELDS)
@@ -41,7 +40,7 @@ _TIMESTAMP_SQL = (
 )
 
 
-_SCANNER = native.library()
+_SCANNER = library()
 _SCRATCH = threading.local()
 
 
@@ -99,11 +98,7 @@ def _scan(scanner: ctypes.CDLL, records: pa.Table) -> tuple[npt.NDArray[np.int64
     """Which lines the scanner accepted, and their known fields as string columns (NULL when absent)."""
     count = records.num_rows
     raw = records["raw"].combine_chunks()
-    if raw.type != pa.large_binary():
-        raw = raw.cast(pa.large_binary())
-    _, offsets_buffer, data_buffer = raw.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int64, count + 1, raw.offset * 8)
-    data = data_buffer.address if data_buffer is not None else 0
+    data, offsets = string_buffers(raw)  # raw stays referenced: data points into its buffer
     starts, lens, rows = _scratch(count)
     accepted_count = scanner.scan_lines(
         data, address(offsets), count, address(starts), address(lens), address(rows)

@@ -11,7 +11,7 @@
 
 #define MAX_DEPTH 64
 
-/* Strict UTF-8 (RFC 3629): returns bytes consumed, 0 if invalid. Rejects DEL and U+2028/2029 when strict_out. */
+/* Strict UTF-8 (RFC 3629): returns bytes consumed, 0 if invalid. Rejects DEL and U+2028/2029 when payload. */
 static inline int utf8_char(const uint8_t *p, const uint8_t *end, int payload) {
     uint8_t c = p[0];
     if (c < 0x80) return (c >= 0x20 && c != '"' && c != '\\' && !(payload && c == 0x7f)) ? 1 : 0;

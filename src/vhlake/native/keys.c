@@ -1,5 +1,5 @@
-/* Lookup keys (called through ctypes by pipeline/native_fold.py): 60 bits of the md5 of a string, the
- * same integer as the SQL CAST(('0x' || left(md5(s), 15)) AS BIGINT) of silver.TYPE_SQL.
+/* Lookup keys (called through ctypes by native_typing.lookup_keys): 60 bits of the md5 of a string,
+ * the same integer as the SQL CAST(('0x' || left(md5(s), 15)) AS BIGINT) of silver.TYPE_SQL.
  * MD5 as in RFC 1321; tested against hashlib and DuckDB. */
 #include <math.h>
 #include <stdint.h>

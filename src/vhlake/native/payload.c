@@ -7,7 +7,7 @@
  * NULL, or an object with no whitespace, no escapes, no duplicate or case-colliding keys, no floats and no
  * integers of more than 18 digits. Anything else: ok=0, and the caller types that row with the exact SQL.
  */
-#include <ctype.h>
+#include <strings.h> /* strncasecmp */
 
 #include "json.h"
 

@@ -5,7 +5,8 @@ of 10M events it would MERGE some fifty times into a growing silver. Here bronze
 checked and typed ahead, as in the incremental path) and the typed events are spilled to disk in buckets
 by job, so that a job's whole history is in one bucket. Each bucket is then folded natively and written
 as it is: its silver rows, and its events filed under their job's created date. Gold is computed once, at
-the end, from silver's gold columns. Memory is bounded by one bucket, whatever the size of bronze.
+the end, from silver's gold columns, kept per job as the buckets are folded. Memory is bounded by
+one bucket plus those few columns per job, whatever the size of bronze.
 
 Exactly once: each table's files are written directly (lake/direct_write.py) and committed at the end
 in one commit that replaces the table's contents and records ``(PIPELINE_APP, bronze version)``, in the
@@ -71,8 +72,9 @@ class JobBuckets:
             return pa.ipc.open_stream(source).read_all()
 
     def superseded(self, con: duckdb.DuckDBPyConnection) -> dict[int, npt.NDArray[np.int64]]:
-        """Per bucket, the rows that are later copies of an event whose first copy is in another bucket
-        (the same event_id sent for two jobs): the fold of one bucket alone cannot see those."""
+        """Per bucket, the rows that are later copies of an event held in several buckets (the same event_id
+        sent for two jobs): every later copy, in whichever bucket, for the fold of one bucket alone cannot
+        tell which copy came first."""
         if self.count == 1 or not self._keys:
             return {}
         native = library()

@@ -37,7 +37,7 @@ def type_payloads(
     native: ctypes.CDLL, payloads: pa.ChunkedArray | pa.Array
 ) -> tuple[dict[str, pa.Array], npt.NDArray[np.bool_]]:
     """The typed payload fields of every row, and which rows the C typer decided (the others' values
-    are NULL here and must be typed by the exact SQL)."""
+    mean nothing, and those rows must be typed by the exact SQL)."""
     array = payloads.combine_chunks() if isinstance(payloads, pa.ChunkedArray) else payloads
     count = len(array)
     data, offsets = string_buffers(array)

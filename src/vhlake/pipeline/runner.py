@@ -63,7 +63,6 @@ GOLD_INPUTS = [
     "user_id",
 ]
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
-_HISTORY = JOB_EVENTS.schema.remove(JOB_EVENTS.schema.get_field_index("job_date"))
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
 
 
@@ -113,7 +112,8 @@ class RunReport:
         return self.bronze_from >= self.bronze_to
 
     def add(self, prepared: _Prepared, *, jobs: int, groups: int) -> None:
-        """Count a range that became visible in gold now."""
+        """Count a processed range, its freshness taken now: when it became visible in gold, on the
+        incremental path; on a first build, when it was spilled (the one commit comes at the end)."""
         self.events_in += prepared.events_in
         self.quarantined += prepared.quarantined.num_rows
         self.jobs_upserted += jobs
@@ -482,7 +482,7 @@ class Pipeline:
                 "SELECT e.* FROM job_events e SEMI JOIN touched USING (job_id)"
             ).to_arrow_table()
         places = rows.select(["job_id", "job_date"]).group_by(["job_id", "job_date"]).aggregate([])
-        return places.cast(_PLACES), rows.drop_columns(["job_date"]).cast(_HISTORY)
+        return places.cast(_PLACES), rows.drop_columns(["job_date"]).cast(TYPED_SCHEMA)
 
     def _job_events_view(self, dates: list[object] | None = None) -> None:
         """View ``job_events`` over the job events table (only the ``dates`` partitions, when given):

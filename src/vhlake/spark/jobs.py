@@ -62,7 +62,7 @@ def schema_ddl(schema: pa.Schema) -> str:
 
 def payload_ddl() -> str:
     """The payload's typed fields as a Spark DDL schema (for ``from_json``), from the table contract."""
-    return ", ".join(f"{field.name} {spark_type(field.type)}" for field in PAYLOAD_FIELDS)
+    return schema_ddl(pa.schema(PAYLOAD_FIELDS))
 
 
 def to_spark(duckdb_sql: str) -> str:
