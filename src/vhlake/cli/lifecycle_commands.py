@@ -30,8 +30,8 @@ def maintain(
     ] = None,
 ) -> None:
     """Apply retention (bronze, rejects, quarantine 90 days; silver and job events 1 year; gold and
-    predictions 2 years: VHLAKE_RETENTION_*_DAYS), compact small files, Z-order gold and yesterday's
-    silver, vacuum unreferenced files and checkpoint every table.
+    predictions 2 years: VHLAKE_RETENTION_*_DAYS), then, on those tables, compact small files, Z-order
+    gold and yesterday's silver, vacuum unreferenced files and checkpoint.
 
     Safe while `vhlake serve` writes: a step that conflicts with another writer is retried on the new
     version, then skipped and reported. `vhlake serve` runs it daily (--lifecycle-every).

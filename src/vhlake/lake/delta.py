@@ -446,3 +446,8 @@ def _merge(
         merger = merger.when_matched_update(updates, predicate=f"{keep} AND {changed}")
         merger = merger.when_not_matched_insert(updates, predicate=keep)
     merger.execute()
+
+
+def no_such_partition(exc: DeltaError) -> bool:
+    """Whether delta-rs refused a partition filter because no such partition exists (yet)."""
+    return "partition" in str(exc).lower()

@@ -28,6 +28,9 @@ class TableDef:
     compression: str = "zstd"
     # Columns the contract gained after tables were first written: older files lack them (NULL there).
     added_columns: tuple[str, ...] = ()
+    # The UTC date a row belongs to: what retention measures its age by and, when it partitions the
+    # table, the partitions a stream keeps appending to (compacted while recent).
+    date_column: str | None = None
 
     @property
     def relative_path(self) -> str:
@@ -66,6 +69,7 @@ BRONZE = TableDef(
         ]
     ),
     partition_by=("event_date",),
+    date_column="event_date",
     opaque_columns=("event_id", "job_id", "payload", "_rescued_data"),
     distinct_columns=("timestamp", "source_offset"),
     # The pipeline reads what each commit appended through the change data feed.
@@ -91,6 +95,7 @@ REJECTED = TableDef(
         ]
     ),
     partition_by=("ingestion_date",),
+    date_column="ingestion_date",
     configuration=STREAMED_LOG,
     description=(
         "One row per input that is not a JSON object. raw is the text (invalid UTF-8 shown as U+FFFD); "
@@ -109,6 +114,7 @@ QUARANTINE = TableDef(
         ]
     ),
     partition_by=("ingestion_date",),
+    date_column="ingestion_date",
     configuration=STREAMED_LOG,
     description="One row per bronze event that failed an expectation; reason names the rule.",
 )
@@ -144,6 +150,7 @@ SILVER = TableDef(
         ]
     ),
     partition_by=("marketplace", "created_date"),
+    date_column="created_date",
     opaque_columns=("job_id", "s3_path"),
     configuration=STREAMED_LOG,
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
@@ -176,6 +183,7 @@ JOB_EVENTS = TableDef(
     # table is append-only); a batch reads the history of the jobs it touches from the few recent
     # partitions they live in, never from the whole of bronze.
     partition_by=("job_date",),
+    date_column="job_date",
     opaque_columns=("job_id", "event_id", "s3_path"),
     # Read back only by the pipeline, a few partitions at a time; written whole by a first build, where
     # lz4 writes it in half zstd's time (measured: 0.66 s vs 1.21 s per million events, files 50% larger).
@@ -211,6 +219,7 @@ GOLD = TableDef(
         ]
     ),
     partition_by=("year", "month"),
+    date_column="date",
     configuration=STREAMED_LOG,
     description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
 )
@@ -243,6 +252,7 @@ ML_PREDICTIONS = TableDef(
     ),
     added_columns=("confidence_level",),
     partition_by=(),
+    date_column="prediction_date",
     description=(
         "One row per (marketplace, category, prediction_date, model_version): forecasts of daily validations "
         "and error rate with bounds, and anomaly scores of past days; the model that made it and when it trained."
@@ -314,6 +324,7 @@ PIPELINE_RUNS = TableDef(
         ]
     ),
     partition_by=("run_date",),
+    date_column="run_date",
     configuration=STREAMED_LOG,
     description="One row per pipeline step run: upstream versions, rows in/out, violations per rule, status.",
 )
@@ -334,6 +345,7 @@ DATA_QUALITY_METRICS = TableDef(
         ]
     ),
     partition_by=("measured_date",),
+    date_column="measured_date",
     configuration=STREAMED_LOG,
     description=(
         "Data-quality measurements the service records per pipeline batch: volumes, schema violations "
@@ -376,6 +388,7 @@ AUDIT_LOG = TableDef(
     ),
     added_columns=("details",),
     partition_by=("audit_date",),
+    date_column="audit_date",
     configuration=STREAMED_LOG,
     description="One row per API request (which key, which route, what status) and per erasure request.",
 )
@@ -400,6 +413,7 @@ ALERT_EVENTS = TableDef(
         ]
     ),
     partition_by=("evaluated_date",),
+    date_column="evaluated_date",
     configuration=STREAMED_LOG,
     description="Alert evaluations per rule and key: state, value, and the notifications sent (or not).",
 )

@@ -83,17 +83,17 @@ def forget_user(
 def _jobs_of(lake: Lake, user_id: str) -> pa.Table:
     """The user's jobs (job_id, and the gold group each counted in: NULL for a job not in silver), from
     silver and the job events."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    table_relation(con, lake, SILVER).create_view("silver")
-    table_relation(con, lake, JOB_EVENTS).create_view("job_events")
-    return con.sql(
-        """SELECT job_id, created_date, marketplace, category FROM silver WHERE user_id = $user
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        table_relation(con, lake, SILVER).create_view("silver")
+        table_relation(con, lake, JOB_EVENTS).create_view("job_events")
+        return con.sql(
+            """SELECT job_id, created_date, marketplace, category FROM silver WHERE user_id = $user
         UNION ALL
         SELECT DISTINCT job_id, NULL, NULL, NULL FROM job_events
         WHERE user_id = $user AND job_id NOT IN (SELECT job_id FROM silver WHERE user_id = $user)""",
-        params={"user": user_id},
-    ).to_arrow_table()
+            params={"user": user_id},
+        ).to_arrow_table()
 
 
 def _delete(lake: Lake, table: TableDef, report: ErasureReport, source: pa.Table, predicate: str) -> None:
@@ -126,6 +126,7 @@ def _purge_change_data(lake: Lake, user_id: str, jobs: pa.ChunkedArray) -> int:
     """Delete the change data files that hold the user's rows. The deletes above wrote them (Delta's change
     data feed records what a delete removed), and vacuum leaves change data alone. The pipeline read
     every bronze commit first, so nothing still needs them."""
+    known = pc.cast(jobs.combine_chunks(), pa.string())
     removed = 0
     for table in (*_BY_USER_AND_JOB, REJECTED):
         if lake.open(table) is None:
@@ -133,13 +134,13 @@ def _purge_change_data(lake: Lake, user_id: str, jobs: pa.ChunkedArray) -> int:
         store = lake.files(table)
         found = store.get_file_info(fs.FileSelector("_change_data", recursive=True, allow_not_found=True))
         for info in found:
-            if info.is_file and info.path.endswith(".parquet") and _holds(store, info.path, user_id, jobs):
+            if info.is_file and info.path.endswith(".parquet") and _holds(store, info.path, user_id, known):
                 store.delete_file(info.path)
                 removed += 1
     return removed
 
 
-def _holds(store: fs.FileSystem, path: str, user_id: str, jobs: pa.ChunkedArray) -> bool:
+def _holds(store: fs.FileSystem, path: str, user_id: str, known: pa.Array) -> bool:
     columns = pq.read_schema(path, filesystem=store).names
     if "user_id" not in columns:  # the rejects: the raw line
         raw = pc.cast(pq.read_table(path, filesystem=store, columns=["raw"])["raw"], pa.large_string())
@@ -148,7 +149,6 @@ def _holds(store: fs.FileSystem, path: str, user_id: str, jobs: pa.ChunkedArray)
         path, filesystem=store, columns=["user_id", "job_id"]
     )  # delta-rs writes string views
     users, job_ids = (pc.cast(rows[c], pa.string()) for c in ("user_id", "job_id"))
-    known = pc.cast(jobs.combine_chunks(), pa.string())
     return bool(pc.any(pc.or_(pc.equal(users, user_id), pc.is_in(job_ids, value_set=known))).as_py())
 
 

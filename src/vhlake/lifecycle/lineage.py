@@ -63,11 +63,19 @@ def lineage(lake: Lake, table: TableDef) -> dict[str, Any]:
 
 
 def _last_run(lake: Lake) -> dict[str, Any] | None:
-    runs = lake.open(PIPELINE_RUNS)
-    if runs is None:
-        return None
-    every = pa.table(runs.to_pyarrow_table())
-    rows = every.filter(pc.equal(every["status"], "success"))
+    # Only the columns shown: the service logs a run every few seconds, so the table grows long.
+    runs = lake.dataset(PIPELINE_RUNS).to_table(
+        columns=[
+            "run_id",
+            "started_at",
+            "status",
+            "upstream_from_version",
+            "upstream_to_version",
+            "rows_in",
+            "rows_out",
+        ]
+    )
+    rows = runs.filter(pc.equal(runs["status"], "success"))
     if rows.num_rows == 0:
         return None
     newest = rows.sort_by([("started_at", "descending")]).slice(0, 1).to_pylist()[0]

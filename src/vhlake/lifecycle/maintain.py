@@ -16,6 +16,7 @@ serve`` it runs in the pipeline's own thread, between two runs, so it never race
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,12 +24,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from vhlake.errors import ConfigError
-from vhlake.lake.delta import Lake
+from vhlake.lake.delta import Lake, no_such_partition
 from vhlake.lake.tables import (
     BRONZE,
     GOLD,
@@ -59,16 +61,16 @@ class Retention:
     vacuum_hours: float = 168.0
     min_vacuum_hours: float = 168.0
 
-    def tables(self) -> list[tuple[TableDef, str, int]]:
-        """(table, the date column its age is measured on, days kept)."""
+    def tables(self) -> list[tuple[TableDef, int]]:
+        """(table, days kept); a row's age is measured on the table's ``date_column``."""
         return [
-            (BRONZE, "event_date", self.bronze_days),
-            (REJECTED, "ingestion_date", self.bronze_days),
-            (QUARANTINE, "ingestion_date", self.bronze_days),
-            (SILVER, "created_date", self.silver_days),
-            (JOB_EVENTS, "job_date", self.silver_days),
-            (GOLD, "date", self.gold_days),
-            (ML_PREDICTIONS, "prediction_date", self.gold_days),
+            (BRONZE, self.bronze_days),
+            (REJECTED, self.bronze_days),
+            (QUARANTINE, self.bronze_days),
+            (SILVER, self.silver_days),
+            (JOB_EVENTS, self.silver_days),
+            (GOLD, self.gold_days),
+            (ML_PREDICTIONS, self.gold_days),
         ]
 
 
@@ -100,24 +102,20 @@ def maintain(
             f"{retention.min_vacuum_hours:g} h: readers and time travel inside it would lose their files"
         )
     reports = []
-    for table, column, days in retention.tables():
+    for table, days in retention.tables():
         if lake.open(table) is None:
             continue
         if on_table is not None:
             on_table(table.name)
-        reports.append(
-            _maintain_table(lake, table, column, today - timedelta(days=days), retention, today, dry_run)
-        )
+        reports.append(_maintain_table(lake, table, today - timedelta(days=days), retention, today, dry_run))
     return reports
 
 
 def _maintain_table(
-    lake: Lake, table: TableDef, column: str, cutoff: date, retention: Retention, today: date, dry_run: bool
+    lake: Lake, table: TableDef, cutoff: date, retention: Retention, today: date, dry_run: bool
 ) -> TableReport:
     report = TableReport(table.name)
-    _step(
-        lake, table, report, "retention", lambda d: _expire(lake, d, table, column, cutoff, report, dry_run)
-    )
+    _step(lake, table, report, "retention", lambda d: _expire(lake, d, table, cutoff, report, dry_run))
     if not dry_run:
         _step(lake, table, report, "compaction", lambda d: _compact(d, report))
         if table.name in Z_ORDER:
@@ -133,31 +131,29 @@ def _step(
 ) -> None:
     """``work`` on the latest version; a conflicting commit is retried on the next one, then skipped."""
     for attempt in range(_ATTEMPTS):
-        delta = lake.open(table)
+        delta = lake.open(table)  # refreshed to the latest version
         assert delta is not None
-        delta.update_incremental()
         try:
             work(delta)
             return
         except CommitFailedError as exc:
             if attempt == _ATTEMPTS - 1:
                 report.skipped.append(f"{name}: kept conflicting with another writer ({exc})")
-            time.sleep(0.2 * 2**attempt)
+            else:
+                time.sleep(0.2 * 2**attempt)
 
 
 def _expire(
-    lake: Lake,
-    delta: DeltaTable,
-    table: TableDef,
-    column: str,
-    cutoff: date,
-    report: TableReport,
-    dry_run: bool,
+    lake: Lake, delta: DeltaTable, table: TableDef, cutoff: date, report: TableReport, dry_run: bool
 ) -> None:
+    column = table.date_column
+    assert column is not None and table.schema.field(column).type == pa.date32(), table.name
     if dry_run:
         report.rows_expired = lake.dataset(table).count_rows(filter=ds.field(column) < cutoff)
         return
-    # delta-rs takes the predicate as text; the value is a date we computed, never user input
+    # delta-rs takes a delete predicate only as text (it prunes whole partitions from it, where a MERGE
+    # would scan): built from the contract's date column and a ``date``, whose ISO form is digits and
+    # dashes, never from input.
     metrics = delta.delete(f"{column} < '{cutoff.isoformat()}'")
     report.rows_expired = int(metrics.get("num_deleted_rows", 0))
 
@@ -175,8 +171,8 @@ def _z_order(delta: DeltaTable, table: TableDef, today: date, report: TableRepor
         filters = [("created_date", "=", (today - timedelta(days=1)).isoformat())]
     try:
         metrics = delta.optimize.z_order(list(Z_ORDER[table.name]), partition_filters=filters)
-    except Exception as exc:  # a day without a partition yet: nothing to order
-        if "partition" in str(exc).lower():
+    except DeltaError as exc:
+        if no_such_partition(exc):  # a day without a partition yet: nothing to order
             return
         raise
     report.files_z_ordered += int(metrics.get("numFilesAdded", 0))
@@ -185,17 +181,15 @@ def _z_order(delta: DeltaTable, table: TableDef, today: date, report: TableRepor
 def _vacuum(
     lake: Lake, delta: DeltaTable, table: TableDef, retention: Retention, report: TableReport, dry_run: bool
 ) -> None:
-    files = delta.vacuum(
-        retention_hours=int(retention.vacuum_hours), dry_run=True, enforce_retention_duration=False
-    )
+    # Whole hours, rounded up: never below the floor checked on the exact value.
+    hours = math.ceil(retention.vacuum_hours)
+    files = delta.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False)
     report.files_vacuumed = len(files)
     if lake.is_local:
         root = Path(lake.table_uri(table))
         report.bytes_vacuumed = sum((root / f).stat().st_size for f in files if (root / f).exists())
     if not dry_run and files:
-        delta.vacuum(
-            retention_hours=int(retention.vacuum_hours), dry_run=False, enforce_retention_duration=False
-        )
+        delta.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False)
 
 
 def _checkpoint(delta: DeltaTable, report: TableReport) -> None:

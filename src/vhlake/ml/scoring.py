@@ -95,7 +95,7 @@ def _job_anomalies(
         model = fit(engine.execute(statement("job_features"), window | {"sample_below": _sample(available)}))
     except NotEnoughJobs as exc:
         return 0, ANOMALIES.schema.empty_table(), f"not enough history: {exc}"
-    scored, flagged = 0, list[pa.Table]()
+    scored, flagged = 0, []
     for day in range(job_days, -1, -1):  # a day at a time: memory stays at one day of jobs
         since = until - timedelta(days=day)
         jobs = engine.execute(
@@ -104,12 +104,12 @@ def _job_anomalies(
         )
         if jobs.num_rows:
             scores = model.score(jobs)
-            scored, flagged = scored + jobs.num_rows, [*flagged, scores.filter(scores["anomalous"])]
-    found = pa.concat_tables(flagged) if flagged else None
-    version = _record(lake, model, window, scored_at, scored, 0 if found is None else found.num_rows)
-    if found is None:
+            scored += jobs.num_rows
+            flagged.append(scores.filter(scores["anomalous"]))
+    version = _record(lake, model, window, scored_at, scored, sum(t.num_rows for t in flagged))
+    if not flagged:  # nothing scored
         return 0, ANOMALIES.schema.empty_table(), version
-    return scored, _job_rows(found, scored_at), version
+    return scored, _job_rows(pa.concat_tables(flagged), scored_at), version
 
 
 def _sample(available: int) -> str:
@@ -165,7 +165,9 @@ def _rows(found: pa.Table, *, detector: str | None, scored_at: datetime) -> pa.T
         "observed": found["observed"],
         "expected": found["expected"],
         "z_score": found["z_score"],
-        "detector": found["detector"] if detector is None else pa.array([detector] * count, pa.string()),
+        "detector": found["detector"]
+        if detector is None
+        else pa.repeat(pa.scalar(detector, pa.string()), count),
         "reason": found["reason"],
         "scored_at": pa.repeat(pa.scalar(scored_at, ANOMALIES.schema.field("scored_at").type), count),
         "job_id": found["job_id"] if "job_id" in found.column_names else pa.nulls(count, pa.string()),

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from vhlake.lake.delta import Lake
+from vhlake.lake.delta import Lake, no_such_partition
 from vhlake.lake.tables import (
     ALERT_EVENTS,
     AUDIT_LOG,
@@ -27,18 +27,18 @@ from vhlake.lake.tables import (
     TableDef,
 )
 
-# (table, its date partition column): the partitions a stream keeps appending to.
+# Tables a stream keeps appending to, in partitions by their date column (TableDef.date_column).
 # Bronze too: its change data feed (what the pipeline reads) ignores compaction commits (checked).
-COMPACTED: tuple[tuple[TableDef, str], ...] = (
-    (BRONZE, "event_date"),
-    (SILVER, "created_date"),
-    (JOB_EVENTS, "job_date"),
-    (QUARANTINE, "ingestion_date"),
+COMPACTED: tuple[TableDef, ...] = (
+    BRONZE,
+    SILVER,
+    JOB_EVENTS,
+    QUARANTINE,
     # the service's own logs get a commit per batch, request second or evaluation too
-    (PIPELINE_RUNS, "run_date"),
-    (DATA_QUALITY_METRICS, "measured_date"),
-    (AUDIT_LOG, "audit_date"),
-    (ALERT_EVENTS, "evaluated_date"),
+    PIPELINE_RUNS,
+    DATA_QUALITY_METRICS,
+    AUDIT_LOG,
+    ALERT_EVENTS,
 )
 # Files at this size are left alone, so each round rewrites at most this much per partition: the write
 # amplification stays bounded however long the day (a day at 1,000 events/s is ~10 GB of bronze).
@@ -61,7 +61,9 @@ def compact_recent(
     pipeline has processed every bronze commit)."""
     removed = added = conflicts = 0
     recent = [(today - timedelta(days=n)).isoformat() for n in range(days)]
-    for table, column in COMPACTED:
+    for table in COMPACTED:
+        column = table.date_column
+        assert column in table.partition_by, table.name
         delta = lake.open(table)
         if delta is None:
             continue
@@ -75,7 +77,7 @@ def compact_recent(
             conflicts += 1
             continue
         except DeltaError as exc:
-            if "partition" in str(exc).lower():  # none of those partitions exists yet
+            if no_such_partition(exc):  # none of those partitions exists yet
                 continue
             raise
         removed += int(metrics.get("numFilesRemoved", 0))

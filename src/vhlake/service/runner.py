@@ -1,11 +1,12 @@
 """``LakeService``: the event log → bronze → silver → gold, continuously, in micro-batches.
 
-Three threads share a stop event:
+Threads that share a stop event:
 - **ingest**: the event source commits batches to bronze and wakes the pipeline;
 - **pipeline**: runs the incremental pipeline whenever bronze moved (or on the time trigger), records
-  freshness and data quality, and compacts recent partitions on a schedule (in this thread, so the
-  rewrite never races the pipeline's own MERGEs);
+  freshness and data quality, and compacts recent partitions and runs ``vhlake maintain`` on their
+  schedules (in this thread, so the rewrites never race the pipeline's own MERGEs);
 - **canary** (optional): publishes a marked event every N seconds and measures its lag to gold;
+- **alerts** (optional): evaluates the alert rules on their schedules;
 - **ml** (optional): retrains the forecasts and rescores the anomalies on a schedule (a minute after
   start, then every ``ml_every_s``).
 Stopping lets each thread finish the batch in hand (every batch commits whole), so a restart resumes
