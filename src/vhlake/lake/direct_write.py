@@ -133,7 +133,7 @@ class DirectWrite:
             folders = [
                 f"{name}={quote(text or _NULL_PARTITION, safe='')}" for name, text in partition.items()
             ]
-            relative = "/".join([*folders, f"part-{uuid.uuid4()}-c000.zstd.parquet"])
+            relative = "/".join([*folders, f"part-{uuid.uuid4()}-c000.{self._table.compression}.parquet"])
             (self._root / relative).parent.mkdir(parents=True, exist_ok=True)
             writer = pq.ParquetWriter(self._root / relative, self._schema, **self._options)
             held = self._files[values] = _File(relative, writer, partition)

@@ -108,8 +108,9 @@ def file_records(
 
 def _lines_of_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        for path, content in zip(batch["path"].to_pylist(), batch["content"].to_pylist(), strict=True):
-            records, _ = split_lines(content, first_line=1, at_file_start=True)
+        for path, content in zip(batch["path"].to_pylist(), batch["content"], strict=True):
+            # A view of the file's bytes in the batch, not a copy of them.
+            records, _ = split_lines(memoryview(content.as_buffer()), first_line=1, at_file_start=True)
             source = f"file:{local_path(path)}" if path.startswith("file:") else path
             yield pa.RecordBatch.from_pydict(
                 {
@@ -219,7 +220,8 @@ def silver_batch(
     if new.isEmpty():  # nothing new (or this batch ran before and stored its events)
         return
     touched = new.select("job_id").distinct()
-    history = stored.join(touched, "job_id", "left_semi").drop("job_date").unionByName(new)
+    stored_of_touched = stored.join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
+    history = stored_of_touched.drop("job_date").unionByName(new)
     folded = fold(history, updated_at=now).localCheckpoint(eager=True)
     if gold:
         # Before silver changes: a batch run again after silver's replace would no longer see the jobs'
@@ -234,7 +236,7 @@ def silver_batch(
     tables.replace(SILVER, folded, keys=["job_id"], touched=touched, app_id=app_id, version=batch_id)
     # A job's events stay filed under the date it was first folded to; the batch's events go in last,
     # so a run of this batch that failed before here finds them still new and redoes the rest.
-    places = stored.select("job_id", "job_date").distinct().join(touched, "job_id", "left_semi")
+    places = stored_of_touched.select("job_id", "job_date").distinct()
     filed = (
         new.join(places, "job_id", "left")
         .join(folded.select("job_id", folded["created_date"].alias("created")), "job_id")
