@@ -164,5 +164,11 @@ def test_ingest_pipeline_query_gold_end_to_end(run_cli: Run, lake_dir: Path, tmp
         4,
         1.0,
     )
+    # a SUM of integers is a JSON number, as Databricks' BIGINT is (DuckDB alone gives a HUGEINT, a string here)
+    summed = run_cli(
+        "--lake", str(lake_dir), "query",
+        "SELECT date, SUM(total_validations) AS v FROM marketplace_daily_metrics_gold GROUP BY date", "-f", "json",
+    )  # fmt: skip
+    assert json.loads(summed.stdout) == [{"date": "2026-11-27", "v": 1}]
     summary = run_cli("--lake", str(lake_dir), "quarantine", "summary")
     assert "missing_job_id" in summary.stdout

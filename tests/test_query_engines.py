@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
@@ -111,6 +113,69 @@ def test_parameters_are_bound_never_spliced(lake: Lake, tmp_path: Any) -> None:
 def test_a_table_not_written_yet_reads_as_empty(lake: Lake) -> None:
     result = DuckDBEngine(lake).execute("SELECT * FROM ml_predictions")
     assert result.num_rows == 0 and "model_version" in result.column_names
+
+
+# -- result types as Databricks gives them ----------------------------------------------------------------
+
+ONE_TO_THREE = "FROM VALUES (1), (2), (3) AS t(x)"  # x is INT
+
+
+@pytest.mark.parametrize(
+    ("select", "arrow_type", "value"),
+    [
+        (f"SELECT sum(x) AS v {ONE_TO_THREE}", pa.int64(), 6),  # SUM(INT) is BIGINT
+        (f"SELECT sum(CAST(x AS BIGINT)) AS v {ONE_TO_THREE}", pa.int64(), 6),
+        (f"SELECT sum(x) - min(x) AS v {ONE_TO_THREE}", pa.int64(), 5),
+        (f"SELECT coalesce(sum(x), 0) AS v {ONE_TO_THREE}", pa.int64(), 6),
+        (f"SELECT max(s) AS v FROM (SELECT sum(x) OVER (ORDER BY x) AS s {ONE_TO_THREE})", pa.int64(), 6),
+        (f"SELECT count(*) AS v {ONE_TO_THREE}", pa.int64(), 3),
+        (f"SELECT count_if(x > 1) AS v {ONE_TO_THREE}", pa.int64(), 2),
+        (f"SELECT avg(x) AS v {ONE_TO_THREE}", pa.float64(), 2.0),
+        (f"SELECT sum(x) / count(*) AS v {ONE_TO_THREE}", pa.float64(), 2.0),
+        (f"SELECT sum(x * 0.5D) AS v {ONE_TO_THREE}", pa.float64(), 3.0),
+        # an integer literal beyond BIGINT is a DECIMAL on Databricks
+        ("SELECT 10000000000000000000 AS v", pa.decimal128(20, 0), Decimal(10**19)),
+        ("SELECT hour(TIMESTAMP '2026-11-27 13:45:00') AS v", pa.int32(), 13),
+        ("SELECT dayofweek(DATE '2026-11-29') AS v", pa.int32(), 1),
+        ("SELECT month(DATE '2026-11-29') AS v", pa.int32(), 11),
+        ("SELECT length('abc') AS v", pa.int32(), 3),
+        (
+            f"SELECT max(r) AS v FROM (SELECT row_number() OVER (ORDER BY x) AS r {ONE_TO_THREE})",
+            pa.int32(),
+            3,
+        ),
+    ],
+)
+def test_ad_hoc_aggregates_return_the_types_databricks_returns(
+    lake: Lake, select: str, arrow_type: pa.DataType, value: Any
+) -> None:
+    result = DuckDBEngine(lake).execute(select)
+    assert result.schema.field("v").type == arrow_type
+    assert result.column("v").to_pylist() == [value]
+
+
+@pytest.mark.parametrize(("decimal", "scale"), [("DECIMAL(10, 2)", 2), ("DECIMAL(28, 0)", 0)])
+def test_a_decimal_sum_stays_decimal(lake: Lake, decimal: str, scale: int) -> None:
+    # Databricks gives DECIMAL(p + 10, s), DuckDB DECIMAL(38, s): the same values, only the precision differs
+    result = DuckDBEngine(lake).execute(f"SELECT sum(CAST(x AS {decimal})) AS v {ONE_TO_THREE}")
+    kind = result.schema.field("v").type
+    assert pa.types.is_decimal(kind) and kind.scale == scale
+    assert result.column("v").to_pylist() == [Decimal(6).quantize(Decimal(10) ** -scale)]
+
+
+def test_sums_of_lake_integers_are_bigint_in_every_result_form(lake: Lake, tmp_path: Any) -> None:
+    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    engine = DuckDBEngine(lake)
+    sql = "SELECT sum(source_offset) AS s, struct(sum(source_offset) AS s) AS nested FROM validation_events_bronze"
+    result = engine.execute(sql)
+    assert result.schema.field("s").type == pa.int64()
+    assert result.schema.field("nested").type == pa.struct([("s", pa.int64())])
+    assert str(engine.execute_df(sql)["s"].dtype) == "int64"
+
+
+def test_a_sum_beyond_bigint_fails_as_on_databricks(lake: Lake) -> None:
+    with pytest.raises(QueryError, match=r"does not fit BIGINT.*9223372036854775808"):
+        DuckDBEngine(lake).execute("SELECT sum(x) AS v FROM VALUES (9223372036854775807), (1) AS t(x)")
 
 
 # -- Databricks SQL, without a warehouse --------------------------------------------------------------------

@@ -4,6 +4,7 @@ and on Databricks is sent exactly as recorded in tests/recorded_sql/."""
 
 from __future__ import annotations
 
+import tomllib
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -336,6 +337,29 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
 def test_every_statement_runs_on_duckdb_over_real_tables(engine: DuckDBEngine, name: str) -> None:
     result = engine.execute(statement(name), STATEMENT_PARAMS[name])
     assert result.num_rows > 0, f"{name} found nothing: the test data should exercise it"
+
+
+DATABRICKS_TYPES = tomllib.loads((Path(__file__).parent / "databricks_result_types.toml").read_text("utf-8"))
+ARROW_OF_DATABRICKS = {
+    "STRING": pa.string(),
+    "BIGINT": pa.int64(),
+    "INT": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}
+
+
+def test_every_shipped_statement_has_its_databricks_types_recorded() -> None:
+    assert set(DATABRICKS_TYPES) == set(statement_names())
+
+
+@pytest.mark.parametrize("name", statement_names())
+def test_every_statement_returns_the_types_databricks_returns(engine: DuckDBEngine, name: str) -> None:
+    schema = engine.execute(statement(name), STATEMENT_PARAMS[name]).schema
+    expected = [(column, ARROW_OF_DATABRICKS[kind]) for column, kind in DATABRICKS_TYPES[name].items()]
+    assert [(field.name, field.type) for field in schema] == expected
 
 
 @pytest.mark.parametrize("name", statement_names())

@@ -9,6 +9,7 @@ when the Delta version moved, so a long-lived engine (the API's) always sees the
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -60,7 +61,9 @@ class DuckDBEngine:
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             relation = cursor.sql(rendered, params=params)
-            return pa.table({}) if relation is None else relation.to_arrow_table()
+            return pa.table({}) if relation is None else _bigint_for_hugeint(relation).to_arrow_table()
+        except duckdb.ConversionException as exc:
+            raise QueryError(_overflow_hint(_one_line(str(exc)))) from exc
         except duckdb.Error as exc:
             raise QueryError(_one_line(str(exc))) from exc
         finally:
@@ -99,6 +102,46 @@ class DuckDBEngine:
         except LakeError as exc:
             raise QueryError(str(exc)) from exc
         return view
+
+
+def _bigint_for_hugeint(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """``relation`` with its HUGEINT columns (nested ones too) cast to BIGINT, the type Databricks gives.
+
+    DuckDB sums integers (and adds, subtracts, multiplies those sums) in HUGEINT, which reaches users as
+    decimal128(38, 0): a string in JSON, a Decimal in pandas. Databricks types the same expressions
+    BIGINT and fails on overflow; the cast fails on overflow too. Done on the types DuckDB bound, not
+    guessed from the SQL: HUGEINT is never a Databricks type, and a genuine DECIMAL(38, 0) is not HUGEINT.
+    """
+    types = [str(kind) for kind in relation.types]
+    wanted = [_HUGEINT.sub(_bigint, kind) for kind in types]
+    if wanted == types:
+        return relation
+    columns = [
+        f"#{i} AS {_quoted(name)}" if kind == want else f"CAST(#{i} AS {want}) AS {_quoted(name)}"
+        for i, (name, kind, want) in enumerate(zip(relation.columns, types, wanted, strict=True), start=1)
+    ]
+    return relation.project(", ".join(columns))
+
+
+# The HUGEINT in a type's text, skipping quoted struct field names (which could read "HUGEINT").
+_HUGEINT = re.compile(r'"(?:[^"]|"")*"|\bHUGEINT\b')
+
+
+def _bigint(match: re.Match[str]) -> str:
+    return "BIGINT" if match.group() == "HUGEINT" else match.group()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _overflow_hint(message: str) -> str:
+    if "INT128" not in message:
+        return message
+    return (
+        "an integer result does not fit BIGINT, the type Databricks gives sums of integers (it fails there "
+        f"too); cast to DECIMAL(38, 0) before summing: {message.partition(' LINE ')[0]}"
+    )
 
 
 def _timestamp(value: object) -> datetime:

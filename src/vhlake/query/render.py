@@ -18,7 +18,18 @@ Databricks                     sqlglot alone                   rendered as
 e AS k, v``                                                    ``map_keys(m)``, ``map_values(m)``
 ``t VERSION AS OF n``,         no Delta time travel            the table as of that Delta version
 ``t TIMESTAMP AS OF ts``                                       (registered by the engine)
+``hour(t)``, ``month(d)``,     BIGINT                          cast to INT, Databricks' type
+``length(s)``, ``datediff``,
+``row_number()``, ``rank()``
+and the other date parts
+``10000000000000000000``       HUGEINT                         ``DECIMAL(20, 0)``, Databricks' type
+(beyond BIGINT)
 =============================  ==============================  ======================================
+
+Sums of integers are BIGINT on Databricks and HUGEINT in DuckDB; their type depends on their argument's,
+which is not known here, so the engine casts HUGEINT results to BIGINT on the types DuckDB bound
+(:mod:`vhlake.query.duckdb_engine`). Still different: a SUM of DECIMAL(p, s) is DECIMAL(38, s) here
+(Databricks: DECIMAL(p + 10, s), the same values) and an AVG of DECIMAL is DOUBLE here (Databricks: DECIMAL).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ TimeTravel = Callable[[str, str, object], str]
 """``(table, "VERSION" | "TIMESTAMP", value) -> name of a relation holding that table as of then``."""
 
 _DONE = "vhlake_rewritten"  # marks nodes a rewrite produced, so transform() does not rewrite them again
+_TYPED = "vhlake_typed"  # the same, for the rewrites that give a result Databricks' type
 
 
 def render_for_duckdb(sql: str, *, known_tables: Iterable[str], time_travel: TimeTravel | None = None) -> str:
@@ -122,6 +134,57 @@ def _date_shift(node: exp.Expression) -> exp.Expression:
     return node
 
 
+# Functions Databricks types INT where DuckDB gives BIGINT (date parts, lengths, positions, ranks).
+_INT_FUNCTIONS: tuple[type[exp.Expression], ...] = (
+    exp.Year,
+    exp.Quarter,
+    exp.Month,
+    exp.WeekOfYear,
+    exp.Day,
+    exp.DayOfMonth,
+    exp.DayOfYear,
+    exp.DayOfWeek,
+    exp.Hour,
+    exp.Minute,
+    exp.Second,
+    exp.Length,
+    exp.ArraySize,
+    exp.StrPosition,
+    exp.DateDiff,
+)
+_INT_RANKS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
+_BIGINT_MAX = 2**63 - 1
+_DECIMAL_DIGITS = 38
+
+
+def _int_result(node: exp.Expression) -> exp.Expression:
+    """Functions whose Databricks result is INT, cast to INT (DuckDB's are BIGINT)."""
+    if node.meta.get(_TYPED):
+        return node
+    typed_int = isinstance(node, _INT_FUNCTIONS) or (
+        isinstance(node, exp.Window) and isinstance(node.this, _INT_RANKS)
+    )
+    if isinstance(node, exp.Extract):  # EXTRACT(SECOND ...) is DECIMAL(8, 6) on Databricks
+        typed_int = node.name.upper() not in {"SECOND", "SECONDS", "S", "SEC", "SECS"}
+    if not typed_int:
+        return node
+    inner = node.copy()
+    inner.meta[_TYPED] = True
+    return exp.Cast(this=inner, to=exp.DataType.build("INT"))
+
+
+def _big_integer(node: exp.Expression) -> exp.Expression:
+    """An integer literal beyond BIGINT is DECIMAL(digits, 0) on Databricks (DuckDB makes it HUGEINT)."""
+    if not isinstance(node, exp.Literal) or node.is_string or not node.this.isdigit():
+        return node
+    digits = len(node.this.lstrip("0"))
+    if int(node.this) <= _BIGINT_MAX or digits > _DECIMAL_DIGITS or node.meta.get(_TYPED):
+        return node
+    literal = node.copy()
+    literal.meta[_TYPED] = True
+    return exp.Cast(this=literal, to=exp.DataType.build(f"DECIMAL({digits}, 0)"))
+
+
 def _percentile(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.Quantile):
         return exp.Anonymous(this="quantile_cont", expressions=[node.this, node.args["quantile"]])
@@ -187,6 +250,8 @@ REWRITES: tuple[Callable[[exp.Expression], exp.Expression], ...] = (
     _percentile,
     _from_json,
     _explode_map,
+    _int_result,
+    _big_integer,
 )
 
 
