@@ -178,7 +178,7 @@ def _big_integer(node: exp.Expression) -> exp.Expression:
     if not isinstance(node, exp.Literal) or node.is_string or not node.this.isdigit():
         return node
     digits = len(node.this.lstrip("0"))
-    if int(node.this) <= _BIGINT_MAX or digits > _DECIMAL_DIGITS or node.meta.get(_TYPED):
+    if digits > _DECIMAL_DIGITS or node.meta.get(_TYPED) or int(node.this) <= _BIGINT_MAX:
         return node
     literal = node.copy()
     literal.meta[_TYPED] = True
