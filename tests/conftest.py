@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,8 @@ def topic(broker: Tansu, request: pytest.FixtureRequest) -> str:
 
 
 def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
-    """A lake with bronze, silver and gold from a generated feed, through the real ingest and pipeline."""
+    """A lake with bronze, silver and gold from a generated feed (the sample's 30 days up to its fixed
+    end, 2026-11-27), through the real ingest and pipeline."""
     from vhlake.pipeline.runner import Pipeline
     from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -150,10 +152,9 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
     return lake
 
 
-def api_deps_for(
-    lake: Lake, root: Path, *, clock: Callable[[], Any] | None = None, audit_every_s: float = 1.0
-) -> Any:
-    """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log."""
+def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit_every_s: float = 1.0) -> Any:
+    """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log.
+    The analytics' clock is the test's (freshness and default date ranges follow it, not the calendar)."""
     from vhlake.api.app import ApiDeps
     from vhlake.api.audit import AuditLog
     from vhlake.api.keys import KeyStore
@@ -164,7 +165,7 @@ def api_deps_for(
 
     engine = DuckDBEngine(lake)
     return ApiDeps(
-        repository=AnalyticsRepository(engine) if clock is None else AnalyticsRepository(engine, clock=clock),
+        repository=AnalyticsRepository(engine, clock=clock),
         publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
         keys=KeyStore(lake),
         audit=AuditLog(lake, flush_every_s=audit_every_s),

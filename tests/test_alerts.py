@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,6 @@ from vhlake.errors import ConfigError
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALERT_EVENTS, GOLD
 from vhlake.query.duckdb_engine import DuckDBEngine
-
-TODAY = datetime.now(UTC).date()
 
 
 class Receiver:
@@ -76,8 +74,10 @@ def mailbox() -> Iterator[tuple[int, list[Any]]]:
     controller.stop()
 
 
-def gold_day(lake: Lake, error_rates: dict[str, float], day: date = TODAY) -> None:
-    """Replace gold with one row per marketplace for ``day`` at the given error rates (100 jobs each)."""
+def gold_day(lake: Lake, error_rates: dict[str, float]) -> None:
+    """Replace gold with one row per marketplace for today at the given error rates (100 jobs each).
+    Today is the real one, taken when called: the rules' SQL asks the engine for ``current_date()``."""
+    day = datetime.now(UTC).date()
     rows = [
         {
             "date": day,

@@ -4,6 +4,7 @@ error, with a read key and with an ingest key, on a real lake."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,14 @@ from vhlake.api.app import install_api
 
 pytestmark = pytest.mark.slow
 KEYS: dict[str, str] = {}
+SAMPLE_NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)  # the injected clock: half a day after the sample ends
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root: Path = tmp_path_factory.mktemp("schema")
     lake = build_analytics_lake(root, jobs=1_000, seed=9)
-    deps = api_deps_for(lake, root)
+    deps = api_deps_for(lake, root, clock=lambda: SAMPLE_NOW)
     KEYS["admin"] = deps.keys.create("admin")[1]
     app = FastAPI()
     install_api(app, deps)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from vhlake.ml.scoring import score_anomalies
 from vhlake.query.duckdb_engine import DuckDBEngine
 
 KINDS = ("slow", "erroring", "huge")
+TODAY = date(2026, 11, 28)  # the day after the sample feed's last day (the lakes' scoring "today")
 
 
 def jobs(count: int, *, seed: int, anomalies: int = 0) -> tuple[pa.Table, np.ndarray]:
@@ -97,8 +98,7 @@ def test_too_few_jobs_is_said_not_guessed() -> None:
 def test_ml_score_writes_job_anomalies_and_records_the_model(tmp_path: Path) -> None:
     lake = build_analytics_lake(tmp_path, jobs=3_000, seed=5)
     engine = DuckDBEngine(lake)
-    today = datetime.now(UTC).date()
-    report = score_anomalies(lake, engine, today=today, job_days=40, train_days=40)
+    report = score_anomalies(lake, engine, today=TODAY, job_days=40, train_days=40)
     assert report.jobs_scored > 1_000
     assert report.job_detector.startswith("kmeans-jobs-")
     models = pa.table(lake.open(ML_MODELS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
@@ -113,6 +113,6 @@ def test_ml_score_writes_job_anomalies_and_records_the_model(tmp_path: Path) -> 
 
 def test_ml_score_on_a_lake_without_enough_jobs_says_so(tmp_path: Path) -> None:
     lake = build_analytics_lake(tmp_path, jobs=50, seed=5)
-    report = score_anomalies(lake, DuckDBEngine(lake), today=datetime.now(UTC).date() + timedelta(days=1))
+    report = score_anomalies(lake, DuckDBEngine(lake), today=TODAY)
     assert report.job_detector.startswith("not enough history")
     assert report.job_anomalies == 0

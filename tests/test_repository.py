@@ -322,7 +322,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "end_date": date(2026, 11, 30),
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
-    "freshness": {"since_date": date(2026, 11, 1)},
+    "freshness": {"lookback_days": 7},
     "marketplaces": {},
     "alerts_current": {"since_date": date(2026, 11, 1)},
     "daily_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},

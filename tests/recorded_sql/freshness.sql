@@ -1,10 +1,31 @@
-/* Per marketplace, the newest event folded into silver (and so into gold) among jobs created since */
-/* :since_date (recent partitions only: the newest event is always there while data flows). */
+/* Per marketplace, the newest event folded into silver (and so into gold), however old it is: a feed that */
+/* stopped weeks ago must still show its lag. */
+/* Cheap at any size: gold (small: one row per day, marketplace and category) gives each */
+/* marketplace's newest created day, and silver is read only in the partitions of that day and of the */
+/* lookback_days before it. The join is on both partition columns, the shape Databricks' dynamic partition */
+/* pruning applies to; DuckDB pushes the few (marketplace, created_date) values into its scan. */
+/* A job completing later than every job created in that window, yet created before it, is not seen: */
+/* the answer then errs towards more lag, never less. */
+WITH newest_day AS (
+  SELECT
+    marketplace,
+    MAX(date) AS created_date
+  FROM validahub.analytics.marketplace_daily_metrics_gold
+  GROUP BY
+    marketplace
+), recent_days AS (
+  SELECT
+    marketplace,
+    DATE_ADD(created_date, days_before * -1) AS created_date
+  FROM newest_day
+  LATERAL VIEW
+  EXPLODE(SEQUENCE(0, :lookback_days)) lookback AS days_before
+)
 SELECT
-  marketplace,
-  MAX(COALESCE(completed_at, created_at)) AS newest_event_at
-FROM validahub.analytics.validation_results_silver
-WHERE
-  created_date >= :since_date
+  s.marketplace,
+  MAX(COALESCE(s.completed_at, s.created_at)) AS newest_event_at
+FROM validahub.analytics.validation_results_silver AS s
+JOIN recent_days AS r
+  ON s.marketplace = r.marketplace AND s.created_date = r.created_date
 GROUP BY
-  marketplace
+  s.marketplace

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _UNSET = -2  # a version no table has: forces the first registration
 _PLANS = 256  # rendered statements kept (the oldest goes first)
+_PUSHED_JOIN_KEYS = 1024
 
 
 class DuckDBEngine:
@@ -39,6 +40,10 @@ class DuckDBEngine:
         self._tables = {table.name: table for table in tables}
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
+        # A hash join whose build side has at most this many rows pushes its keys into the other side's
+        # scan as IN filters, which prune hive partitions: freshness joins silver to a few (marketplace,
+        # day) pairs, eight per marketplace, more than DuckDB's default of 50 once a lake has 7 marketplaces.
+        self._con.execute(f"SET GLOBAL dynamic_or_filter_threshold = {_PUSHED_JOIN_KEYS}")
         self._versions: dict[str, int] = {}
         self._plans: dict[str, tuple[set[str], str | None]] = {}
         self._lock = threading.Lock()  # view (re)registration; queries run on their own cursors

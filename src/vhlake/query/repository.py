@@ -23,6 +23,11 @@ from vhlake.result import Err, Ok, Result
 
 T = TypeVar("T")
 
+COMPLETION_LOOKBACK_DAYS = 7
+"""Freshness reads the jobs created on each marketplace's newest day and this many days before it: a job
+completing later than all of those, yet created earlier, is not seen (the lag shown is then too large,
+never too small). Validation jobs take seconds to minutes, so a week is ample."""
+
 
 class DailyMetric(BaseModel):
     date: date
@@ -202,14 +207,15 @@ class AnalyticsRepository:
         return None
 
     def get_freshness(self, marketplace: str | None = None) -> Result[Freshness]:
-        """The newest event visible in silver and gold (for one marketplace, or all visible ones)."""
+        """The newest event visible in silver and gold (for one marketplace, or all visible ones), and its
+        lag behind the clock, however old it is. Gold names each marketplace's newest day, and only silver's
+        partitions of that day and the ``COMPLETION_LOOKBACK_DAYS`` before it are read (``freshness.sql``)."""
         if marketplace is not None and (problem := self._hidden(marketplace)):
             return problem
 
         def build() -> Freshness:
             now = self._clock()
-            since = (now - timedelta(days=7)).date()
-            rows = self._newest.rows(since, lambda: self._rows("freshness", since_date=since))
+            rows = self._newest.rows(lambda: self._rows("freshness", lookback_days=COMPLETION_LOOKBACK_DAYS))
             newest = max(
                 (
                     r["newest_event_at"]
@@ -384,15 +390,14 @@ class _NewestEvents:
     load asks five at once; one read serves them all (a second of staleness in a lag measured in seconds)."""
 
     ttl_s: float = 1.0
-    _since: date | None = None
     _at: float = float("-inf")
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rows(self, since: date, read: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def rows(self, read: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         with self._lock:
-            if self._since != since or time.monotonic() - self._at > self.ttl_s:
-                self._rows, self._since, self._at = read(), since, time.monotonic()
+            if time.monotonic() - self._at > self.ttl_s:
+                self._rows, self._at = read(), time.monotonic()
             return self._rows
 
 

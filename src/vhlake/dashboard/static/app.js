@@ -36,7 +36,11 @@ function showFreshness(freshness) {
     return;
   }
   const lag = freshness.lag_seconds;
-  const behind = lag < 120 ? `${Math.round(lag)} s` : lag < 7200 ? `${Math.round(lag / 60)} min` : `${(lag / 3600).toFixed(1)} h`;
+  const behind =
+    lag < 120 ? `${Math.round(lag)} s`
+    : lag < 7200 ? `${Math.round(lag / 60)} min`
+    : lag < 172800 ? `${(lag / 3600).toFixed(1)} h`
+    : `${(lag / 86400).toFixed(1)} days`; // a feed stopped for weeks reads in days, not in hundreds of hours
   $("freshness").textContent = `data up to ${freshness.newest_event_at.replace("T", " ").slice(0, 19)} UTC (${behind} behind now)`;
 }
 
