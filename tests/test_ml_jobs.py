@@ -108,6 +108,7 @@ def test_ml_score_writes_job_anomalies_and_records_the_model(tmp_path: Path) -> 
     job_rows = [r for r in rows if r["job_id"] is not None]
     assert len(job_rows) == report.job_anomalies
     assert all(r["detector"].startswith("kmeans") and r["job_id"] in r["reason"] for r in job_rows)
+    assert all(r["baseline"] is None and r["baseline_days"] is None for r in job_rows)
     assert report.job_anomalies <= 0.02 * report.jobs_scored
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from vhlake.cli.ml_commands import training_summary
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, ML_MODELS, ML_PREDICTIONS
 from vhlake.ml.training import train_forecasts
@@ -105,3 +106,43 @@ def test_predictions_stored_before_confidence_level_existed_gain_the_column(lake
         zip(stored["model_version"].to_pylist(), stored["confidence_level"].to_pylist(), strict=False)
     )
     assert levels["v0"] is None and {v for k, v in levels.items() if k != "v0"} == {0.8}
+
+
+def test_a_stale_lake_is_trained_up_to_its_newest_day_without_nan_or_warnings(lake: Lake) -> None:
+    """Gold ends 40 days before today: no zeros padded up to today, no NaN metrics, no numpy warnings
+    (pytest turns them into errors); the forecast starts the day after the newest day and says how stale."""
+    gold(lake)  # ends the day before TODAY
+    later = TODAY + timedelta(days=40)
+    report = train_forecasts(lake, DuckDBEngine(lake), today=later, horizon=30)
+    assert (report.newest_day, report.stale_days) == (TODAY - timedelta(days=1), 41)
+    assert report.forecast_series == 3 and report.metrics["mase"] < report.metrics["naive_mase"]
+    models = pa.table(lake.open(ML_MODELS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    stored = dict(models[0]["metrics"])
+    assert stored and all(np.isfinite(v) for v in stored.values()), stored
+    assert models[0]["train_end"] == TODAY - timedelta(days=1)
+    predictions = AnalyticsRepository(DuckDBEngine(lake)).get_ml_predictions("shopee", "moda")
+    assert isinstance(predictions, Ok)
+    first = predictions.value.predictions[0]
+    assert first.prediction_date == TODAY and first.predicted_validations > 100  # type: ignore[operator]
+    line = training_summary(report)
+    assert "newest day 2026-11-26, 41 days before today" in line and "nan" not in line.lower()
+
+
+def test_series_whose_held_out_days_are_all_zero_store_no_nan(lake: Lake) -> None:
+    """A category that went quiet two weeks ago while the lake goes on: its MAPE cannot be measured,
+    which leaves it out of the medians rather than storing NaN."""
+    gold(lake)
+    kept = [  # the quiet series (every held-out day 0: MAPE undefined) and a new one that keeps the lake live
+        r
+        for r in pa.table(lake.open(GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+        if (r["marketplace"], r["category"]) == ("magalu", "new")
+        or (
+            (r["marketplace"], r["category"]) == ("shopee", "casa") and r["date"] < TODAY - timedelta(days=20)
+        )
+    ]
+    lake.replace_once(GOLD, pa.Table.from_pylist(kept, schema=GOLD.schema), app_id="test", version=1)
+    report = train_forecasts(lake, DuckDBEngine(lake), today=TODAY)
+    assert report.forecast_series == 1
+    models = pa.table(lake.open(ML_MODELS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    assert all(np.isfinite(v) for v in dict(models[0]["metrics"]).values())
+    assert "mape" not in report.metrics

@@ -330,6 +330,7 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
     "job_features": {"since": date(2026, 10, 1), "until": date(2026, 12, 1), "sample_below": "8000"},
     "job_count": {"since": date(2026, 10, 1), "until": date(2026, 12, 1)},
+    "newest_day": {"today": date(2026, 12, 1)},
 }
 
 

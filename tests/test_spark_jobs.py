@@ -137,6 +137,7 @@ def test_the_spark_ml_job_writes_the_tables_vhlake_ml_score_writes(spark: Any) -
     first = rows.to_pylist()[0]
     assert first["reason"].startswith(f"job {first['job_id']}: {first['metric']}")
     assert set(rows["scored_at"].to_pylist()) == {at}
+    assert set(rows["baseline"].to_pylist()) == set(rows["baseline_days"].to_pylist()) == {None}  # jobs: none
     model = model_row(
         spark, today=TODAY, train_days=28, k=8, scored=600, flagged=rows.num_rows, trained_at=at
     )

@@ -33,9 +33,10 @@ def main() -> None:
     scored = job_features(
         spark, silver, since=today - timedelta(days=args.job_days), until=today + timedelta(days=1)
     ).count()
+    # mergeSchema: a table created before the contract gained columns (baseline...) gains them, NULL before
     anomaly_rows(flagged, scored_at=now).write.format("delta").mode("overwrite").option(
         "replaceWhere", "job_id IS NOT NULL"
-    ).saveAsTable(f"{where}.{ANOMALIES.name}")
+    ).option("mergeSchema", "true").saveAsTable(f"{where}.{ANOMALIES.name}")
     model_row(
         spark,
         today=today,

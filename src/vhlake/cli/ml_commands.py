@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import date
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vhlake import bootstrap
 from vhlake.cli.output import out
+
+if TYPE_CHECKING:
+    from vhlake.ml.training import TrainReport
 
 ml_app = typer.Typer(
     help="Anomaly detection (daily metrics and jobs) and forecasts, into the lake.", no_args_is_help=True
@@ -44,6 +48,7 @@ def score(
         f"{report.anomalies:,} anomalies in {report.scored:,} scored series-days "
         f"({report.not_enough_history:,} with not enough history yet); "
         f"{report.job_anomalies:,} anomalous jobs of {report.jobs_scored:,} scored ({report.job_detector})"
+        + _staleness(report.newest_day, report.stale_days, "scored the days up to it")
     )
 
 
@@ -60,13 +65,30 @@ def train(
     report = train_forecasts(
         bootstrap.build_lake(settings), bootstrap.build_query_engine(settings), horizon=horizon
     )
+    out.print(training_summary(report))
+
+
+def training_summary(report: TrainReport) -> str:
+    """What ``vhlake ml train`` prints: the version, the series, the held-out quality, and how stale the
+    lake is when its data ends before yesterday."""
     m = report.metrics
-    quality = (
-        f"held-out MASE {m['mase']:.2f} vs naive {m['naive_mase']:.2f} (median over series)"
-        if "mase" in m
-        else "a series needs 35 days of history: 21 to fit and 14 held out to check the model"
-    )
-    out.print(
+    if "mase" in m:
+        quality = f"held-out MASE {m['mase']:.2f} vs naive {m['naive_mase']:.2f} (median over series)"
+    elif report.forecast_series:
+        quality = "held-out MASE not measurable: the series do not change from week to week"
+    else:
+        quality = "a series needs 35 days of history: 21 to fit and 14 held out to check the model"
+    return (
         f"model {report.model_version}: {report.forecast_series:,} series forecast, "
         f"{report.not_enough_history:,} with not enough history; {quality}"
+        + _staleness(
+            report.newest_day, report.stale_days, "trained on the days up to it, forecast from the next"
+        )
     )
+
+
+def _staleness(newest_day: date | None, stale_days: int, done: str) -> str:
+    """A lake whose data ends before yesterday, said once (the ML jobs measure from its newest day)."""
+    if newest_day is None or stale_days <= 1:
+        return ""
+    return f"; the lake's newest day {newest_day:%Y-%m-%d}, {stale_days} days before today: {done}"

@@ -293,9 +293,13 @@ ANOMALIES = TableDef(
             pa.field("reason", pa.string(), nullable=False),
             pa.field("scored_at", UTC_MICROS, nullable=False),
             pa.field("job_id", pa.string()),  # the anomalous job (job detector); NULL for a day
+            # daily series: what the day was compared with, same-weekday | recent-days (a new
+            # marketplace: low confidence), and how many days that baseline is the median of; NULL for a job
+            pa.field("baseline", pa.string()),
+            pa.field("baseline_days", pa.int32()),
         ]
     ),
-    added_columns=("job_id",),
+    added_columns=("job_id", "baseline", "baseline_days"),
     partition_by=(),
     description=(
         "Days whose metric left its robust range (rolling median and MAD) and jobs far from their K-Means "

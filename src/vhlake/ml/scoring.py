@@ -21,6 +21,7 @@ from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ANOMALIES, GOLD, ML_MODELS
 from vhlake.ml.detectors import MadDetector
 from vhlake.ml.job_clusters import JobClusterModel, NotEnoughJobs, fit
+from vhlake.ml.newest_day import data_days
 from vhlake.query.engine import QueryEngine
 from vhlake.query.statements import statement
 
@@ -37,6 +38,8 @@ class ScoreReport:
     jobs_scored: int = 0
     job_anomalies: int = 0
     job_detector: str = ""  # the job model's version, or why there is none
+    newest_day: date | None = None  # gold's newest day: the scored days end with it
+    stale_days: int = 0  # from the newest day to today
 
 
 def score_anomalies(
@@ -51,12 +54,14 @@ def score_anomalies(
 ) -> ScoreReport:
     """Score the ``days`` days before today (today is not over: its counts are still growing) of every
     marketplace, and the jobs created since ``job_days`` days before today; replace ``anomalies`` with
-    what stands out.
+    what stands out. On a lake whose data ends before today, "today" is the day after its newest day
+    (ml/newest_day.py).
 
     The table is rewritten whole, marked with the gold version it was computed from, so rerunning on the
     same gold changes nothing and a rerun after new data sees the full window again.
     """
-    until = today or datetime.now(UTC).date()
+    lake_days = data_days(engine, today or datetime.now(UTC).date())
+    until = lake_days.until
     scored_at = datetime.now(UTC)
     series = engine.execute(
         statement("daily_series"), {"since": until - timedelta(days=days), "until": until}
@@ -64,7 +69,9 @@ def score_anomalies(
     scores = (detector or MadDetector()).score(series)
     found = scores.filter(pc.equal(scores["state"], "anomaly"))
     daily = _rows(found, detector="mad", scored_at=scored_at)
-    jobs, job_rows, job_detector = _job_anomalies(lake, engine, until, job_days, train_days, scored_at)
+    jobs, job_rows, job_detector = _job_anomalies(
+        lake, engine, lake_days.last_day, job_days, train_days, scored_at
+    )
     gold = lake.open(GOLD)
     lake.replace_once(
         ANOMALIES,
@@ -81,6 +88,8 @@ def score_anomalies(
         jobs_scored=jobs,
         job_anomalies=job_rows.num_rows,
         job_detector=job_detector,
+        newest_day=lake_days.newest_day,
+        stale_days=lake_days.stale_days,
     )
 
 
@@ -155,9 +164,15 @@ def _job_rows(flagged: pa.Table, scored_at: datetime) -> pa.Table:
 
 
 def _rows(found: pa.Table, *, detector: str | None, scored_at: datetime) -> pa.Table:
-    """``found`` (marketplace, date, metric, observed, expected, z_score, reason[, detector, job_id]) as
-    anomalies rows."""
+    """``found`` (marketplace, date, metric, observed, expected, z_score, reason[, detector, job_id,
+    baseline, baseline_days]) as anomalies rows."""
     count = found.num_rows
+
+    def given(name: str) -> pa.ChunkedArray | pa.Array:
+        return (
+            found[name] if name in found.column_names else pa.nulls(count, ANOMALIES.schema.field(name).type)
+        )
+
     columns = {
         "marketplace": found["marketplace"],
         "date": found["date"],
@@ -170,6 +185,8 @@ def _rows(found: pa.Table, *, detector: str | None, scored_at: datetime) -> pa.T
         else pa.repeat(pa.scalar(detector, pa.string()), count),
         "reason": found["reason"],
         "scored_at": pa.repeat(pa.scalar(scored_at, ANOMALIES.schema.field("scored_at").type), count),
-        "job_id": found["job_id"] if "job_id" in found.column_names else pa.nulls(count, pa.string()),
+        "job_id": given("job_id"),
+        "baseline": given("baseline"),
+        "baseline_days": given("baseline_days"),
     }
     return pa.table(columns).cast(ANOMALIES.schema)

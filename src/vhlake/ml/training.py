@@ -6,6 +6,11 @@ on everything and forecast ``horizon`` days ahead. The run is a model version: i
 held-out metrics go to ``ml_models``, and its rows in ``ml_predictions`` carry that version, so the
 repository reads the newest without anything hard-coded. Series too short say so in the metrics
 (``series_not_enough_history``) and get no rows rather than a fake prediction.
+
+"Today" is the day after gold's newest day when the lake's data ends before today (ml/newest_day.py): a
+stale lake is trained on what it has and forecast from the day after, never padded with zeros up to the
+calendar's today. A metric no series can measure (MAPE when every held-out day is 0) is left out of
+``ml_models``, never stored as NaN.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pyarrow as pa
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ML_MODELS, ML_PREDICTIONS
 from vhlake.ml.forecast import NotEnoughHistory, SeasonalMedian, mape, mase, seasonal_naive
+from vhlake.ml.newest_day import data_days
 from vhlake.query.engine import QueryEngine
 from vhlake.query.statements import statement
 
@@ -32,6 +38,8 @@ class TrainReport:
     forecast_series: int
     not_enough_history: int
     metrics: dict[str, float]
+    newest_day: date | None = None  # gold's newest day: the training window ends with it
+    stale_days: int = 0  # from the newest day to today
 
 
 def train_forecasts(
@@ -45,7 +53,8 @@ def train_forecasts(
     today: date | None = None,
 ) -> TrainReport:
     model = model or SeasonalMedian()
-    until = today or datetime.now(UTC).date()
+    lake_days = data_days(engine, today or datetime.now(UTC).date())
+    until = lake_days.until
     since = until - timedelta(days=history_days)
     rows = engine.execute(statement("category_series"), {"since": since, "until": until}).to_pylist()
     version = f"seasonal-median-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -76,7 +85,9 @@ def train_forecasts(
         "metrics": list(metrics.items()),
     }
     lake.append(ML_MODELS, pa.Table.from_pylist([model_row], schema=ML_MODELS.schema))
-    return TrainReport(version, len(errors) + short, len(errors), short, metrics)
+    return TrainReport(
+        version, len(errors) + short, len(errors), short, metrics, lake_days.newest_day, lake_days.stale_days
+    )
 
 
 def _series(rows: list[dict[str, object]]) -> dict[tuple[str, str], list[dict[str, object]]]:
@@ -147,8 +158,9 @@ def _rows(
 
 
 def _summary(errors: list[tuple[float, float, float, float]]) -> dict[str, float]:
-    if not errors:
-        return {}
-    values = np.asarray(errors, dtype=float)
+    """The median of each metric over the series that could measure it (MASE needs a history that
+    changes week to week, MAPE a held-out day that is not 0); a metric none could measure is left out."""
+    values = np.asarray(errors, dtype=float).reshape(-1, 4)
     names = ("mase", "naive_mase", "mape", "naive_mape")
-    return {name: float(np.nanmedian(values[:, i])) for i, name in enumerate(names)}
+    measured = {name: values[:, i][np.isfinite(values[:, i])] for i, name in enumerate(names)}
+    return {name: float(np.median(v)) for name, v in measured.items() if len(v)}

@@ -133,6 +133,8 @@ def anomaly_rows(flagged: DataFrame, *, scored_at: datetime) -> DataFrame:
         ).alias("reason"),
         F.lit(scored_at).alias("scored_at"),
         "job_id",
+        F.lit(None).cast("string").alias("baseline"),  # a job has no daily baseline
+        F.lit(None).cast("int").alias("baseline_days"),
     ).select(*ANOMALIES.schema.names)
 
 
