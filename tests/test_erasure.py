@@ -21,7 +21,7 @@ from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, BRONZE, GOLD, SILVER
 from vhlake.lifecycle.erasure import forget_user
 from vhlake.pipeline.gold import daily_metrics
-from vhlake.pipeline.runner import Pipeline
+from vhlake.pipeline.runner import Pipeline, RunReport
 from vhlake.query.duckdb_engine import DuckDBEngine
 
 USER_TABLES = (
@@ -211,3 +211,30 @@ def test_full_refresh_after_forget_without_vacuum_brings_nothing_back(
         assert result.exit_code == 0, result.stdout + result.stderr
     expected = reference_lake(tmp_path / "reference", [without_user(lines, user)])
     assert comparable(Lake(str(lake_dir))) == comparable(expected)
+
+
+class IngestingAfterFirstRun(Pipeline):
+    """A pipeline beside which ``vhlake serve`` ingests: a commit lands in bronze right after the erasure's
+    first run, before its deletes (the deletes then rewrite that commit's files)."""
+
+    def __init__(self, lake: Lake, racing: Path) -> None:
+        super().__init__(lake)
+        self._racing: Path | None = racing
+
+    def run(self, **options: object) -> RunReport:
+        report = super().run(**options)  # type: ignore[arg-type]
+        if self._racing is not None:
+            BronzeIngestor(self._lake, source_system="test", batch_bytes=1 << 20).ingest_file(self._racing)
+            self._racing = None
+        return report
+
+
+def test_a_commit_racing_the_erasure_is_processed_and_its_rows_of_the_user_erased(tmp_path: Path) -> None:
+    first, racing = feed_lines(seed=5), feed_lines(seed=6)
+    lake = reference_lake(tmp_path / "lake", [first])
+    user = busiest_user(lake)
+    racing_file = write_lines(tmp_path / "racing.jsonl", racing)
+    forget_user(lake, IngestingAfterFirstRun(lake, racing_file), user, requested_by="dpo", vacuum=True)
+    Pipeline(lake).run()  # what serve does next: the racing commit's files were vacuumed by then
+    expected = reference_lake(tmp_path / "reference", [without_user(first, user), without_user(racing, user)])
+    assert comparable(lake) == comparable(expected)
