@@ -4,16 +4,17 @@ disk and on a real S3-compatible server (moto)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from conftest import build_analytics_lake
+from conftest import CliResult, build_analytics_lake
 from servers import MotoS3
 from test_pipeline_properties import comparable
 from vhlake.errors import ConfigError
@@ -171,3 +172,47 @@ def test_forget_on_s3_leaves_no_row_of_the_user(
             ].as_py()
             == 0
         )
+
+
+def test_forget_on_s3_needs_no_event_log_setting_and_erases_a_configured_log(
+    s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., CliResult]
+) -> None:
+    """A lake only fed by ``vhlake ingest FILE`` has no embedded log: nothing to set for an erasure."""
+    from vhlake.events.embedded_log import EmbeddedEventLog
+    from vhlake.query.duckdb_engine import DuckDBEngine
+
+    for name, value in {**s3.env, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("VHLAKE_EVENT_LOG_PATH", "VHLAKE_LAKE_URI", "VHLAKE_EVENT_LOG"):
+        monkeypatch.delenv(name, raising=False)
+    uri = f"s3://{s3.create_bucket('forget-cli')}/prefix"
+    feed = tmp_path / "feed.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=300, seed=9)), feed)
+    assert run_cli("--lake", uri, "ingest", str(feed)).exit_code == 0
+    users = ["user-1", "user-2"]
+
+    def left(user: str) -> int:
+        engine = DuckDBEngine(Lake(uri))
+        return sum(
+            engine.execute(f"SELECT count(*) AS n FROM {table} WHERE user_id = $u", {"u": user})["n"][
+                0
+            ].as_py()
+            for table in ("validation_events_bronze", "validation_results_silver")
+        )
+
+    assert all(left(user) > 0 for user in users)
+    forgot = run_cli("--lake", uri, "forget", "--user-id", users[0])
+    assert forgot.exit_code == 0, forgot.stderr
+    assert left(users[0]) == 0 and left(users[1]) > 0
+
+    log_path = tmp_path / "log.db"  # configured: its records of the user go too
+    log = EmbeddedEventLog(log_path, topic="validation-events")
+    log.append([json.dumps({"user_id": users[1]}).encode(), b'{"user_id": "user-3"}'], ["a", "b"])
+    log.close()
+    monkeypatch.setenv("VHLAKE_EVENT_LOG_PATH", str(log_path))
+    forgot = run_cli("--lake", uri, "forget", "--user-id", users[1])
+    assert forgot.exit_code == 0, forgot.stderr
+    assert left(users[1]) == 0 and "1 event log records" in " ".join(forgot.stdout.split())
+    log = EmbeddedEventLog(log_path, topic="validation-events")
+    assert [json.loads(r) for r in log.read(0, 10).records["raw"].to_pylist()] == [{"user_id": "user-3"}]
+    log.close()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,14 @@ class Served:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """/readyz's status and body, 503 included."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
 
     def signal(self, sig: int) -> int:
         assert self.process is not None
@@ -264,5 +273,50 @@ def test_the_service_consumes_kafka(broker: Tansu, topic: str, lake_dir: Path, t
         assert metrics[("vhlake_outbox_pending", ())] == 0  # the API's Kafka publisher has nothing waiting
         lags = {labels: v for (name, labels), v in metrics.items() if name == "vhlake_consumer_lag_messages"}
         assert lags and all(v >= 0 for v in lags.values())
+    finally:
+        assert service.signal(signal.SIGTERM) == 0
+
+
+def test_serve_works_on_a_lake_erased_with_vacuum(
+    lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher, run_cli: Callable[..., Any]
+) -> None:
+    """The README's flow: ingest a file, run the pipeline, forget a user with --vacuum, then serve."""
+    from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+    feed = tmp_path / "feed.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=200, seed=7)), feed)
+    for args in (("ingest", str(feed)), ("pipeline", "run"), ("forget", "--user-id", "user-1", "--vacuum")):
+        result = run_cli("--lake", str(lake_dir), *args)
+        assert result.exit_code == 0, result.stdout + result.stderr
+    lake = Lake(str(lake_dir))
+    kept = rows(lake, SILVER).num_rows
+    service = Served(lake_dir, tmp_path / "serve.log").start()
+    try:
+        embedded_log.send_batch(live_jobs(0, 50))
+        wait_for(lambda: in_gold(lake, kept + 50), "the new jobs in gold")
+        assert "user-1" not in set(rows(lake, SILVER)["user_id"].to_pylist())
+        assert service.ready()["ready"] is True
+    finally:
+        assert service.signal(signal.SIGTERM) == 0
+
+
+def test_not_ready_while_the_pipeline_keeps_failing(lake_dir: Path, tmp_path: Path) -> None:
+    """A bronze commit whose file is gone: every pipeline run fails, and /readyz must say so."""
+    from vhlake.ingest.bronze import BronzeIngestor
+    from vhlake.samples import SampleSpec, generate_lines, write_jsonl
+
+    feed = tmp_path / "feed.jsonl"
+    write_jsonl(generate_lines(SampleSpec(jobs=50, seed=8)), feed)
+    lake = Lake(str(lake_dir))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    next(Path(lake.table_uri(BRONZE)).rglob("*.parquet")).unlink()
+    service = Served(lake_dir, tmp_path / "serve.log").start()
+    try:
+        wait_for(lambda: service.readiness()[0] == 503, "/readyz to answer 503")
+        status, body = service.readiness()
+        assert status == 503 and "pipeline" in body["problems"], body
+        assert (
+            "FileNotFoundError" in body["problems"]["pipeline"] or "not found" in body["problems"]["pipeline"]
+        )
     finally:
         assert service.signal(signal.SIGTERM) == 0

@@ -159,6 +159,17 @@ def open_event_log(settings: Settings) -> EmbeddedEventLog:
     return EmbeddedEventLog(event_log_path(settings), topic=settings.kafka_validation_topic)
 
 
+def existing_event_log(settings: Settings) -> EmbeddedEventLog | None:
+    """The embedded log, when there is one to read or erase: the file ``VHLAKE_EVENT_LOG_PATH`` names, or
+    the one beside a local lake. A lake on an object store without that setting has none (the embedded log
+    lives on local disk; such a lake is fed by files or Kafka)."""
+    if settings.event_log != "embedded" or (
+        not settings.event_log_path and not build_lake(settings).is_local
+    ):
+        return None
+    return open_event_log(settings) if event_log_path(settings).exists() else None
+
+
 def build_publisher(settings: Settings) -> EventPublisher:
     """The publisher the settings choose (``VHLAKE_EVENT_LOG``)."""
     if settings.event_log == "kafka":

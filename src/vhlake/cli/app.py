@@ -281,5 +281,5 @@ def main() -> None:
     try:
         app()
     except VhlakeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, however long
         sys.exit(1)

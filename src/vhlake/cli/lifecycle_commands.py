@@ -71,8 +71,7 @@ def forget(
     from vhlake.lifecycle.erasure import forget_user
 
     settings = ctx.obj
-    log_path = bootstrap.event_log_path(settings) if settings.event_log == "embedded" else None
-    log = bootstrap.open_event_log(settings) if log_path is not None and log_path.exists() else None
+    log = bootstrap.existing_event_log(settings)
     try:
         report = forget_user(
             bootstrap.build_lake(settings),

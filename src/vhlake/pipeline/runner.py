@@ -174,16 +174,34 @@ class Pipeline:
         done = {t.name: self._processed(t) for t in DERIVED}
         start = min(done.values())
         report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
-        added = _rows_added(bronze, since=start) if bronze is not None else {}
         if done[GOLD.name] < done[SILVER.name]:
             self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
         if bronze is None:
             return report
-        if self._builds_whole(done, added):
-            self._build(run_id, done, sum(added.values()), report, stop)
+        log = _bronze_log(bronze, since=start)
+        if self._builds_whole(done, log.added):
+            self._build(run_id, done, sum(log.added.values()), report, stop)
+        elif start < 0 and not log.only_appended:
+            self._rebuild(run_id, done, report, stop)
         else:
-            self._run_ranges(run_id, bronze, self._ranges(start, target, done, added), report, stop)
+            ranges = self._ranges(start, target, done, log.added)
+            reads = [(first, end, _changes(bronze, first, end, log.without_events)) for first, end in ranges]
+            self._run_ranges(run_id, reads, report, stop)
         return report
+
+    def _rebuild(
+        self, run_id: str, done: dict[str, int], report: RunReport, stop: threading.Event | None
+    ) -> None:
+        """Build the derived tables from bronze as it is now, in one range: replaying its change feed from
+        the start would bring back what an erasure or retention deleted, or fail on the files vacuum
+        removed. A table already past the start is reset, so that all are built from the same rows."""
+        for table in DERIVED:
+            if done[table.name] >= 0:
+                self._lake.replace_once(table, table.schema.empty_table(), app_id=PIPELINE_APP, version=-1)
+        target = report.bronze_to
+        self._run_ranges(
+            run_id, [(-1, target, _snapshot(self._lake.dataset(BRONZE, version=target)))], report, stop
+        )
 
     def _builds_whole(self, done: dict[str, int], added: dict[int, int]) -> bool:
         """Whether to take the first-build path: nothing built yet (job events, written last, hold no
@@ -212,24 +230,19 @@ class Pipeline:
         return ranges
 
     def _run_ranges(
-        self,
-        run_id: str,
-        bronze: DeltaTable,
-        ranges: list[tuple[int, int]],
-        report: RunReport,
-        stop: threading.Event | None,
+        self, run_id: str, reads: list[_Read], report: RunReport, stop: threading.Event | None
     ) -> None:
-        """Process ``ranges`` in order; a set ``stop`` ends the run between two ranges."""
-        position = ranges[0][0] if ranges else report.bronze_to
+        """Process the ranges ``reads`` read, in order; a set ``stop`` ends the run between two ranges."""
+        position = reads[0][0] if reads else report.bronze_to
+        ends = {start: end for start, end, _ in reads}
         try:
-            reads = [(start, end, _changes(bronze, start, end)) for start, end in ranges]
             for prepared in self._read_ahead(reads, stop):
                 started, clock = datetime.now(UTC), time.perf_counter()
                 self._run_range(run_id, prepared, report, started=started, clock=clock)
                 position = prepared.end
-                self._progress("bronze commits", position - ranges[0][0], ranges[-1][1] - ranges[0][0])
+                self._progress("bronze commits", position - reads[0][0], reads[-1][1] - reads[0][0])
         except Exception as exc:
-            self._log_failure(run_id, position, dict(ranges).get(position, position), exc)
+            self._log_failure(run_id, position, ends.get(position, position), exc)
             raise
         report.bronze_to = min(report.bronze_to, position)  # where a stopped run got to
 
@@ -596,24 +609,54 @@ def _write(writes: dict[str, DirectWrite], table: TableDef, rows: pa.Table) -> N
         writes[table.name].write(rows)
 
 
-def _rows_added(bronze: DeltaTable, *, since: int) -> dict[int, int]:
-    """Rows each bronze commit after ``since`` appended, from the commit metrics in the Delta log."""
+# Commits that bring bronze no new event: an erasure's MERGE (deletes only), retention's DELETE, compaction
+# and vacuum. The change data an erasure's deletes recorded is purged with ``forget --vacuum``.
+_NO_NEW_EVENTS = frozenset({"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END"})
+# Commits that only add rows: while every commit since version 0 is one, the change feed from the start
+# is exactly the table.
+_APPENDS = frozenset({"CREATE TABLE", "WRITE", "STREAMING UPDATE"})
+
+
+@dataclass(frozen=True)
+class _BronzeLog:
+    """What bronze's commits after a position did, from the commit info in the Delta log."""
+
+    added: dict[int, int]  # rows each commit appended
+    without_events: frozenset[int]  # commits that added no event (their change data is never read)
+    only_appended: bool  # every commit since version 0 is known and only appended rows
+
+
+def _bronze_log(bronze: DeltaTable, *, since: int) -> _BronzeLog:
     pending = bronze.version() - since
-    if pending <= 0:
-        return {}
-    added = {}
-    for commit in bronze.history(pending):
+    commits = bronze.history(pending) if pending > 0 else []
+    added: dict[int, int] = {}
+    without: set[int] = set()
+    appends = 0
+    for commit in commits:
+        version, operation = int(commit["version"]), str(commit.get("operation"))
         metrics = commit.get("operationMetrics") or {}
-        added[int(commit["version"])] = int(metrics.get("num_added_rows", 0) or 0)
-    return added
+        added[version] = int(metrics.get("num_added_rows", 0) or 0)
+        inserted = int(metrics.get("num_target_rows_inserted", 0) or 0)
+        if operation in _NO_NEW_EVENTS or (operation == "MERGE" and inserted == 0):
+            without.add(version)
+        mode = (commit.get("operationParameters") or {}).get("mode", "Append")
+        appends += operation in _APPENDS and mode in ("Append", "Ignore", "ErrorIfExists")
+    known = len(commits) == pending and since < 0  # a cleaned-up log no longer lists the first commits
+    return _BronzeLog(added, frozenset(without), known and appends == len(commits))
 
 
 # A bronze read for the read-ahead: (start, end, the rows of bronze versions start+1 .. end, or of part of them).
 _Read = tuple[int, int, Callable[[], pa.Table]]
 
 
-def _changes(bronze: DeltaTable, start: int, end: int) -> Callable[[], pa.Table]:
-    return lambda: _appended_rows(bronze, start, end)
+def _changes(
+    bronze: DeltaTable, start: int, end: int, without_events: frozenset[int]
+) -> Callable[[], pa.Table]:
+    return lambda: _appended_rows(bronze, start, end, without_events)
+
+
+def _snapshot(dataset: ds.Dataset) -> Callable[[], pa.Table]:
+    return lambda: dataset.to_table(columns=BRONZE.schema.names).cast(BRONZE.schema)
 
 
 def _parts(dataset: ds.Dataset, version: int, *, rows: int) -> list[_Read]:
@@ -634,15 +677,33 @@ def _fragments_reader(dataset: ds.Dataset, fragments: list[ds.Fragment]) -> Call
     return lambda: files.to_table(columns=BRONZE.schema.names).cast(BRONZE.schema)
 
 
-def _appended_rows(bronze: DeltaTable, start: int, end: int) -> pa.Table:
-    """Rows bronze commits ``start+1 .. end`` appended (bronze is append-only: inserts only)."""
-    if end <= start or end < 1:
-        return BRONZE.schema.empty_table()
-    reader = bronze.load_cdf(starting_version=start + 1, ending_version=end)
-    changes = pa.table(reader)
-    change_type = pc.cast(changes["_change_type"], pa.string())  # delta-rs returns string_view columns
-    rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
-    return rows.filter(pc.equal(change_type, "insert"))
+def _appended_rows(bronze: DeltaTable, start: int, end: int, without_events: frozenset[int]) -> pa.Table:
+    """Rows bronze commits ``start+1 .. end`` appended. Bronze only grows but for the commits
+    ``without_events`` (erasure, retention, upkeep), which are not read: they add nothing, and the files
+    their change data names may be gone."""
+    parts = [BRONZE.schema.empty_table()]
+    if end < 1:  # version 0 creates the table
+        return parts[0]
+    for first, last in _runs(start + 1, end, without_events):
+        changes = pa.table(bronze.load_cdf(starting_version=first, ending_version=last))
+        change_type = pc.cast(changes["_change_type"], pa.string())  # delta-rs returns string_view columns
+        rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
+        parts.append(rows.filter(pc.equal(change_type, "insert")))
+    return pa.concat_tables(parts)
+
+
+def _runs(first: int, last: int, skipped: frozenset[int]) -> Iterator[tuple[int, int]]:
+    """The runs of consecutive versions ``first .. last`` that are not ``skipped``."""
+    begin = None
+    for version in range(first, last + 1):
+        if version in skipped:
+            if begin is not None:
+                yield begin, version - 1
+            begin = None
+        elif begin is None:
+            begin = version
+    if begin is not None:
+        yield begin, last
 
 
 def _lags(timestamps: pa.ChunkedArray, visible: datetime) -> pa.Array:

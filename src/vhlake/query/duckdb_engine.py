@@ -106,6 +106,11 @@ class DuckDBEngine:
             table_relation(self._con, self._lake, table, version=version).create_view(view, replace=True)
         except LakeError as exc:
             raise QueryError(str(exc)) from exc
+        except (duckdb.IOException, OSError) as exc:  # a file that version names is gone
+            raise QueryError(
+                f"{name} {kind} AS OF {value} can no longer be read: its files were removed by vacuum "
+                f"(vhlake maintain, or forget --vacuum): {_one_line(str(exc))}"
+            ) from exc
         return view
 
 

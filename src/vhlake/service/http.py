@@ -1,5 +1,6 @@
 """The service's HTTP face: ``/metrics`` (Prometheus), ``/healthz`` (alive) and ``/readyz`` (can work:
-the lake is reachable, and the broker when Kafka is the event log). The API of P7 mounts beside these."""
+the lake is reachable, the broker when Kafka is the event log, and neither ingest nor the pipeline keeps
+failing). The API of P7 mounts beside these."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from vhlake.service.runner import LakeService
 
 Check = Callable[[], str | None]
 """A readiness check: None when fine, else what is wrong."""
+
+# The steps that move data (event log → bronze → gold): one failing this many times in a row (a run a
+# second apart) means the service does not do its work, whatever the lake's reachability says.
+_DATA_STEPS = ("ingest", "pipeline")
+_FAILURES_NOT_READY = 3
 
 
 def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str, Check]) -> FastAPI:
@@ -29,6 +35,10 @@ def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str,
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         problems = {name: problem for name, check in checks.items() if (problem := check()) is not None}
+        for name in _DATA_STEPS:
+            state = service.steps[name]
+            if state.consecutive_failures >= _FAILURES_NOT_READY:
+                problems[name] = f"failed {state.consecutive_failures} times in a row: {state.last_error}"
         steps = {
             name: {
                 "last_success": s.last_success,
