@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import api_deps_for, build_analytics_lake, make_event
-from vhlake.api.app import MAX_BODY_BYTES, ApiDeps, install_api
+from vhlake.api.app import DEFAULT_LIMITS, ApiDeps, install_api
 from vhlake.api.keys import KeyStore
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.lake.delta import Lake
@@ -51,9 +51,15 @@ def api(built: tuple[Lake, Path], newest: datetime) -> Iterator[tuple[TestClient
     revoked_id, revoked = keys.create("read")
     keys.revoke(revoked_id)
     tokens["revoked"] = revoked
+    tokens["revoked_id"] = revoked_id
     app = FastAPI()
     install_api(app, deps)
-    yield TestClient(app), tokens, deps
+
+    @app.get("/v1/broken")
+    def broken() -> None:  # a route with a bug: what a server error looks like and leaves behind
+        raise RuntimeError("a bug")
+
+    yield TestClient(app, raise_server_exceptions=False), tokens, deps
     deps.publisher.close()
 
 
@@ -175,7 +181,9 @@ def test_events_are_validated_one_by_one_and_published(api: Any) -> None:
 def test_oversized_and_malformed_bodies_are_refused(api: Any) -> None:
     client, tokens, _ = api
     headers = {"X-API-Key": tokens["ingest"], "content-type": "application/json"}
-    huge = client.post("/v1/events", content=b"[" + b" " * MAX_BODY_BYTES + b"]", headers=headers)
+    huge = client.post(
+        "/v1/events", content=b"[" + b" " * DEFAULT_LIMITS.max_body_bytes + b"]", headers=headers
+    )
     assert huge.status_code == 413 and huge.headers["content-type"] == "application/problem+json"
     garbage = client.post("/v1/events", content=b"{not json", headers=headers)
     assert garbage.status_code == 400
@@ -208,3 +216,88 @@ def test_keys_cli_prints_the_key_alone_on_the_last_line(run_cli: Any, tmp_path: 
     assert found.key_id in listed.stdout and key not in listed.stdout
     assert run_cli("--lake", lake_dir, "keys", "revoke", found.key_id).exit_code == 0
     assert KeyStore(Lake(lake_dir)).authenticate(key) is None
+
+
+def post_events(client: TestClient, token: str, body: bytes) -> Any:
+    return client.post(
+        "/v1/events", content=body, headers={"X-API-Key": token, "content-type": "application/json"}
+    )
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    return '{"x":' * depth + inner + "}" * depth
+
+
+def with_payload(n: int, payload_json: str) -> str:
+    """An event whose payload is the given JSON text (built as text: json.dumps would recurse)."""
+    return json.dumps(make_event(n, marketplace=SHOPEE, payload="@")).replace('"@"', payload_json)
+
+
+BAD_EVENTS = {
+    "lone surrogate": json.dumps(make_event(90, category="\udc00")),
+    "earliest instant": json.dumps(make_event(91, timestamp="0001-01-01T00:00:00+14:00")),
+    "latest instant": json.dumps(make_event(92, timestamp="9999-12-31T23:59:59-14:00")),
+    "JSON 5,000 deep": "[" * 5_000 + "]" * 5_000,
+    "payload 900 deep": with_payload(93, nested(900)),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_EVENTS.values(), ids=BAD_EVENTS.keys())
+def test_one_bad_event_never_sinks_its_batch(api: Any, bad: str) -> None:
+    client, tokens, deps = api
+    log: EmbeddedEventLog = deps.publisher._log
+    before = log.end_offset()
+    good = [json.dumps(make_event(n, marketplace=SHOPEE)) for n in (80, 81)]
+    response = post_events(client, tokens["ingest"], f"[{good[0]},{bad},{good[1]}]".encode())
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 1)
+    assert [e["index"] for e in answer["errors"]] == [1] and answer["errors"][0]["error"]
+    assert log.end_offset() == before + 2
+
+
+@pytest.mark.parametrize("bad", BAD_EVENTS.values(), ids=BAD_EVENTS.keys())
+def test_a_bad_event_alone_is_answered_with_a_problem(api: Any, bad: str) -> None:
+    client, tokens, _ = api
+    response = post_events(client, tokens["ingest"], bad.encode())
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"]
+
+
+def audit_rows(deps: ApiDeps, built: tuple[Lake, Path]) -> list[dict[str, Any]]:
+    deps.audit.flush()
+    rows = pa.table(built[0].open(AUDIT_LOG).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    return sorted(rows, key=lambda r: r["at"])
+
+
+def test_the_audit_says_who_asked_for_what_and_how_it_ended(api: Any, built: tuple[Lake, Path]) -> None:
+    client, tokens, deps = api
+    deps.audit.flush()
+    assert get(client, "/v1/stats/realtime", tokens["revoked"]).status_code == 401
+    assert get(client, "/v1/marketplaces/mercado_livre/performance", tokens["shopee"]).status_code == 403
+    failed = get(client, "/v1/broken", tokens["reader"])
+    assert failed.status_code == 500 and failed.headers["content-type"] == "application/problem+json"
+    assert get(client, "/v1/" + "x" * 60_000, None).status_code == 404
+    revoked, forbidden, broken, missing = audit_rows(deps, built)[-4:]
+    details = [json.loads(r["details"]) for r in (revoked, forbidden, broken, missing)]
+    assert (revoked["key_id"], revoked["status"]) == (tokens["revoked_id"], 401)
+    assert "revoked" in details[0]["outcome"]
+    assert forbidden["status"] == 403 and details[1]["marketplace"] == "mercado_livre"
+    assert forbidden["route"] == "/v1/marketplaces/{marketplace}/performance"
+    assert (broken["route"], broken["status"]) == ("/v1/broken", 500)
+    assert missing["status"] == 404 and len(missing["route"]) <= 256 and len(missing["details"]) <= 1024
+    assert all(d["client"] == "testclient" for d in details)
+
+
+def test_answers_carry_security_headers(api: Any) -> None:
+    client, tokens, _ = api
+    for response in (
+        get(client, "/v1/stats/realtime", tokens["reader"]),
+        get(client, "/v1/stats/realtime", None),
+        get(client, "/v1/nowhere", None),
+    ):
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
