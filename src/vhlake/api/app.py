@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
 from vhlake.api.audit import AuditLog, AuditMiddleware
-from vhlake.api.body import Judged, split_events
+from vhlake.api.body import field_limit_breach, split_events
 from vhlake.api.edge import EdgeMiddleware
 from vhlake.api.keys import ApiKey, KeyStore, Scope, presented_key_id
 from vhlake.api.limits import ApiLimits
@@ -42,6 +42,9 @@ from vhlake.result import Err, Ok, Result
 
 T = TypeVar("T")
 DEFAULT_LIMITS = ApiLimits()
+# Events validated per trip to the threadpool: between trips the event loop has the GIL to itself, so
+# other requests wait for one slice (milliseconds), not for the whole batch (a second for 10,000).
+_EVENTS_PER_SLICE = 250
 
 
 class Answer(BaseModel, Generic[T]):
@@ -200,8 +203,12 @@ def install_api(
         reason and never sinks the others. 202 once the accepted ones are stored durably (in the event
         log, or the outbox while Kafka is down); 422 when none is."""
         body = await _read_limited(request, limits.max_body_bytes)
-        judged = await run_in_threadpool(split_events, body, limits)  # parsing 5 MB must not stall the loop
-        accepted, errors = await run_in_threadpool(_validated, judged, key)
+        judged = await run_in_threadpool(split_events, body, limits)
+        accepted: list[tuple[int, ValidationEvent]] = []
+        errors = [Rejected(index=i, error=reason) for i, reason in judged.refused]
+        for start in range(0, len(judged.events), _EVENTS_PER_SLICE):
+            chunk = judged.events[start : start + _EVENTS_PER_SLICE]
+            await run_in_threadpool(_validate, chunk, key, limits, accepted, errors)
         deliveries = (
             await run_in_threadpool(deps.publisher.send_batch, [e for _, e in accepted]) if accepted else []
         )
@@ -241,10 +248,19 @@ def _unwrap(result: Result[T]) -> T:
     )
 
 
-def _validated(judged: Judged, key: ApiKey) -> tuple[list[tuple[int, ValidationEvent]], list[Rejected]]:
-    accepted: list[tuple[int, ValidationEvent]] = []
-    errors = [Rejected(index=i, error=reason) for i, reason in judged.refused]
-    for i, item in judged.events:
+def _validate(
+    items: list[tuple[int, Any]],
+    key: ApiKey,
+    limits: ApiLimits,
+    accepted: list[tuple[int, ValidationEvent]],
+    errors: list[Rejected],
+) -> None:
+    """Judge each parsed item alone: the field limits, the contract, the key's marketplaces."""
+    for i, item in items:
+        breach = field_limit_breach(item, limits)
+        if breach is not None:
+            errors.append(Rejected(index=i, error=breach))
+            continue
         try:
             event = ValidationEvent.model_validate(item)
         except ValidationError as exc:
@@ -258,7 +274,6 @@ def _validated(judged: Judged, key: ApiKey) -> tuple[list[tuple[int, ValidationE
             )
             continue
         accepted.append((i, event))
-    return accepted, errors
 
 
 async def _read_limited(request: Request, max_bytes: int) -> bytes:

@@ -9,7 +9,6 @@ one bad event never sinks the others. Nothing here recurses: no depth of input c
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,8 @@ _REASON_CHARS = 200
 
 @dataclass
 class Judged:
-    """The events of one body: those fit for validation, and why the others are not."""
+    """The events of one body: those parsed (for :func:`field_limit_breach` and validation), and why the
+    others could not be."""
 
     count: int
     events: list[tuple[int, Any]] = field(default_factory=list)  # (index in the body, parsed JSON)
@@ -40,7 +40,7 @@ def split_events(body: bytes, limits: ApiLimits) -> Judged:
         return _element_by_element(body, limits, str(exc))
     items = document if isinstance(document, list) else [document]
     _check_count(len(items), limits)
-    return _within_limits(Judged(len(items)), enumerate(items), limits)
+    return Judged(len(items), list(enumerate(items)))
 
 
 def _element_by_element(body: bytes, limits: ApiLimits, whole_error: str) -> Judged:
@@ -49,16 +49,16 @@ def _element_by_element(body: bytes, limits: ApiLimits, whole_error: str) -> Jud
         raise Problem(400, "body is not JSON", whole_error[:_REASON_CHARS])
     spans = _top_level_spans(body, opening)
     _check_count(len(spans), limits)
-    judged, parsed = Judged(len(spans)), []
+    judged = Judged(len(spans))
     for index, (begin, end, depth) in enumerate(spans):
         if depth > limits.max_depth:  # never handed to a parser
             judged.refused.append((index, f"nested deeper than {limits.max_depth} levels"))
             continue
         try:
-            parsed.append((index, orjson.loads(body[begin:end])))
+            judged.events.append((index, orjson.loads(body[begin:end])))
         except orjson.JSONDecodeError as exc:
             judged.refused.append((index, f"not JSON: {str(exc)[:_REASON_CHARS]}"))
-    return _within_limits(judged, parsed, limits)
+    return judged
 
 
 def _top_level_spans(body: bytes, opening: int) -> list[tuple[int, int, int]]:
@@ -88,16 +88,6 @@ def _top_level_spans(body: bytes, opening: int) -> list[tuple[int, int, int]]:
 def _check_count(count: int, limits: ApiLimits) -> None:
     if count > limits.max_events:
         raise Problem(413, "too many events", f"at most {limits.max_events:,} per request")
-
-
-def _within_limits(judged: Judged, items: Iterable[tuple[int, Any]], limits: ApiLimits) -> Judged:
-    for index, item in items:
-        breach = field_limit_breach(item, limits)
-        if breach is None:
-            judged.events.append((index, item))
-        else:
-            judged.refused.append((index, breach))
-    return judged
 
 
 def field_limit_breach(event: Any, limits: ApiLimits) -> str | None:
