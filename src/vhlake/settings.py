@@ -11,6 +11,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vhlake.api.limits import ApiLimits
+
+_API = ApiLimits()  # the API's defaults, named once
+
 
 class Settings(BaseSettings):
     """vhlake configuration from environment variables (and an optional ``.env`` file).
@@ -162,4 +166,58 @@ class Settings(BaseSettings):
         alias="VHLAKE_INGEST_BATCH_BYTES",
         gt=0,
         description="Input bytes per bronze commit: bounds memory and the work a crash can lose.",
+    )
+    api_max_body_bytes: int = Field(
+        default=_API.max_body_bytes,
+        alias="VHLAKE_API_MAX_BODY_BYTES",
+        gt=0,
+        description="The largest request body the API reads (413 beyond).",
+    )
+    api_max_events: int = Field(
+        default=_API.max_events,
+        alias="VHLAKE_API_MAX_EVENTS",
+        gt=0,
+        description="Events per POST /v1/events.",
+    )
+    api_max_depth: int = Field(
+        default=_API.max_depth,
+        alias="VHLAKE_API_MAX_DEPTH",
+        gt=2,
+        description="Objects and arrays nested in one event (the event counts 1); deeper events are rejected.",
+    )
+    api_max_string_chars: int = Field(
+        default=_API.max_string_chars,
+        alias="VHLAKE_API_MAX_STRING_CHARS",
+        gt=0,
+        description="The longest string (or field name) in an event; longer ones reject the event.",
+    )
+    api_max_error_types: int = Field(
+        default=_API.max_error_types,
+        alias="VHLAKE_API_MAX_ERROR_TYPES",
+        gt=0,
+        description="Entries of an event's payload.error_types; more reject the event.",
+    )
+    api_body_timeout_s: float = Field(
+        default=_API.body_timeout_s,
+        alias="VHLAKE_API_BODY_TIMEOUT_S",
+        gt=0,
+        description="How long a request body may take to arrive (408 after, and the connection closes).",
+    )
+    api_rate_per_s: float = Field(
+        default=_API.rate_per_s,
+        alias="VHLAKE_API_RATE_PER_S",
+        gt=0,
+        description="Requests per second each API key may sustain (429 with Retry-After beyond).",
+    )
+    api_rate_burst: int = Field(
+        default=_API.rate_burst,
+        alias="VHLAKE_API_RATE_BURST",
+        ge=1,
+        description="Requests each API key may make at once before the rate applies.",
+    )
+    ready_max_failures: int = Field(
+        default=3,
+        alias="VHLAKE_READY_MAX_FAILURES",
+        ge=1,
+        description="/readyz answers 503 once a service step has failed this many times in a row.",
     )

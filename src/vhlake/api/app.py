@@ -7,19 +7,24 @@ marketplace restriction is the repository's row filter (:meth:`AnalyticsReposito
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
-from vhlake.api.audit import AuditLog
-from vhlake.api.keys import ApiKey, KeyStore, Scope
+from vhlake.api.audit import AuditLog, AuditMiddleware
+from vhlake.api.body import field_limit_breach, split_events
+from vhlake.api.edge import EdgeMiddleware
+from vhlake.api.keys import ApiKey, KeyStore, Scope, presented_key_id
+from vhlake.api.limits import ApiLimits
 from vhlake.api.problems import Problem, install_problem_handlers
+from vhlake.api.ratelimit import TokenBuckets
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 from vhlake.query.repository import (
@@ -36,8 +41,10 @@ from vhlake.query.repository import (
 from vhlake.result import Err, Ok, Result
 
 T = TypeVar("T")
-MAX_BODY_BYTES = 5 * 1024 * 1024
-MAX_EVENTS = 10_000
+DEFAULT_LIMITS = ApiLimits()
+# Events validated per trip to the threadpool: between trips the event loop has the GIL to itself, so
+# other requests wait for one slice (milliseconds), not for the whole batch (a second for 10,000).
+_EVENTS_PER_SLICE = 250
 
 
 class Answer(BaseModel, Generic[T]):
@@ -68,7 +75,7 @@ class ApiDeps:
 
 
 def _key_with(scope: Scope) -> Callable[..., ApiKey]:
-    """A dependency: the request's API key, which must be live and allow ``scope``."""
+    """A dependency: the request's API key, which must be live, within its rate, and allow ``scope``."""
 
     def check(
         request: Request,
@@ -79,10 +86,19 @@ def _key_with(scope: Scope) -> Callable[..., ApiKey]:
         presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip() or None
         if presented is None:
             raise Problem(401, "API key required", "send it as 'Authorization: Bearer <key>' or 'X-API-Key'")
-        key = deps.keys.authenticate(presented)
+        request.state.key_id = presented_key_id(presented)  # audited, even when the key is refused
+        key, outcome = deps.keys.examine(presented)
         if key is None:
+            request.state.outcome = outcome
             raise Problem(401, "invalid or revoked API key")
-        request.state.key_id = key.key_id
+        wait_s = request.app.state.vhlake_rates.take(key.key_id)
+        if wait_s > 0:
+            raise Problem(
+                429,
+                "too many requests",
+                "this key's request rate is spent; retry after the time in Retry-After",
+                headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+            )
         if not key.may(scope):
             raise Problem(403, "not allowed", f"this key's scope is {key.scope!r}; the route needs {scope!r}")
         return key
@@ -94,23 +110,20 @@ Reader = Annotated[ApiKey, Depends(_key_with("read"))]
 Ingester = Annotated[ApiKey, Depends(_key_with("ingest"))]
 
 
-def install_api(app: FastAPI, deps: ApiDeps) -> None:
-    """Add the ``/v1`` routes, their key checks, auditing and problem details to ``app``."""
+def install_api(
+    app: FastAPI,
+    deps: ApiDeps,
+    limits: ApiLimits = DEFAULT_LIMITS,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Add the ``/v1`` routes, their key checks and rates, auditing, problem details and the security
+    headers to ``app`` (the headers and the body deadline cover every route of ``app``)."""
     install_problem_handlers(app)
     app.state.vhlake_api = deps
-
-    @app.middleware("http")
-    async def audit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/v1/"):
-            route = request.scope.get("route")
-            deps.audit.record(
-                key_id=getattr(request.state, "key_id", None),
-                method=request.method,
-                route=getattr(route, "path", request.url.path),
-                status=response.status_code,
-            )
-        return response
+    app.state.vhlake_rates = TokenBuckets(limits.rate_per_s, limits.rate_burst, clock=clock)
+    app.add_middleware(AuditMiddleware, audit=deps.audit)
+    app.add_middleware(EdgeMiddleware, body_timeout_s=limits.body_timeout_s)  # added last: outermost
 
     def answer(key: ApiKey, result: Result[T], marketplace: str | None) -> Answer[T]:
         repository = deps.repository.restricted_to(key.marketplaces)
@@ -186,17 +199,16 @@ def install_api(app: FastAPI, deps: ApiDeps) -> None:
 
     @app.post("/v1/events", status_code=202, response_model=Accepted)
     async def events(request: Request, key: Ingester) -> Accepted:
-        """One event or a JSON array of up to 10,000; each is validated on its own. 202 once the
-        accepted ones are stored durably (in the event log, or the outbox while Kafka is down)."""
-        body = await _read_limited(request)
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            raise Problem(400, "body is not JSON", str(exc)) from exc
-        items = payload if isinstance(payload, list) else [payload]
-        if len(items) > MAX_EVENTS:
-            raise Problem(413, "too many events", f"at most {MAX_EVENTS:,} per request")
-        accepted, errors = _validated(items, key)
+        """One event or a JSON array of them, each judged on its own: a bad one is rejected with a
+        reason and never sinks the others. 202 once the accepted ones are stored durably (in the event
+        log, or the outbox while Kafka is down); 422 when none is."""
+        body = await _read_limited(request, limits.max_body_bytes)
+        judged = await run_in_threadpool(split_events, body, limits)
+        accepted: list[tuple[int, ValidationEvent]] = []
+        errors = [Rejected(index=i, error=reason) for i, reason in judged.refused]
+        for start in range(0, len(judged.events), _EVENTS_PER_SLICE):
+            chunk = judged.events[start : start + _EVENTS_PER_SLICE]
+            await run_in_threadpool(_validate, chunk, key, limits, accepted, errors)
         deliveries = (
             await run_in_threadpool(deps.publisher.send_batch, [e for _, e in accepted]) if accepted else []
         )
@@ -205,14 +217,22 @@ def install_api(app: FastAPI, deps: ApiDeps) -> None:
             for (i, _), d in zip(accepted, deliveries, strict=True)
             if d.status == "failed"
         ]
+        errors.sort(key=lambda r: r.index)
         stored = sum(d.status != "failed" for d in deliveries)
         if accepted and not stored:
             raise Problem(503, "the event log refused the events", errors[0].error)
+        if not stored:
+            raise Problem(
+                422 if judged.count else 400,
+                "no event accepted",
+                errors[0].error if errors else "the body holds no event",
+                extensions={"errors": [e.model_dump() for e in errors[:100]]},
+            )
         return Accepted(
             accepted=stored,
-            rejected=len(items) - stored,
+            rejected=judged.count - stored,
             outboxed=sum(d.status == "outboxed" for d in deliveries),
-            errors=sorted(errors, key=lambda r: r.index)[:100],
+            errors=errors[:100],
         )
 
 
@@ -228,9 +248,19 @@ def _unwrap(result: Result[T]) -> T:
     )
 
 
-def _validated(items: list[Any], key: ApiKey) -> tuple[list[tuple[int, ValidationEvent]], list[Rejected]]:
-    accepted, errors = [], []
-    for i, item in enumerate(items):
+def _validate(
+    items: list[tuple[int, Any]],
+    key: ApiKey,
+    limits: ApiLimits,
+    accepted: list[tuple[int, ValidationEvent]],
+    errors: list[Rejected],
+) -> None:
+    """Judge each parsed item alone: the field limits, the contract, the key's marketplaces."""
+    for i, item in items:
+        breach = field_limit_breach(item, limits)
+        if breach is not None:
+            errors.append(Rejected(index=i, error=breach))
+            continue
         try:
             event = ValidationEvent.model_validate(item)
         except ValidationError as exc:
@@ -244,16 +274,15 @@ def _validated(items: list[Any], key: ApiKey) -> tuple[list[tuple[int, Validatio
             )
             continue
         accepted.append((i, event))
-    return accepted, errors
 
 
-async def _read_limited(request: Request) -> bytes:
+async def _read_limited(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Problem(413, "request body too large", f"at most {MAX_BODY_BYTES:,} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise Problem(413, "request body too large", f"at most {max_bytes:,} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise Problem(413, "request body too large", f"at most {MAX_BODY_BYTES:,} bytes")
+        if len(body) > max_bytes:
+            raise Problem(413, "request body too large", f"at most {max_bytes:,} bytes")
     return bytes(body)

@@ -90,14 +90,23 @@ class KeyStore:
 
     def authenticate(self, presented: str) -> ApiKey | None:
         """The live key ``presented`` is, or None."""
-        parts = presented.split("_")
-        if len(parts) < 3 or parts[0] != _PREFIX:
-            return None
+        return self.examine(presented)[0]
+
+    def examine(self, presented: str) -> tuple[ApiKey | None, str]:
+        """The live key ``presented`` is (or None), and what was found: ``ok``, ``malformed key``,
+        ``unknown key``, ``revoked key`` or ``wrong secret``."""
+        key_id = presented_key_id(presented)
+        if key_id is None:
+            return None, "malformed key"
         self._reload()
-        stored = self._keys.get(parts[1])
-        if stored is None or stored.revoked or not hmac.compare_digest(stored.key_hash, _hash(presented)):
-            return None
-        return stored.key
+        stored = self._keys.get(key_id)
+        if stored is None:
+            return None, "unknown key"
+        if not hmac.compare_digest(stored.key_hash, _hash(presented)):
+            return None, "wrong secret"
+        if stored.revoked:
+            return None, "revoked key"
+        return stored.key, "ok"
 
     def list(self) -> pa.Table:
         delta = self._lake.open(API_KEYS)
@@ -124,12 +133,24 @@ class KeyStore:
             self._version = version
 
 
+def presented_key_id(presented: str) -> str | None:
+    """The key id a presented key names (``vhk_<id>_<secret>``), or None when it is not of that form."""
+    parts = presented.split("_", 2)
+    if len(parts) < 3 or parts[0] != _PREFIX or not _is_key_id(parts[1]):
+        return None
+    return parts[1]
+
+
+def _is_key_id(text: str) -> bool:
+    return 0 < len(text) <= 32 and all(c in "0123456789abcdef" for c in text)
+
+
 def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _checked_id(key_id: str) -> str:
     """Key ids are hex we made; anything else never reaches a predicate."""
-    if not all(c in "0123456789abcdef" for c in key_id) or not key_id:
+    if not _is_key_id(key_id):
         raise ConfigError(f"not a key id: {key_id!r}")
     return key_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,34 +11,63 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 PROBLEM = "application/problem+json"
+MAX_INSTANCE_CHARS = 256  # a problem names its path, but never echoes an arbitrarily long one
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str | None = None) -> None:
+    """An error the client should see: ``extensions`` are extra members of the document (RFC 9457 §3.2)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail or title)
         self.status, self.title, self.detail = status, title, detail
+        self.headers, self.extensions = dict(headers or {}), dict(extensions or {})
 
 
-def problem_response(request: Request, status: int, title: str, detail: Any = None) -> JSONResponse:
+def problem_body(status: int, title: str, path: str, detail: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
         "status": status,
-        "instance": request.url.path,
+        "instance": path[:MAX_INSTANCE_CHARS],
     }
     if detail is not None:
         body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return body
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    if getattr(request.state, "outcome", None) is None:  # a route may have said more precisely
+        request.state.outcome = title  # what the audit log records
+    body = problem_body(status, title, request.url.path, detail) | dict(extensions or {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail)
+        return problem_response(
+            request, exc.status, exc.title, exc.detail, headers=exc.headers, extensions=exc.extensions
+        )
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem_response(request, exc.status_code, str(exc.detail))
+        return problem_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

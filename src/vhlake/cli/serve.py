@@ -60,7 +60,7 @@ def serve(
 
     Ingests from the configured event log (VHLAKE_EVENT_LOG: the embedded log, or Kafka as a member of
     KAFKA_CONSUMER_GROUP), runs the pipeline whenever bronze moves, compacts recent partitions on a
-    schedule, retrains the forecasts and rescores anomalies (--ml-every) and serves the API (/v1/..., API keys from `vhlake keys create`; OpenAPI at /docs),
+    schedule, retrains the forecasts and rescores anomalies (--ml-every) and serves the API (/v1/..., API keys from `vhlake keys create`; OpenAPI at /openapi.json),
     /metrics (Prometheus), /healthz and /readyz. SIGTERM or Ctrl-C finishes the
     batches in hand and exits; a restart resumes exactly where the Delta log says.
     """

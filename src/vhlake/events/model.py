@@ -57,7 +57,10 @@ class ValidationEvent(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _normalise_to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+            raise ValueError("the timestamp is outside the years 1 to 9999 once in UTC") from exc
 
     def to_json_bytes(self) -> bytes:
         """The event as the wire JSON (what goes into Kafka or the embedded log)."""

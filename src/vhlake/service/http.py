@@ -1,6 +1,6 @@
 """The service's HTTP face: ``/metrics`` (Prometheus), ``/healthz`` (alive) and ``/readyz`` (can work:
-the lake is reachable, the broker when Kafka is the event log, and neither ingest nor the pipeline keeps
-failing). The API of P7 mounts beside these."""
+the lake is reachable, the broker when Kafka is the event log, and no step has failed ``max_failures``
+times in a row). The API of P7 mounts beside these."""
 
 from __future__ import annotations
 
@@ -10,18 +10,15 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from vhlake.service.runner import LakeService
+from vhlake.service.runner import LakeService, StepState
 
 Check = Callable[[], str | None]
 """A readiness check: None when fine, else what is wrong."""
 
-# The steps that move data (event log → bronze → gold): one failing this many times in a row (a run a
-# second apart) means the service does not do its work, whatever the lake's reachability says.
-_DATA_STEPS = ("ingest", "pipeline")
-_FAILURES_NOT_READY = 3
 
-
-def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str, Check]) -> FastAPI:
+def install_service_routes(
+    app: FastAPI, service: LakeService, checks: dict[str, Check], *, max_failures: int = 3
+) -> FastAPI:
     """Add ``/metrics``, ``/healthz`` and ``/readyz`` for ``service`` to ``app``."""
 
     @app.get("/metrics", include_in_schema=False)
@@ -29,16 +26,13 @@ def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str,
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, object]:
+    async def healthz() -> dict[str, object]:  # on the event loop: alive means the loop answers
         return {"status": "stopping" if service.stopping else "alive"}
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         problems = {name: problem for name, check in checks.items() if (problem := check()) is not None}
-        for name in _DATA_STEPS:
-            state = service.steps[name]
-            if state.consecutive_failures >= _FAILURES_NOT_READY:
-                problems[name] = f"failed {state.consecutive_failures} times in a row: {state.last_error}"
+        problems |= failing_steps(service.steps, max_failures)
         steps = {
             name: {
                 "last_success": s.last_success,
@@ -51,3 +45,12 @@ def install_service_routes(app: FastAPI, service: LakeService, checks: dict[str,
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     return app
+
+
+def failing_steps(steps: dict[str, StepState], max_failures: int) -> dict[str, str]:
+    """The steps that failed ``max_failures`` times or more in a row, with their last error."""
+    return {
+        name: f"failed {state.consecutive_failures} times in a row: {(state.last_error or '')[:300]}"
+        for name, state in steps.items()
+        if state.consecutive_failures >= max_failures
+    }

@@ -1,8 +1,12 @@
 // The dashboard: reads the /v1 API with the key given in the URL fragment (#key=...) or typed in.
-"use strict";
+// A module: what it declares is its own, so the key is in no global another script could read.
 
 const state = { key: null, marketplaces: [], charts: {} };
-window.vhlake = state; // for tests and the curious: the charts and what they show
+// for tests and the curious: the charts and what they show, never the key
+window.vhlake = {
+  charts: state.charts,
+  get shown() { return state.shown; },
+};
 
 const $ = (id) => document.getElementById(id);
 const fmt = {
