@@ -340,10 +340,12 @@ def test_events_beyond_the_field_limits_are_rejected_with_a_reason(api: Any, who
     assert "field name longer than" in reasons[5]
 
 
-def test_each_key_has_its_own_request_rate(built: tuple[Lake, Path], tmp_path: Path) -> None:
+def test_each_key_has_its_own_request_rate(
+    built: tuple[Lake, Path], newest: datetime, tmp_path: Path
+) -> None:
     lake, _ = built
     now = [0.0]
-    deps = api_deps_for(lake, tmp_path, audit_every_s=3600)
+    deps = api_deps_for(lake, tmp_path, clock=lambda: newest, audit_every_s=3600)
     first, second = deps.keys.create("read")[1], deps.keys.create("read")[1]
     app = FastAPI()
     install_api(app, deps, ApiLimits(rate_per_s=0.5, rate_burst=2), clock=lambda: now[0])

@@ -50,7 +50,12 @@ def install_service_routes(
 def failing_steps(steps: dict[str, StepState], max_failures: int) -> dict[str, str]:
     """The steps that failed ``max_failures`` times or more in a row, with their last error."""
     return {
-        name: f"failed {state.consecutive_failures} times in a row: {(state.last_error or '')[:300]}"
+        name: f"failed {state.consecutive_failures} times in a row: {_clipped(state.last_error or '')}"
         for name, state in steps.items()
         if state.consecutive_failures >= max_failures
     }
+
+
+def _clipped(error: str, keep: int = 160) -> str:
+    """A long error's start (what failed) and end (why: often a path, then "not found"), bounded in size."""
+    return error if len(error) <= 2 * keep else f"{error[:keep]}…{error[-keep:]}"
