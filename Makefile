@@ -6,16 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint typecheck check clean
 
-# The dashboard's charting library, from the npm registry (no CDN at run time: no internet).
-ECHARTS := src/vhlake/dashboard/static/vendor/echarts.min.js
-ECHARTS_VERSION := 6.1.0
-
-$(ECHARTS):
-	mkdir -p build/npm $(dir $(ECHARTS))
-	npm install --silent --no-audit --no-fund --prefix build/npm echarts@$(ECHARTS_VERSION)
-	cp build/npm/node_modules/echarts/dist/echarts.min.js $(ECHARTS)
-
-$(STAMP): pyproject.toml setup.py $(wildcard src/vhlake/native/*.c src/vhlake/native/*.h) $(ECHARTS)
+$(STAMP): pyproject.toml setup.py $(wildcard src/vhlake/native/*.c src/vhlake/native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark,kafka,pandas,databricks,ml]'

@@ -32,9 +32,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake]]:
-    assert (STATIC / "vendor" / "echarts.min.js").exists(), (
-        "run make: it vendors ECharts from the npm registry"
-    )
+    assert (STATIC / "vendor" / "echarts.min.js").exists(), "ECharts is kept in the repository"
     root = tmp_path_factory.mktemp("dashboard")
     lake = build_analytics_lake(root, jobs=3_000, seed=3)
     now = newest_event(lake) + STALE_BY

@@ -1,5 +1,5 @@
-"""The web dashboard: static files (HTML, JS, CSS, and ECharts vendored from npm at build time),
-served at ``/`` and reading the ``/v1`` API with an API key."""
+"""The web dashboard: static files (HTML, JS, CSS, and the pinned ECharts kept in static/vendor/ with its
+licences), served at ``/`` and reading the ``/v1`` API with an API key."""
 
 from __future__ import annotations
 

@@ -21,7 +21,11 @@ from vhlake.lake.tables import ALL_TABLES, TableDef
 from vhlake.query.render import render_for_databricks
 from vhlake.spark.jobs import spark_type
 
-BUNDLE = Path(__file__).resolve().parents[3] / "databricks" / "databricks.yml"
+# The Asset Bundle ships with the repository, not in the package: found beside src/ when vhlake runs from a
+# checkout, else in the current directory (an installed vhlake run from the repository's root, where
+# `databricks bundle deploy` runs too).
+_CHECKOUT_BUNDLE = Path(__file__).resolve().parents[3] / "databricks" / "databricks.yml"
+BUNDLE = _CHECKOUT_BUNDLE if _CHECKOUT_BUNDLE.exists() else Path("databricks", "databricks.yml").resolve()
 ROLES = {
     "ingest": ("bronze",),  # writes raw events
     "analyst": ("silver", "gold"),  # reads the cleansed and aggregated layers

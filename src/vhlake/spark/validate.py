@@ -58,7 +58,7 @@ def problems(ddl: list[str], alerts: dict[str, str]) -> list[str]:
 
 def _bundle_problems() -> list[str]:
     if not BUNDLE.exists():
-        return [f"no Asset Bundle at {BUNDLE} (it ships with the repository)"]
+        return [f"no Asset Bundle at {BUNDLE} (it ships with the repository: run from its root)"]
     found = []
     config = bundle()
     if not config.get("bundle", {}).get("name"):

@@ -201,7 +201,7 @@ function useKey(key) {
 
 document.addEventListener("DOMContentLoaded", () => {
   if (typeof echarts === "undefined") {
-    showError("The charting library is missing: install with `make` (it vendors ECharts from the npm registry).");
+    showError("The charting library is missing: vhlake/dashboard/static/vendor/echarts.min.js did not load (reinstall vhlake).");
     return;
   }
   $("filters").addEventListener("submit", (event) => {
