@@ -76,10 +76,12 @@ def test_query_csv_and_table_output(run_cli: Run, lake_dir: Path, events_file: P
     assert "2 rows" in as_table.stdout
 
 
-def test_query_with_an_empty_lake_sees_empty_tables(run_cli: Run, lake_dir: Path) -> None:
+def test_query_sees_a_table_not_written_yet_as_empty(run_cli: Run, lake_dir: Path, tmp_path: Path) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(write_lines(tmp_path / "ok.jsonl", [make_event(1)])))
     result = run_cli(
-        "--lake", str(lake_dir), "query", "SELECT count(*) AS n FROM validation_events_rejected", "-f", "json"
+        "--lake", str(lake_dir), "query", "SELECT count(*) AS n FROM validation_results_silver", "-f", "json"
     )
+    assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == [{"n": 0}]
 
 
@@ -119,8 +121,9 @@ def test_publish_then_ingest_from_log(run_cli: Run, lake_dir: Path, tmp_path: Pa
     ],
 )
 def test_errors_are_one_line_with_a_non_zero_exit(
-    run_cli: Run, lake_dir: Path, args: list[str], message: str
+    run_cli: Run, lake_dir: Path, events_file: Path, args: list[str], message: str
 ) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
     result = run_cli("--lake", str(lake_dir), *args)
     assert result.exit_code == 1
     assert message in result.stderr
@@ -166,3 +169,132 @@ def test_ingest_pipeline_query_gold_end_to_end(run_cli: Run, lake_dir: Path, tmp
     )
     summary = run_cli("--lake", str(lake_dir), "quarantine", "summary")
     assert "missing_job_id" in summary.stdout
+
+
+# ---- which lake: a wrong one is an error, and only writing commands create one ----------------------------
+
+READ_COMMANDS = [
+    ["query", "SELECT count(*) FROM validation_results_silver"],
+    ["tables"],
+    ["pipeline", "run"],
+    ["quarantine", "summary"],
+    ["quarantine", "replay"],
+    ["ml", "score"],
+    ["ml", "train"],
+    ["keys", "list"],
+    ["keys", "revoke", "k1"],
+    ["alerts", "validate"],
+    ["alerts", "run"],
+    ["maintain", "--dry-run"],
+    ["history", "validation_results_silver"],
+    ["lineage", "validation_results_silver"],
+]
+
+
+@pytest.mark.parametrize("args", READ_COMMANDS, ids=lambda a: "-".join(a[:2]))
+@pytest.mark.parametrize("wrong", ["missing", "a-file"])
+def test_a_read_command_on_a_wrong_lake_exits_1_saying_so(
+    run_cli: Run, tmp_path: Path, args: list[str], wrong: str
+) -> None:
+    lake = tmp_path / "lakee"
+    if wrong == "a-file":
+        lake.write_text("not a lake")
+    result = run_cli("--lake", str(lake), *args)
+    assert result.exit_code == 1, result.stdout
+    assert ("does not exist" if wrong == "missing" else "is a file, not a lake") in result.stderr
+    assert str(lake) in " ".join(result.stderr.split())
+    assert lake.exists() == (wrong == "a-file") and not lake.is_dir()  # nothing was created
+
+
+def test_a_folder_holding_no_lake_is_not_a_lake(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    result = run_cli("--lake", str(tmp_path / "photos"), "pipeline", "run")
+    assert result.exit_code == 1
+    assert "holds no lake" in result.stderr
+
+
+def test_writing_commands_create_a_lake_and_say_so(run_cli: Run, tmp_path: Path, events_file: Path) -> None:
+    for args in (["ingest", str(events_file)], ["publish", str(events_file)]):
+        lake = tmp_path / f"new-{args[0]}"
+        first = run_cli("--lake", str(lake), *args)
+        assert first.exit_code in (0, 1), first.stderr
+        assert f"created a new lake at {lake}" in " ".join(first.stderr.split())
+        again = run_cli("--lake", str(lake), *args)
+        assert "new lake" not in again.stderr
+    pipeline = run_cli("--lake", str(tmp_path / "new-ingest"), "pipeline", "run")
+    assert pipeline.exit_code == 0 and "jobs upserted" in pipeline.stdout
+
+
+def test_lake_option_works_after_the_subcommand(
+    run_cli: Run, tmp_path: Path, events_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default ./lake, if the option were ignored, is not ours to fill
+    lake = tmp_path / "elsewhere"
+    assert run_cli("ingest", str(events_file), "--lake", str(lake)).exit_code == 0
+    assert (lake / "bronze").is_dir() and not (tmp_path / "lake").exists()
+    listed = run_cli("tables", "--lake", str(lake))
+    assert listed.exit_code == 0, listed.stderr
+    assert "│ 3 " in next(line for line in listed.stdout.splitlines() if "validation_events_bronze" in line)
+    ran = run_cli("pipeline", "run", f"--lake={lake}")
+    assert ran.exit_code == 0 and "jobs upserted" in ran.stdout
+    sql = "SELECT count(*) AS n FROM validation_events_bronze WHERE marketplace = '--lake'"
+    queried = run_cli("query", sql, "-f", "json", "--lake", str(lake))
+    assert json.loads(queried.stdout) == [{"n": 0}]
+
+
+# ---- files: directories, compressed files, and files that are not JSON lines ------------------------------
+
+
+def test_ingest_a_directory_ingests_its_json_lines_files(
+    run_cli: Run, lake_dir: Path, tmp_path: Path
+) -> None:
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    write_lines(feed / "a.jsonl", [make_event(1), make_event(2)])
+    write_lines(feed / "b.jsonl", [make_event(3)])
+    (feed / "README.txt").write_text("not events")
+    result = run_cli("--lake", str(lake_dir), "ingest", str(feed))
+    assert result.exit_code == 0, result.stderr
+    assert "a.jsonl: 2 ingested" in result.stdout and "b.jsonl: 1 ingested" in result.stdout
+    (tmp_path / "empty").mkdir()
+    empty = run_cli("--lake", str(lake_dir), "ingest", str(tmp_path / "empty"))
+    assert empty.exit_code == 1 and "is a directory with no" in empty.stderr
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_ingest_reads_compressed_json_lines(
+    run_cli: Run, lake_dir: Path, events_file: Path, tmp_path: Path, codec: str
+) -> None:
+    import gzip
+
+    import pyarrow as pa
+
+    packed = tmp_path / f"events.jsonl.{'gz' if codec == 'gzip' else 'zst'}"
+    if codec == "gzip":
+        packed.write_bytes(gzip.compress(events_file.read_bytes()))
+    else:
+        with pa.CompressedOutputStream(str(packed), "zstd") as out:
+            out.write(events_file.read_bytes())
+    result = run_cli("--lake", str(lake_dir), "ingest", str(packed))
+    assert result.exit_code == 0, result.stderr
+    assert "3 ingested" in result.stdout and "1 rejected" in result.stdout
+    plain = run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    assert "already ingested" in plain.stdout  # the same content, whatever the container
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("events.csv", b"event_id,event_type,job_id\nevt-1,validation_started,job-1\n", "looks like CSV"),
+        ("events.parquet", b"PAR1" + bytes(range(256)) * 8, "binary data"),
+    ],
+)
+def test_ingest_refuses_a_file_that_is_not_json_lines_before_writing_anything(
+    run_cli: Run, lake_dir: Path, events_file: Path, tmp_path: Path, name: str, content: bytes, why: str
+) -> None:
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    result = run_cli("--lake", str(lake_dir), "ingest", str(events_file), str(bad))
+    assert result.exit_code == 1
+    assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not lake_dir.exists()  # refused before anything was written, even the good file

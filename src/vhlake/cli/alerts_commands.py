@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import querying, reading
 from vhlake.cli.output import err, out
 
 alerts_app = typer.Typer(
@@ -35,7 +36,7 @@ def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     from vhlake.alerts.runner import validate
 
     rules = load_config(path)
-    problems = validate(rules, bootstrap.build_query_engine(ctx.obj))
+    problems = validate(rules, bootstrap.build_query_engine(querying(ctx, None)))
     for problem in problems:
         err.print(f"[red]✗[/red] {path or 'seed rules'}: {problem}", highlight=False, soft_wrap=True)
     if problems:
@@ -46,7 +47,7 @@ def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
 @alerts_app.command("run")
 def run_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Evaluate every rule once now, notify on state changes, and record the evaluation in alert_events."""
-    runner = bootstrap.build_alert_runner(ctx.obj, _path(ctx, config))
+    runner = bootstrap.build_alert_runner(reading(ctx), _path(ctx, config))
     failed = False
     for outcome in runner.run_all():
         if outcome.error:

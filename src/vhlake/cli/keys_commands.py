@@ -8,6 +8,7 @@ import typer
 
 from vhlake import bootstrap
 from vhlake.api.keys import KeyStore
+from vhlake.cli.context import reading, writing
 from vhlake.cli.output import err, out, print_table
 
 keys_app = typer.Typer(
@@ -26,7 +27,7 @@ def create(
     description: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
 ) -> None:
     """Create a key. It is shown once, alone on the last line of stdout; the lake keeps only its hash."""
-    key_id, key = KeyStore(bootstrap.build_lake(ctx.obj)).create(
+    key_id, key = KeyStore(bootstrap.build_lake(writing(ctx))).create(
         scope, marketplaces=marketplace, description=description
     )
     where = ", ".join(marketplace) if marketplace else "every marketplace"
@@ -37,7 +38,7 @@ def create(
 @keys_app.command("list")
 def list_keys(ctx: typer.Context) -> None:
     """Keys (ids, scopes, marketplaces, created, revoked), never the keys themselves."""
-    print_table(out, KeyStore(bootstrap.build_lake(ctx.obj)).list(), max_rows=1000)
+    print_table(out, KeyStore(bootstrap.build_lake(reading(ctx))).list(), max_rows=1000)
 
 
 @keys_app.command("revoke")
@@ -45,7 +46,7 @@ def revoke(
     ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The key id (vhlake keys list).")]
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-    if not KeyStore(bootstrap.build_lake(ctx.obj)).revoke(key_id):
+    if not KeyStore(bootstrap.build_lake(reading(ctx))).revoke(key_id):
         err.print(f"[red]error:[/red] no live key {key_id}")
         raise typer.Exit(1)
     out.print(f"revoked {key_id}")

@@ -9,6 +9,7 @@ import typer
 from rich.progress import TaskID
 
 from vhlake import bootstrap
+from vhlake.cli.context import querying, reading
 from vhlake.cli.output import out, print_table, step_progress
 
 pipeline_app = typer.Typer(help="Bronze → silver → gold.", no_args_is_help=True)
@@ -42,6 +43,7 @@ def run(
     validation_results_silver; their days are recomputed in marketplace_daily_metrics_gold.
     Every run is logged in pipeline_runs. A run killed at any point is repaired by the next one.
     """
+    settings = reading(ctx)
     started = time.perf_counter()
     with step_progress() as progress:
         tasks: dict[str, TaskID] = {}
@@ -51,7 +53,7 @@ def run(
                 tasks[phase] = progress.add_task(phase, total=total)
             progress.update(tasks[phase], completed=done, total=total)
 
-        report = bootstrap.build_pipeline(ctx.obj).run(full_refresh=full_refresh, on_progress=advance)
+        report = bootstrap.build_pipeline(settings).run(full_refresh=full_refresh, on_progress=advance)
     seconds = time.perf_counter() - started
     if report.was_noop:
         out.print(f"nothing new in bronze (version {report.bronze_to}); {seconds:.2f} s")
@@ -67,7 +69,7 @@ def run(
 @quarantine_app.command("summary")
 def summary(ctx: typer.Context) -> None:
     """Quarantined events per reason: counts, jobs, first/last seen and an example."""
-    engine = bootstrap.build_query_engine(ctx.obj)
+    engine = bootstrap.build_query_engine(querying(ctx, None))
     try:
         print_table(out, engine.execute(_SUMMARY_SQL), max_rows=100)
     finally:
@@ -80,5 +82,5 @@ def replay(
     reason: Annotated[str | None, typer.Option(help="Only events quarantined for this reason.")] = None,
 ) -> None:
     """Re-check quarantined events with the current rules and fold the ones that pass into silver/gold."""
-    replayed = bootstrap.build_pipeline(ctx.obj).replay_quarantine(reason=reason)
+    replayed = bootstrap.build_pipeline(reading(ctx)).replay_quarantine(reason=reason)
     out.print(f"{replayed:,} events replayed out of the quarantine")

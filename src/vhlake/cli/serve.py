@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import writing
 from vhlake.cli.output import err
 from vhlake.service.logs import configure_logging
 from vhlake.settings import Settings
@@ -75,7 +76,7 @@ def serve(
         ml_every_s=ml_every,
         lifecycle_every_s=lifecycle_every,
     )
-    serve_forever(ctx.obj, host=host, port=port, options=options)
+    serve_forever(writing(ctx), host=host, port=port, options=options)
 
 
 def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceOptions) -> None:

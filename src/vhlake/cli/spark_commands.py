@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import reading
 from vhlake.cli.output import err, out
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def build_command(
     from vhlake.lake.tables import BRONZE
     from vhlake.spark.jobs import build
 
-    lake = bootstrap.build_lake(ctx.obj)
+    lake = bootstrap.build_lake(reading(ctx))
     files = lake.local_files(BRONZE)
     if files is None:
         err.print(
