@@ -120,6 +120,15 @@ def ingest(
         str | None,
         typer.Option("--group", help="With --kafka: the consumer group (default KAFKA_CONSUMER_GROUP)."),
     ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout", help="With --kafka: give up when the broker does not answer.", min=0.1
+        ),
+    ] = 10.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="With --kafka: show the Kafka client's own log lines.")
+    ] = False,
 ) -> None:
     """Ingest events into bronze exactly once (re-ingesting a file adds nothing).
 
@@ -147,7 +156,9 @@ def ingest(
             report = ingest_log(ingestor, log)
         print_ingest_report(f"event log {log.topic}", report, time.perf_counter() - started)
     if kafka:
-        ingest_kafka(settings, until_idle_s=until_idle, group=group)
+        ingest_kafka(
+            settings, until_idle_s=until_idle, group=group, connect_timeout_s=connect_timeout, verbose=verbose
+        )
 
 
 def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
