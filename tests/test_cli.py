@@ -298,3 +298,17 @@ def test_ingest_refuses_a_file_that_is_not_json_lines_before_writing_anything(
     assert result.exit_code == 1
     assert why in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not lake_dir.exists()  # refused before anything was written, even the good file
+
+
+def test_publish_warns_when_the_file_was_already_ingested_from_the_file(
+    run_cli: Run, lake_dir: Path, events_file: Path, tmp_path: Path
+) -> None:
+    fresh = write_lines(tmp_path / "fresh.jsonl", [make_event(7)])
+    first = run_cli("--lake", str(lake_dir), "publish", str(fresh))
+    assert first.exit_code == 0 and "already ingested" not in first.stderr
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    again = run_cli("--lake", str(lake_dir), "publish", str(events_file))
+    assert again.exit_code == 0
+    warning = " ".join(again.stderr.split())
+    assert "events.jsonl was already ingested into bronze from the file" in warning
+    assert "twice" in warning

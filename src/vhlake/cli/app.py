@@ -271,12 +271,14 @@ def publish(
     durably. With Kafka unreachable, events wait in the local outbox (vhlake outbox status) and are
     re-sent when it is back. Exits with 1 when the log refused any event.
     """
-    from vhlake.cli.publish import publish_files
+    from vhlake.cli.publish import publish_files, warn_if_ingested_from_file
 
     for path in files:
         if not path.is_file():
             raise SourceError(f"{path}: {'a directory' if path.is_dir() else 'no such file'}")
-    summary = publish_files(bootstrap.build_publisher(writing(ctx)), files, out=out, err=err)
+    settings = writing(ctx)
+    warn_if_ingested_from_file(bootstrap.build_lake(settings), files, err=err)
+    summary = publish_files(bootstrap.build_publisher(settings), files, out=out, err=err)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -166,6 +166,11 @@ def _read_or_refuse(path: Path, stream: _Stream | gzip.GzipFile | pa.NativeFile,
     return bytes(data)
 
 
+def file_app_id(digest: str) -> str:
+    """The Delta application id a file's content is ingested under (one per content, whatever its name)."""
+    return f"file:{digest}"
+
+
 def file_digest(path: Path) -> tuple[str, int]:
     """SHA-256 (hex) and size of the file's (decompressed) content: its identity for exactly-once ingestion."""
     digest = hashlib.sha256()
