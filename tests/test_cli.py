@@ -312,3 +312,23 @@ def test_publish_warns_when_the_file_was_already_ingested_from_the_file(
     warning = " ".join(again.stderr.split())
     assert "events.jsonl was already ingested into bronze from the file" in warning
     assert "twice" in warning
+
+
+def test_a_misspelled_table_suggests_a_lake_table_not_a_duckdb_internal(
+    run_cli: Run, lake_dir: Path, events_file: Path, tmp_path: Path
+) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    queried = run_cli("--lake", str(lake_dir), "query", "SELECT count(*) FROM validation_result_silver")
+    assert queried.exit_code == 1
+    message = " ".join(queried.stderr.split())
+    assert 'no table validation_result_silver: did you mean "validation_results_silver"?' in message
+    assert "pragma" not in message
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(
+        "alerts:\n  - name: typo\n    query: SELECT marketplace FROM marketplace_daily_metric_gold\n"
+        "    condition: {column: marketplace, aggregate: count, op: '>', threshold: 1}\n"
+    )
+    validated = run_cli("--lake", str(lake_dir), "alerts", "validate", "--config", str(rules))
+    assert validated.exit_code == 1
+    assert 'did you mean "marketplace_daily_metrics_gold"?' in " ".join(validated.stderr.split())
+    assert "pragma" not in validated.stderr

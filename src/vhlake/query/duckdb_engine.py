@@ -9,6 +9,8 @@ when the Delta version moved, so a long-lived engine (the API's) always sees the
 
 from __future__ import annotations
 
+import difflib
+import re
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 _UNSET = -2  # a version no table has: forces the first registration
 _PLANS = 256  # rendered statements kept (the oldest goes first)
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 
 
 class DuckDBEngine:
@@ -61,10 +64,23 @@ class DuckDBEngine:
             cursor.execute("SET TimeZone = 'UTC'")
             relation = cursor.sql(rendered, params=params)
             return pa.table({}) if relation is None else relation.to_arrow_table()
+        except duckdb.CatalogException as exc:
+            raise QueryError(self._unknown_table(str(exc)) or _one_line(str(exc))) from exc
         except duckdb.Error as exc:
             raise QueryError(_one_line(str(exc))) from exc
         finally:
             cursor.close()
+
+    def _unknown_table(self, message: str) -> str | None:
+        """For a table the lake does not have, the nearest lake table: DuckDB would suggest one of its
+        own catalog's (``pragma_database_list``), as only the tables a statement reads are registered."""
+        missing = _MISSING_TABLE.search(message)
+        if missing is None:
+            return None
+        name = missing.group(1)
+        near = difflib.get_close_matches(name.lower(), self._tables, n=1, cutoff=0.6)
+        hint = f'did you mean "{near[0]}"?' if near else "the lake's tables are listed by `vhlake tables`"
+        return f"no table {name}: {hint}"
 
     def execute_df(self, sql: str, params: Params = None) -> pandas.DataFrame:
         return to_dataframe(self.execute(sql, params))
