@@ -332,3 +332,135 @@ def test_a_misspelled_table_suggests_a_lake_table_not_a_duckdb_internal(
     assert validated.exit_code == 1
     assert 'did you mean "marketplace_daily_metrics_gold"?' in " ".join(validated.stderr.split())
     assert "pragma" not in validated.stderr
+
+
+# ---- the smaller defects --------------------------------------------------------------------------------
+
+
+def test_quarantine_summary_shows_the_timestamp_value_in_its_example(
+    run_cli: Run, lake_dir: Path, tmp_path: Path
+) -> None:
+    bad = write_lines(tmp_path / "bad.jsonl", [make_event(1, job_id="", timestamp="2026-11-27T10:00:00Z")])
+    run_cli("--lake", str(lake_dir), "ingest", str(bad))
+    run_cli("--lake", str(lake_dir), "pipeline", "run")
+    summary = run_cli("--lake", str(lake_dir), "quarantine", "summary")
+    assert summary.exit_code == 0, summary.stderr
+    example = next(line for line in summary.stdout.splitlines() if "missing_job_id" in line)
+    assert "2026-11-27 10:00:00" in example and "timestamp" not in example
+
+
+def test_quarantine_replay_of_an_unknown_reason_lists_the_known_ones(
+    run_cli: Run, lake_dir: Path, events_file: Path
+) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    result = run_cli("--lake", str(lake_dir), "quarantine", "replay", "--reason", "typo")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "no quarantine reason 'typo'" in message and "missing_job_id" in message
+    assert "bad_timestamp" in message
+
+
+def test_keys_create_warns_about_a_marketplace_the_lake_has_never_seen(
+    run_cli: Run, lake_dir: Path, events_file: Path
+) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    typo = run_cli("--lake", str(lake_dir), "keys", "create", "--scope", "read", "--marketplace", "shoppe")
+    assert typo.exit_code == 0  # a marketplace may come later: a warning, not a refusal
+    assert "never seen marketplace 'shoppe'" in " ".join(typo.stderr.split())
+    assert "shopee" in typo.stderr  # what it knows
+    known = run_cli("--lake", str(lake_dir), "keys", "create", "--scope", "read", "--marketplace", "shopee")
+    assert "never seen" not in known.stderr
+
+
+def test_tables_sizes_suggests_only_options_it_has(run_cli: Run, lake_dir: Path, tmp_path: Path) -> None:
+    days = [make_event(n, timestamp=f"2026-{1 + n // 28:02d}-{1 + n % 28:02d}T10:00:00Z") for n in range(45)]
+    run_cli("--lake", str(lake_dir), "ingest", str(write_lines(tmp_path / "days.jsonl", days)))
+    result = run_cli("--lake", str(lake_dir), "tables", "--sizes")
+    assert result.exit_code == 0, result.stderr
+    assert "more rows" in result.stdout
+    assert "--format" not in result.stdout
+    everything = run_cli("--lake", str(lake_dir), "tables", "--sizes", "--max-rows", "100")
+    assert everything.exit_code == 0 and "more rows" not in everything.stdout
+
+
+def test_maintain_dry_run_shows_only_what_it_counts(run_cli: Run, lake_dir: Path, events_file: Path) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    dry = run_cli("--lake", str(lake_dir), "maintain", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert "files_compacted" not in dry.stdout and "rows_expired" in dry.stdout
+    assert "not simulated" in " ".join(dry.stdout.split())
+
+
+def test_alerts_run_names_the_failing_channel_and_key_and_exits_1(
+    run_cli: Run, lake_dir: Path, events_file: Path, tmp_path: Path
+) -> None:
+    from servers import free_port
+
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(
+        "channels:\n"
+        f"  ops-webhook: {{type: webhook, url: 'http://127.0.0.1:{free_port()}/hook', retries: 1}}\n"
+        "alerts:\n  - name: busy\n"
+        "    query: SELECT marketplace, count(*) AS n FROM validation_events_bronze GROUP BY 1\n"
+        "    condition: {column: n, op: '>', threshold: 1}\n    key: marketplace\n"
+        "    channels: [ops-webhook]\n"
+    )
+    result = run_cli("--lake", str(lake_dir), "alerts", "run", "--config", str(rules))
+    assert result.exit_code == 1
+    failure = next(line for line in result.stderr.splitlines() if "failed" in line)
+    assert "ops-webhook" in failure and "shopee" in failure and "busy" in failure
+
+
+def test_timestamp_as_of_before_the_table_existed_is_refused(
+    run_cli: Run, lake_dir: Path, events_file: Path
+) -> None:
+    run_cli("--lake", str(lake_dir), "ingest", str(events_file))
+    sql = "SELECT count(*) AS n FROM validation_events_bronze TIMESTAMP AS OF '2000-01-01'"
+    result = run_cli("--lake", str(lake_dir), "query", sql)
+    assert result.exit_code == 1
+    assert "before the earliest version" in " ".join(result.stderr.split())
+
+
+def test_serve_with_json_logs_prints_only_json_lines(lake_dir: Path, events_file: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from servers import free_port
+
+    base = [sys.executable, "-m", "vhlake", "--lake", str(lake_dir)]
+    subprocess.run([*base, "ingest", str(events_file)], capture_output=True, check=True)
+    port = free_port()
+    serve = [*base, "serve", "--port", str(port), "--log-format", "json"]
+    server = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:
+            lines.append(line)
+            if "serving on" in line or len(lines) > 200:
+                break
+        _until_healthy(port)  # SIGTERM stops it cleanly once the HTTP server runs
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.communicate(timeout=120)
+        finally:
+            server.kill()
+    assert any("serving on" in line for line in lines)
+    for line in lines:
+        if line.strip():
+            json.loads(line)  # every line a JSON object, the "serving on" line included
+
+
+def _until_healthy(port: int) -> None:
+    import time
+    import urllib.request
+
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,12 @@ def _path(ctx: typer.Context, config: Path | None) -> Path | None:
     return config or (Path(ctx.obj.alerts_file).expanduser() if ctx.obj.alerts_file else None)
 
 
+def _not_errors(record: logging.LogRecord) -> bool:
+    """The alert log without its errors, which `alerts run` prints itself (the log channel's
+    notifications are warnings: they stay)."""
+    return record.levelno < logging.ERROR
+
+
 @alerts_app.command("validate")
 def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Check a rules file: YAML, fields, channels, and that every query runs and has the rule's columns."""
@@ -47,6 +54,7 @@ def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
 @alerts_app.command("run")
 def run_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Evaluate every rule once now, notify on state changes, and record the evaluation in alert_events."""
+    logging.getLogger("vhlake.alerts").addFilter(_not_errors)  # printed below, once, with the rule
     runner = bootstrap.build_alert_runner(reading(ctx), _path(ctx, config))
     failed = False
     for outcome in runner.run_all():
@@ -58,5 +66,8 @@ def run_command(ctx: typer.Context, config: ConfigOption = None) -> None:
             continue
         sent = ", ".join(f"{n.event} for {n.key}" for n in outcome.notifications) or "no change"
         out.print(f"{outcome.rule}: {sent}", highlight=False)
+        for failure in outcome.failed_channels:
+            failed = True
+            err.print(f"[red]✗[/red] alert {outcome.rule!r}: {failure}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

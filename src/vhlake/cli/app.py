@@ -203,7 +203,7 @@ def query(
     elif output_format is OutputFormat.csv:
         sys.stdout.buffer.write(to_csv(result))
     else:
-        print_table(out, result, max_rows=max_rows)
+        print_table(out, result, max_rows=max_rows, more="use --max-rows or --format json/csv")
 
 
 @app.command()
@@ -212,6 +212,7 @@ def tables(
     sizes: Annotated[
         bool, typer.Option("--sizes", help="Per partition: files, rows, bytes, and the growth per day.")
     ] = False,
+    max_rows: Annotated[int, typer.Option(help="With --sizes: partitions shown per table.", min=1)] = 40,
 ) -> None:
     """List the lake's tables: rows, Delta version, files and size (--sizes: per layer and partition)."""
     from vhlake.lake.inventory import daily_growth, partition_sizes, table_inventory
@@ -226,7 +227,9 @@ def tables(
             continue
         growth = daily_growth(parts)
         per_day = f", {growth / 2**20:,.1f} MiB a day over the last 7 days" if growth is not None else ""
-        print_table(out, parts, max_rows=40, title=f"{table.layer}/{table.name}{per_day}")
+        print_table(
+            out, parts, max_rows=max_rows, title=f"{table.layer}/{table.name}{per_day}", more="use --max-rows"
+        )
 
 
 schema_app = typer.Typer(

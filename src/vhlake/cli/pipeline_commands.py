@@ -10,7 +10,8 @@ from rich.progress import TaskID
 
 from vhlake import bootstrap
 from vhlake.cli.context import querying, reading
-from vhlake.cli.output import out, print_table, step_progress
+from vhlake.cli.output import err, out, print_table, step_progress
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
 
 pipeline_app = typer.Typer(help="Bronze → silver → gold.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Events that failed an expectation.", no_args_is_help=True)
@@ -22,7 +23,7 @@ SELECT reason,
        min(ingestion_time) AS first_seen,
        max(ingestion_time) AS last_seen,
        any_value(coalesce(event_id, '') || ' ' || coalesce(event_type, '') || ' ' || coalesce(job_id, '')
-                 || ' ' || coalesce(CAST("timestamp" AS STRING), '') || ' ' || coalesce(_rescued_data, ''))
+                 || ' ' || coalesce(CAST(`timestamp` AS STRING), '') || ' ' || coalesce(_rescued_data, ''))
            AS example
 FROM validation_events_quarantine
 GROUP BY reason
@@ -82,5 +83,13 @@ def replay(
     reason: Annotated[str | None, typer.Option(help="Only events quarantined for this reason.")] = None,
 ) -> None:
     """Re-check quarantined events with the current rules and fold the ones that pass into silver/gold."""
+    known = [expectation.name for expectation in DEFAULT_EXPECTATIONS]
+    if reason is not None and reason not in known:
+        err.print(
+            f"[red]error:[/red] no quarantine reason {reason!r}; the reasons are {', '.join(known)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     replayed = bootstrap.build_pipeline(reading(ctx)).replay_quarantine(reason=reason)
     out.print(f"{replayed:,} events replayed out of the quarantine")

@@ -105,16 +105,42 @@ class DuckDBEngine:
             table_relation(self._con, self._lake, table).create_view(table.name, replace=True)
             self._versions[table.name] = version
 
+    def _version_at(self, table: TableDef, moment: datetime) -> int:
+        """The version ``TIMESTAMP AS OF moment`` reads; before the earliest version it is an error, as on
+        Databricks (delta-rs would answer with the earliest version, an empty table for most of ours)."""
+        version = self._lake.version_at(table, moment)
+        # Only version 0 can be the answer for a moment before it (the history is read only then).
+        earliest = _first_commit_time(self._lake, table) if version == 0 else None
+        if earliest is not None and moment < earliest:
+            raise QueryError(
+                f"the timestamp {moment.isoformat()} is before the earliest version available of "
+                f"{table.name} ({earliest.isoformat(timespec='seconds')})"
+            )
+        return version
+
     def _as_of(self, name: str, kind: str, value: object) -> str:
         """Register ``name`` as of a version or a timestamp; returns the view's name."""
         table = table_by_name(name)
         try:
-            version = int(value) if kind == "VERSION" else self._lake.version_at(table, _timestamp(value))  # type: ignore[call-overload]
+            version = (
+                int(value)  # type: ignore[call-overload]
+                if kind == "VERSION"
+                else self._version_at(table, _timestamp(value))
+            )
             view = f"{name}__v{version}"
             table_relation(self._con, self._lake, table, version=version).create_view(view, replace=True)
         except LakeError as exc:
             raise QueryError(str(exc)) from exc
         return view
+
+
+def _first_commit_time(lake: Lake, table: TableDef) -> datetime | None:
+    """When version 0 of ``table`` was committed (None: not in the log any more). Read from the latest
+    table's history: delta-rs numbers the history of a time-travelled table from the wrong end."""
+    delta = lake.open(table)
+    commits = [] if delta is None else delta.history()
+    first = next((c for c in commits if c.get("version") == 0), None)
+    return None if first is None else datetime.fromtimestamp(int(first["timestamp"]) / 1000, tz=UTC)
 
 
 def _timestamp(value: object) -> datetime:
