@@ -154,3 +154,33 @@ def test_kill_9_mid_ingest_then_rerun_gives_every_line_exactly_once(tmp_path: Pa
     assert_exactly_once(lake, path)
     # and the table is still a consistent Delta table
     assert DeltaTable(str(lake_dir / "bronze" / "validation_events_bronze")).version() > 20
+
+
+def test_kafka_ingest_without_a_reachable_broker_fails_after_a_bounded_wait_with_one_line(
+    tmp_path: Path,
+) -> None:
+    from servers import free_port
+
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "VHLAKE_LAKE_URI": str(tmp_path / "lake"),
+    }
+    command = [sys.executable, "-m", "vhlake", "ingest", "--kafka", "--until-idle", "1"]
+    # The timeout only keeps a regression from hanging the suite: the command gives up far sooner.
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert quiet.returncode == 1
+    lines = quiet.stderr.strip().splitlines()
+    assert "did not answer" in lines[-1] and env["KAFKA_BOOTSTRAP_SERVERS"] in lines[-1]
+    assert len(lines) <= 3, quiet.stderr  # the "consuming ..." line, "created a new lake", the error
+    assert not any("rdkafka" in line.lower() or "Connection refused" in line for line in lines)
+    verbose = subprocess.run(
+        [*command, "--verbose", "--connect-timeout", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert verbose.returncode == 1
+    assert "Connection refused" in verbose.stderr  # librdkafka's own lines, when asked for

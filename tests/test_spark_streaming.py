@@ -138,7 +138,8 @@ def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
     from vhlake.cli.app import app
 
     (file,) = feed(tmp_path / "events", parts=1)
-    out = tmp_path / "spark-out"
+    (file.parent / "notes.txt").write_text("not events")
+    out = file.parent / "spark-out"  # beside the file, as the README has it: a file means that file alone
     runner = CliRunner()
     result = runner.invoke(app, ["spark", "run-all", "--events", str(file), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -146,6 +147,10 @@ def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
     for table in (BRONZE, SILVER, GOLD):
         assert f"{table.name}: {written(out, table).num_rows:,} rows" in result.output
     assert written(out, SILVER).num_rows > 100
+    silver = written(out, SILVER).num_rows
+    again = runner.invoke(app, ["spark", "run-all", "--events", str(file), "--out", str(out)])
+    assert again.exit_code == 0, again.output  # spark-out's partitioned folders are not read as input
+    assert written(out, SILVER).num_rows == silver
 
     refused = runner.invoke(
         app, ["spark", "run-all", "--events", str(file), "--out", str(out), "--format", "delta"]

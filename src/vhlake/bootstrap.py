@@ -12,7 +12,7 @@ from vhlake.events.outbox import Outbox
 from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE
+from vhlake.lake.tables import ALL_TABLES, BRONZE
 from vhlake.pipeline.runner import Pipeline
 from vhlake.settings import Settings
 
@@ -31,6 +31,42 @@ if TYPE_CHECKING:
 
 def build_lake(settings: Settings) -> Lake:
     return Lake(settings.lake_uri)
+
+
+# What a lake folder holds once anything was written to it: a layer's tables, or the event log or outbox.
+_LAKE_FOLDERS = frozenset({table.layer for table in ALL_TABLES} | {"_eventlog", "_outbox"})
+
+
+def lake_absence(settings: Settings) -> str | None:
+    """Why there is no lake where the settings point, or None when there is one. An object store is
+    not checked (its tables may live under any prefix)."""
+    lake = build_lake(settings)
+    if not lake.is_local:
+        return None
+    root = _local_root(lake)
+    if not root.exists():
+        return f"no lake at {root}: it does not exist (vhlake ingest, publish or demo create one)"
+    if not root.is_dir():
+        return f"{root} is a file, not a lake folder"
+    if not any((root / folder).is_dir() for folder in _LAKE_FOLDERS):
+        return f"no lake at {root}: the folder holds no lake tables"
+    return None
+
+
+def create_lake(settings: Settings) -> str:
+    """Make the lake's folder (a first write then fills it); returns where it is."""
+    lake = build_lake(settings)
+    if not lake.is_local:
+        return lake.uri
+    root = _local_root(lake)
+    if root.exists() and not root.is_dir():
+        raise LakeError(f"{root} is a file, not a lake folder")
+    (root / BRONZE.layer).mkdir(parents=True, exist_ok=True)  # what makes the folder a lake's
+    return str(root)
+
+
+def _local_root(lake: Lake) -> Path:
+    return Path(lake.uri.removeprefix("file://")).expanduser().absolute()
 
 
 def build_ingestor(settings: Settings) -> BronzeIngestor:

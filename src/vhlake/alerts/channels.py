@@ -77,13 +77,7 @@ def send(channel: Channel, notification: Notification, *, smtp_password: SecretS
             last = f"{type(exc).__name__}: {exc}"
             if attempt + 1 < channel.retries:
                 time.sleep(0.2 * 2**attempt)
-    _LOG.error(
-        "alert channel failed after %d attempts: %s",
-        channel.retries,
-        last,
-        extra={"alert": notification.as_json()},
-    )
-    return last
+    return f"failed after {channel.retries} attempt{'s' if channel.retries > 1 else ''}: {last}"
 
 
 def _post(channel: Channel, body: dict[str, object]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -42,6 +42,7 @@ class RuleOutcome:
     rule: str
     notifications: list[Notification]
     error: str | None = None
+    failed_channels: list[str] = field(default_factory=list)  # "channel 'x' for key k: the error"
 
 
 class AlertRunner:
@@ -85,7 +86,7 @@ class AlertRunner:
         except VhlakeError as exc:
             _LOG.error("alert %s: %s", alert.name, exc)
             return RuleOutcome(alert.name, [], error=str(exc))
-        rows, sent = [], []
+        rows, sent, failed = [], [], list[str]()
         for key, value in values.items():
             triggered = alert.condition.holds(value) or (
                 value is None and key == ANY_KEY and alert.no_data == "alert"
@@ -96,6 +97,11 @@ class AlertRunner:
             if event is not None:
                 notification = _notification(alert, key, event, value, now)
                 results = self._notify(alert, notification)
+                failed.extend(
+                    f"channel {name!r} for {key}: {result}"
+                    for name, result in results.items()
+                    if result != "ok"
+                )
                 sent.append(notification)
                 state.last_notice = now
                 if event == "triggered":
@@ -106,7 +112,9 @@ class AlertRunner:
             state.state = "triggered" if triggered else "ok"
         if rows:
             self._lake.append(ALERT_EVENTS, pa.Table.from_pylist(rows, schema=ALERT_EVENTS.schema))
-        return RuleOutcome(alert.name, sent)
+        for failure in failed:
+            _LOG.error("alert %s: %s", alert.name, failure)
+        return RuleOutcome(alert.name, sent, failed_channels=failed)
 
     def _values(self, alert: Alert) -> dict[str, float | None]:
         """The value per key (or ``*``) this evaluation found, plus previously triggered keys that are

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import querying, reading
 from vhlake.cli.output import err, out
 
 alerts_app = typer.Typer(
@@ -27,6 +29,12 @@ def _path(ctx: typer.Context, config: Path | None) -> Path | None:
     return config or (Path(ctx.obj.alerts_file).expanduser() if ctx.obj.alerts_file else None)
 
 
+def _not_errors(record: logging.LogRecord) -> bool:
+    """The alert log without its errors, which `alerts run` prints itself (the log channel's
+    notifications are warnings: they stay)."""
+    return record.levelno < logging.ERROR
+
+
 @alerts_app.command("validate")
 def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Check a rules file: YAML, fields, channels, and that every query runs and has the rule's columns."""
@@ -35,7 +43,7 @@ def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     from vhlake.alerts.runner import validate
 
     rules = load_config(path)
-    problems = validate(rules, bootstrap.build_query_engine(ctx.obj))
+    problems = validate(rules, bootstrap.build_query_engine(querying(ctx, None)))
     for problem in problems:
         err.print(f"[red]✗[/red] {path or 'seed rules'}: {problem}", highlight=False, soft_wrap=True)
     if problems:
@@ -46,7 +54,8 @@ def validate_command(ctx: typer.Context, config: ConfigOption = None) -> None:
 @alerts_app.command("run")
 def run_command(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Evaluate every rule once now, notify on state changes, and record the evaluation in alert_events."""
-    runner = bootstrap.build_alert_runner(ctx.obj, _path(ctx, config))
+    logging.getLogger("vhlake.alerts").addFilter(_not_errors)  # printed below, once, with the rule
+    runner = bootstrap.build_alert_runner(reading(ctx), _path(ctx, config))
     failed = False
     for outcome in runner.run_all():
         if outcome.error:
@@ -57,5 +66,8 @@ def run_command(ctx: typer.Context, config: ConfigOption = None) -> None:
             continue
         sent = ", ".join(f"{n.event} for {n.key}" for n in outcome.notifications) or "no change"
         out.print(f"{outcome.rule}: {sent}", highlight=False)
+        for failure in outcome.failed_channels:
+            failed = True
+            err.print(f"[red]✗[/red] alert {outcome.rule!r}: {failure}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)

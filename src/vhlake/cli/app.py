@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from vhlake import bootstrap
 from vhlake.cli.alerts_commands import alerts_app
+from vhlake.cli.context import querying, reading, writing
 from vhlake.cli.databricks_commands import databricks_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
@@ -35,9 +36,10 @@ from vhlake.cli.output import (
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.cli.serve import serve
 from vhlake.cli.spark_commands import spark_app
-from vhlake.errors import VhlakeError
+from vhlake.errors import SourceError, VhlakeError
 from vhlake.events.model import event_json_schema
 from vhlake.ingest.bronze import BronzeIngestor, IngestReport
+from vhlake.ingest.files import check_json_lines, compression_of, input_files
 from vhlake.ingest.log_source import ingest_log
 from vhlake.lake.tables import ALL_TABLES
 from vhlake.settings import Settings
@@ -69,12 +71,6 @@ app.command()(lineage)
 app.command()(history)
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -99,7 +95,11 @@ def _root(
 def ingest(
     ctx: typer.Context,
     files: Annotated[
-        list[Path] | None, typer.Argument(help="Newline-delimited JSON files of events.", show_default=False)
+        list[Path] | None,
+        typer.Argument(
+            help="Newline-delimited JSON files of events (plain, gzip or zstd), or directories of them.",
+            show_default=False,
+        ),
     ] = None,
     from_log: Annotated[bool, typer.Option("--from-log", help="Also drain the embedded event log.")] = False,
     kafka: Annotated[
@@ -120,6 +120,15 @@ def ingest(
         str | None,
         typer.Option("--group", help="With --kafka: the consumer group (default KAFKA_CONSUMER_GROUP)."),
     ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout", help="With --kafka: give up when the broker does not answer.", min=0.1
+        ),
+    ] = 10.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="With --kafka: show the Kafka client's own log lines.")
+    ] = False,
 ) -> None:
     """Ingest events into bronze exactly once (re-ingesting a file adds nothing).
 
@@ -129,12 +138,15 @@ def ingest(
     With --kafka, each partition resumes after the last offset the Delta log holds; several
     `vhlake ingest --kafka` processes in one group share the partitions without duplicates.
     """
-    settings = _settings(ctx)
     if not files and not from_log and not kafka:
         err.print("[red]error:[/red] give one or more FILES, --from-log or --kafka")
         raise typer.Exit(2)
+    paths = input_files(files or [])
+    for path in paths:  # every file checked before anything is written: rejects are for good
+        check_json_lines(path)
+    settings = writing(ctx)
     ingestor = bootstrap.build_ingestor(settings)
-    for path in files or []:
+    for path in paths:
         started = time.perf_counter()
         report = _ingest_with_progress(ingestor, path)
         print_ingest_report(path.name, report, time.perf_counter() - started)
@@ -144,12 +156,16 @@ def ingest(
             report = ingest_log(ingestor, log)
         print_ingest_report(f"event log {log.topic}", report, time.perf_counter() - started)
     if kafka:
-        ingest_kafka(settings, until_idle_s=until_idle, group=group)
+        ingest_kafka(
+            settings, until_idle_s=until_idle, group=group, connect_timeout_s=connect_timeout, verbose=verbose
+        )
 
 
 def _ingest_with_progress(ingestor: BronzeIngestor, path: Path) -> IngestReport:
-    total = path.stat().st_size if path.is_file() else 0
-    with file_progress(show=total >= 8 * 1024 * 1024) as progress:
+    size = path.stat().st_size
+    # A compressed file advances by its decompressed bytes, whose total is unknown before reading it.
+    total = None if compression_of(path) else size
+    with file_progress(show=size >= 8 * 1024 * 1024) as progress:
         task = progress.add_task(path.name, total=total)
         return ingestor.ingest_file(path, on_progress=lambda advance: progress.advance(task, advance))
 
@@ -177,7 +193,7 @@ def query(
     --format csv prints CSV with a header. Delta time travel works as on Databricks:
     `SELECT count(*) FROM validation_results_silver VERSION AS OF 3` (or TIMESTAMP AS OF '2026-11-27').
     """
-    engine = bootstrap.build_query_engine(_settings(ctx), engine_name)
+    engine = bootstrap.build_query_engine(querying(ctx, engine_name), engine_name)
     try:
         result = engine.execute(sql)
     finally:
@@ -187,7 +203,7 @@ def query(
     elif output_format is OutputFormat.csv:
         sys.stdout.buffer.write(to_csv(result))
     else:
-        print_table(out, result, max_rows=max_rows)
+        print_table(out, result, max_rows=max_rows, more="use --max-rows or --format json/csv")
 
 
 @app.command()
@@ -196,11 +212,12 @@ def tables(
     sizes: Annotated[
         bool, typer.Option("--sizes", help="Per partition: files, rows, bytes, and the growth per day.")
     ] = False,
+    max_rows: Annotated[int, typer.Option(help="With --sizes: partitions shown per table.", min=1)] = 40,
 ) -> None:
     """List the lake's tables: rows, Delta version, files and size (--sizes: per layer and partition)."""
     from vhlake.lake.inventory import daily_growth, partition_sizes, table_inventory
 
-    lake = bootstrap.build_lake(_settings(ctx))
+    lake = bootstrap.build_lake(reading(ctx))
     print_table(out, table_inventory(lake, ALL_TABLES), max_rows=1000)
     if not sizes:
         return
@@ -210,7 +227,9 @@ def tables(
             continue
         growth = daily_growth(parts)
         per_day = f", {growth / 2**20:,.1f} MiB a day over the last 7 days" if growth is not None else ""
-        print_table(out, parts, max_rows=40, title=f"{table.layer}/{table.name}{per_day}")
+        print_table(
+            out, parts, max_rows=max_rows, title=f"{table.layer}/{table.name}{per_day}", more="use --max-rows"
+        )
 
 
 schema_app = typer.Typer(
@@ -255,9 +274,14 @@ def publish(
     durably. With Kafka unreachable, events wait in the local outbox (vhlake outbox status) and are
     re-sent when it is back. Exits with 1 when the log refused any event.
     """
-    from vhlake.cli.publish import publish_files
+    from vhlake.cli.publish import publish_files, warn_if_ingested_from_file
 
-    summary = publish_files(bootstrap.build_publisher(_settings(ctx)), files, out=out, err=err)
+    for path in files:
+        if not path.is_file():
+            raise SourceError(f"{path}: {'a directory' if path.is_dir() else 'no such file'}")
+    settings = writing(ctx)
+    warn_if_ingested_from_file(bootstrap.build_lake(settings), files, err=err)
+    summary = publish_files(bootstrap.build_publisher(settings), files, out=out, err=err)
     if summary.failed:
         raise typer.Exit(1)
 
@@ -273,13 +297,33 @@ def demo(
     """Generate a realistic sample feed, ingest it (file and event log) and show the lake."""
     from vhlake.cli.demo import run_demo
 
-    run_demo(_settings(ctx), events=events, out=out, err=err, serve=serve)
+    run_demo(writing(ctx), events=events, out=out, err=err, serve=serve)
 
 
 def main() -> None:
     """Console entry point: vhlake errors become one line on stderr and exit code 1."""
     try:
-        app()
+        app(args=hoist_lake_option(sys.argv[1:]))
     except VhlakeError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)  # one line, however long
         sys.exit(1)
+
+
+def hoist_lake_option(args: list[str]) -> list[str]:
+    """``--lake L`` wherever it is given (``vhlake tables --lake L``), moved before the subcommand, where
+    the root command reads it: every command takes it, as the README says, without each declaring it."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg == "--":  # what follows is arguments, never options
+            rest.extend(args[position:])
+            break
+        if arg == "--lake" and position + 1 < len(args):
+            hoisted.extend(args[position : position + 2])
+            position += 2
+            continue
+        (hoisted if arg.startswith("--lake=") else rest).append(arg)
+        position += 1
+    return hoisted + rest

@@ -10,6 +10,7 @@ import pyarrow as pa
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import reading
 from vhlake.cli.output import err, out, print_table
 from vhlake.lake.tables import ALL_TABLES, TableDef, table_by_name
 
@@ -38,7 +39,7 @@ def maintain(
     """
     from vhlake.lifecycle.maintain import maintain as run_maintain
 
-    settings = ctx.obj
+    settings = reading(ctx)
     reports = run_maintain(
         bootstrap.build_lake(settings),
         bootstrap.build_retention(settings, vacuum_hours=vacuum_hours),
@@ -47,7 +48,14 @@ def maintain(
         on_table=lambda name: err.print(f"[dim]{name}…[/dim]"),
     )
     rows = [asdict(r) | {"skipped": "; ".join(r.skipped)} for r in reports]
+    if dry_run:  # only retention and vacuum are counted: a column of zeros would read as "nothing to do"
+        rows = [{k: v for k, v in row.items() if k in _DRY_RUN_COLUMNS} for row in rows]
     print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)
+    if dry_run:
+        out.print("[dim]compaction, Z-order and checkpoints are not simulated by --dry-run[/dim]")
+
+
+_DRY_RUN_COLUMNS = ("table", "rows_expired", "files_vacuumed", "bytes_vacuumed", "skipped")
 
 
 def forget(
@@ -101,7 +109,7 @@ def lineage(ctx: typer.Context, table: TableName) -> None:
     pipeline's tables, the run and the bronze versions it covered)."""
     from vhlake.lifecycle.lineage import lineage as table_lineage
 
-    out.print_json(data=table_lineage(bootstrap.build_lake(ctx.obj), _table(table)))
+    out.print_json(data=table_lineage(bootstrap.build_lake(reading(ctx)), _table(table)))
 
 
 def history(
@@ -112,7 +120,8 @@ def history(
     """A table's Delta history: version, when, operation, parameters and metrics."""
     from vhlake.lifecycle.lineage import history as table_history
 
-    print_table(out, table_history(bootstrap.build_lake(ctx.obj), _table(table), limit=limit), max_rows=limit)
+    lake = bootstrap.build_lake(reading(ctx))
+    print_table(out, table_history(lake, _table(table), limit=limit), max_rows=limit, more="use --limit")
 
 
 def _table(name: str) -> TableDef:

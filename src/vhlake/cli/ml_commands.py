@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import reading
 from vhlake.cli.output import out
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def score(
     """Flag anomalies into the anomalies table: days whose validations, error rate or p95 time leave their
     robust range (rolling median and MAD over the same weekdays before), per marketplace; and jobs far
     from their K-Means cluster of similar jobs (hour, weekday, size, duration, error rate, load)."""
-    settings = ctx.obj
+    settings = reading(ctx)
     from vhlake.ml.scoring import score_anomalies
 
     report = score_anomalies(
@@ -59,7 +60,7 @@ def train(
 ) -> None:
     """Forecast the next days of every (marketplace, category) into ml_predictions, as a new model
     version in ml_models with its held-out error against the naive seasonal baseline."""
-    settings = ctx.obj
+    settings = reading(ctx)
     from vhlake.ml.training import train_forecasts
 
     report = train_forecasts(

@@ -71,8 +71,11 @@ def to_csv(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def print_table(console: Console, table: pa.Table, *, max_rows: int, title: str | None = None) -> None:
-    """A rich table of at most ``max_rows`` rows, saying how many were left out."""
+def print_table(
+    console: Console, table: pa.Table, *, max_rows: int, title: str | None = None, more: str | None = None
+) -> None:
+    """A rich table of at most ``max_rows`` rows, saying how many were left out (and ``more``: how the
+    command shows them)."""
     view = Table(title=title, header_style="bold cyan")
     for name in table.column_names:
         view.add_column(name, overflow="fold")
@@ -81,7 +84,7 @@ def print_table(console: Console, table: pa.Table, *, max_rows: int, title: str 
     console.print(view)
     hidden = table.num_rows - max_rows
     if hidden > 0:
-        console.print(f"[dim]… {hidden:,} more rows (use --max-rows or --format json/csv)[/dim]")
+        console.print(f"[dim]… {hidden:,} more rows{f' ({more})' if more else ''}[/dim]")
     else:
         console.print(f"[dim]{table.num_rows:,} row{'s' if table.num_rows != 1 else ''}[/dim]")
 

@@ -9,7 +9,9 @@ import typer
 from rich.progress import TaskID
 
 from vhlake import bootstrap
-from vhlake.cli.output import out, print_table, step_progress
+from vhlake.cli.context import querying, reading
+from vhlake.cli.output import err, out, print_table, step_progress
+from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
 
 pipeline_app = typer.Typer(help="Bronze → silver → gold.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Events that failed an expectation.", no_args_is_help=True)
@@ -21,7 +23,7 @@ SELECT reason,
        min(ingestion_time) AS first_seen,
        max(ingestion_time) AS last_seen,
        any_value(coalesce(event_id, '') || ' ' || coalesce(event_type, '') || ' ' || coalesce(job_id, '')
-                 || ' ' || coalesce(CAST("timestamp" AS STRING), '') || ' ' || coalesce(_rescued_data, ''))
+                 || ' ' || coalesce(CAST(`timestamp` AS STRING), '') || ' ' || coalesce(_rescued_data, ''))
            AS example
 FROM validation_events_quarantine
 GROUP BY reason
@@ -42,6 +44,7 @@ def run(
     validation_results_silver; their days are recomputed in marketplace_daily_metrics_gold.
     Every run is logged in pipeline_runs. A run killed at any point is repaired by the next one.
     """
+    settings = reading(ctx)
     started = time.perf_counter()
     with step_progress() as progress:
         tasks: dict[str, TaskID] = {}
@@ -51,7 +54,7 @@ def run(
                 tasks[phase] = progress.add_task(phase, total=total)
             progress.update(tasks[phase], completed=done, total=total)
 
-        report = bootstrap.build_pipeline(ctx.obj).run(full_refresh=full_refresh, on_progress=advance)
+        report = bootstrap.build_pipeline(settings).run(full_refresh=full_refresh, on_progress=advance)
     seconds = time.perf_counter() - started
     if report.was_noop:
         out.print(f"nothing new in bronze (version {report.bronze_to}); {seconds:.2f} s")
@@ -67,7 +70,7 @@ def run(
 @quarantine_app.command("summary")
 def summary(ctx: typer.Context) -> None:
     """Quarantined events per reason: counts, jobs, first/last seen and an example."""
-    engine = bootstrap.build_query_engine(ctx.obj)
+    engine = bootstrap.build_query_engine(querying(ctx, None))
     try:
         print_table(out, engine.execute(_SUMMARY_SQL), max_rows=100)
     finally:
@@ -80,5 +83,13 @@ def replay(
     reason: Annotated[str | None, typer.Option(help="Only events quarantined for this reason.")] = None,
 ) -> None:
     """Re-check quarantined events with the current rules and fold the ones that pass into silver/gold."""
-    replayed = bootstrap.build_pipeline(ctx.obj).replay_quarantine(reason=reason)
+    known = [expectation.name for expectation in DEFAULT_EXPECTATIONS]
+    if reason is not None and reason not in known:
+        err.print(
+            f"[red]error:[/red] no quarantine reason {reason!r}; the reasons are {', '.join(known)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    replayed = bootstrap.build_pipeline(reading(ctx)).replay_quarantine(reason=reason)
     out.print(f"{replayed:,} events replayed out of the quarantine")

@@ -14,6 +14,9 @@ from vhlake.cli.output import file_progress
 from vhlake.errors import SourceError
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
+from vhlake.ingest.files import file_app_id, file_digest
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE
 
 _BATCH = 10_000
 
@@ -43,6 +46,20 @@ def publish_files(
         publisher.close()
     _print_summary(summary, out)
     return summary
+
+
+def warn_if_ingested_from_file(lake: Lake, files: Sequence[Path], *, err: Console) -> None:
+    """Warn about a file whose content bronze already holds from ``vhlake ingest FILE``: published, its
+    events reach bronze a second time through the event log (silver dedupes them, bronze keeps both)."""
+    for path in files:
+        if lake.txn_version(BRONZE, file_app_id(file_digest(path)[0])) is not None:
+            err.print(
+                f"[yellow]warning:[/yellow] {path.name} was already ingested into bronze from the file "
+                "(vhlake ingest); published too, its events will be in bronze twice once the event log "
+                "is ingested",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _publish_file(publisher: EventPublisher, path: Path, summary: PublishSummary, *, err: Console) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from vhlake import bootstrap
-from vhlake.cli.output import err
+from vhlake.cli.context import writing
 from vhlake.service.logs import configure_logging
 from vhlake.settings import Settings
 
@@ -75,7 +76,7 @@ def serve(
         ml_every_s=ml_every,
         lifecycle_every_s=lifecycle_every,
     )
-    serve_forever(ctx.obj, host=host, port=port, options=options)
+    serve_forever(writing(ctx), host=host, port=port, options=options)
 
 
 def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceOptions) -> None:
@@ -92,8 +93,11 @@ def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceO
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
     service.start()
-    err.print(
-        f"vhlake serving on http://{host}:{port} (dashboard at /, API at /v1, metrics at /metrics); Ctrl-C stops"
+    # Through the log, so that with --log-format json every line on stderr is a JSON object.
+    logging.getLogger("vhlake.service").info(
+        "vhlake serving on http://%s:%s (dashboard at /, API at /v1, metrics at /metrics); Ctrl-C stops",
+        host,
+        port,
     )
     try:
         server.run()  # returns on SIGINT/SIGTERM

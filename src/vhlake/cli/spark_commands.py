@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vhlake import bootstrap
+from vhlake.cli.context import reading
 from vhlake.cli.output import err, out
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def build_command(
     from vhlake.lake.tables import BRONZE
     from vhlake.spark.jobs import build
 
-    lake = bootstrap.build_lake(ctx.obj)
+    lake = bootstrap.build_lake(reading(ctx))
     files = lake.local_files(BRONZE)
     if files is None:
         err.print(
@@ -57,7 +58,11 @@ def build_command(
 @spark_app.command("run-all")
 def run_all_command(
     events: Annotated[
-        Path, typer.Option(help="A JSON-lines file of events, or a directory of *.jsonl files.")
+        Path,
+        typer.Option(
+            help="A JSON-lines file of events (that file alone), or a directory of *.jsonl files (its own, "
+            "not its subfolders')."
+        ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Where the tables and the streams' checkpoints go.")],
     fmt: Annotated[
@@ -77,8 +82,9 @@ def run_all_command(
     """Events files → bronze → silver → gold with the streaming jobs, on local Spark.
 
     The jobs run as they do on Databricks, with a file source in place of Kafka: events → bronze (and
-    rejects) → quarantine + silver → gold, written as Parquet under --out/<layer>/<table>. Run it again
-    after adding files and only the new ones are read (the streams' checkpoints are in --out/_checkpoints).
+    rejects) → quarantine + silver → gold, written as Parquet under --out/<layer>/<table>. Given a
+    directory, run it again after adding files to it and only the new ones are read (the streams'
+    checkpoints are in --out/_checkpoints).
 
     Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark"""
     from vhlake.spark.streams import run_all

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from vhlake.errors import SourceError
 from vhlake.ingest.fast_parse import parse_records
-from vhlake.ingest.files import file_digest, read_line_batches
+from vhlake.ingest.files import check_json_lines, file_app_id, file_digest, read_line_batches
 from vhlake.ingest.parse import ParsedBatch, new_parser_connection
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
@@ -116,12 +116,13 @@ class BronzeIngestor:
     def ingest_file(self, path: Path, *, on_progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest a newline-delimited JSON file; ingesting the same content again adds nothing."""
         if not path.is_file():
-            raise SourceError(f"{path}: no such file")
+            raise SourceError(f"{path}: {'a directory' if path.is_dir() else 'no such file'}")
+        check_json_lines(path)  # before anything is written: rejects are permanent
         try:
             digest, size = file_digest(path)
         except OSError as exc:
             raise SourceError(f"{path}: {exc.strerror or exc}") from exc
-        app_id = f"file:{digest}"
+        app_id = file_app_id(digest)
         source = f"file:{path.resolve()}"
         resume = self.resume_point(app_id)
         done = resume.start

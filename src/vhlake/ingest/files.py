@@ -2,22 +2,37 @@
 
 A batch always ends on a line boundary, so its end byte is a safe place to resume from. Records are numbered
 by line (1-based, as editors show them); blank lines are skipped but still counted.
+
+Gzip and zstd files are read as the lines they hold (recognised by their first bytes, not their name):
+positions, sizes and the digest are those of the decompressed content, so a file and its compressed copy
+are the same source.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.errors import SourceError
+
 _BOM = b"\xef\xbb\xbf"
 _HASH_CHUNK = 8 * 1024 * 1024
+_READABLE = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_UNREADABLE = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"7z\xbc\xaf": "7z"}
+_SNIFF_BYTES = 64 * 1024
+_SNIFF_LINES = 20
+JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 
 
 @dataclass(frozen=True)
@@ -30,12 +45,138 @@ class LineBatch:
     lines_seen: int
 
 
+class _Stream(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+    def seek(self, position: int, /) -> int: ...
+
+
+def input_files(paths: Iterable[Path]) -> list[Path]:
+    """The files to ingest: each file given, and a directory's JSON-lines files (``*.jsonl``, ``.gz``,
+    ``.zst``) in name order; a missing path or a directory without any is a :class:`SourceError`."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(JSON_LINES_SUFFIXES))
+            if not found:
+                raise SourceError(f"{path} is a directory with no {', '.join(JSON_LINES_SUFFIXES)} files")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SourceError(f"{path}: no such file")
+    return files
+
+
+def compression_of(path: Path) -> str | None:
+    """``gzip`` or ``zstd`` when the file is compressed with it (by its first bytes), else None."""
+    head = _head(path)
+    return next((codec for magic, codec in _READABLE.items() if head.startswith(magic)), None)
+
+
+def check_json_lines(path: Path) -> None:
+    """Refuse, with the reason in one line, a file that is plainly not JSON lines (a CSV, an archive,
+    binary data): ingesting it would only fill the rejects table, for good. A file whose lines are merely
+    broken here and there passes: those lines are the rejects table's to keep."""
+    head = _head(path)
+    for magic, kind in _UNREADABLE.items():
+        if head.startswith(magic):
+            raise SourceError(
+                f"{path}: a {kind} archive, not JSON lines (plain, gzip or zstd files are read)"
+            )
+    with open_lines(path) as stream:
+        sample = _read_or_refuse(path, stream, _SNIFF_BYTES)
+    if b"\x00" in sample:
+        raise SourceError(f"{path}: binary data, not JSON lines (one JSON object per line, UTF-8)")
+    lines = [line.strip() for line in sample.removeprefix(_BOM).splitlines() if line.strip()][:_SNIFF_LINES]
+    if not lines or any(line.startswith(b"{") for line in lines):
+        return
+    first = lines[0][:60].decode("utf-8", "replace")
+    if b"," in lines[0] and not lines[0].startswith((b"[", b'"')):
+        raise SourceError(f"{path}: looks like CSV, not JSON lines (first line: {first!r})")
+    raise SourceError(f"{path}: not JSON lines: no line starts with '{{' (first line: {first!r})")
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(8)
+    except OSError as exc:
+        raise SourceError(f"{path}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def open_lines(path: Path) -> Iterator[_Stream]:
+    """The file's (decompressed) bytes: a plain file seeks anywhere, a compressed one as the batch reader
+    needs (see :class:`_ForwardReader`)."""
+    codec = compression_of(path)
+    if codec is None:
+        with path.open("rb") as handle:
+            yield handle
+        return
+    # gzip from the standard library (it reads concatenated members, as `cat a.gz b.gz` makes them),
+    # zstd from pyarrow, which vhlake already needs.
+    if codec == "gzip":
+        with gzip.open(path, "rb") as unzipped:
+            yield _ForwardReader(unzipped, path)
+        return
+    with pa.CompressedInputStream(str(path), "zstd") as unpacked:
+        yield _ForwardReader(unpacked, path)
+
+
+class _ForwardReader:
+    """A decompressing stream read forward. ``seek`` goes forward by reading, or back into the bytes the
+    last read returned: the batch reader only ever steps back to read a partial line again, and a resume
+    skips forward."""
+
+    def __init__(self, stream: gzip.GzipFile | pa.NativeFile, path: Path) -> None:
+        self._stream = stream
+        self._path = path
+        self._position = 0
+        self._last = b""  # what the last read returned, ending at _position
+        self._replay = b""  # bytes to return again before reading the stream further
+
+    def read(self, size: int, /) -> bytes:
+        replay, self._replay = self._replay[:size], self._replay[size:]
+        fresh = _read_or_refuse(self._path, self._stream, size - len(replay)) if size > len(replay) else b""
+        data = replay + fresh if replay else fresh
+        self._last = data
+        self._position += len(data)
+        return data
+
+    def seek(self, position: int, /) -> int:
+        while position > self._position:
+            if not self.read(min(_HASH_CHUNK, position - self._position)):
+                break
+        back = self._position - position
+        if back > len(self._last):
+            raise SourceError(f"{self._path}: a compressed file cannot be read backwards")
+        if back > 0:
+            self._replay = self._last[len(self._last) - back :] + self._replay
+            self._last = self._last[: len(self._last) - back]
+            self._position = position
+        return self._position
+
+
+def _read_or_refuse(path: Path, stream: _Stream | gzip.GzipFile | pa.NativeFile, size: int) -> bytes:
+    """``stream.read(size)``, a damaged compressed file becoming a :class:`SourceError` naming it."""
+    try:
+        data = stream.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{path}: cannot be decompressed: {exc}") from exc
+    return bytes(data)
+
+
+def file_app_id(digest: str) -> str:
+    """The Delta application id a file's content is ingested under (one per content, whatever its name)."""
+    return f"file:{digest}"
+
+
 def file_digest(path: Path) -> tuple[str, int]:
-    """SHA-256 (hex) and size of the file's content: its identity for exactly-once ingestion."""
+    """SHA-256 (hex) and size of the file's (decompressed) content: its identity for exactly-once ingestion."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
+    with open_lines(path) as handle:
+        while chunk := _read_or_refuse(path, handle, _HASH_CHUNK):
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
@@ -44,7 +185,7 @@ def file_digest(path: Path) -> tuple[str, int]:
 def count_lines_before(path: Path, end_byte: int) -> int:
     """How many line breaks the first ``end_byte`` bytes hold (to number lines after a resume)."""
     count = 0
-    with path.open("rb") as handle:
+    with open_lines(path) as handle:
         remaining = end_byte
         while remaining > 0 and (chunk := handle.read(min(_HASH_CHUNK, remaining))):
             count += chunk.count(b"\n")
@@ -63,7 +204,7 @@ def read_line_batches(
     """
     boundaries = sorted({p for p in stops if start_byte < p < end_byte} | {end_byte})
     next_line = count_lines_before(path, start_byte) + 1
-    with path.open("rb") as handle:
+    with open_lines(path) as handle:
         handle.seek(start_byte)
         position = start_byte
         carry = b""

@@ -38,7 +38,8 @@ from vhlake.ingest.parse import ParsedBatch, new_parser_connection
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
 
-_LOG = logging.getLogger("vhlake.kafka")  # librdkafka's own log, instead of raw lines on stderr
+KAFKA_CLIENT_LOG = "vhlake.kafka"
+_LOG = logging.getLogger(KAFKA_CLIENT_LOG)  # librdkafka's own log, instead of raw lines on stderr
 _POLL_S = 0.2
 _REJECTS_EVERY_S = 10.0  # rejects' offsets advance at least this often, bounding what a restart re-reads
 
@@ -127,12 +128,18 @@ class KafkaIngest:
         until_idle_s: float | None = None,
         stop: threading.Event | None = None,
         on_batch: Callable[[KafkaIngestReport], None] | None = None,
+        connect_timeout_s: float | None = None,
     ) -> KafkaIngestReport:
-        """Consume and commit batches until ``stop`` is set, or no message came for ``until_idle_s``."""
+        """Consume and commit batches until ``stop`` is set, or no message came for ``until_idle_s``.
+
+        With ``connect_timeout_s``, a broker that does not answer within it is a :class:`SourceError`
+        (the client would otherwise retry forever: right for a service, not for a command)."""
         consumer = self._consumer()
         report = self._report = KafkaIngestReport(source=f"kafka:{self._topic}")
         stop = stop or threading.Event()
         try:
+            if connect_timeout_s is not None:
+                self._wait_for_broker(consumer, connect_timeout_s)
             consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             # Joining takes a while, longer after a crash (the dead member's session must expire first,
             # then the group rebalances): idleness counts from the assignment, or from this much later.
@@ -151,6 +158,16 @@ class KafkaIngest:
         finally:
             consumer.close()
         return report
+
+    def _wait_for_broker(self, consumer: Any, timeout_s: float) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            consumer.list_topics(self._topic, timeout=timeout_s)
+        except KafkaException as exc:
+            servers = self._config.get("bootstrap.servers")
+            reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+            raise SourceError(f"Kafka at {servers} did not answer within {timeout_s:g} s ({reason})") from exc
 
     def _consumer(self) -> Any:
         try:

@@ -9,6 +9,7 @@ when the Delta version moved, so a long-lived engine (the API's) always sees the
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 _UNSET = -2  # a version no table has: forces the first registration
 _PLANS = 256  # rendered statements kept (the oldest goes first)
 _PUSHED_JOIN_KEYS = 1024
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 
 
 class DuckDBEngine:
@@ -69,10 +71,23 @@ class DuckDBEngine:
             return pa.table({}) if relation is None else _bigint_for_hugeint(relation).to_arrow_table()
         except duckdb.ConversionException as exc:
             raise QueryError(_overflow_hint(_one_line(str(exc)))) from exc
+        except duckdb.CatalogException as exc:
+            raise QueryError(self._unknown_table(str(exc)) or _one_line(str(exc))) from exc
         except duckdb.Error as exc:
             raise QueryError(_one_line(str(exc))) from exc
         finally:
             cursor.close()
+
+    def _unknown_table(self, message: str) -> str | None:
+        """For a table the lake does not have, the nearest lake table: DuckDB would suggest one of its
+        own catalog's (``pragma_database_list``), as only the tables a statement reads are registered."""
+        missing = _MISSING_TABLE.search(message)
+        if missing is None:
+            return None
+        name = missing.group(1)
+        near = difflib.get_close_matches(name.lower(), self._tables, n=1, cutoff=0.6)
+        hint = f'did you mean "{near[0]}"?' if near else "the lake's tables are listed by `vhlake tables`"
+        return f"no table {name}: {hint}"
 
     def execute_df(self, sql: str, params: Params = None) -> pandas.DataFrame:
         return to_dataframe(self.execute(sql, params))
@@ -97,11 +112,28 @@ class DuckDBEngine:
             table_relation(self._con, self._lake, table).create_view(table.name, replace=True)
             self._versions[table.name] = version
 
+    def _version_at(self, table: TableDef, moment: datetime) -> int:
+        """The version ``TIMESTAMP AS OF moment`` reads; before the earliest version it is an error, as on
+        Databricks (delta-rs would answer with the earliest version, an empty table for most of ours)."""
+        version = self._lake.version_at(table, moment)
+        # Only version 0 can be the answer for a moment before it (the history is read only then).
+        earliest = _first_commit_time(self._lake, table) if version == 0 else None
+        if earliest is not None and moment < earliest:
+            raise QueryError(
+                f"the timestamp {moment.isoformat()} is before the earliest version available of "
+                f"{table.name} ({earliest.isoformat(timespec='seconds')})"
+            )
+        return version
+
     def _as_of(self, name: str, kind: str, value: object) -> str:
         """Register ``name`` as of a version or a timestamp; returns the view's name."""
         table = table_by_name(name)
         try:
-            version = int(value) if kind == "VERSION" else self._lake.version_at(table, _timestamp(value))  # type: ignore[call-overload]
+            version = (
+                int(value)  # type: ignore[call-overload]
+                if kind == "VERSION"
+                else self._version_at(table, _timestamp(value))
+            )
             view = f"{name}__v{version}"
             table_relation(self._con, self._lake, table, version=version).create_view(view, replace=True)
         except LakeError as exc:
@@ -152,6 +184,13 @@ def _overflow_hint(message: str) -> str:
         "an integer result does not fit BIGINT, the type Databricks gives sums of integers (it fails there "
         f"too); cast to DECIMAL(38, 0) before summing: {message.partition(' LINE ')[0]}"
     )
+def _first_commit_time(lake: Lake, table: TableDef) -> datetime | None:
+    """When version 0 of ``table`` was committed (None: not in the log any more). Read from the latest
+    table's history: delta-rs numbers the history of a time-travelled table from the wrong end."""
+    delta = lake.open(table)
+    commits = [] if delta is None else delta.history()
+    first = next((c for c in commits if c.get("version") == 0), None)
+    return None if first is None else datetime.fromtimestamp(int(first["timestamp"]) / 1000, tz=UTC)
 
 
 def _timestamp(value: object) -> datetime:

@@ -17,6 +17,7 @@ and changes nothing that did.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,7 +95,7 @@ def records_of_messages(messages: DataFrame) -> DataFrame:
 def file_records(
     spark: SparkSession, directory: str, *, glob: str = "*.jsonl", max_files_per_trigger: int | None = None
 ) -> DataFrame:
-    """New JSON-lines files in ``directory`` as raw records, numbered by line as ``vhlake ingest`` numbers
+    """New JSON-lines files in ``directory`` (or matching a glob) as raw records, numbered by line as ``vhlake ingest`` numbers
     them (``source`` = ``file:<path>``). Each file is read whole (Spark's binary files: under 2 GiB)."""
     reader = (
         spark.readStream.format("binaryFile")
@@ -104,6 +105,11 @@ def file_records(
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
     return reader.load(directory).select("path", "content").mapInArrow(_lines_of_files, schema_ddl(RAW))
+
+
+def _glob_escaped(path: Path) -> str:
+    """``path`` with Hadoop's glob characters escaped: it matches only itself."""
+    return re.sub(r"([\\*?\[\]{},])", r"\\\1", str(path))
 
 
 def _lines_of_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -340,7 +346,13 @@ def run_all(
     from vhlake.spark.tables import ParquetTables
 
     tables = ParquetTables(spark, out)
-    directory, glob = (events, "*.jsonl") if events.is_dir() else (events.parent, events.name)
+    # A glob, not a folder: Spark would infer partitions from every subfolder (`--out` beside the file,
+    # say) and fail on their layout. A file means that file; a folder, its own *.jsonl files.
+    directory, glob = (
+        (f"{_glob_escaped(events)}/*.jsonl", "*.jsonl")
+        if events.is_dir()
+        else (f"{_glob_escaped(events.parent)}/{{{_glob_escaped(Path(events.name))}}}", events.name)
+    )
     checkpoints = out / "_checkpoints"
     stages: list[tuple[str, Callable[[], StreamingQuery]]] = [
         (
