@@ -184,6 +184,8 @@ def _overflow_hint(message: str) -> str:
         "an integer result does not fit BIGINT, the type Databricks gives sums of integers (it fails there "
         f"too); cast to DECIMAL(38, 0) before summing: {message.partition(' LINE ')[0]}"
     )
+
+
 def _first_commit_time(lake: Lake, table: TableDef) -> datetime | None:
     """When version 0 of ``table`` was committed (None: not in the log any more). Read from the latest
     table's history: delta-rs numbers the history of a time-travelled table from the wrong end."""
