@@ -11,7 +11,8 @@ native = Extension(
     "vhlake.native._native",
     sorted(glob("src/vhlake/native/*.c")),
     depends=sorted(glob("src/vhlake/native/*.h")),
-    extra_compile_args=["-O2"],
+    # Every warning is an error: a warning in this code is a memory-safety question until proven not.
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-Werror"],
     libraries=["m"],
     optional=True,
 )

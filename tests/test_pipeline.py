@@ -14,7 +14,7 @@ from conftest import make_event, write_lines
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, PIPELINE_RUNS, QUARANTINE, SILVER
-from vhlake.pipeline.expectations import Expectation, ExpectationFailed
+from vhlake.pipeline.expectations import MAX_PAYLOAD_BYTES, Expectation, ExpectationFailed
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.duckdb_engine import DuckDBEngine
 
@@ -232,6 +232,11 @@ def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> No
     assert silver["j3"]["error_types"] is None and silver["j3"]["valid_rows"] is None
 
 
+# A ruleset whose payload, minified as bronze keeps it ('{"ruleset":"…"}', 14 bytes besides), is
+# exactly MAX_PAYLOAD_BYTES long.
+_AT_LIMIT = "é" * ((MAX_PAYLOAD_BYTES - 14) // 2)
+
+
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
@@ -240,6 +245,8 @@ def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> No
         (make_event(1, marketplace="  "), "missing_marketplace"),
         (make_event(1, event_type="validation_paused"), "unknown_event_type"),
         (make_event(1, timestamp="yesterday"), "bad_timestamp"),
+        # one byte over the limit in UTF-8 (each "é" is 2 bytes: in characters it is half the limit)
+        (make_event(1, payload={"ruleset": _AT_LIMIT + "x"}), "payload_too_large"),
     ],
 )
 def test_events_failing_an_expectation_are_quarantined_with_the_rule_name(
@@ -249,6 +256,12 @@ def test_events_failing_an_expectation_are_quarantined_with_the_rule_name(
     (row,) = house.table(QUARANTINE, ["source_offset"])
     assert row["reason"] == reason
     assert set(house.silver()) == {"job-2"}
+
+
+def test_a_payload_of_exactly_the_limit_passes(house: Lakehouse) -> None:
+    house.run(make_event(1, payload={"ruleset": _AT_LIMIT}))
+    assert house.table(QUARANTINE, ["source_offset"]) == []
+    assert len(house.silver()["job-1"]["ruleset"]) == len(_AT_LIMIT)
 
 
 def test_a_fail_expectation_stops_the_run_and_commits_nothing(house: Lakehouse) -> None:

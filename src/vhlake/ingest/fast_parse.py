@@ -98,15 +98,17 @@ def _scan(scanner: ctypes.CDLL, records: pa.Table) -> tuple[npt.NDArray[np.int64
     """Which lines the scanner accepted, and their known fields as string columns (NULL when absent)."""
     count = records.num_rows
     raw = records["raw"].combine_chunks()
-    data, offsets = string_buffers(raw)  # raw stays referenced: data points into its buffer
+    lines = string_buffers(raw)  # raw stays referenced: lines.data points into its buffer
     starts, lens, rows = _scratch(count)
+    slots = _FIELDS * count
     accepted_count = scanner.scan_lines(
-        data, address(offsets), count, address(starts), address(lens), address(rows)
-    )
+        lines.data, address(lines.offsets, np.int64, count + 1), count, address(starts, np.int64, slots),
+        address(lens, np.int32, slots), address(rows, np.int64, count),
+    )  # fmt: skip
     columns = {
         name: gather_strings(
             scanner,
-            data,
+            lines,
             starts[f * count : f * count + accepted_count],
             lens[f * count : f * count + accepted_count],
         )

@@ -2,10 +2,14 @@
  * semantics: of the copies of an event_id, the first received (ingestion time, source, source offset)
  * wins; per job, its earliest validation_started, its latest other event and its earliest event, all
  * ordered by (timestamp, event_id). Rows are matched on their 60-bit keys and then on the id bytes, so a
- * key collision never merges two ids. Returns the winning row indices; the caller gathers the columns. */
+ * key collision never merges two ids; a row's slot comes from its key mixed with the process's secret
+ * seed (hash.h), so ids ground to share their keys' low bits cannot pile into one probe chain.
+ * Returns the winning row indices; the caller gathers the columns. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hash.h"
 
 typedef struct {
     const uint8_t *data;
@@ -32,7 +36,7 @@ static inline int64_t capacity_for(int64_t n) {
 
 /* The slot of the row equal to ``row`` (same key, same bytes), or of the empty slot where it goes. */
 static inline int64_t probe(const int64_t *slots, int64_t mask, const int64_t *keys, Strings ids, int64_t row) {
-    int64_t at = keys[row] & mask;
+    int64_t at = (int64_t)(keyed_mix(keys[row]) & (uint64_t)mask);
     while (slots[at] >= 0 && !(keys[slots[at]] == keys[row] && same(ids, slots[at], row))) at = (at + 1) & mask;
     return at;
 }
@@ -130,7 +134,7 @@ int keys_in_several_groups(const int64_t *key, const int32_t *group, int64_t n, 
     memset(slots, 0xff, (size_t)cap * sizeof(int64_t));
     for (int64_t pass = 0; pass < 2; pass++) {
         for (int64_t i = 0; i < n; i++) {
-            int64_t at = key[i] & mask;
+            int64_t at = (int64_t)(keyed_mix(key[i]) & (uint64_t)mask);
             while (slots[at] >= 0 && key[slots[at]] != key[i]) at = (at + 1) & mask;
             if (pass == 1) { flags[i] = several[at]; continue; }
             if (slots[at] < 0) slots[at] = i;

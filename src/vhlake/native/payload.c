@@ -9,6 +9,9 @@
  */
 #include <strings.h> /* strncasecmp */
 
+#include <stdlib.h>
+
+#include "hash.h"
 #include "json.h"
 
 enum { P_RULESET, P_TOTAL, P_VALID, P_INVALID, P_ERRORS, P_TIME, P_SIZE, P_S3, NP };
@@ -46,15 +49,83 @@ static const uint8_t *parse_int(const uint8_t *p, const uint8_t *end, int64_t *v
     return e;
 }
 
+/* The duplicate-key check of one error_types object: an open-addressing set of the object's entries
+ * (indices relative to its first), keyed-hashed (hash.h) and sized to the object, so each key costs O(1)
+ * expected and a whole object O(keys). Small objects compare keys directly (no hashing, no memory). */
+typedef struct {
+    int64_t *slots; /* entry index, -1: empty */
+    int64_t allocated, capacity;
+} KeySet;
+
+#define DIRECT_KEYS 8
+/* A probe chain longer than this means keys aimed at the hash (or a freak): the row takes the exact
+ * path, so even then a key costs at most MAX_PROBE comparisons. */
+#define MAX_PROBE 64
+
 typedef struct {
     int64_t *key_start;
     int32_t *key_len;
     int32_t *values;
     int64_t used, capacity;
+    KeySet set;
 } Entries;
 
+static inline int same_key(const uint8_t *data, const Entries *e, int64_t j, const uint8_t *k, int32_t klen) {
+    return e->key_len[j] == klen && memcmp(data + e->key_start[j], k, (size_t)klen) == 0;
+}
+
+/* Puts entry j (of the object starting at entry first) in the set. Returns 1, 0 when its key is already
+ * there, -1 when the row must take the exact path (a probe chain too long). */
+static int set_insert(const uint8_t *data, Entries *e, int64_t first, int64_t j) {
+    KeySet *set = &e->set;
+    int64_t mask = set->capacity - 1;
+    const uint8_t *k = data + e->key_start[j];
+    int32_t klen = e->key_len[j];
+    int64_t at = (int64_t)(keyed_hash(k, (size_t)klen) & (uint64_t)mask);
+    for (int probe = 0; probe < MAX_PROBE; probe++, at = (at + 1) & mask) {
+        int64_t held = set->slots[at];
+        if (held < 0) { set->slots[at] = j - first; return 1; }
+        if (same_key(data, e, first + held, k, klen)) return 0;
+    }
+    return -1;
+}
+
+/* A set of capacity slots (a power of two) holding entries first .. first+count-1. Returns 1, 0 on a
+ * duplicate key, -1 for the exact path (no memory, or a probe chain too long). */
+static int set_build(const uint8_t *data, Entries *e, int64_t first, int64_t count, int64_t capacity) {
+    KeySet *set = &e->set;
+    if (capacity > set->allocated) {
+        int64_t *grown = realloc(set->slots, (size_t)capacity * sizeof(int64_t));
+        if (!grown) return -1; /* no memory: the exact path */
+        set->slots = grown;
+        set->allocated = capacity;
+    }
+    set->capacity = capacity;
+    memset(set->slots, 0xff, (size_t)capacity * sizeof(int64_t)); /* this object's size, not the largest */
+    for (int64_t j = first; j < first + count; j++) {
+        int r = set_insert(data, e, first, j);
+        if (r <= 0) return r;
+    }
+    return 1;
+}
+
+/* Whether the object's newest entry (first + count - 1) has a new key: 1 yes, 0 a duplicate, -1 the
+ * exact path. */
+static int key_is_new(const uint8_t *data, Entries *e, int64_t first, int64_t count) {
+    int64_t last = first + count - 1;
+    if (count <= DIRECT_KEYS) {
+        for (int64_t j = first; j < last; j++)
+            if (same_key(data, e, j, data + e->key_start[last], e->key_len[last])) return 0;
+        return 1;
+    }
+    if (count == DIRECT_KEYS + 1 || 2 * count > e->set.capacity) /* at most half full: short chains */
+        return set_build(data, e, first, count, count == DIRECT_KEYS + 1 ? 64 : 2 * e->set.capacity);
+    return set_insert(data, e, first, last);
+}
+
 /* An error_types object of 32-bit integers; its entries are appended to out and counted in *count.
- * Returns the end, or NULL when the row must take the exact path (a value out of range among them). */
+ * Returns the end, or NULL when the row must take the exact path (a value out of range among them, a
+ * duplicate key: left to DuckDB). */
 static const uint8_t *parse_map(const uint8_t *data, const uint8_t *p, const uint8_t *end, Entries *out,
                                 int32_t *count, int *full) {
     int64_t first = out->used;
@@ -63,18 +134,17 @@ static const uint8_t *parse_map(const uint8_t *data, const uint8_t *p, const uin
     for (;;) {
         if (p >= end || *p != '"') return NULL;
         const uint8_t *k = scan_string(p, end, 0);
-        if (!k || k >= end || *k != ':') return NULL;
-        int32_t klen = (int32_t)(k - p - 2);
-        for (int64_t j = first; j < out->used; j++) /* duplicate keys: left to DuckDB */
-            if (out->key_len[j] == klen && memcmp(data + out->key_start[j], p + 1, klen) == 0) return NULL;
+        if (!k || k >= end || *k != ':' || k - p - 2 > INT32_MAX) return NULL;
         int64_t v;
         const uint8_t *e = parse_int(k + 1, end, &v);
         if (!e || v < INT32_MIN || v > INT32_MAX) return NULL;
         if (out->used == out->capacity) { *full = 1; return NULL; }
+        if (out->used - first == INT32_MAX) return NULL; /* more entries than a count holds */
         out->key_start[out->used] = (int64_t)(p + 1 - data);
-        out->key_len[out->used] = klen;
+        out->key_len[out->used] = (int32_t)(k - p - 2);
         out->values[out->used] = (int32_t)v;
         out->used++;
+        if (key_is_new(data, out, first, out->used - first) <= 0) return NULL;
         p = e;
         if (p >= end) return NULL;
         if (*p == ',') { p++; continue; }
@@ -108,7 +178,8 @@ static int type_one(const uint8_t *data, const uint8_t *p, const uint8_t *end, i
             seen |= 1u << f;
             if (PKIND[f] == K_STR && *p == '"') {
                 e = scan_string(p, end, 0);
-                if (e && e - p - 2 <= INT32_MAX) {
+                if (e && e - p - 2 > INT32_MAX) return 0; /* longer than a slice length holds: exact path */
+                if (e) {
                     str_start[SLOT[f] * n + row] = (int64_t)(p + 1 - data);
                     str_len[SLOT[f] * n + row] = (int32_t)(e - p - 2);
                 }
@@ -138,7 +209,7 @@ int64_t type_payloads(const uint8_t *data, const int64_t *offsets, const uint8_t
                       int64_t n, uint8_t *ok, int64_t *str_start, int32_t *str_len, int64_t *ints,
                       uint8_t *int_valid, int32_t *map_count, int64_t *key_start, int32_t *key_len,
                       int32_t *values, int64_t capacity, int64_t *used) {
-    Entries entries = {key_start, key_len, values, *used, capacity};
+    Entries entries = {key_start, key_len, values, *used, capacity, {NULL, 0, 0}};
     for (int64_t i = from; i < n; i++) {
         for (int s = 0; s < NSTR; s++) str_len[s * n + i] = -1;
         for (int s = 0; s < NINT; s++) int_valid[s * n + i] = 0;
@@ -148,9 +219,10 @@ int64_t type_payloads(const uint8_t *data, const int64_t *offsets, const uint8_t
         int full = 0;
         ok[i] = (uint8_t)type_one(data, data + offsets[i], data + offsets[i + 1], i, n, str_start, str_len, ints,
                                   int_valid, map_count, &entries, &full);
-        if (full) { entries.used = mark; *used = mark; return i; }
+        if (full) { entries.used = mark; *used = mark; free(entries.set.slots); return i; }
         if (!ok[i]) { entries.used = mark; map_count[i] = -1; }
     }
     *used = entries.used;
+    free(entries.set.slots);
     return n;
 }

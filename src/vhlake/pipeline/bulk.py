@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vhlake.native import address, library
+from vhlake.native import keys_in_several_groups, library
 from vhlake.query.arrow_sql import registered
 
 
@@ -81,13 +81,9 @@ class JobBuckets:
         assert native is not None  # a first build runs only with the native fold
         keys = pa.concat_tables(self._keys).combine_chunks()
         event_keys = keys["event_key"].to_numpy()
-        buckets = np.ascontiguousarray(keys["bucket"].to_numpy())
-        flags = np.empty(len(event_keys), np.uint8)
-        if native.keys_in_several_groups(
-            address(event_keys), address(buckets), len(event_keys), address(flags)
-        ):
-            raise MemoryError("no memory to compare the buckets' event keys")
-        contested = pa.array(np.unique(event_keys[flags.view(bool)]))
+        buckets = keys["bucket"].to_numpy()
+        flags = keys_in_several_groups(native, event_keys, buckets)
+        contested = pa.array(np.unique(event_keys[flags]))
         if len(contested) == 0:
             return {}
         copies = pa.concat_tables(self._copies(k, contested) for k in range(self.count))

@@ -37,12 +37,20 @@ class Expectation:
 
 _TYPES = ", ".join(f"'{t}'" for t in EVENT_TYPES)
 
+# The largest payload (its JSON text as bronze keeps it, in UTF-8 bytes) that silver types: it bounds every
+# payload string and the error_types map (each entry takes at least 5 bytes: under 210k entries), so no
+# event can make typing slow or large; a larger one is quarantined as payload_too_large. 1 MiB is far
+# above any real payload (a few hundred bytes; a file with every rule failing has a few hundred entries).
+MAX_PAYLOAD_BYTES = 1 << 20
+
 DEFAULT_EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation("missing_event_id", "coalesce(trim(event_id), '') <> ''"),
     Expectation("missing_job_id", "coalesce(trim(job_id), '') <> ''"),
     Expectation("missing_marketplace", "coalesce(trim(marketplace), '') <> ''"),
     Expectation("unknown_event_type", f"coalesce(event_type IN ({_TYPES}), false)"),
     Expectation("bad_timestamp", '"timestamp" IS NOT NULL'),
+    # octet_length(encode(..)): bytes, not characters, and the same in Spark (see spark.jobs.to_spark)
+    Expectation("payload_too_large", f"coalesce(octet_length(encode(payload)), 0) <= {MAX_PAYLOAD_BYTES}"),
 )
 
 

@@ -47,8 +47,9 @@ def find_winners(
     ``superseded`` rows are dropped copies whatever their rank among the copies in ``events``."""
     count = events.num_rows
     job_ids, event_ids = events["job_id"].combine_chunks(), events["event_id"].combine_chunks()
-    job_data, job_offsets = string_buffers(job_ids)
-    event_data, event_offsets = string_buffers(event_ids)
+    jobs_buffers, ids_buffers = string_buffers(job_ids), string_buffers(event_ids)
+    if jobs_buffers.count != count or ids_buffers.count != count:
+        raise ValueError("job_id and event_id must have a value per row")
     job_key, event_key = _int64(events["job_key"]), _int64(events["event_key"])
     ts = _int64(events["timestamp"])
     # Every buffer the C reads is held in a name until the call returns.
@@ -59,9 +60,10 @@ def find_winners(
     )
     keep, foreign = np.empty(count, np.uint8), np.empty(count, np.uint8)
     failed = native.dedupe_events(
-        address(event_key), event_data, address(event_offsets), address(received), address(source),
-        address(offset), address(job_key), job_data, address(job_offsets), count, address(keep),
-        address(foreign),
+        address(event_key, np.int64, count), ids_buffers.data, address(ids_buffers.offsets, np.int64, count + 1),
+        address(received, np.int64, count), address(source, np.int32, count), address(offset, np.int64, count),
+        address(job_key, np.int64, count), jobs_buffers.data, address(jobs_buffers.offsets, np.int64, count + 1),
+        count, address(keep, np.uint8, count), address(foreign, np.uint8, count),
     )  # fmt: skip
     if failed:
         raise MemoryError("the native fold could not allocate its event table")
@@ -73,8 +75,10 @@ def find_winners(
     rows = [np.empty(count, np.int64) for _ in range(4)]
     job_of = np.empty(count, np.int64)
     jobs = native.fold_jobs(
-        address(job_key), job_data, address(job_offsets), event_data, address(event_offsets), address(ts),
-        address(kind), address(keep), count, *(address(r) for r in rows), address(job_of),
+        address(job_key, np.int64, count), jobs_buffers.data, address(jobs_buffers.offsets, np.int64, count + 1),
+        ids_buffers.data, address(ids_buffers.offsets, np.int64, count + 1), address(ts, np.int64, count),
+        address(kind, np.uint8, count), address(keep, np.uint8, count), count,
+        *(address(r, np.int64, count) for r in rows), address(job_of, np.int64, count),
     )  # fmt: skip
     if jobs < 0:
         raise MemoryError("the native fold could not allocate its job table")

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vhlake.native import address, gather_strings, string_buffers
+from vhlake.native import StringBuffers, address, gather_strings, string_buffers
 
 # The C typer's output slots (native/payload.c SLOT), in PAYLOAD_FIELDS order.
 _STRINGS = ("ruleset", "s3_path")
@@ -27,9 +27,15 @@ _ERRORS_TYPE = pa.map_(pa.string(), pa.int32())
 def lookup_keys(native: ctypes.CDLL, ids: pa.ChunkedArray | pa.Array) -> pa.Array:
     """60 bits of md5 of each (non-null) id, as silver's ``CAST(('0x' || left(md5(id), 15)) AS BIGINT)``."""
     array = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
-    data, offsets = string_buffers(array)
-    out = np.empty(len(array), dtype=np.int64)
-    native.md5_keys(data, address(offsets), len(array), address(out))
+    ids_buffers = string_buffers(array)
+    count = ids_buffers.count
+    out = np.empty(count, dtype=np.int64)
+    native.md5_keys(
+        ids_buffers.data,
+        address(ids_buffers.offsets, np.int64, count + 1),
+        count,
+        address(out, np.int64, count),
+    )
     return pa.array(out)
 
 
@@ -40,30 +46,35 @@ def type_payloads(
     mean nothing, and those rows must be typed by the exact SQL)."""
     array = payloads.combine_chunks() if isinstance(payloads, pa.ChunkedArray) else payloads
     count = len(array)
-    data, offsets = string_buffers(array)
+    source = string_buffers(array)
     valid = np.ascontiguousarray(pc.is_valid(array).to_numpy(zero_copy_only=False), dtype=np.uint8)
     decided = np.empty(count, np.uint8)
-    starts, lens = np.empty(2 * count, np.int64), np.empty(2 * count, np.int32)
-    ints, int_valid = np.empty(5 * count, np.int64), np.empty(5 * count, np.uint8)
+    strings, integers = len(_STRINGS) * count, len(_INTEGERS) * count
+    starts, lens = np.empty(strings, np.int64), np.empty(strings, np.int32)
+    ints, int_valid = np.empty(integers, np.int64), np.empty(integers, np.uint8)
     map_count = np.empty(count, np.int32)
     entries = _Entries(max(1024, 4 * count))
     row = 0
     while True:
         row = native.type_payloads(
-            data, address(offsets), address(valid), row, count, address(decided), address(starts),
-            address(lens), address(ints), address(int_valid), address(map_count), *entries.addresses(),
+            source.data, address(source.offsets, np.int64, count + 1), address(valid, np.uint8, count), row,
+            count, address(decided, np.uint8, count), address(starts, np.int64, strings),
+            address(lens, np.int32, strings), address(ints, np.int64, integers),
+            address(int_valid, np.uint8, integers), address(map_count, np.int32, count), *entries.addresses(),
         )  # fmt: skip
         if row == count:
             break
-        entries.grow()
+        # An entry takes at least 5 bytes ('"":0,'): room for every entry the stalled row may hold, so
+        # one huge map is parsed at most twice, not once per doubling.
+        entries.grow(int(entries.used[0]) + int(source.offsets[row + 1] - source.offsets[row]) // 4 + 1)
     columns: dict[str, pa.Array] = {}
     for slot, name in enumerate(_STRINGS):
         part = slice(slot * count, (slot + 1) * count)
-        columns[name] = gather_strings(native, data, starts[part], lens[part])
+        columns[name] = gather_strings(native, source, starts[part], lens[part])
     for slot, name in enumerate(_INTEGERS):
         part = slice(slot * count, (slot + 1) * count)
         columns[name] = pa.array(ints[part], mask=int_valid[part] == 0)
-    columns["error_types"] = entries.maps(native, data, map_count)
+    columns["error_types"] = entries.maps(native, source, map_count)
     return columns, decided.view(bool)
 
 
@@ -79,24 +90,26 @@ class _Entries:
     def addresses(self) -> tuple[int, int, int, int, int]:
         capacity = len(self.values)
         return (
-            address(self.key_start),
-            address(self.key_len),
-            address(self.values),
+            address(self.key_start, np.int64, capacity),
+            address(self.key_len, np.int32, capacity),
+            address(self.values, np.int32, capacity),
             capacity,
-            address(self.used),
+            address(self.used, np.int64, 1),
         )
 
-    def grow(self) -> None:
-        capacity = 2 * len(self.values)
+    def grow(self, needed: int) -> None:
+        capacity = max(2 * len(self.values), needed)
         self.key_start = np.resize(self.key_start, capacity)
         self.key_len = np.resize(self.key_len, capacity)
         self.values = np.resize(self.values, capacity)
 
-    def maps(self, native: ctypes.CDLL, data: int, counts: npt.NDArray[np.int32]) -> pa.Array:
+    def maps(self, native: ctypes.CDLL, source: StringBuffers, counts: npt.NDArray[np.int32]) -> pa.Array:
         used = int(self.used[0])
+        if used > np.iinfo(np.int32).max:  # a map array's offsets are 32-bit
+            raise ValueError(f"{used} error_types entries in one batch: more than a map array holds")
         offsets = np.zeros(len(counts) + 1, np.int32)
         np.cumsum(np.maximum(counts, 0), out=offsets[1:])
-        keys = gather_strings(native, data, self.key_start[:used], self.key_len[:used])
+        keys = gather_strings(native, source, self.key_start[:used], self.key_len[:used])
         return pa.MapArray.from_arrays(
             pa.array(offsets),
             keys,
