@@ -465,3 +465,20 @@ def test_healthz_answers_while_a_large_batch_is_parsed(served: tuple[int, str]) 
     # parsed on the event loop, one /healthz waited 55-60 % of the request (measured); off it, about 20 %
     # (what is left is the GIL: the parse and the publishing still run in this process)
     assert len(waits) >= 3 and max(waits) < 0.4 * posted["took"], (max(waits), posted["took"], len(waits))
+
+
+def test_a_payload_the_pipeline_would_quarantine_for_its_size_is_refused(api: Any) -> None:
+    """The pipeline quarantines a payload over MAX_PAYLOAD_BYTES of JSON (payload_too_large): the API refuses
+    it up front, and accepts one just under, though every string in both is within the string limit."""
+    from vhlake.pipeline.expectations import MAX_PAYLOAD_BYTES
+
+    client, tokens, _ = api
+    piece = "x" * (DEFAULT_LIMITS.max_string_chars - 48)
+    fields = MAX_PAYLOAD_BYTES // (len(piece) + 12)
+    under = {f"f{i:05d}": piece for i in range(fields - 5)}
+    over = {f"f{i:05d}": piece for i in range(fields + 5)}
+    batch = [json.dumps(make_event(201, payload=under)), json.dumps(make_event(202, payload=over))]
+    answer = post_events(client, tokens["ingest"], f"[{','.join(batch)}]".encode()).json()
+    assert answer["accepted"] == 1
+    assert [e["index"] for e in answer["errors"]] == [1]
+    assert "payload_too_large" in answer["errors"][0]["error"]

@@ -16,6 +16,7 @@ import orjson
 
 from vhlake.api.limits import ApiLimits
 from vhlake.api.problems import Problem
+from vhlake.pipeline.expectations import MAX_PAYLOAD_BYTES
 
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},]')  # a whole string, or one structural character
 _OPENS, _CLOSES, _COMMA = frozenset(b"[{"), frozenset(b"]}"), ord(",")
@@ -91,7 +92,9 @@ def _check_count(count: int, limits: ApiLimits) -> None:
 
 
 def field_limit_breach(event: Any, limits: ApiLimits) -> str | None:
-    """Why parsed ``event`` exceeds the field limits (nesting, string sizes, error types), or None."""
+    """Why parsed ``event`` exceeds the field limits (nesting, string sizes, error types, the payload's
+    size), or None. The payload's size is the pipeline's ``payload_too_large`` rule, measured on the same
+    minified JSON bronze keeps, so the API never accepts an event the pipeline would quarantine for it."""
     stack: list[tuple[Any, int, str]] = [(event, 1, "")]
     while stack:  # an explicit stack: the depth bound is checked before anything deeper is looked at
         value, depth, where = stack.pop()
@@ -112,6 +115,8 @@ def field_limit_breach(event: Any, limits: ApiLimits) -> str | None:
     error_types = payload.get("error_types") if isinstance(payload, dict) else None
     if isinstance(error_types, dict) and len(error_types) > limits.max_error_types:
         return f"payload.error_types: more than {limits.max_error_types:,} entries"
+    if payload is not None and len(orjson.dumps(payload)) > MAX_PAYLOAD_BYTES:  # the pipeline's own rule
+        return f"payload: more than {MAX_PAYLOAD_BYTES:,} bytes of JSON (payload_too_large)"
     return None
 
 

@@ -1,8 +1,9 @@
 """What one API request may be and do: body size, events per request, nesting and string sizes per event,
 how long the body may take to arrive, and each key's request rate.
 
-The numbers come from the settings (``VHLAKE_API_*``, README "Settings"); the field limits are the
-pipeline's own, so an event the API accepts is never cut or refused further down.
+The numbers come from the settings (``VHLAKE_API_*``, README "Settings"). They are the API's own and
+stricter than the pipeline's, which bounds only a payload's size (``payload_too_large``, 1 MiB): that rule
+is checked here too, so nothing the API accepts is quarantined for its size further down.
 """
 
 from __future__ import annotations
