@@ -393,8 +393,8 @@ def test_maintain_dry_run_shows_only_what_it_counts(run_cli: Run, lake_dir: Path
     run_cli("--lake", str(lake_dir), "ingest", str(events_file))
     dry = run_cli("--lake", str(lake_dir), "maintain", "--dry-run")
     assert dry.exit_code == 0, dry.stderr
-    assert "files_compacted" not in dry.stdout and "rows_expired" in dry.stdout
-    assert "not simulated" in " ".join(dry.stdout.split())
+    assert "files_compacted" in dry.stdout and "rows_expired" in dry.stdout
+    assert "files_z_ordered" not in dry.stdout and "not simulated" in " ".join(dry.stdout.split())
 
 
 def test_alerts_run_names_the_failing_channel_and_key_and_exits_1(

@@ -48,14 +48,22 @@ def maintain(
         on_table=lambda name: err.print(f"[dim]{name}…[/dim]"),
     )
     rows = [asdict(r) | {"skipped": "; ".join(r.skipped)} for r in reports]
-    if dry_run:  # only retention and vacuum are counted: a column of zeros would read as "nothing to do"
+    if dry_run:  # what is counted: a column of zeros would read as "nothing to do"
         rows = [{k: v for k, v in row.items() if k in _DRY_RUN_COLUMNS} for row in rows]
     print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)
     if dry_run:
-        out.print("[dim]compaction, Z-order and checkpoints are not simulated by --dry-run[/dim]")
+        out.print("[dim]Z-order and checkpoints are not simulated by --dry-run[/dim]")
 
 
-_DRY_RUN_COLUMNS = ("table", "rows_expired", "files_vacuumed", "bytes_vacuumed", "skipped")
+_DRY_RUN_COLUMNS = (
+    "table",
+    "rows_expired",
+    "files_compacted",
+    "files_written",
+    "files_vacuumed",
+    "bytes_vacuumed",
+    "skipped",
+)
 
 
 def forget(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
@@ -116,7 +117,9 @@ def _maintain_table(
 ) -> TableReport:
     report = TableReport(table.name)
     _step(lake, table, report, "retention", lambda d: _expire(lake, d, table, cutoff, report, dry_run))
-    if not dry_run:
+    if dry_run:
+        _step(lake, table, report, "compaction", lambda d: _plan_compaction(d, table, cutoff, report))
+    else:
         _step(lake, table, report, "compaction", lambda d: _compact(d, report))
         if table.name in Z_ORDER:
             _step(lake, table, report, "z-order", lambda d: _z_order(d, table, today, report))
@@ -162,6 +165,44 @@ def _compact(delta: DeltaTable, report: TableReport) -> None:
     metrics = delta.optimize.compact()
     report.files_compacted += int(metrics.get("numFilesRemoved", 0))
     report.files_written += int(metrics.get("numFilesAdded", 0))
+
+
+# delta-rs' file size goal for compaction when the table sets no ``delta.targetFileSize``.
+_DEFAULT_TARGET_FILE_SIZE = 100 * 1024 * 1024
+
+
+def _plan_compaction(delta: DeltaTable, table: TableDef, cutoff: date, report: TableReport) -> None:
+    """What ``optimize.compact()`` would rewrite, planned as delta-rs plans it, without writing: in each
+    partition, the files under the target size, largest first, packed into bins of up to that size; a bin
+    of one file is left alone. Files in partitions retention is about to drop are left out."""
+    target = int(delta.metadata().configuration.get("delta.targetFileSize", _DEFAULT_TARGET_FILE_SIZE))
+    files = pa.table(delta.get_add_actions(flatten=True))
+    partitions = [f"partition.{c}" for c in delta.metadata().partition_columns]
+    expiring = f"partition.{table.date_column}"
+    if expiring in partitions:
+        files = files.filter(pc.greater_equal(files[expiring], pa.scalar(cutoff)))
+    small = files.filter(pc.less(files["size_bytes"], target))
+    by_partition: dict[tuple[object, ...], list[int]] = {}
+    for row in small.select([*partitions, "size_bytes"]).to_pylist():  # one row per file, not per event
+        by_partition.setdefault(tuple(row[c] for c in partitions), []).append(row["size_bytes"])
+    for sizes in by_partition.values():
+        for bin_files in _bins(sorted(sizes, reverse=True), target):
+            if bin_files > 1:
+                report.files_compacted += bin_files
+                report.files_written += 1
+
+
+def _bins(sizes: list[int], target: int) -> list[int]:
+    """How many files each bin holds when ``sizes`` (largest first) are packed into bins of ``target``."""
+    counts: list[int] = []
+    filled = target + 1  # no open bin yet
+    for size in sizes:
+        if filled + size > target:
+            counts.append(0)
+            filled = 0
+        counts[-1] += 1
+        filled += size
+    return counts
 
 
 def _z_order(delta: DeltaTable, table: TableDef, today: date, report: TableReport) -> None:
