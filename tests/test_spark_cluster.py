@@ -4,6 +4,7 @@ its own process): the executors on the workers run the jobs, and the tables are 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from servers import SparkStandalone
-from test_packaging import rows_by_table
 from test_spark_jobs import same, written
 from test_spark_streaming import comparable
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
@@ -45,6 +45,11 @@ def run_all(events: Path, out: Path, master: str, **env: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-5000:]
     return done.stdout
+
+
+def rows_by_table(output: str) -> dict[str, int]:
+    """`table: 1,234 rows` pairs from what `vhlake spark run-all` prints."""
+    return {t: int(n.replace(",", "")) for t, n in re.findall(r"(\w+): ([\d,]+) rows", output)}
 
 
 def tasks_run(work_dir: Path) -> int:
