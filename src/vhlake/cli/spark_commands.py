@@ -77,16 +77,22 @@ def run_all_command(
     files_per_batch: Annotated[
         int | None, typer.Option(help="At most this many files per micro-batch (default: all new files).")
     ] = None,
-    master: Annotated[str, typer.Option(help="The Spark master.")] = "local[2]",
+    master: Annotated[
+        str,
+        typer.Option(
+            help="local[N], or a standalone cluster's spark://host:port: its workers need vhlake in a Python "
+            "at this one's path, and --events and --out at the same paths (one machine, or a shared mount)."
+        ),
+    ] = "local[2]",
 ) -> None:
-    """Events files → bronze → silver → gold with the streaming jobs, on local Spark.
+    """Events files → bronze → silver → gold with the streaming jobs, on local Spark or a cluster.
 
     The jobs run as they do on Databricks, with a file source in place of Kafka: events → bronze (and
     rejects) → quarantine + silver → gold, written as Parquet under --out/<layer>/<table>. Given a
     directory, run it again after adding files to it and only the new ones are read (the streams'
     checkpoints are in --out/_checkpoints).
 
-    Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark"""
+    Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark [--master spark://host:7077]"""
     from vhlake.spark.streams import run_all
 
     if fmt != "parquet":
@@ -114,7 +120,7 @@ def run_all_command(
 
 
 def _session(master: str) -> SparkSession:
-    """A local Spark session, or a clear exit when Spark cannot run here."""
+    """A Spark session on ``master``, or a clear exit when Spark cannot run here."""
     try:
         from pyspark.errors import PySparkRuntimeError
 

@@ -1,4 +1,5 @@
-"""A local SparkSession configured as the jobs expect (UTC, microsecond Parquet timestamps, no UI)."""
+"""A SparkSession configured as the jobs expect (UTC, microsecond Parquet timestamps, no UI), on local Spark
+or a cluster's master (``spark://host:port``)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,15 @@ def local_session(master: str = "local[2]", *, app: str = "vhlake") -> SparkSess
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not INT96: typed readers
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")
+        # Python processes the JVM starts itself (Python data sources, UDTF analysis) run this interpreter
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.pyspark.driver.python", sys.executable)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
-    # Python workers (mapInArrow) run this interpreter, the one vhlake is installed in, not whichever
-    # python3 is first on PATH (pyspark reads only PYSPARK_PYTHON, which we leave to the user).
+    # Python workers (mapInArrow, on the executors: local, or a cluster's workers) run this interpreter, the
+    # one vhlake is installed in, not whichever python3 is first on PATH: each Python function carries it
+    # to the executors (pyspark reads only PYSPARK_PYTHON, which we leave to the user). On a cluster, the
+    # workers need vhlake installed in a Python at this same path.
     session.sparkContext.pythonExec = sys.executable
     return session
