@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from servers import Tansu, free_port, wait_for_port
-from test_dashboard import CHROMIUM, browser  # noqa: F401 (the fixture)
+from test_dashboard import CHROMIUM, browser, wait_until  # noqa: F401 (the fixture)
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -181,9 +181,10 @@ def test_installed_wheel_serves_a_dashboard_whose_charts_render(
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"http://127.0.0.1:{port}/#key={key}")
-        page.wait_for_function(
+        wait_until(  # polled from outside: the page's policy forbids what wait_for_function evaluates
+            page,
             "(window.vhlake && window.vhlake.shown) || !document.getElementById('error').hidden",
-            timeout=60_000,
+            timeout_s=60,
         )
         assert page.text_content("#error") == "", page.text_content("#error")
         for chart in ("chart-volume", "chart-errors", "chart-times"):
