@@ -37,6 +37,7 @@ from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.direct_write import DirectWrite
+from vhlake.lake.key_index import KeyIndex
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
 from vhlake.native import library
 from vhlake.pipeline.bulk import JobBuckets, bucket_count, spill_directory
@@ -145,6 +146,9 @@ class Pipeline:
         self._rows_per_batch = rows_per_batch
         self._build_bucket_rows = build_bucket_rows  # ~170 MB of typed events each
         self._progress: Progress = _silent
+        # Where each job and event is filed (lake/key_index.py): a batch finds its partitions by binary
+        # search instead of scanning the whole job events table.
+        self._places = KeyIndex(lake, JOB_EVENTS, keys=("job_key", "event_key"), partition="job_date")
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
@@ -269,6 +273,7 @@ class Pipeline:
             for table in DERIVED:  # the pipeline's commit order: job events last
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
+            self._places.refresh()  # indexed now, not in the first incremental run
         except Exception as exc:
             self._log_failure(run_id, -1, target, exc)
             raise
@@ -462,7 +467,11 @@ class Pipeline:
 
     def _partitions_of(self, events: pa.Table) -> list[object]:
         """The job_date partitions holding stored events of the jobs of ``events``, or stored copies of
-        them: one scan of two integer key columns, however large the table."""
+        them: from the key index (binary searches, the pages the batch's keys fall in) on a local lake;
+        elsewhere one scan of two integer key columns, however large the table."""
+        indexed = self._places.partitions(events["job_key"], events["event_key"])
+        if indexed is not None:
+            return list(indexed)
         keys = pa.table({"job_key": events["job_key"], "event_key": events["event_key"]})
         with registered(self._con, wanted=keys):
             self._job_events_view()
