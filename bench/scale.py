@@ -53,7 +53,6 @@ from vhlake.lake.tables import ALL_TABLES, DATA_QUALITY_METRICS
 from vhlake.pipeline.runner import Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
-INCREMENT = 100_000
 LATE_SHARE, COPY_SHARE = 0.5, 0.01
 EVENTS_PER_JOB = 1.9  # a little under the generator's ~1.98, so a chunk can be cut at exactly N lines
 SCALE_QUERIES = ("gold_marketplace_30d", "marketplace_performance_30d", "silver_last_hour", "freshness")
@@ -70,7 +69,7 @@ def grow(lake: Path, size: int, args: argparse.Namespace, increment: Path) -> di
     days = max(1, round(per_chunk / args.per_day))
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
     first = end - timedelta(days=days * chunks)
-    late = round(INCREMENT * LATE_SHARE)
+    late = round(args.increment_events * LATE_SHARE)
     held = {c: late // min(2, chunks) for c in range(max(0, chunks - 2), chunks)}
     increment.unlink(missing_ok=True)
 
@@ -81,7 +80,7 @@ def grow(lake: Path, size: int, args: argparse.Namespace, increment: Path) -> di
         command += ["--end", chunk_end.isoformat(), "--days", str(days), "--seed", str(args.seed * 1000 + c)]
         command += ["--hold", str(held.get(c, 0))]
         if c == chunks - 1:
-            command += ["--copies", str(round(INCREMENT * COPY_SHARE))]
+            command += ["--copies", str(round(args.increment_events * COPY_SHARE))]
         return subprocess.Popen(command, stderr=subprocess.DEVNULL)
 
     # the next chunk is generated while this one is ingested (two chunks on disk at most)
@@ -95,7 +94,7 @@ def grow(lake: Path, size: int, args: argparse.Namespace, increment: Path) -> di
         chunk.unlink()
         print(f"  chunk {c + 1}/{chunks} ingested", file=sys.stderr)
     pending.wait()
-    new_jobs = INCREMENT - count_lines(increment)
+    new_jobs = args.increment_events - count_lines(increment)
     newest = [sys.executable, __file__, "--generate", str(increment), "--append", "--events", str(new_jobs)]
     newest += [
         "--end",
@@ -273,8 +272,8 @@ _ROWS: list[tuple[str, Any]] = [
     ("ingest (events/s)", lambda r: f"{r.get('ingest_events_per_s', 0):,}"),
     ("first build (s)", lambda r: r.get("build_wall_s")),
     ("first build peak RSS (MB)", lambda r: r.get("build_peak_rss_mb")),
-    ("incremental 100k (s)", lambda r: r.get("incremental_wall_s")),
-    ("incremental peak RSS (MB)", lambda r: r.get("incremental_peak_rss_mb")),
+    ("incremental run (s)", lambda r: r.get("incremental_wall_s")),
+    ("incremental run peak RSS (MB)", lambda r: r.get("incremental_peak_rss_mb")),
     *[
         (f"{name} p95 (ms)", lambda r, name=name: r.get("query_p95_ms", {}).get(name))
         for name in SCALE_QUERIES
@@ -316,7 +315,7 @@ def append_results(results: dict[str, Any], path: Path) -> None:
     lines = [
         f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · scale, {len(sizes)} lake sizes (bench/scale.py)",
         f"- machine: {results['machine']}; {results['per_day']:,} events a day, increment of "
-        f"{INCREMENT:,} (half late events of jobs up to 4 days old, 1% copies)",
+        f"{results.get('increment_events', 100_000):,} (half late events of jobs up to 4 days old, 1% copies)",
         "",
         "| | " + " | ".join(f"{r['size']:,}" for r in sizes) + " |",
         "|---|" + "---|" * len(sizes),
@@ -389,6 +388,7 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=1_000_000, help="events a day")
     parser.add_argument("--chunk", type=int, default=2_000_000, help="events generated and ingested at once")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--increment-events", type=int, default=100_000, help="events of the incremental run")
     parser.add_argument("--json", type=Path, default=OUT / "scale.json")
     parser.add_argument("--repeats", type=int, default=50, help="runs per query for the latency")
     parser.add_argument("--rate", type=int, default=1_000, help="events/s published to `vhlake serve`")
@@ -419,7 +419,12 @@ def main() -> None:
         append_results(results, args.results)
         draw(results, args.plot)
         return
-    results = {"machine": machine(), "per_day": args.per_day, "sizes": []}
+    results = {
+        "machine": machine(),
+        "per_day": args.per_day,
+        "increment_events": args.increment_events,
+        "sizes": [],
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     for size in (int(s) for s in args.sizes.split(",")):
         results["sizes"].append({})
