@@ -122,3 +122,17 @@ def test_rows_a_compaction_moved_before_the_index_saw_them_are_found(house: Lake
     delta.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
     moved, _ = keys_of(house.lake, JOB_EVENTS, job_id="moved")
     assert index(house.lake).partitions(moved) == [date(2026, 11, 10)]
+
+
+def test_an_index_larger_than_memory_allows_is_sorted_in_key_ranges_on_disk(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vhlake.lake.key_index as key_index
+
+    a_week_of_jobs(house)
+    monkeypatch.setattr(key_index, "_IN_MEMORY", 3)  # every run past three entries goes through the spill
+    for n, day in enumerate(DAYS):
+        jobs, events = keys_of(house.lake, JOB_EVENTS, job_id=f"j{n}")
+        assert index(house.lake).partitions(jobs, events) == [date.fromisoformat(day)]
+    directory = Path(house.lake.uri) / "_index" / JOB_EVENTS.name
+    assert not list(directory.glob("spill-*"))  # the spill is removed once the run is written
