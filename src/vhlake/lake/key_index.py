@@ -4,8 +4,11 @@ The pipeline needs, for each batch, the ``job_date`` partitions of ``validation_
 batch's jobs or stored copies of its events. Scanning the table's two key columns for that costs what
 the table holds (0.15 s at 10M events, seconds at 1B), on every batch. Here every (key, partition) pair
 is packed into one unsigned 64-bit integer, the key's top 47 bits and the partition's date in the low
-17 (days since 1900), and kept in a few sorted runs on local disk, memory-mapped: a lookup is two binary
-searches per key, so it reads the pages the batch's keys fall in, never the table. Dropping the key's low
+17 (days since 1900), and kept in a few sorted runs on local disk, memory-mapped: a lookup is a binary
+search per key, so it reads the pages the batch's keys fall in, never the table (a batch of 100k events
+against 100M stored ones still touches much of the index: measured 0.2-0.45 s for 200M entries on a busy
+2-core machine, against 0.06-0.17 s for 20M; a service's micro-batches of a thousand events touch a few
+thousand pages whatever the size). Dropping the key's low
 13 bits can only add partitions to an answer (a key shares its top 47 bits with another by chance), and
 an extra partition only costs its read.
 
@@ -258,20 +261,18 @@ def _day(code: int) -> date:
 
 
 def _codes_in(run: _Packed, probes: _Packed) -> _Packed:
-    """The partition codes of ``run``'s entries whose key is one of ``probes`` (keys with zero date bits)."""
-    if len(run) == 0 or len(probes) == 0:
-        return np.empty(0, np.uint64)
-    first = np.searchsorted(run, probes, side="left")
-    last = np.searchsorted(run, probes | _DATE_MASK, side="right")
-    counts = last - first
-    hits = counts > 0
-    if not hits.any():
-        return np.empty(0, np.uint64)
-    first, counts = first[hits], counts[hits]
-    # each hit's entries: first, first+1, ..., first+count-1
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    positions = np.repeat(first, counts) + offsets
-    return np.unique(np.asarray(run[positions]) & _DATE_MASK)
+    """The partition codes of ``run``'s entries whose key is one of ``probes`` (sorted keys with zero date
+    bits): one binary search per probe (numpy starts each from the last one's position), then a walk over
+    the entries of the same key (one per partition holding it: nearly always one)."""
+    position, keys, found = np.searchsorted(run, probes), probes, [np.empty(0, np.uint64)]
+    while len(position):
+        inside = position < len(run)
+        position, keys = position[inside], keys[inside]
+        entries = np.asarray(run[position])
+        same = (entries >> np.uint64(_DATE_BITS)) == (keys >> np.uint64(_DATE_BITS))
+        found.append(entries[same] & _DATE_MASK)
+        position, keys = position[same] + 1, keys[same]
+    return np.unique(np.concatenate(found))
 
 
 def _chunks(run: _Packed, size: int = _IN_MEMORY // 2) -> list[_Packed]:
