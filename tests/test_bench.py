@@ -80,3 +80,31 @@ def test_the_kafka_benchmark_runs_against_a_real_broker(tmp_path: Path) -> None:
     text = summary.read_text()
     assert "Kafka, 19," in text  # the sample's valid events (a few of the 20,000 are deliberately bad)
     assert "events/s from the first commit to the last full batch" in text
+
+
+@pytest.mark.timeout(600)
+def test_the_scale_benchmark_grows_builds_and_measures_a_lake(tmp_path: Path) -> None:
+    result_file, summary, plot = tmp_path / "scale.json", tmp_path / "RESULTS.md", tmp_path / "scale.png"
+    command = [sys.executable, str(BENCH.parent / "scale.py"), "--sizes", "40000", "--chunk", "20000"]
+    command += ["--per-day", "10000", "--increment-events", "2000", "--repeats", "3", "--no-serve"]
+    finished = subprocess.run(
+        [*command, "--json", str(result_file), "--results", str(summary), "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    (result,) = json.loads(result_file.read_text())["sizes"]
+    assert 39_900 <= result["events"] <= 40_000  # a few lines are not JSON: rejected, not in bronze
+    assert result["incremental_events"] == 2_000 and result["days"] == 4
+    for key in ("build_wall_s", "incremental_wall_s", "maintain_wall_s", "forget_wall_s"):
+        assert result[key] > 0, key
+    assert set(result["query_p95_ms"]) == {
+        "gold_marketplace_30d",
+        "marketplace_performance_30d",
+        "silver_last_hour",
+        "freshness",
+    }
+    assert result["tables"]["validation_job_events"]["files"] > 0
+    assert result["sizes_after_build"]["_index"]["bytes"] > 0  # the pipeline's key index
+    assert "| incremental run (s) |" in summary.read_text()
+    assert plot.stat().st_size > 10_000

@@ -6,7 +6,8 @@ checked and typed ahead, as in the incremental path) and the typed events are sp
 by job, so that a job's whole history is in one bucket. Each bucket is then folded natively and written
 as it is: its silver rows, and its events filed under their job's created date. Gold is computed once, at
 the end, from silver's gold columns, kept per job as the buckets are folded. Memory is bounded by
-one bucket plus those few columns per job, whatever the size of bronze.
+one bucket: gold's columns are spilled by day and gold computed a few days at a time (its groups are
+per day), and the event keys that find copies across buckets are compared a part at a time.
 
 Exactly once: each table's files are written directly (lake/direct_write.py) and committed at the end
 in one commit that replaces the table's contents and records ``(PIPELINE_APP, bronze version)``, in the
@@ -34,56 +35,80 @@ def bucket_count(rows: int, *, per_bucket: int) -> int:
     return max(1, math.ceil(rows / per_bucket))
 
 
-class JobBuckets:
-    """Typed events split by ``job_key`` into buckets: on disk (Arrow IPC streams) when more than one."""
+class Spill:
+    """Tables split into ``count`` parts by an integer key (``key % count``): Arrow IPC streams on disk
+    when there is more than one part, so that memory holds one part at a time; held in memory otherwise."""
 
-    def __init__(self, count: int, schema: pa.Schema, directory: Path) -> None:
+    def __init__(self, count: int, schema: pa.Schema, directory: Path, name: str) -> None:
         self.count = count
-        self._schema = schema
-        self._paths = [directory / f"bucket-{k}.arrows" for k in range(count)]
+        self.schema = schema
+        self._paths = [directory / f"{name}-{k}.arrows" for k in range(count)]
         self._writers: list[pa.ipc.RecordBatchStreamWriter] = []
-        self._held: list[pa.Table] = []  # one bucket: kept in memory
-        self._keys: list[pa.Table] = []  # (event_key, bucket) of every event, to find copies across buckets
+        self._held: list[pa.Table] = []  # one part: kept in memory
         if count > 1:
             self._writers = [pa.ipc.new_stream(str(path), schema) for path in self._paths]
 
-    def add(self, events: pa.Table) -> None:
+    def add(self, rows: pa.Table, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
+        """Add ``rows``, each to the part of its key; returns each row's part."""
+        part = (keys % self.count).astype(np.int32)
         if self.count == 1:
-            self._held.append(events)
-            return
-        bucket = (events["job_key"].to_numpy() % self.count).astype(np.int32)
-        order = np.argsort(bucket, kind="stable")
-        grouped = events.take(pa.array(order))
-        bounds = np.searchsorted(bucket[order], np.arange(self.count + 1))
+            self._held.append(rows)
+            return part
+        order = np.argsort(part, kind="stable")
+        grouped = rows.take(pa.array(order))
+        bounds = np.searchsorted(part[order], np.arange(self.count + 1))
         for k, writer in enumerate(self._writers):
             if bounds[k + 1] > bounds[k]:
                 writer.write_table(grouped.slice(bounds[k], bounds[k + 1] - bounds[k]))
-        self._keys.append(pa.table({"event_key": events["event_key"], "bucket": bucket}))
+        return part
 
     def close(self) -> None:
         for writer in self._writers:
             writer.close()
 
     def read(self, k: int) -> pa.Table:
-        """Bucket ``k``, read into memory (not memory-mapped: its pages would count as ours until freed)."""
+        """Part ``k``, read into memory (not memory-mapped: its pages would count as ours until freed)."""
         if self.count == 1:
-            return pa.concat_tables(self._held) if self._held else self._schema.empty_table()
+            return pa.concat_tables(self._held) if self._held else self.schema.empty_table()
         with pa.OSFile(str(self._paths[k])) as source:
             return pa.ipc.open_stream(source).read_all()
+
+
+_KEYS = pa.schema([pa.field("event_key", pa.int64()), pa.field("bucket", pa.int32())])
+
+
+class JobBuckets:
+    """Typed events split by ``job_key`` into buckets (a :class:`Spill`), and the (event_key, bucket) of
+    every event split by ``event_key``, to find copies of an event across buckets one part at a time."""
+
+    def __init__(self, count: int, schema: pa.Schema, directory: Path) -> None:
+        self.count = count
+        self._events = Spill(count, schema, directory, "bucket")
+        self._keys = Spill(count, _KEYS, directory, "keys") if count > 1 else None
+
+    def add(self, events: pa.Table) -> None:
+        bucket = self._events.add(events, events["job_key"].to_numpy())
+        if self._keys is not None:
+            event_keys = events["event_key"].to_numpy()
+            self._keys.add(pa.table({"event_key": event_keys, "bucket": bucket}, schema=_KEYS), event_keys)
+
+    def close(self) -> None:
+        self._events.close()
+        if self._keys is not None:
+            self._keys.close()
+
+    def read(self, k: int) -> pa.Table:
+        return self._events.read(k)
 
     def superseded(self, con: duckdb.DuckDBPyConnection) -> dict[int, npt.NDArray[np.int64]]:
         """Per bucket, the rows that are later copies of an event held in several buckets (the same event_id
         sent for two jobs): every later copy, in whichever bucket, for the fold of one bucket alone cannot
         tell which copy came first."""
-        if self.count == 1 or not self._keys:
+        if self._keys is None:
             return {}
-        native = library()
-        assert native is not None  # a first build runs only with the native fold
-        keys = pa.concat_tables(self._keys).combine_chunks()
-        event_keys = keys["event_key"].to_numpy()
-        buckets = keys["bucket"].to_numpy()
-        flags = keys_in_several_groups(native, event_keys, buckets)
-        contested = pa.array(np.unique(event_keys[flags]))
+        contested = pa.array(
+            np.concatenate([_contested(self._keys.read(m)) for m in range(self._keys.count)])
+        )
         if len(contested) == 0:
             return {}
         copies = pa.concat_tables(self._copies(k, contested) for k in range(self.count))
@@ -106,6 +131,16 @@ class JobBuckets:
         return picked.append_column("bucket", pa.repeat(pa.scalar(k, pa.int32()), len(rows))).append_column(
             "row", pa.array(rows, pa.int64())
         )
+
+
+def _contested(keys: pa.Table) -> npt.NDArray[np.int64]:
+    """The event keys of ``keys`` (event_key, bucket) found in more than one bucket."""
+    native = library()
+    assert native is not None  # a first build runs only with the native fold
+    keys = keys.combine_chunks()
+    event_keys = keys["event_key"].to_numpy()
+    flags = keys_in_several_groups(native, event_keys, keys["bucket"].to_numpy())
+    return np.unique(event_keys[flags]).astype(np.int64)
 
 
 def spill_directory() -> tempfile.TemporaryDirectory[str]:

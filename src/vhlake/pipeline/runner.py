@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -37,9 +38,10 @@ from deltalake import DeltaTable
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.direct_write import DirectWrite
+from vhlake.lake.key_index import KeyIndex
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
 from vhlake.native import library
-from vhlake.pipeline.bulk import JobBuckets, bucket_count, spill_directory
+from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
 from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_and_file, fold_jobs, type_events
@@ -62,6 +64,7 @@ GOLD_INPUTS = [
     "processing_time_ms",
     "user_id",
 ]
+_GOLD_INPUTS = pa.schema([SILVER.schema.field(name) for name in GOLD_INPUTS])
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
 
@@ -145,6 +148,9 @@ class Pipeline:
         self._rows_per_batch = rows_per_batch
         self._build_bucket_rows = build_bucket_rows  # ~170 MB of typed events each
         self._progress: Progress = _silent
+        # Where each job and event is filed (lake/key_index.py): a batch finds its partitions by binary
+        # search instead of scanning the whole job events table.
+        self._places = KeyIndex(lake, JOB_EVENTS, keys=("job_key", "event_key"), partition="job_date")
         self._con = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
@@ -250,7 +256,8 @@ class Pipeline:
         self, run_id: str, done: dict[str, int], rows: int, report: RunReport, stop: threading.Event | None
     ) -> None:
         """The first build (pipeline/bulk.py) of the ``rows`` rows of bronze: typed into job buckets, each
-        bucket folded and written whole, gold computed once, each table committed once; no MERGE.
+        bucket folded and written whole, gold computed from the folded jobs spilled by day, each table
+        committed once; no MERGE.
         A set ``stop`` abandons it (nothing is committed; the next run starts again)."""
         started, clock, target = datetime.now(UTC), time.perf_counter(), report.bronze_to
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vhlake-write")
@@ -261,14 +268,18 @@ class Pipeline:
                 if buckets is None:
                     report.bronze_to = report.bronze_from
                     return
-                gold_inputs = self._fold_buckets(buckets, writes, started, report)
-            pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
-            gold = daily_metrics(self._con, pa.concat_tables(gold_inputs), updated_at=started)
+                days = self._fold_buckets(buckets, writes, started, report, Path(spill))
+                pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
+                # a gold group is of one day: computed a few days at a time, written at once (it is small)
+                gold = pa.concat_tables(
+                    [daily_metrics(self._con, days.read(k), updated_at=started) for k in range(days.count)]
+                )
             report.gold_groups = gold.num_rows
             _write(writes, GOLD, gold)
             for table in DERIVED:  # the pipeline's commit order: job events last
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
+            self._places.refresh()  # indexed now, not in the first incremental run
         except Exception as exc:
             self._log_failure(run_id, -1, target, exc)
             raise
@@ -306,19 +317,28 @@ class Pipeline:
         return None if stop is not None and stop.is_set() else buckets
 
     def _fold_buckets(
-        self, buckets: JobBuckets, writes: dict[str, DirectWrite], now: datetime, report: RunReport
-    ) -> list[pa.Table]:
-        """Each bucket folded into silver rows and filed job events, written; returns gold's inputs."""
-        superseded, gold_inputs = buckets.superseded(self._con), []
+        self,
+        buckets: JobBuckets,
+        writes: dict[str, DirectWrite],
+        now: datetime,
+        report: RunReport,
+        directory: Path,
+    ) -> Spill:
+        """Each bucket folded into silver rows and filed job events, written; returns gold's inputs,
+        spilled by day."""
+        superseded = buckets.superseded(self._con)
+        gold_inputs = Spill(buckets.count, _GOLD_INPUTS, directory, "gold")
         for k in range(buckets.count):
             folded, filed = fold_and_file(
                 self._con, buckets.read(k), updated_at=now, superseded=superseded.get(k)
             )
             _write(writes, SILVER, folded)
             _write(writes, JOB_EVENTS, filed)
-            gold_inputs.append(folded.select(GOLD_INPUTS))
+            days = pc.cast(folded["created_date"], pa.int32()).to_numpy(zero_copy_only=False)
+            gold_inputs.add(folded.select(GOLD_INPUTS).cast(gold_inputs.schema), days.astype(np.int64))
             report.jobs_upserted += folded.num_rows
             self._progress("folding job buckets", k + 1, buckets.count)
+        gold_inputs.close()
         return gold_inputs
 
     def _read_ahead(
@@ -462,7 +482,11 @@ class Pipeline:
 
     def _partitions_of(self, events: pa.Table) -> list[object]:
         """The job_date partitions holding stored events of the jobs of ``events``, or stored copies of
-        them: one scan of two integer key columns, however large the table."""
+        them: from the key index (binary searches, the pages the batch's keys fall in) on a local lake;
+        elsewhere one scan of two integer key columns, however large the table."""
+        indexed = self._places.partitions(events["job_key"], events["event_key"])
+        if indexed is not None:
+            return list(indexed)
         keys = pa.table({"job_key": events["job_key"], "event_key": events["event_key"]})
         with registered(self._con, wanted=keys):
             self._job_events_view()
