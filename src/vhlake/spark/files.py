@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 _CHUNK = 8 * 1024 * 1024
 RANGE_BYTES = 64 * 1024 * 1024
+_MIN_RANGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ def ingest_files(
     """Ingest ``paths`` into bronze and rejects exactly once (see the module); the ranges committed."""
     lake = tables.lake
     work: list[tuple[Plan, int, int, int]] = []  # (plan, start, end, part)
+    # At least two ranges per core where the files allow (a small batch is still read in parallel).
+    total = sum(path.stat().st_size for path in paths)
+    cores = spark.sparkContext.defaultParallelism
+    range_bytes = min(range_bytes, max(_MIN_RANGE_BYTES, total // (2 * cores) + 1))
     for path in paths:
         plan = plan_file(path, range_bytes=range_bytes)
         stored = [lake.txn_version(t, plan.app_id) or 0 for t in (BRONZE, REJECTED)]

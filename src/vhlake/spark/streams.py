@@ -258,6 +258,8 @@ def _partitions_of(new: DataFrame, tables: SparkTables) -> list[object]:
     long the history."""
     from pyspark.sql.functions import broadcast
 
+    if tables.is_empty(JOB_EVENTS):  # a first batch: no history to look through
+        return []
     index = tables.read(JOB_EVENTS).select("job_key", "event_key", "job_date")
     by_job = index.join(broadcast(new.select("job_key").distinct()), "job_key", "left_semi")
     by_event = index.join(broadcast(new.select("event_key").distinct()), "event_key", "left_semi")

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 class SparkTables(Protocol):
     def read(self, table: TableDef) -> DataFrame: ...
 
+    def is_empty(self, table: TableDef) -> bool:
+        """Whether ``table`` holds no row (cheap: from the table's metadata where it can)."""
+        ...
+
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
         """The rows of ``table`` in the partitions where ``column`` (a partition column) is in ``values``."""
         ...
@@ -86,6 +90,9 @@ class DeltaTables:
 
     def read(self, table: TableDef) -> DataFrame:
         return self._spark.read.table(self.name(table))
+
+    def is_empty(self, table: TableDef) -> bool:
+        return bool(self.read(table).isEmpty())
 
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
         from pyspark.sql.functions import col
@@ -255,6 +262,9 @@ class LocalDeltaTables:
 
     def read(self, table: TableDef) -> DataFrame:
         return self._files(table, self.lake.local_files(table) or [])
+
+    def is_empty(self, table: TableDef) -> bool:
+        return not self.lake.local_files(table)
 
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
         return self._files(table, self.lake.local_files(table, where=(column, list(values))) or [])
