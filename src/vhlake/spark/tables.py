@@ -20,7 +20,7 @@ writes, so either engine can continue the other's lake.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,7 +71,8 @@ class SparkTables(Protocol):
 class DeltaTables:
     """Unity Catalog tables ``<catalog>.<schema>.<name>``, created by ``vhlake databricks render``'s DDL.
 
-    ``delta_table`` builds ``delta.tables.DeltaTable.forName`` (tests record the calls made on it)."""
+    ``delta_table`` stands in for ``delta.tables.DeltaTable`` and ``writer`` for ``DataFrame.write``
+    (tests record the calls made on them: Delta's Spark jars cannot run here)."""
 
     def __init__(
         self,
@@ -80,10 +81,12 @@ class DeltaTables:
         catalog: str = "validahub",
         schema: str = "analytics",
         delta_table: Any = None,
+        writer: Callable[[DataFrame], Any] | None = None,
     ) -> None:
         self._spark = spark
         self._prefix = f"{catalog}.{schema}"
         self._delta_table = delta_table
+        self._writer = writer or (lambda rows: rows.write)
 
     def name(self, table: TableDef) -> str:
         return f"{self._prefix}.{table.name}"
@@ -116,8 +119,8 @@ class DeltaTables:
         # without saying so: a skipped write leaves the table's version where it was.
         before = self._version(table)
         (
-            rows.select(*table.schema.names)
-            .write.format("delta")
+            self._writer(rows.select(*table.schema.names))
+            .format("delta")
             .mode("append")
             .option("txnAppId", app_id)
             .option("txnVersion", version)
@@ -148,12 +151,14 @@ class DeltaTables:
     ) -> None:
         from pyspark.sql.functions import lit
 
-        # Every new row, and every touched key left without one (_present NULL), which deletes it.
+        # Every new row, and every touched key left without one (_present NULL), which deletes it. The
+        # partition columns ``touched`` carries join the condition: the MERGE reads those partitions only.
+        match = keys + [c for c in table.partition_by if c in touched.columns and c not in keys]
         present = rows.select(*table.schema.names).withColumn("_present", lit(True))
-        gone = touched.select(*keys).distinct().join(present.select(*keys), keys, "left_anti")
+        gone = touched.select(*match).distinct().join(present.select(*keys), keys, "left_anti")
         source = present.unionByName(gone, allowMissingColumns=True)
         columns = table.schema.names
-        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in match)
         conf = self._spark.conf
         # MERGE takes its idempotency from the session (Delta's DML transaction options).
         conf.set("spark.databricks.delta.write.txnAppId", app_id)
