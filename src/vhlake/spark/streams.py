@@ -227,15 +227,21 @@ def silver_batch(
 
     # Read once, before this batch's writes change what it came from.
     new = job_events(passed).localCheckpoint(eager=True)
-    stored = tables.read_partitions(JOB_EVENTS, "job_date", _partitions_of(new, tables))
-    unseen = new.join(stored.select("event_id"), "event_id", "left_anti").localCheckpoint(eager=True)
-    touched = unseen.select("job_id").distinct()
-    stored_of_touched = stored.join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
-    places = stored_of_touched.select("job_id", "job_date").distinct()
-    # The embedded pipeline may have stored a job's copies of an event: the first received one counts.
-    history = first_copies(stored_of_touched.drop("job_date"))
-    before = fold(history, updated_at=now).localCheckpoint(eager=True)
-    folded = fold(history.unionByName(unseen), updated_at=now).localCheckpoint(eager=True)
+    partitions = _partitions_of(new, tables)
+    if partitions:
+        stored = tables.read_partitions(JOB_EVENTS, "job_date", partitions)
+        unseen = new.join(stored.select("event_id"), "event_id", "left_anti").localCheckpoint(eager=True)
+        touched = unseen.select("job_id").distinct()
+        stored_of_touched = stored.join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
+        places = stored_of_touched.select("job_id", "job_date").distinct()
+        # The embedded pipeline may have stored a job's copies of an event: the first received one counts.
+        history = first_copies(stored_of_touched.drop("job_date"))
+        before = fold(history, updated_at=now).localCheckpoint(eager=True)
+        folded = fold(history.unionByName(unseen), updated_at=now).localCheckpoint(eager=True)
+    else:  # no stored event of these jobs, nor copy of these events: no history to read or fold
+        unseen, places = new, new.selectExpr("job_id", "CAST(NULL AS DATE) AS job_date").limit(0)
+        folded = fold(new, updated_at=now).localCheckpoint(eager=True)
+        before = folded.limit(0)
 
     tables.replace(
         SILVER, folded, keys=SILVER_KEYS, touched=before.select(*SILVER_KEYS), app_id=app_id, version=version

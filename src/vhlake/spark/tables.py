@@ -308,6 +308,9 @@ class LocalDeltaTables:
         if done is not None and done >= version:
             return
         new = _conformed(rows.select(*table.schema.names).toArrow(), table)
+        if not self.lake.local_files(table):  # nothing stored to match: the rows are all new
+            self.lake.append_once(table, new, app_id=app_id, version=version)
+            return
         old = touched.distinct().toArrow()
         gone = old.join(new.select(keys), keys=keys, join_type="left anti")
         self.lake.upsert_once(
