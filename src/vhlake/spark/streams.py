@@ -20,6 +20,7 @@ failure redoes what did not land and changes nothing that did.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,17 +261,11 @@ def silver_batch(
 
 def _partitions_of(new: DataFrame, tables: SparkTables) -> list[object]:
     """The job_date partitions holding stored events of the jobs of ``new``, or stored copies of its
-    events: one scan of two integer columns of the job events (the embedded pipeline's index), however
-    long the history."""
-    from pyspark.sql.functions import broadcast
-
+    events: found from the job events' two integer key columns (the embedded pipeline's index), never
+    from a join with the history itself."""
     if tables.is_empty(JOB_EVENTS):  # a first batch: no history to look through
         return []
-    index = tables.read(JOB_EVENTS).select("job_key", "event_key", "job_date")
-    by_job = index.join(broadcast(new.select("job_key").distinct()), "job_key", "left_semi")
-    by_event = index.join(broadcast(new.select("event_key").distinct()), "event_key", "left_semi")
-    dates = by_job.select("job_date").union(by_event.select("job_date")).distinct().collect()
-    return sorted(row[0] for row in dates)
+    return tables.partitions_holding(new.select("job_key", "event_key"))
 
 
 def bronze_to_silver_stream(
@@ -392,10 +387,17 @@ def run_all(
     files_to_bronze_stream(
         new_files(spark, str(directory), glob=glob, max_files_per_trigger=max_files_per_trigger),
         tables,
-        checkpoint=str(out / "_checkpoints" / "ingest"),
+        checkpoint=str(out / "_checkpoints" / _ingest_checkpoint(directory, glob)),
         source_system=source_system,
         range_bytes=range_bytes,
     ).awaitTermination()
     stage("bronze → quarantine + silver → gold")
     bronze_to_silver_local(tables, rows_per_batch=rows_per_batch)
     return {table.name: count_rows(lake, table) for table in LOCAL_TABLES}
+
+
+def _ingest_checkpoint(directory: Path, glob: str) -> str:
+    """The file stream's checkpoint for one source (a directory and a glob): a stream's checkpoint is
+    bound to its source, and another ``--events`` on the same lake is another stream. What was ingested
+    is in the Delta log either way (``file:<sha256>``), so no file is ingested twice across them."""
+    return "ingest-" + hashlib.sha256(f"{directory.resolve()}/{glob}".encode()).hexdigest()[:16]

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, TableDef
+from vhlake.lake.tables import BRONZE, JOB_EVENTS, TableDef
 from vhlake.spark.jobs import schema_ddl
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ class SparkTables(Protocol):
 
     def is_empty(self, table: TableDef) -> bool:
         """Whether ``table`` holds no row (cheap: from the table's metadata where it can)."""
+        ...
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        """The job events' ``job_date`` partitions holding a row with one of ``keys``' ``job_key`` or
+        ``event_key`` values (a scan of those two integer columns only)."""
         ...
 
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
@@ -96,6 +101,16 @@ class DeltaTables:
 
     def is_empty(self, table: TableDef) -> bool:
         return bool(self.read(table).isEmpty())
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        from pyspark.sql.functions import broadcast
+
+        # Two columns of the job events, skipped by file where they are clustered (Z-order/liquid on job_key).
+        index = self.read(JOB_EVENTS).select("job_key", "event_key", "job_date")
+        by_job = index.join(broadcast(keys.select("job_key").distinct()), "job_key", "left_semi")
+        by_event = index.join(broadcast(keys.select("event_key").distinct()), "event_key", "left_semi")
+        dates = by_job.select("job_date").union(by_event.select("job_date")).distinct().collect()
+        return sorted(row[0] for row in dates)
 
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
         from pyspark.sql.functions import col
@@ -270,6 +285,24 @@ class LocalDeltaTables:
 
     def is_empty(self, table: TableDef) -> bool:
         return not self.lake.local_files(table)
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        # The keys (a batch's worth of integers) to the driver, and DuckDB over the two columns of the
+        # local files, as the embedded pipeline looks them up (4M events: well under a second, where two
+        # Spark semi-joins took 7-15 s on this machine).
+        import duckdb
+
+        from vhlake.query.arrow_sql import registered
+        from vhlake.query.lake_relations import table_relation
+
+        con = duckdb.connect()
+        with registered(con, wanted=keys.toArrow()):
+            table_relation(con, self.lake, JOB_EVENTS).create_view("job_events")
+            found = con.sql(
+                """SELECT DISTINCT job_date FROM job_events
+                WHERE job_key IN (SELECT job_key FROM wanted) OR event_key IN (SELECT event_key FROM wanted)"""
+            ).to_arrow_table()
+        return sorted(found["job_date"].to_pylist())
 
     def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
         return self._files(table, self.lake.local_files(table, where=(column, list(values))) or [])
