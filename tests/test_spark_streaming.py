@@ -1,6 +1,7 @@
-"""The streaming Spark jobs (file source in place of Kafka, Parquet in place of Delta) land what the embedded
-ingest and pipeline land: the same bronze, rejects, quarantine, silver and gold, batch after batch, and a
-micro-batch run again changes nothing."""
+"""The streaming Spark jobs (file source in place of Kafka, Delta through delta-rs in place of Delta's jars)
+land what the embedded ingest and pipeline land: the same bronze, rejects, quarantine, silver and gold, batch
+after batch; a micro-batch run again changes nothing; a micro-batch reads only the partitions it touches; and
+the two engines take turns on one lake."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from conftest import kill_when
-from test_spark_jobs import rows, same, written
+from test_spark_jobs import rows, same
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
@@ -49,25 +51,29 @@ def embedded(lake: Lake, table: TableDef) -> pa.Table:
     return pa.table(lake.open(table).to_pyarrow_table())  # type: ignore[union-attr]
 
 
+def written(out: Path, table: TableDef) -> pa.Table:
+    """A table of the lake the Spark jobs wrote, as any Delta reader sees it."""
+    delta = Lake(str(out)).open(table)
+    return table.schema.empty_table() if delta is None else pa.table(delta.to_pyarrow_table())
+
+
 def comparable(table: pa.Table, spec: TableDef) -> list[dict[str, Any]]:
     """Rows without what differs by design: when each engine ingested them."""
     drop = [c for c in ("ingestion_time", "ingestion_date") if c in table.column_names]
     return rows(table.drop_columns(drop), KEYS[spec.name])
 
 
-def assert_same_lake(lake: Lake, out: Path) -> None:
+def assert_same_lake(lake: Lake, out: Path, *, spark_only: bool = True) -> None:
     for table in (BRONZE, REJECTED, QUARANTINE):
         theirs, ours = comparable(embedded(lake, table), table), comparable(written(out, table), table)
         assert theirs == ours, table.name
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), comparable(written(out, table), table))
-    # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it folds.
-    stored = written(out, JOB_EVENTS)["event_id"]
-    assert (
-        len(stored)
-        == len(set(stored.to_pylist()))
-        == len(set(embedded(lake, JOB_EVENTS)["event_id"].to_pylist()))
-    )
+    # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it
+    # folds (on a lake both engines wrote, some copies are the embedded engine's).
+    stored = written(out, JOB_EVENTS)["event_id"].to_pylist()
+    assert len(set(stored)) == len(set(embedded(lake, JOB_EVENTS)["event_id"].to_pylist()))
+    assert len(stored) == len(set(stored)) or not spark_only
 
 
 def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path) -> None:
@@ -81,7 +87,10 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
     lake = Lake(str(tmp_path / "lake"))
     ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)
 
-    counts = run_all(spark, tmp_path / "events", out, source_system="test", max_files_per_trigger=1)
+    # Ranges of 16 KiB: each file is read as several line ranges, numbered as vhlake ingest numbers them.
+    counts = run_all(
+        spark, tmp_path / "events", out, source_system="test", max_files_per_trigger=1, range_bytes=1 << 14
+    )
     for file in files:
         ingestor.ingest_file(file)
     Pipeline(lake).run()
@@ -105,13 +114,13 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
 
 def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> None:
     from vhlake.spark.streams import silver_batch
-    from vhlake.spark.tables import ParquetTables
+    from vhlake.spark.tables import LocalDeltaTables
 
     (file,) = feed(tmp_path / "events", parts=1)
     lake = Lake(str(tmp_path / "lake"))
     BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16).ingest_file(file)
     out = tmp_path / "spark"
-    tables = ParquetTables(spark, out)
+    tables = LocalDeltaTables(spark, Lake(str(out)))
     bronze = spark.createDataFrame(embedded(lake, BRONZE))
     first, second = bronze.randomSplit([0.5, 0.5], seed=3)
 
@@ -153,9 +162,9 @@ def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
     assert written(out, SILVER).num_rows == silver
 
     refused = runner.invoke(
-        app, ["spark", "run-all", "--events", str(file), "--out", str(out), "--format", "delta"]
+        app, ["spark", "run-all", "--events", str(file), "--out", str(out), "--format", "parquet"]
     )
-    assert refused.exit_code == 2 and "Databricks" in refused.output
+    assert refused.exit_code == 2 and "Delta" in refused.output
     missing = runner.invoke(
         app, ["spark", "run-all", "--events", str(tmp_path / "nope.jsonl"), "--out", str(out)]
     )
@@ -205,10 +214,13 @@ def gold_row(day: str, category: str, total: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def test_parquet_tables_replace_moves_and_deletes_rows_and_append_once(spark: Any, tmp_path: Path) -> None:
-    from vhlake.spark.tables import ParquetTables
+def test_local_delta_tables_replace_moves_and_deletes_rows_and_append_once(
+    spark: Any, tmp_path: Path
+) -> None:
+    from vhlake.spark.tables import LocalDeltaTables
 
-    tables = ParquetTables(spark, tmp_path)
+    lake = Lake(str(tmp_path))
+    tables = LocalDeltaTables(spark, lake)
 
     def frame(*rows: dict[str, Any]) -> Any:
         return spark.createDataFrame(pa.Table.from_pylist(list(rows), schema=GOLD.schema))
@@ -226,6 +238,7 @@ def test_parquet_tables_replace_moves_and_deletes_rows_and_append_once(spark: An
     assert tables.append(GOLD, start, app_id="t", version=0)
     assert not tables.append(GOLD, start, app_id="t", version=0)  # the same batch again: nothing
     assert stored() == {("2026-10-01", "a", 1), ("2026-11-01", "b", 2), ("2026-11-02", "c", 3)}
+    assert lake.txn_version(GOLD, "t") == 0
 
     # October's only row goes, c changes and d is new; b is not touched.
     touched = frame(
@@ -234,55 +247,103 @@ def test_parquet_tables_replace_moves_and_deletes_rows_and_append_once(spark: An
     rows = frame(gold_row("2026-11-02", "c", 30), gold_row("2026-11-03", "d", 4))
     tables.replace(GOLD, rows, keys=keys, touched=touched.select(*keys), app_id="t", version=1)
     assert stored() == {("2026-11-01", "b", 2), ("2026-11-02", "c", 30), ("2026-11-03", "d", 4)}
-    assert not list((tmp_path / GOLD.relative_path / "year=2026" / "month=10").glob("*.parquet"))
+    version = lake.open(GOLD).version()  # type: ignore[union-attr]
+    tables.replace(GOLD, frame(), keys=keys, touched=touched.select(*keys), app_id="t", version=1)
+    assert lake.open(GOLD).version() == version  # type: ignore[union-attr]  # done: not even a commit
 
-    # What an attempt of batch 2 that died before its marker left is replaced, not added to.
+    # Files an attempt of batch 2 wrote before it died are not in the log: they are not rows.
     leftover = next((tmp_path / GOLD.relative_path).rglob("*.parquet"))
-    (leftover.parent / "part-t-2-00000.parquet").write_bytes(leftover.read_bytes())
+    (leftover.parent / "part-orphan.parquet").write_bytes(leftover.read_bytes())
     assert tables.append(GOLD, frame(gold_row("2026-11-04", "e", 5)), app_id="t", version=2)
     assert len(written(tmp_path, GOLD)) == 4
+    assert tables.read(GOLD).count() == 4
 
 
-def test_a_dedupe_window_bounds_how_far_back_copies_are_looked_for(spark: Any, tmp_path: Path) -> None:
-    from datetime import timedelta
+class RecordingTables:
+    """The local Delta tables, noting which partitions each micro-batch reads."""
+
+    def __init__(self, spark: Any, lake: Lake) -> None:
+        from vhlake.spark.tables import LocalDeltaTables
+
+        self.inner = LocalDeltaTables(spark, lake)
+        self.partitions_read: list[tuple[str, list[Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read_partitions(self, table: TableDef, column: str, values: Any) -> Any:
+        self.partitions_read.append((table.name, sorted(values)))
+        return self.inner.read_partitions(table, column, values)
+
+
+def test_a_micro_batch_reads_only_the_partitions_of_its_jobs(spark: Any, tmp_path: Path) -> None:
+    from datetime import date
 
     from vhlake.spark.streams import silver_batch
-    from vhlake.spark.tables import ParquetTables
 
     (file,) = feed(tmp_path / "events", parts=1)
     lake = Lake(str(tmp_path / "lake"))
     BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16).ingest_file(file)
-    bronze = spark.createDataFrame(embedded(lake, BRONZE)).limit(50).cache()
-    for window, copies in ((None, 1), (timedelta(microseconds=1), 2)):
-        tables = ParquetTables(spark, tmp_path / f"out-{copies}")
-        silver_batch(bronze, 0, tables)
-        # The same events again later (a producer's retry): found among the stored ones, unless they were
-        # stored before the window.
-        silver_batch(bronze, 1, tables, dedupe_window=window)
-        stored = written(tables.root, JOB_EVENTS)["event_id"].to_pylist()
-        assert len(stored) == copies * len(set(stored)) > 0
+    bronze = embedded(lake, BRONZE)
+    tables = RecordingTables(spark, Lake(str(tmp_path / "spark")))
+    silver_batch(spark.createDataFrame(bronze), 0, tables)  # type: ignore[arg-type]
+    history = written(tmp_path / "spark", JOB_EVENTS)
+    days = set(history["job_date"].to_pylist())
+    assert len(days) > 20
+
+    # A late event of one job, and a copy of another job's event sent again for a third job.
+    jobs = history.group_by("job_id").aggregate([("job_date", "min")]).sort_by("job_id").to_pylist()
+    late, copied = jobs[0], jobs[1]
+    stored_ids = pa.array(history["event_id"].to_pylist())
+
+    def stored_event_of(job: str) -> dict[str, Any]:
+        mine = bronze.filter(pc.equal(bronze["job_id"], job))
+        return mine.filter(pc.is_in(mine["event_id"], value_set=stored_ids)).slice(0, 1).to_pylist()[0]
+
+    late_event, copy = stored_event_of(late["job_id"]), stored_event_of(copied["job_id"])
+    late_event |= {"event_id": "late-one", "source_offset": 10_000_001}
+    copy |= {"job_id": "a-new-job", "source_offset": 10_000_002}
+    batch = pa.Table.from_pylist([late_event, copy], schema=bronze.schema)
+    tables.partitions_read.clear()
+    silver_batch(spark.createDataFrame(batch), 1, tables)  # type: ignore[arg-type]
+    read = dict(tables.partitions_read)
+    assert read[JOB_EVENTS.name] == sorted({late["job_date_min"], copied["job_date_min"]})
+    assert all(isinstance(day, date) for day in read[JOB_EVENTS.name])
+    # The copy stays with the job it was first received for; the late event joined its job.
+    stored = written(tmp_path / "spark", JOB_EVENTS)
+    assert "a-new-job" not in set(stored["job_id"].to_pylist())
+    assert stored.num_rows == history.num_rows + 1
 
 
-def killed_when_it_appears(command: list[str], appears: Path, log: Path) -> None:
-    """Run ``command`` and SIGKILL it, Spark's JVM and workers included, once ``appears`` exists."""
+def killed_when(command: list[str], ready: Any, log: Path) -> None:
+    """Run ``command`` and SIGKILL it, Spark's JVM and workers included, once ``ready()``."""
     with log.open("wb") as output:
         child = subprocess.Popen(command, stdout=output, stderr=output, start_new_session=True)
-    kill_when(child, appears.exists, session=True, timeout_s=240)
+    kill_when(child, ready, session=True, timeout_s=240)
+
+
+def logged(out: Path, table: TableDef, app_id: str) -> bool:
+    """Whether ``app_id`` committed to ``table`` (read from its Delta log's commits, cheaply)."""
+    log = out / table.relative_path / "_delta_log"
+    return any(f'"appId":"{app_id}"' in commit.read_text() for commit in sorted(log.glob("*.json")))
 
 
 def test_run_all_killed_mid_batch_and_run_again_lands_every_event_once(tmp_path: Path) -> None:
+    from vhlake.ingest.files import file_digest
+    from vhlake.pipeline.runner import PIPELINE_APP
+
     files = feed(tmp_path / "events", parts=3)
+    apps = [f"file:{file_digest(file)[0]}" for file in files]
     out = tmp_path / "spark"
     command = [sys.executable, "-m", "vhlake", "spark", "run-all", "--events", str(tmp_path / "events")]
     command += ["--out", str(out), "--files-per-batch", "1", "--source-system", "test"]
-    txn = out / "_txn"
-    # Killed once the first ingest batch committed (the next one is under way), then once the first
+    # Killed once a first file is in bronze (the next one is under way), then once the first
     # bronze → silver batch stored its quarantine (its silver, gold and events are under way).
     log = tmp_path / "run-all.log"
-    killed_when_it_appears(command, txn / BRONZE.name / "vhlake_ingest", log)
-    assert int((txn / BRONZE.name / "vhlake_ingest").read_text()) < len(files) - 1  # killed mid-ingest
-    killed_when_it_appears(command, txn / QUARANTINE.name / "vhlake_bronze_to_silver", log)
-    assert not (txn / JOB_EVENTS.name / "vhlake_bronze_to_silver").exists()  # killed mid-batch
+    killed_when(command, lambda: any(logged(out, BRONZE, app) for app in apps), log)
+    assert not all(logged(out, BRONZE, app) for app in apps)  # killed mid-ingest
+    killed_when(command, lambda: logged(out, QUARANTINE, PIPELINE_APP), log)
+    assert not logged(out, JOB_EVENTS, PIPELINE_APP)  # killed mid-batch
     finished = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
     assert finished.returncode == 0, finished.stderr[-3000:]
 
@@ -292,3 +353,34 @@ def test_run_all_killed_mid_batch_and_run_again_lands_every_event_once(tmp_path:
         ingestor.ingest_file(file)
     Pipeline(lake).run()
     assert_same_lake(lake, out)
+
+
+def test_the_engines_take_turns_on_one_lake(spark: Any, tmp_path: Path) -> None:
+    from vhlake.spark.streams import run_all
+
+    files = feed(tmp_path / "events", parts=4)
+    shared, alone = Lake(str(tmp_path / "shared")), Lake(str(tmp_path / "alone"))
+    spark_turn = tmp_path / "spark-turn"
+    spark_turn.mkdir()
+
+    def embedded_turn(lake: Lake, *turn: Path) -> None:
+        ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)
+        for file in turn:
+            ingestor.ingest_file(file)
+        Pipeline(lake).run()
+
+    # Spark first, the embedded engine next (it finds nothing left to do, then goes on), Spark again
+    # (a file the embedded engine ingested is not ingested twice).
+    for file in files[:2]:
+        file.rename(spark_turn / file.name)
+    run_all(spark, spark_turn, Path(shared.uri), source_system="test")
+    assert Pipeline(shared).run().was_noop
+    files[2].rename(spark_turn / files[2].name)
+    embedded_turn(shared, spark_turn / files[2].name)
+    files[3].rename(spark_turn / files[3].name)
+    counts = run_all(spark, spark_turn, Path(shared.uri), source_system="test")
+
+    embedded_turn(alone, *sorted(spark_turn.glob("*.jsonl")))
+    assert_same_lake(alone, Path(shared.uri), spark_only=False)
+    assert counts[BRONZE.name] == embedded(alone, BRONZE).num_rows
+    assert Pipeline(shared).run().was_noop

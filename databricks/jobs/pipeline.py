@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 
 from pyspark.sql import SparkSession
 
@@ -22,24 +21,16 @@ def main() -> None:
     parser.add_argument("--schema", default="analytics")
     parser.add_argument("--step", choices=["silver", "gold"], required=True)
     parser.add_argument("--max-files-per-trigger", type=int, default=1_000)
-    parser.add_argument(
-        "--dedupe-window-hours",
-        type=float,
-        default=None,
-        help="look for copies of an event among those ingested this far back (default: all stored events)",
-    )
     args = parser.parse_args()
 
     spark = SparkSession.builder.getOrCreate()
     tables = DeltaTables(spark, catalog=args.catalog, schema=args.schema)
     checkpoints = f"/Volumes/{args.catalog}/{args.schema}/checkpoints"
     if args.step == "silver":
-        window = None if args.dedupe_window_hours is None else timedelta(hours=args.dedupe_window_hours)
         query = bronze_to_silver_stream(
             tables,
             checkpoint=f"{checkpoints}/bronze_to_silver",
             max_files_per_trigger=args.max_files_per_trigger,
-            dedupe_window=window,
         )
     else:
         query = silver_to_gold_stream(

@@ -68,9 +68,10 @@ def run_all_command(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="parquet (Delta runs on Databricks: databricks/databricks.yml deploys the jobs)."
+            "--format",
+            help="delta: --out becomes a Delta lake (the one vhlake query and vhlake pipeline run read).",
         ),
-    ] = "parquet",
+    ] = "delta",
     source_system: Annotated[
         str, typer.Option(help="source_system of events that do not name their own.")
     ] = "vhlake-spark",
@@ -88,17 +89,17 @@ def run_all_command(
     """Events files → bronze → silver → gold with the streaming jobs, on local Spark or a cluster.
 
     The jobs run as they do on Databricks, with a file source in place of Kafka: events → bronze (and
-    rejects) → quarantine + silver → gold, written as Parquet under --out/<layer>/<table>. Given a
-    directory, run it again after adding files to it and only the new ones are read (the streams'
-    checkpoints are in --out/_checkpoints).
+    rejects) → quarantine + silver → gold, written as Delta tables (through delta-rs) in the lake --out,
+    which vhlake query, vhlake pipeline run and the API read. Run it again after adding files and only the
+    new ones are read (the file stream's checkpoint is in --out/_checkpoints).
 
     Example: vhlake spark run-all --events events.jsonl --out /tmp/vhlake-spark [--master spark://host:7077]"""
     from vhlake.spark.streams import run_all
 
-    if fmt != "parquet":
+    if fmt != "delta":
         err.print(
-            "error: run-all writes parquet; the Delta jobs run on Databricks (vhlake databricks render, "
-            "then databricks bundle deploy)"
+            "error: run-all writes a Delta lake (--format delta); Parquet output is vhlake spark build's. "
+            "On Databricks the jobs run on Unity Catalog tables (vhlake databricks render)"
         )
         raise typer.Exit(2)
     if not events.exists():

@@ -27,6 +27,7 @@ from deltalake import (
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction
 
 from vhlake.errors import LakeError
 from vhlake.lake.tables import TableDef
@@ -145,6 +146,37 @@ class Lake:
             return PositionedAppend(fresh, stored)
 
         return self._until_accepted(table, "write", attempt)
+
+    def add_files_once(
+        self,
+        table: TableDef,
+        actions: Sequence[AddAction],
+        *,
+        app_id: str,
+        version: int,
+        start: int | None = None,
+    ) -> bool:
+        """Add Parquet files already written under the table's directory (by other processes, e.g. Spark
+        executors) in one commit with ``(app_id, version)``, unless that version is committed; the same
+        checks as :meth:`append_once`. True when this call committed."""
+
+        def check(done: int | None) -> None:
+            if done is not None and start is not None and start < done:
+                raise LakeError(
+                    f"{table.name}: files for ({start}, {version}] of {app_id} overlap the committed "
+                    f"position {done}; refusing to add duplicates"
+                )
+
+        def commit() -> None:
+            self.ensure(table).create_write_transaction(
+                list(actions),
+                mode="append",
+                schema=table.schema,
+                partition_by=list(table.partition_by) or None,
+                commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
+            )
+
+        return self._commit_once(table, app_id, version, commit, check=check, verb="add files to")
 
     def _commit_once(
         self,

@@ -50,19 +50,17 @@ class _File:
             self.writer.write_table(rows)
 
 
-class DirectWrite:
-    """The new contents of ``table``, written part by part, committed once (replacing what was there)."""
+class _PartitionFiles:
+    """One open Parquet file per partition of ``table`` under its directory ``root``, named as Delta names
+    them; closing gives the add actions that make them part of the table."""
 
-    def __init__(self, lake: Lake, table: TableDef, pool: ThreadPoolExecutor) -> None:
-        if not lake.is_local:
-            raise LakeError(f"{table.name}: direct writes need a local lake")
-        self._lake, self._table = lake, table
-        self._root = Path(lake.table_uri(table))
-        self._schema = pa.schema([f for f in table.schema if f.name not in table.partition_by])
+    def __init__(self, root: Path, table: TableDef) -> None:
+        self._root, self._table = root, table
+        self.schema = pa.schema([f for f in table.schema if f.name not in table.partition_by])
         # Dictionaries pay off only on repeated values: not on ids, paths or timestamps (measured: a
         # dictionary attempt on a timestamp column costs 5x its plain write).
-        described = [f.name for f in self._schema if f.name not in table.opaque_columns]
-        repeated = [name for name in described if not pa.types.is_timestamp(self._schema.field(name).type)]
+        described = [f.name for f in self.schema if f.name not in table.opaque_columns]
+        repeated = [name for name in described if not pa.types.is_timestamp(self.schema.field(name).type)]
         self._options = {
             "compression": table.compression,
             "compression_level": 1 if table.compression == "zstd" else None,
@@ -70,6 +68,65 @@ class DirectWrite:
             "write_statistics": described,
         }
         self._files: dict[tuple[object, ...], _File] = {}
+
+    def file(self, values: tuple[object, ...]) -> _File:
+        held = self._files.get(values)
+        if held is None:
+            partition = {
+                name: None if value is None else partition_text(value)
+                for name, value in zip(self._table.partition_by, values, strict=True)
+            }
+            folders = [
+                f"{name}={quote(text or _NULL_PARTITION, safe='')}" for name, text in partition.items()
+            ]
+            relative = "/".join([*folders, f"part-{uuid.uuid4()}-c000.{self._table.compression}.parquet"])
+            (self._root / relative).parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(self._root / relative, self.schema, **self._options)
+            held = self._files[values] = _File(relative, writer, partition)
+        return held
+
+    def close(self) -> list[AddAction]:
+        """Close every file; the add actions for them."""
+        actions = [self._close(f) for f in self._files.values()]
+        self._files.clear()
+        return actions
+
+    def abandon(self) -> None:
+        """Close every file and delete it (nothing references them)."""
+        for f in self._files.values():
+            f.writer.close()
+            (self._root / f.relative).unlink(missing_ok=True)
+        self._files.clear()
+
+    def _close(self, f: _File) -> AddAction:
+        f.writer.close()
+        path = self._root / f.relative
+        stats = _statistics(pq.read_metadata(path), self.schema)
+        return AddAction(
+            f.relative, path.stat().st_size, f.partition, int(time.time() * 1000), True, json.dumps(stats)
+        )
+
+
+def write_files(root: Path, table: TableDef, rows: pa.Table) -> list[AddAction]:
+    """``rows`` (the table's columns) written under the table's directory ``root``, a file per partition,
+    not yet in the Delta log: the add actions a commit makes them part of the table with. For writers in
+    other processes than the committer's (Spark executors); an empty ``rows`` writes nothing."""
+    files = _PartitionFiles(root, table)
+    if rows.num_rows:
+        rows = rows.select(table.schema.names).cast(table.schema)
+        for values, part in _by_partition(rows, table.partition_by):
+            files.file(values).append(part.select(files.schema.names))
+    return files.close()
+
+
+class DirectWrite:
+    """The new contents of ``table``, written part by part, committed once (replacing what was there)."""
+
+    def __init__(self, lake: Lake, table: TableDef, pool: ThreadPoolExecutor) -> None:
+        if not lake.is_local:
+            raise LakeError(f"{table.name}: direct writes need a local lake")
+        self._lake, self._table = lake, table
+        self._files = _PartitionFiles(Path(lake.table_uri(table)), table)
         self._pool = pool
         self._pending: list[Future[None]] = []
 
@@ -84,7 +141,7 @@ class DirectWrite:
             return
         rows = rows.select(self._table.schema.names).cast(self._table.schema)
         self._pending = [
-            self._pool.submit(self._file(values).append, part.select(self._schema.names))
+            self._pool.submit(self._files.file(values).append, part.select(self._files.schema.names))
             for values, part in _by_partition(rows, self._table.partition_by)
         ]
 
@@ -97,7 +154,7 @@ class DirectWrite:
         """Replace the table's files with the written ones and record ``(app_id, version)``, in one commit."""
         self._wait()
         delta = self._lake.ensure(self._table)
-        actions: list[AddAction | RemoveAction] = [self._close(f) for f in self._files.values()]
+        actions: list[AddAction | RemoveAction] = [*self._files.close()]
         try:
             delta.create_write_transaction(
                 actions,
@@ -108,7 +165,6 @@ class DirectWrite:
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot commit the rewrite of {self._table.name}: {exc}") from exc
-        self._files.clear()
 
     def close(self) -> None:
         """Abandon what was not committed: close its files and delete them (nothing references them)."""
@@ -118,34 +174,7 @@ class DirectWrite:
             if not future.cancelled():
                 future.exception()  # finished, whatever its outcome: the file is free to close
         self._pending = []
-        for f in self._files.values():
-            f.writer.close()
-            (self._root / f.relative).unlink(missing_ok=True)
-        self._files.clear()
-
-    def _file(self, values: tuple[object, ...]) -> _File:
-        held = self._files.get(values)
-        if held is None:
-            partition = {
-                name: None if value is None else partition_text(value)
-                for name, value in zip(self._table.partition_by, values, strict=True)
-            }
-            folders = [
-                f"{name}={quote(text or _NULL_PARTITION, safe='')}" for name, text in partition.items()
-            ]
-            relative = "/".join([*folders, f"part-{uuid.uuid4()}-c000.{self._table.compression}.parquet"])
-            (self._root / relative).parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(self._root / relative, self._schema, **self._options)
-            held = self._files[values] = _File(relative, writer, partition)
-        return held
-
-    def _close(self, f: _File) -> AddAction:
-        f.writer.close()
-        path = self._root / f.relative
-        stats = _statistics(pq.read_metadata(path), self._schema)
-        return AddAction(
-            f.relative, path.stat().st_size, f.partition, int(time.time() * 1000), True, json.dumps(stats)
-        )
+        self._files.abandon()
 
 
 def _by_partition(rows: pa.Table, columns: tuple[str, ...]) -> list[tuple[tuple[object, ...], pa.Table]]:

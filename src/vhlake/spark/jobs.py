@@ -163,11 +163,16 @@ def check(
 def job_events(passed: DataFrame) -> DataFrame:
     """The first received copy of each event that passed, typed as the fold reads it."""
     spark = passed.sparkSession  # the frame's own: inside foreachBatch, the micro-batch's session
-    firsts = spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=passed).drop("copy")
+    firsts = first_copies(passed)
     return spark.sql(
         EVENTS_SQL.format(source="{frame}", payload=payload_ddl(), payload_columns=_payload_columns("p.")),
         frame=firsts,
     )
+
+
+def first_copies(events: DataFrame) -> DataFrame:
+    """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events)."""
+    return events.sparkSession.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=events).drop("copy")
 
 
 def fold(events: DataFrame, *, updated_at: datetime) -> DataFrame:

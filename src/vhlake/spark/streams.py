@@ -2,42 +2,47 @@
 
 - ``records_to_bronze_stream`` (kafka_to_bronze): raw records into bronze and rejects. Parsing runs the
   embedded ingest's own parser (``vhlake.ingest.parse``, DuckDB over Arrow) inside ``mapInArrow``, so
-  bronze, ``_rescued_data`` and the rejects are the same whichever engine ingested the records.
-- ``bronze_to_silver_stream`` (``silver_batch`` per micro-batch): each micro-batch is checked
-  (quarantine), deduplicated (the first received copy of an event wins, against the events already
-  stored), and the jobs it touches are folded again from their whole history and upserted into silver.
-- ``silver_to_gold_stream`` (``gold_batch``): the (date, marketplace, category) groups a change to silver
-  touches are recomputed from silver and replaced in gold. On Delta it reads silver's change data feed;
-  locally (Parquet, no change feed) ``silver_batch`` hands it each batch's changes in the same shape.
+  bronze, ``_rescued_data`` and the rejects are the same whichever engine ingested the records. Files
+  go through ``files_to_bronze_stream`` (``vhlake.spark.files``: by line ranges, any size).
+- ``silver_batch`` per micro-batch of bronze: checked (quarantine), deduplicated (the first received copy
+  of an event wins, against the events already stored), and the jobs it touches folded again from their
+  whole history and upserted into silver. What it reads follows the batch, as in the embedded pipeline:
+  the job events table is filed by ``job_date``; a scan of its two integer key columns finds the
+  partitions holding the batch's jobs (or earlier copies of its events), and only those are read.
+- ``gold_batch``: the (date, marketplace, category) groups a change to silver touches are recomputed from
+  silver's partitions of those dates and replaced in gold. On Databricks ``silver_to_gold_stream`` feeds
+  it silver's change data feed; ``silver_batch(gold=True)`` hands it each batch's changes directly.
 
-Every write of a micro-batch is idempotent by ``(app_id, batch_id)`` (see ``vhlake.spark.tables``), and
-``silver_batch`` stores a batch's events last: a batch run again after a failure redoes what did not land
-and changes nothing that did.
+Every write of a micro-batch is idempotent by ``(app_id, version)`` (see ``vhlake.spark.tables``), and
+``silver_batch`` writes in the embedded pipeline's order, its events last: a batch run again after a
+failure redoes what did not land and changes nothing that did.
 """
 
 from __future__ import annotations
 
 import re
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vhlake.ingest.files import split_lines
 from vhlake.ingest.parse import new_parser_connection, parse_records
+from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
-from vhlake.spark.jobs import check, fold, job_events, schema_ddl, silver_to_gold
-from vhlake.spark.tables import SparkTables, local_path
+from vhlake.pipeline.runner import CANARY_SOURCE, DERIVED, PIPELINE_APP
+from vhlake.spark.files import RANGE_BYTES, ingest_files
+from vhlake.spark.jobs import check, first_copies, fold, job_events, schema_ddl, silver_to_gold
+from vhlake.spark.tables import DeltaTables, LocalDeltaTables, SparkTables, count_rows, local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming.query import StreamingQuery
 
-RAW = pa.schema([("source", pa.string()), ("source_offset", pa.int64()), ("raw", pa.binary())])
 # One row per parsed record: bronze's columns, then the rejects' (error is NULL for a bronze row).
 PARSED = pa.schema(
     [
@@ -49,9 +54,6 @@ PARSED = pa.schema(
         ),
     ]
 )
-GOLD_KEYS = ["date", "marketplace", "category"]
-
-
 # ---- sources of raw records -------------------------------------------------------------------------
 
 
@@ -92,40 +94,9 @@ def records_of_messages(messages: DataFrame) -> DataFrame:
     )
 
 
-def file_records(
-    spark: SparkSession, directory: str, *, glob: str = "*.jsonl", max_files_per_trigger: int | None = None
-) -> DataFrame:
-    """New JSON-lines files in ``directory`` (or matching a glob) as raw records, numbered by line as ``vhlake ingest`` numbers
-    them (``source`` = ``file:<path>``). Each file is read whole (Spark's binary files: under 2 GiB)."""
-    reader = (
-        spark.readStream.format("binaryFile")
-        .schema("path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY")
-        .option("pathGlobFilter", glob)
-    )
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
-    return reader.load(directory).select("path", "content").mapInArrow(_lines_of_files, schema_ddl(RAW))
-
-
 def _glob_escaped(path: Path) -> str:
     """``path`` with Hadoop's glob characters escaped: it matches only itself."""
     return re.sub(r"([\\*?\[\]{},])", r"\\\1", str(path))
-
-
-def _lines_of_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        for path, content in zip(batch["path"].to_pylist(), batch["content"], strict=True):
-            # A view of the file's bytes in the batch, not a copy of them.
-            records, _ = split_lines(memoryview(content.as_buffer()), first_line=1, at_file_start=True)
-            source = f"file:{local_path(path)}" if path.startswith("file:") else path
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "source": pa.repeat(pa.scalar(source), records.num_rows),
-                    "source_offset": records["source_offset"].combine_chunks(),
-                    "raw": records["raw"].cast(pa.binary()).combine_chunks(),
-                },
-                schema=RAW,
-            )
 
 
 # ---- raw records → bronze and rejects ---------------------------------------------------------------
@@ -189,117 +160,184 @@ def records_to_bronze_stream(
     return _start(records, write_batch, checkpoint=checkpoint, available_now=available_now)
 
 
+def new_files(
+    spark: SparkSession, directory: str, *, glob: str = "*.jsonl", max_files_per_trigger: int | None = None
+) -> DataFrame:
+    """The paths of new files in ``directory`` as a stream (their content is not read here)."""
+    reader = (
+        spark.readStream.format("binaryFile")
+        .schema("path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY")
+        .option("pathGlobFilter", glob)
+    )
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
+    # Only the path is selected, so Spark never loads a file's bytes (it did: files larger than the
+    # JVM's heap could not be ingested).
+    return reader.load(directory).select("path")
+
+
+def files_to_bronze_stream(
+    files: DataFrame,
+    tables: LocalDeltaTables,
+    *,
+    checkpoint: str,
+    source_system: str,
+    range_bytes: int = RANGE_BYTES,
+    available_now: bool = True,
+) -> StreamingQuery:
+    """Start the stream that ingests each new file (``files``: paths) into bronze and rejects by line
+    ranges, exactly once per file content (``vhlake.spark.files``)."""
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        paths = sorted(local_path(row[0]) for row in batch.collect())
+        ingest_files(
+            batch.sparkSession,
+            tables,
+            paths,
+            ingestion_time=datetime.now(UTC),
+            source_system=source_system,
+            range_bytes=range_bytes,
+        )
+
+    return _start(files, write_batch, checkpoint=checkpoint, available_now=available_now)
+
+
 # ---- bronze → quarantine + silver -------------------------------------------------------------------
+
+# Silver's key with its partition columns: a MERGE on them reads only the partitions the batch lives in,
+# and a job whose partition changed is deleted from the old one in the same commit.
+SILVER_KEYS = ["job_id", "marketplace", "created_date"]
 
 
 def silver_batch(
     bronze: DataFrame,
-    batch_id: int,
+    version: int,
     tables: SparkTables,
     *,
     app_id: str = "vhlake:bronze_to_silver",
     expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
-    dedupe_window: timedelta | None = None,
     gold: bool = False,
 ) -> None:
     """One micro-batch of bronze: quarantine, new events, the touched jobs folded again into silver.
 
-    ``dedupe_window`` bounds how far back a copy of an event is looked for (by ingestion time), the
-    trade-off of a streaming watermark; None (the default) looks through every stored event, which is
-    what the embedded pipeline does. ``gold`` refreshes gold from this batch's changes too, for tables
-    without a change data feed (Parquet); on Delta, ``silver_to_gold_stream`` reads silver's.
+    Reads only the job events partitions of the batch's jobs (and of earlier copies of its events), so
+    its cost follows the batch, not the history. Every table records ``(app_id, version)`` even when the
+    batch brings it nothing, as the embedded pipeline's tables do. ``gold`` refreshes gold from the
+    batch's changes too (where no stream reads silver's change data feed).
     """
-    from pyspark.sql.functions import coalesce, lit
+    from pyspark.sql.functions import coalesce
 
     now = datetime.now(UTC)
+    bronze = bronze.where(f"source_system IS NULL OR source_system <> '{CANARY_SOURCE}'")
     passed, quarantine = check(bronze, expectations)
-    tables.append(QUARANTINE, quarantine, app_id=app_id, version=batch_id)
+    tables.append(QUARANTINE, quarantine, app_id=app_id, version=version)
 
-    stored = tables.read(JOB_EVENTS)
-    seen = (
-        stored
-        if dedupe_window is None
-        else stored.where(stored["ingestion_time"] >= lit(now - dedupe_window))
+    # Read once, before this batch's writes change what it came from.
+    new = job_events(passed).localCheckpoint(eager=True)
+    partitions = _partitions_of(new, tables)
+    if partitions:
+        stored = tables.read_partitions(JOB_EVENTS, "job_date", partitions)
+        unseen = new.join(stored.select("event_id"), "event_id", "left_anti").localCheckpoint(eager=True)
+        touched = unseen.select("job_id").distinct()
+        stored_of_touched = stored.join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
+        places = stored_of_touched.select("job_id", "job_date").distinct()
+        # The embedded pipeline may have stored a job's copies of an event: the first received one counts.
+        history = first_copies(stored_of_touched.drop("job_date"))
+        before = fold(history, updated_at=now).localCheckpoint(eager=True)
+        folded = fold(history.unionByName(unseen), updated_at=now).localCheckpoint(eager=True)
+    else:  # no stored event of these jobs, nor copy of these events: no history to read or fold
+        unseen, places = new, new.selectExpr("job_id", "CAST(NULL AS DATE) AS job_date").limit(0)
+        folded = fold(new, updated_at=now).localCheckpoint(eager=True)
+        before = folded.limit(0)
+
+    tables.replace(
+        SILVER, folded, keys=SILVER_KEYS, touched=before.select(*SILVER_KEYS), app_id=app_id, version=version
     )
-    new = job_events(passed).join(seen.select("event_id"), "event_id", "left_anti")
-    new = new.localCheckpoint(eager=True)  # read once, before this batch's writes change what it came from
-    if new.isEmpty():  # nothing new (or this batch ran before and stored its events)
-        return
-    touched = new.select("job_id").distinct()
-    stored_of_touched = stored.join(touched, "job_id", "left_semi").localCheckpoint(eager=True)
-    history = stored_of_touched.drop("job_date").unionByName(new)
-    folded = fold(history, updated_at=now).localCheckpoint(eager=True)
     if gold:
-        # Before silver changes: a batch run again after silver's replace would no longer see the jobs'
-        # old groups (their pre-images), and gold's own commit makes it skip this step then.
-        silver = tables.read(SILVER)
-        before = silver.join(touched, "job_id", "left_semi")
-        changes = before.withColumn("_change_type", lit("update_preimage")).unionByName(
-            folded.withColumn("_change_type", lit("update_postimage"))
-        )
-        after = silver.join(touched, "job_id", "left_anti").unionByName(folded)
-        gold_batch(changes, batch_id, tables, silver=after)
-    tables.replace(SILVER, folded, keys=["job_id"], touched=touched, app_id=app_id, version=batch_id)
+        gold_batch(folded.unionByName(before), version, tables, app_id=app_id)
     # A job's events stay filed under the date it was first folded to; the batch's events go in last,
     # so a run of this batch that failed before here finds them still new and redoes the rest.
-    places = stored_of_touched.select("job_id", "job_date").distinct()
     filed = (
-        new.join(places, "job_id", "left")
+        unseen.join(places, "job_id", "left")
         .join(folded.select("job_id", folded["created_date"].alias("created")), "job_id")
         .withColumn("job_date", coalesce("job_date", "created"))
     )
-    tables.append(JOB_EVENTS, filed.select(*JOB_EVENTS.schema.names), app_id=app_id, version=batch_id)
+    tables.append(JOB_EVENTS, filed.select(*JOB_EVENTS.schema.names), app_id=app_id, version=version)
+
+
+def _partitions_of(new: DataFrame, tables: SparkTables) -> list[object]:
+    """The job_date partitions holding stored events of the jobs of ``new``, or stored copies of its
+    events: found from the job events' two integer key columns (the embedded pipeline's index), never
+    from a join with the history itself."""
+    if tables.is_empty(JOB_EVENTS):  # a first batch: no history to look through
+        return []
+    return tables.partitions_holding(new.select("job_key", "event_key"))
 
 
 def bronze_to_silver_stream(
-    tables: SparkTables,
+    tables: DeltaTables,
     *,
     checkpoint: str,
     available_now: bool = True,
     max_files_per_trigger: int | None = None,
-    dedupe_window: timedelta | None = None,
     gold: bool = False,
 ) -> StreamingQuery:
-    """Start the stream from bronze into quarantine and silver (see :func:`silver_batch`)."""
+    """Start the stream from bronze (Delta's streaming source) into quarantine and silver (see
+    :func:`silver_batch`)."""
 
     def write_batch(bronze: DataFrame, batch_id: int) -> None:
-        silver_batch(bronze, batch_id, tables, dedupe_window=dedupe_window, gold=gold)
+        silver_batch(bronze, batch_id, tables, gold=gold)
 
     source = tables.stream(BRONZE, max_files_per_trigger=max_files_per_trigger)
     return _start(source, write_batch, checkpoint=checkpoint, available_now=available_now)
 
 
+def bronze_to_silver_local(
+    tables: LocalDeltaTables,
+    *,
+    rows_per_batch: int = 1_000_000,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Bring quarantine, silver, gold and the job events up to bronze's version on a local lake, as the
+    embedded pipeline does: by bronze version ranges after what each table recorded for the pipeline's
+    app id (the embedded pipeline's own), so either engine continues where the other stopped. Returns the
+    number of batches."""
+    ranges = tables.bronze_ranges(DERIVED, PIPELINE_APP, rows_per_batch=rows_per_batch)
+    for done, bronze in enumerate(ranges, start=1):
+        rows = tables.read_files(BRONZE, bronze.files)
+        silver_batch(rows, bronze.end, tables, app_id=PIPELINE_APP, gold=True)
+        if on_batch is not None:
+            on_batch(done)
+    return len(ranges)
+
+
 # ---- silver → gold ----------------------------------------------------------------------------------
+
+GOLD_KEYS = ["date", "marketplace", "category"]
 
 
 def gold_batch(
-    changes: DataFrame,
-    batch_id: int,
-    tables: SparkTables,
-    *,
-    app_id: str = "vhlake:silver_to_gold",
-    silver: DataFrame | None = None,
+    changes: DataFrame, version: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
 ) -> None:
-    """Recompute the gold groups silver's changes touch (before and after images) and replace them.
+    """Recompute the gold groups silver's changes (before and after images) touch, from silver's
+    partitions of their dates, and replace them (a group left without jobs is deleted)."""
+    from pyspark.sql.functions import expr, month, year
 
-    The groups are computed from ``silver`` (silver as it is once the changes are in; by default, as
-    stored)."""
-    from pyspark.sql.functions import expr
-
-    touched = changes.selectExpr(
-        "created_date AS date", "marketplace", "coalesce(category, 'unknown') AS category"
-    ).distinct()
+    touched = (
+        changes.selectExpr("created_date AS date", "marketplace", "coalesce(category, 'unknown') AS category")
+        .distinct()
+        .localCheckpoint(eager=True)
+    )
+    dates = sorted(row[0] for row in touched.select("date").distinct().collect())
     same_group = expr(
         "s.created_date = t.date AND s.marketplace = t.marketplace "
         "AND coalesce(s.category, 'unknown') = t.category"
     )
-    jobs = (
-        (tables.read(SILVER) if silver is None else silver)
-        .alias("s")
-        .join(touched.alias("t"), same_group, "left_semi")
-    )
-    rows = silver_to_gold(jobs, updated_at=datetime.now(UTC)).localCheckpoint(eager=True)
-    tables.replace(GOLD, rows, keys=GOLD_KEYS, touched=touched, app_id=app_id, version=batch_id)
+    silver = tables.read_partitions(SILVER, "created_date", dates)
+    jobs = silver.alias("s").join(touched.alias("t"), same_group, "left_semi")
+    rows = silver_to_gold(jobs, updated_at=datetime.now(UTC))
+    keys = touched.withColumn("year", year("date")).withColumn("month", month("date"))
+    tables.replace(GOLD, rows, keys=GOLD_KEYS, touched=keys, app_id=app_id, version=version)
 
 
 def silver_to_gold_stream(
@@ -335,46 +373,42 @@ def run_all(
     *,
     source_system: str = "vhlake-spark",
     max_files_per_trigger: int | None = None,
+    rows_per_batch: int = 1_000_000,
+    range_bytes: int = RANGE_BYTES,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """Events files → bronze → quarantine + silver → gold under ``out`` (Parquet), as the streaming jobs
+    """Events files → bronze → quarantine + silver → gold in the Delta lake ``out``, as the streaming jobs
     run on Databricks with a file source in place of Kafka; row counts per table.
 
-    ``events`` is a JSON-lines file or a directory of ``*.jsonl`` files. Checkpoints live in
-    ``out/_checkpoints``: run it again with more files and only the new ones are read.
+    ``events`` is a JSON-lines file or a directory of ``*.jsonl`` files. The file stream's checkpoint
+    lives in ``out/_checkpoints``: run it again with more files and only the new ones are read. ``out``
+    is a lake ``vhlake query``, ``vhlake pipeline run`` and the API read, and either engine can go on
+    from where the other stopped.
     """
-    from vhlake.spark.tables import ParquetTables
-
-    tables = ParquetTables(spark, out)
+    lake = Lake(str(out))
+    tables = LocalDeltaTables(spark, lake)
     # A glob, not a folder: Spark would infer partitions from every subfolder (`--out` beside the file,
     # say) and fail on their layout. A file means that file; a folder, its own *.jsonl files.
-    directory, glob = (
-        (f"{_glob_escaped(events)}/*.jsonl", "*.jsonl")
-        if events.is_dir()
-        else (f"{_glob_escaped(events.parent)}/{{{_glob_escaped(Path(events.name))}}}", events.name)
+    directory, glob = (events, "*.jsonl") if events.is_dir() else (events.parent, events.name)
+    pattern = f"{_glob_escaped(directory)}/" + (
+        "*.jsonl" if events.is_dir() else f"{{{_glob_escaped(Path(glob))}}}"
     )
-    checkpoints = out / "_checkpoints"
-    stages: list[tuple[str, Callable[[], StreamingQuery]]] = [
-        (
-            "events → bronze",
-            lambda: records_to_bronze_stream(
-                file_records(spark, str(directory), glob=glob, max_files_per_trigger=max_files_per_trigger),
-                tables,
-                checkpoint=str(checkpoints / "ingest"),
-                source_system=source_system,
-            ),
-        ),
-        (
-            "bronze → quarantine + silver → gold",
-            lambda: bronze_to_silver_stream(
-                tables,
-                checkpoint=str(checkpoints / "bronze_to_silver"),
-                gold=True,
-            ),
-        ),
-    ]
-    for name, start in stages:
-        if on_stage is not None:
-            on_stage(name)
-        start().awaitTermination()
-    return {table.name: tables.read(table).count() for table in LOCAL_TABLES}
+    stage = on_stage or (lambda name: None)
+    stage("events → bronze")
+    files_to_bronze_stream(
+        new_files(spark, pattern, glob=glob, max_files_per_trigger=max_files_per_trigger),
+        tables,
+        checkpoint=str(out / "_checkpoints" / _ingest_checkpoint(directory, glob)),
+        source_system=source_system,
+        range_bytes=range_bytes,
+    ).awaitTermination()
+    stage("bronze → quarantine + silver → gold")
+    bronze_to_silver_local(tables, rows_per_batch=rows_per_batch)
+    return {table.name: count_rows(lake, table) for table in LOCAL_TABLES}
+
+
+def _ingest_checkpoint(directory: Path, glob: str) -> str:
+    """The file stream's checkpoint for one source (a directory and a glob): a stream's checkpoint is
+    bound to its source, and another ``--events`` on the same lake is another stream. What was ingested
+    is in the Delta log either way (``file:<sha256>``), so no file is ingested twice across them."""
+    return "ingest-" + hashlib.sha256(f"{directory.resolve()}/{glob}".encode()).hexdigest()[:16]

@@ -1,33 +1,35 @@
-"""Where the Spark jobs read and write the lake's tables: Delta on Databricks, Parquet to try them locally.
+"""Where the Spark jobs read and write the lake's tables: Delta either way.
 
-Both adapters give the jobs the same four operations, each safe to repeat when Structured Streaming runs a
-micro-batch again after a failure:
+Both adapters give the jobs the same operations, each safe to repeat when a micro-batch runs again after a
+failure:
 
-- ``append(table, rows, app_id, version)`` writes once per ``(app_id, version)``. Delta records it in the
-  table's log (``txnAppId``/``txnVersion``); the Parquet adapter in a marker of its own.
+- ``append(table, rows, app_id, version)`` writes once per ``(app_id, version)``, recorded in the table's
+  Delta log as an application transaction (``txnAppId``/``txnVersion``), and says whether it wrote.
 - ``replace(table, rows, keys, touched)`` makes the rows whose ``keys`` are in ``touched`` equal ``rows``:
-  updated, inserted, or deleted when ``rows`` has none for a touched key. Delta does it as one MERGE; the
-  Parquet adapter rewrites the partitions those rows live in.
-- ``read`` and ``stream`` a table (and Delta's change data feed of silver, which Parquet does not have).
+  updated, inserted, or deleted when ``rows`` has none for a touched key; one MERGE.
+- ``read`` a table, or only some of its partitions (``read_partitions``): a micro-batch reads what it
+  touches, not the table's history.
 
-Parquet has no transaction log, so the Parquet adapter keeps a small one (``ParquetTables._commit``): a
-batch killed at any point and run again leaves every row exactly once (tests/test_spark_streaming.py kills
-``vhlake spark run-all`` mid-batch). What it cannot give is isolation: a reader in the middle of a commit
-may see a partition's new files beside the ones they replace. It is the format for trying the jobs here
-(Delta's Spark jars cannot be downloaded on these machines); on Databricks the jobs use Delta.
+``DeltaTables`` is Delta on Databricks (Unity Catalog tables, Delta's Spark data source). ``LocalDeltaTables``
+is Delta on a local disk without Delta's Spark jars (they cannot be downloaded here): Spark reads the files
+the Delta log lists, executors write Parquet files into the table's directory, and the driver commits them
+through delta-rs (``vhlake.lake.delta``), the same log and application transactions the embedded engine
+writes, so either engine can continue the other's lake.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from vhlake.lake.tables import TableDef
+import pyarrow as pa
+
+from vhlake.lake.delta import Lake
+from vhlake.lake.tables import BRONZE, JOB_EVENTS, TableDef
 from vhlake.spark.jobs import schema_ddl
 
 if TYPE_CHECKING:
@@ -37,11 +39,21 @@ if TYPE_CHECKING:
 class SparkTables(Protocol):
     def read(self, table: TableDef) -> DataFrame: ...
 
-    def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame: ...
+    def is_empty(self, table: TableDef) -> bool:
+        """Whether ``table`` holds no row (cheap: from the table's metadata where it can)."""
+        ...
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        """The job events' ``job_date`` partitions holding a row with one of ``keys``' ``job_key`` or
+        ``event_key`` values (a scan of those two integer columns only)."""
+        ...
+
+    def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
+        """The rows of ``table`` in the partitions where ``column`` (a partition column) is in ``values``."""
+        ...
 
     def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
-        """Append ``rows`` unless ``(app_id, version)`` or a later version was appended; False when it is
-        known to have been (Delta decides inside the commit and does not say: always True there)."""
+        """Append ``rows`` unless ``(app_id, version)`` or a later version was appended; whether it did."""
         ...
 
     def replace(
@@ -53,21 +65,58 @@ class SparkTables(Protocol):
         touched: DataFrame,
         app_id: str,
         version: int,
-    ) -> None: ...
+    ) -> None:
+        """``touched`` holds ``keys`` and may hold partition columns (which narrow the MERGE)."""
+        ...
+
+
+# ---- Databricks ------------------------------------------------------------------------------------
 
 
 class DeltaTables:
-    """Unity Catalog tables ``<catalog>.<schema>.<name>``, created by ``vhlake databricks render``'s DDL."""
+    """Unity Catalog tables ``<catalog>.<schema>.<name>``, created by ``vhlake databricks render``'s DDL.
 
-    def __init__(self, spark: SparkSession, *, catalog: str = "validahub", schema: str = "analytics") -> None:
+    ``delta_table`` stands in for ``delta.tables.DeltaTable`` and ``writer`` for ``DataFrame.write``
+    (tests record the calls made on them: Delta's Spark jars cannot run here)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        *,
+        catalog: str = "validahub",
+        schema: str = "analytics",
+        delta_table: Any = None,
+        writer: Callable[[DataFrame], Any] | None = None,
+    ) -> None:
         self._spark = spark
         self._prefix = f"{catalog}.{schema}"
+        self._delta_table = delta_table
+        self._writer = writer or (lambda rows: rows.write)
 
     def name(self, table: TableDef) -> str:
         return f"{self._prefix}.{table.name}"
 
     def read(self, table: TableDef) -> DataFrame:
         return self._spark.read.table(self.name(table))
+
+    def is_empty(self, table: TableDef) -> bool:
+        return bool(self.read(table).isEmpty())
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        from pyspark.sql.functions import broadcast
+
+        # Two columns of the job events, skipped by file where they are clustered (Z-order/liquid on job_key).
+        index = self.read(JOB_EVENTS).select("job_key", "event_key", "job_date")
+        by_job = index.join(broadcast(keys.select("job_key").distinct()), "job_key", "left_semi")
+        by_event = index.join(broadcast(keys.select("event_key").distinct()), "event_key", "left_semi")
+        dates = by_job.select("job_date").union(by_event.select("job_date")).distinct().collect()
+        return sorted(row[0] for row in dates)
+
+    def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
+        from pyspark.sql.functions import col
+
+        # A filter on a partition column: Delta reads only those partitions' files.
+        return self.read(table).where(col(column).isin(list(values)))
 
     def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame:
         # Retention and erasure rewrite bronze files; those commits hold no new events.
@@ -81,16 +130,29 @@ class DeltaTables:
         return self._spark.readStream.format("delta").option("readChangeFeed", "true").table(self.name(table))
 
     def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
-        # Delta skips the write when the table's log already holds this app_id at this version or later.
+        # Delta skips the write when the table's log already holds this app_id at this version or later,
+        # without saying so: a skipped write leaves the table's version where it was.
+        before = self._version(table)
         (
-            rows.select(*table.schema.names)
-            .write.format("delta")
+            self._writer(rows.select(*table.schema.names))
+            .format("delta")
             .mode("append")
             .option("txnAppId", app_id)
             .option("txnVersion", version)
             .saveAsTable(self.name(table))
         )
-        return True
+        return self._version(table) != before
+
+    def _version(self, table: TableDef) -> int:
+        history = self._forName(table).history(1).select("version").collect()
+        return int(history[0][0]) if history else -1
+
+    def _forName(self, table: TableDef) -> Any:
+        if self._delta_table is not None:
+            return self._delta_table.forName(self._spark, self.name(table))
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forName(self._spark, self.name(table))
 
     def replace(
         self,
@@ -102,21 +164,23 @@ class DeltaTables:
         app_id: str,
         version: int,
     ) -> None:
-        from delta.tables import DeltaTable
         from pyspark.sql.functions import lit
 
-        # Every touched key once: with its new row, or with none (_present NULL), which deletes it.
+        # Every new row, and every touched key left without one (_present NULL), which deletes it. The
+        # partition columns ``touched`` carries join the condition: the MERGE reads those partitions only.
+        match = keys + [c for c in table.partition_by if c in touched.columns and c not in keys]
         present = rows.select(*table.schema.names).withColumn("_present", lit(True))
-        source = touched.select(*keys).distinct().join(present, keys, "left")
+        gone = touched.select(*match).distinct().join(present.select(*keys), keys, "left_anti")
+        source = present.unionByName(gone, allowMissingColumns=True)
         columns = table.schema.names
-        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in match)
         conf = self._spark.conf
         # MERGE takes its idempotency from the session (Delta's DML transaction options).
         conf.set("spark.databricks.delta.write.txnAppId", app_id)
         conf.set("spark.databricks.delta.write.txnVersion", str(version))
         try:
             (
-                DeltaTable.forName(self._spark, self.name(table))
+                self._forName(table)
                 .alias("t")
                 .merge(source.alias("s"), on)
                 .whenMatchedDelete(condition="s._present IS NULL")
@@ -129,42 +193,139 @@ class DeltaTables:
             conf.unset("spark.databricks.delta.write.txnVersion")
 
 
-class ParquetTables:
-    """Tables as Parquet directories ``<root>/<layer>/<name>`` on a local file system."""
+# ---- a local lake ----------------------------------------------------------------------------------
 
-    def __init__(self, spark: SparkSession, root: Path) -> None:
+# What an executor reports of a file it wrote (a Delta add action), and for which part of the work.
+ADDS = pa.schema(
+    [
+        ("table", pa.string()),
+        ("part", pa.int64()),
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("partition_values", pa.string()),
+        ("modification_time", pa.int64()),
+        ("stats", pa.string()),
+    ]
+)
+
+
+def add_rows(table: TableDef, part: int, actions: Sequence[Any]) -> pa.RecordBatch:
+    """``actions`` (delta-rs add actions) as rows of ADDS."""
+    return pa.RecordBatch.from_pylist(
+        [
+            {
+                "table": table.name,
+                "part": part,
+                "path": a.path,
+                "size": a.size,
+                "partition_values": json.dumps(dict(a.partition_values)),
+                "modification_time": a.modification_time,
+                "stats": a.stats,
+            }
+            for a in actions
+        ],
+        schema=ADDS,
+    )
+
+
+def add_actions(rows: Sequence[Any]) -> list[Any]:
+    """Rows of ADDS (collected from Spark) as delta-rs add actions."""
+    from deltalake.transaction import AddAction
+
+    return [
+        AddAction(
+            r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True, r["stats"]
+        )
+        for r in rows
+    ]
+
+
+def write_task(root: str, table: TableDef) -> Any:
+    """A ``mapInArrow`` function writing its task's rows as ``table``'s files under ``root``; yields ADDS."""
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from vhlake.lake.direct_write import write_files
+
+        received = list(batches)
+        if received:
+            rows = pa.Table.from_batches(received)
+            yield add_rows(table, 0, write_files(Path(root), table, _conformed(rows, table)))
+
+    return write
+
+
+def _conformed(rows: pa.Table, table: TableDef) -> pa.Table:
+    """Spark's Arrow columns as the contract's types (Spark may send large strings, nullable fields)."""
+    return pa.Table.from_arrays(
+        [rows[f.name].cast(f.type) for f in table.schema], schema=table.schema.remove_metadata()
+    ).cast(table.schema)
+
+
+@dataclass(frozen=True)
+class BronzeRange:
+    """Bronze commits ``(start, end]``: the files they appended and how many rows."""
+
+    start: int
+    end: int
+    files: list[str]
+    rows: int
+
+
+class LocalDeltaTables:
+    """The lake's Delta tables on a local disk (``lake``), read and written from Spark without Delta's jars."""
+
+    def __init__(self, spark: SparkSession, lake: Lake) -> None:
+        if not lake.is_local:
+            raise ValueError("LocalDeltaTables needs a local lake; on Databricks use DeltaTables")
         self._spark = spark
-        self.root = root
-
-    def path(self, table: TableDef) -> Path:
-        return self.root / table.relative_path
+        self.lake = lake
 
     def read(self, table: TableDef) -> DataFrame:
-        path = self.path(table)
-        if not any(path.rglob("*.parquet")):
+        return self._files(table, self.lake.local_files(table) or [])
+
+    def is_empty(self, table: TableDef) -> bool:
+        return not self.lake.local_files(table)
+
+    def partitions_holding(self, keys: DataFrame) -> list[object]:
+        # The keys (a batch's worth of integers) to the driver, and DuckDB over the two columns of the
+        # local files, as the embedded pipeline looks them up (4M events: well under a second, where two
+        # Spark semi-joins took 7-15 s on this machine).
+        import duckdb
+
+        from vhlake.query.arrow_sql import registered
+        from vhlake.query.lake_relations import table_relation
+
+        con = duckdb.connect()
+        with registered(con, wanted=keys.toArrow()):
+            table_relation(con, self.lake, JOB_EVENTS).create_view("job_events")
+            found = con.sql(
+                """SELECT DISTINCT job_date FROM job_events
+                WHERE job_key IN (SELECT job_key FROM wanted) OR event_key IN (SELECT event_key FROM wanted)"""
+            ).to_arrow_table()
+        return sorted(found["job_date"].to_pylist())
+
+    def read_partitions(self, table: TableDef, column: str, values: Sequence[object]) -> DataFrame:
+        return self._files(table, self.lake.local_files(table, where=(column, list(values))) or [])
+
+    def read_files(self, table: TableDef, files: Sequence[str]) -> DataFrame:
+        return self._files(table, files)
+
+    def _files(self, table: TableDef, files: Sequence[str]) -> DataFrame:
+        if not files:
             return self._spark.createDataFrame([], schema_ddl(table.schema))
-        return (
-            self._spark.read.schema(schema_ddl(table.schema)).option("basePath", str(path)).parquet(str(path))
-        )
-
-    def stream(self, table: TableDef, *, max_files_per_trigger: int | None = None) -> DataFrame:
-        path = self.path(table)
-        path.mkdir(parents=True, exist_ok=True)
-        reader = self._spark.readStream.schema(schema_ddl(table.schema))
-        if max_files_per_trigger:
-            reader = reader.option("maxFilesPerTrigger", max_files_per_trigger)
-        return reader.parquet(str(path))
-
-    def version(self, table: TableDef, app_id: str) -> int | None:
-        """The last version of ``app_id`` committed to ``table``, as Delta's ``transaction_version``."""
-        marker = self._marker(table, app_id)
-        return int(marker.read_text()) if marker.exists() else None
+        reader = self._spark.read.schema(schema_ddl(table.schema))
+        return reader.option("basePath", self.lake.table_uri(table)).parquet(*files)
 
     def append(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> bool:
-        if not self._begin(table, app_id, version):
+        done = self.lake.txn_version(table, app_id)
+        if done is not None and done >= version:
             return False
-        self._commit(table, app_id, version, rows.select(*table.schema.names), replaced=[])
-        return True
+        # Each table partition's rows in one task: a file per partition, not one per task and partition.
+        parts = rows.select(*table.schema.names)
+        if table.partition_by:
+            parts = parts.repartition(*table.partition_by)
+        written = parts.mapInArrow(write_task(self.lake.table_uri(table), table), schema_ddl(ADDS)).collect()
+        return self.lake.add_files_once(table, add_actions(written), app_id=app_id, version=version)
 
     def replace(
         self,
@@ -176,95 +337,90 @@ class ParquetTables:
         app_id: str,
         version: int,
     ) -> None:
-        from pyspark.sql.functions import col
-
-        if not self._begin(table, app_id, version):
-            return
-        if not any(self.path(table).rglob("*.parquet")):  # nothing to replace yet
-            self._commit(table, app_id, version, rows.select(*table.schema.names), replaced=[])
-            return
-        parts = list(table.partition_by)
-        current = self.read(table).withColumn("_file", col("_metadata.file_path"))
-        touched = touched.select(*keys).distinct()
-        stale = current.join(touched, keys, "left_semi")
-        affected = stale.select(*parts).unionByName(rows.select(*parts)).distinct()
-        rewritten = current.join(affected, parts, "left_semi")
-        kept = rewritten.join(touched, keys, "left_anti").drop("_file")
-        # Materialised: the commit deletes the files these rows were read from.
-        result = kept.unionByName(rows.select(*table.schema.names)).localCheckpoint(eager=True)
-        files = [local_path(row[0]) for row in rewritten.select("_file").distinct().collect()]
-        self._commit(table, app_id, version, result, replaced=files)
-
-    # A commit, so that a batch killed at any point and run again leaves each row exactly once:
-    #   1. the new files are written to a staging directory, then moved into the table under names that
-    #      carry (app_id, version), one rename each (a reader never sees half a file);
-    #   2. a pending record lists the files they replace;
-    #   3. those files are deleted, then the version marker is written and the record removed.
-    # A run that finds a pending record finishes steps 3; one that finds none deletes the files an
-    # interrupted attempt had moved in (step 1 is redone from scratch).
-
-    def _begin(self, table: TableDef, app_id: str, version: int) -> bool:
-        """Whether (app_id, version) still has to be written; finishes or undoes an interrupted attempt."""
-        done = self.version(table, app_id)
+        done = self.lake.txn_version(table, app_id)
         if done is not None and done >= version:
-            return False
-        pending = self._marker(table, app_id).with_suffix(".pending")
-        if pending.exists():
-            record = json.loads(pending.read_text())
-            self._finish(table, app_id, record["version"], [Path(f) for f in record["replaced"]])
-            if record["version"] >= version:
-                return False
-        for leftover in self.path(table).rglob(f"part-{_tag(app_id, version)}-*.parquet"):
-            leftover.unlink()
-        return True
+            return
+        new = _conformed(rows.select(*table.schema.names).toArrow(), table)
+        if not self.lake.local_files(table):  # nothing stored to match: the rows are all new
+            self.lake.append_once(table, new, app_id=app_id, version=version)
+            return
+        old = touched.distinct().toArrow()
+        gone = old.join(new.select(keys), keys=keys, join_type="left anti")
+        self.lake.upsert_once(
+            table, merge_source(table, new, gone), keys=tuple(keys), app_id=app_id, version=version,
+            delete_flag="_deleted",
+        )  # fmt: skip
 
-    def _commit(
-        self, table: TableDef, app_id: str, version: int, rows: DataFrame, *, replaced: list[Path]
-    ) -> None:
-        tag = _tag(app_id, version)
-        path = self.path(table)
-        staging = self.root / "_staging" / table.name / tag
-        shutil.rmtree(staging, ignore_errors=True)
-        _by_partition(rows, table).write.mode("overwrite").partitionBy(*table.partition_by).parquet(
-            str(staging)
-        )
-        for number, written in enumerate(sorted(staging.rglob("*.parquet"))):
-            target = path / written.parent.relative_to(staging) / f"part-{tag}-{number:05d}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written.replace(target)
-        shutil.rmtree(staging)
-        for emptied in (staging.parent, staging.parent.parent):  # left only while another batch stages
-            with contextlib.suppress(OSError):
-                emptied.rmdir()
-        if replaced:
-            record = {"version": version, "replaced": [str(f) for f in replaced]}
-            _write_atomically(self._marker(table, app_id).with_suffix(".pending"), json.dumps(record))
-        self._finish(table, app_id, version, replaced)
-
-    def _finish(self, table: TableDef, app_id: str, version: int, replaced: list[Path]) -> None:
-        for file in replaced:
-            file.unlink(missing_ok=True)
-        marker = self._marker(table, app_id)
-        _write_atomically(marker, str(version))
-        marker.with_suffix(".pending").unlink(missing_ok=True)
-
-    def _marker(self, table: TableDef, app_id: str) -> Path:
-        return self.root / "_txn" / table.name / _safe(app_id)
+    def bronze_ranges(
+        self, tables: Sequence[TableDef], app_id: str, *, rows_per_batch: int
+    ) -> list[BronzeRange]:
+        """The bronze commits ``tables`` have not all processed (by ``app_id``'s version), in ranges of
+        about ``rows_per_batch`` rows cut at each table's position, as the embedded pipeline cuts them
+        (a range is then either wholly in a table or not at all)."""
+        bronze = self.lake.open(BRONZE)
+        if bronze is None:
+            return []
+        done = {t.name: _or_minus_one(self.lake.txn_version(t, app_id)) for t in tables}
+        start, target = min(done.values()), bronze.version()
+        commits = _appended(Path(self.lake.table_uri(BRONZE)), start + 1, target)
+        ranges, position = [], start
+        for boundary in sorted({v for v in done.values() if v > position} | {target}):
+            while position < boundary:
+                end, files, count = position + 1, list(commits[position + 1][0]), commits[position + 1][1]
+                while end < boundary and count + commits[end + 1][1] <= rows_per_batch:
+                    end += 1
+                    files += commits[end][0]
+                    count += commits[end][1]
+                ranges.append(
+                    BronzeRange(
+                        position, end, [str(Path(self.lake.table_uri(BRONZE)) / f) for f in files], count
+                    )
+                )
+                position = end
+        return ranges
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+def _or_minus_one(version: int | None) -> int:
+    return -1 if version is None else version
 
 
-def _tag(app_id: str, version: int) -> str:
-    return f"{_safe(app_id)}-{version}"
+# Commits that append events; others (an erasure's MERGE, retention's DELETE, OPTIMIZE) bring none.
+_APPENDS = frozenset({"WRITE", "STREAMING UPDATE", "CREATE TABLE"})
 
 
-def _safe(app_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", app_id)  # no dots: the markers' suffixes are theirs
+def _appended(root: Path, first: int, last: int) -> dict[int, tuple[list[str], int]]:
+    """For each commit ``first .. last`` of the Delta table at ``root``: the files it appended (relative
+    paths) and their rows, from the commit's JSON (a local table keeps them: bronze never cleans its log
+    on its own)."""
+    commits = {}
+    for version in range(first, last + 1):
+        files, rows, operation, mode = [], 0, None, "Append"
+        with (root / "_delta_log" / f"{version:020d}.json").open("rb") as log:
+            for line in log:
+                action = json.loads(line)
+                if "add" in action:
+                    files.append(unquote(action["add"]["path"]))
+                    rows += int(json.loads(action["add"].get("stats") or "{}").get("numRecords", 0))
+                elif "commitInfo" in action:
+                    operation = action["commitInfo"].get("operation")
+                    mode = (action["commitInfo"].get("operationParameters") or {}).get("mode", "Append")
+        appends = operation in _APPENDS and mode in ("Append", "Ignore", "ErrorIfExists")
+        commits[version] = (files, rows) if appends else ([], 0)
+    return commits
+
+
+def merge_source(table: TableDef, rows: pa.Table, gone: pa.Table) -> pa.Table:
+    """A MERGE source: ``rows`` and a ``_deleted`` marker for each row of ``gone`` (keys, partitions)."""
+    schema = pa.schema([f.with_nullable(True) for f in table.schema] + [pa.field("_deleted", pa.bool_())])
+    markers = pa.table(
+        {
+            f.name: gone[f.name] if f.name in gone.column_names else pa.nulls(gone.num_rows, f.type)
+            for f in table.schema
+        }
+        | {"_deleted": pa.repeat(pa.scalar(True), gone.num_rows)}
+    )
+    upserts = rows.append_column("_deleted", pa.repeat(pa.scalar(False), rows.num_rows))
+    return pa.concat_tables([upserts.cast(schema), markers.cast(schema)])
 
 
 def local_path(uri: str) -> Path:
@@ -272,7 +428,6 @@ def local_path(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
 
 
-def _by_partition(rows: DataFrame, table: TableDef) -> DataFrame:
-    """``rows`` with each table partition's rows in one task: a file per partition, not one per task and
-    partition (measured: many small files made the first silver write of ~400k jobs take 14 s)."""
-    return rows.repartition(*table.partition_by) if table.partition_by else rows
+def count_rows(lake: Lake, table: TableDef) -> int:
+    """The table's rows now (0 when it was never written)."""
+    return int(lake.dataset(table).count_rows()) if lake.open(table) is not None else 0
