@@ -20,8 +20,8 @@ failure redoes what did not land and changes nothing that did.
 
 from __future__ import annotations
 
-import re
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
