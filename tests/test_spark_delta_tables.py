@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from test_spark_streaming import gold_row
 from vhlake.lake.tables import BRONZE, GOLD, QUARANTINE, SILVER
 
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
@@ -166,24 +167,14 @@ def test_append_sends_the_app_transaction_and_reports_what_happened(spark: Any) 
 
 
 def test_replace_is_one_merge_under_the_batch_s_transaction(spark: Any) -> None:
-    from datetime import UTC, date, datetime
+    from datetime import date
 
     from vhlake.spark.tables import DeltaTables
 
     fake = FakeDelta(spark)
     tables = DeltaTables(spark, delta_table=fake, writer=fake.writer)
 
-    def gold(day: str, category: str, total: int) -> dict[str, Any]:
-        when = date.fromisoformat(day)
-        return {
-            "date": when, "marketplace": "shopee", "category": category, "total_validations": total,
-            "successful_validations": total, "failed_validations": 0, "total_rows_processed": 0,
-            "avg_processing_time_ms": None, "p50_processing_time": None, "p95_processing_time": None,
-            "p99_processing_time": None, "unique_users": 1, "error_rate": 0.0, "year": when.year,
-            "month": when.month, "updated_at": datetime(2026, 11, 27, tzinfo=UTC),
-        }  # fmt: skip
-
-    rows = spark.createDataFrame(pa.Table.from_pylist([gold("2026-11-02", "c", 30)], schema=GOLD.schema))
+    rows = spark.createDataFrame(pa.Table.from_pylist([gold_row("2026-11-02", "c", 30)], schema=GOLD.schema))
     touched = spark.createDataFrame(
         [(date(2026, 10, 1), "shopee", "a", 2026, 10), (date(2026, 11, 2), "shopee", "c", 2026, 11)],
         "date DATE, marketplace STRING, category STRING, year INT, month INT",
