@@ -104,16 +104,10 @@ class Lake:
             True when this call committed, False when the data was already there.
         """
 
-        def check(done: int | None) -> None:
-            if done is not None and start is not None and start < done:
-                raise LakeError(
-                    f"{table.name}: batch ({start}, {version}] of {app_id} overlaps the committed "
-                    f"position {done}; refusing to write duplicates"
-                )
-
         def write() -> None:
             self._append(table, data, [Transaction(app_id, version)])
 
+        check = _no_overlap(table, app_id, start, version)
         return self._commit_once(table, app_id, version, write, check=check, verb="write")
 
     def append_positions_once(
@@ -160,13 +154,6 @@ class Lake:
         executors) in one commit with ``(app_id, version)``, unless that version is committed; the same
         checks as :meth:`append_once`. True when this call committed."""
 
-        def check(done: int | None) -> None:
-            if done is not None and start is not None and start < done:
-                raise LakeError(
-                    f"{table.name}: files for ({start}, {version}] of {app_id} overlap the committed "
-                    f"position {done}; refusing to add duplicates"
-                )
-
         def commit() -> None:
             self.ensure(table).create_write_transaction(
                 list(actions),
@@ -176,6 +163,7 @@ class Lake:
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )
 
+        check = _no_overlap(table, app_id, start, version)
         return self._commit_once(table, app_id, version, commit, check=check, verb="add files to")
 
     def _commit_once(
@@ -483,3 +471,19 @@ def _merge(
 def no_such_partition(exc: DeltaError) -> bool:
     """Whether delta-rs refused a partition filter because no such partition exists (yet)."""
     return "partition" in str(exc).lower()
+
+
+def _no_overlap(
+    table: TableDef, app_id: str, start: int | None, version: int
+) -> Callable[[int | None], None]:
+    """The check that a batch covering source positions ``(start, version]`` does not overlap the position
+    ``app_id`` already committed: such a batch would be half duplicated, so it is refused."""
+
+    def check(done: int | None) -> None:
+        if done is not None and start is not None and start < done:
+            raise LakeError(
+                f"{table.name}: batch ({start}, {version}] of {app_id} overlaps the committed "
+                f"position {done}; refusing to write duplicates"
+            )
+
+    return check
