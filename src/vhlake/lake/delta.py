@@ -328,11 +328,15 @@ class Lake:
 
         Rows whose values did not change are left alone (no rewrite, ``updated_at`` kept). With
         ``delete_flag``, source rows flagged true delete their match instead. A MERGE that changes nothing
-        makes no Delta commit, so the version is then recorded with an empty append.
+        makes no Delta commit, so the version is then recorded with an empty append; so is an empty
+        ``source``, without reading the table (a range of canary events only folds no job).
         """
 
         def merge() -> None:
             delta = self.ensure(table)
+            if source.num_rows == 0:  # a MERGE of nothing would still scan every file (no partition named)
+                self._append(table, table.schema.empty_table(), [Transaction(app_id, version)])
+                return
             before = delta.version()
             _merge(delta, table, source, keys=keys, delete_flag=delete_flag, app_id=app_id, version=version)
             delta.update_incremental()
