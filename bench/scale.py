@@ -310,15 +310,42 @@ def measure_size(size: int, args: argparse.Namespace, save: Any) -> dict[str, An
     timed(result, "maintain", vhlake(lake, "maintain"), label="maintain again")
     result["tables"] = table_sizes(lake)
     save(result)
-    # last: an erasure rewrites every file holding the user's rows (copy-on-write), the slowest step;
-    # delta-rs's MERGE holds what it scans (9 GB at 10M events), so a large lake may skip it
+    # last: an erasure rewrites every file holding the user's rows (copy-on-write), the slowest step
     if not args.no_forget:
-        forget = vhlake(lake, "forget", "--user-id", FORGOTTEN_USER)
-        timed(result, "forget", forget, label="forget one user", timeout_s=args.forget_timeout)
+        measure_forget(result, lake, args)
         save(result)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def measure_forget(result: dict[str, Any], lake: Path, args: argparse.Namespace) -> None:
+    forget = vhlake(lake, "forget", "--user-id", FORGOTTEN_USER)
+    timed(result, "forget", forget, label="forget one user", timeout_s=args.forget_timeout)
+
+
+_AGAIN = ("serve", "forget")
+
+
+def measure_again(result: dict[str, Any], steps: list[str], args: argparse.Namespace, save: Any) -> None:
+    """Measure ``steps`` again on the lake a ``--keep`` run left (a quieter machine, newer code), keeping
+    the earlier values under ``first_run``."""
+    work = OUT / f"scale-{result['size']}"
+    lake = work / "lake"
+    if not lake.is_dir():
+        raise SystemExit(f"{lake} is gone: measure the size again with --keep first")
+    earlier = {k: result.get(k) for k in ("serve_freshness_p95_s", "forget_wall_s", "forget_peak_rss_mb")}
+    result.setdefault("first_run", earlier)
+    result["again"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: " + ",".join(steps)
+    if "serve" in steps:
+        result["load_avg_1m"]["serve"] = round(os.getloadavg()[0], 2)
+        result |= serve_freshness(lake, work, args.rate, args.seconds)
+        print(f"  serve freshness p95 {result['serve_freshness_p95_s']} s", file=sys.stderr)
+        save(result)
+    if "forget" in steps:
+        result.pop("forget_timed_out_after_s", None)
+        measure_forget(result, lake, args)
+        save(result)
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -351,6 +378,7 @@ _ROWS: list[tuple[str, Any]] = [
     ("key index (MB)", lambda r: round(r["sizes_after_build"]["_index"]["bytes"] / 2**20)),
     ("disk per 1M events, MB (bronze/silver/gold)", lambda r: _per_layer(r)),
     ("load average before build / incremental", lambda r: _loads(r)),
+    ("measured again (bench/scale.py --again)", lambda r: r.get("again", "")),
 ]
 
 
@@ -448,6 +476,25 @@ def _size(result: dict[str, Any]) -> int:
     return int(result["size"])
 
 
+def again(args: argparse.Namespace) -> None:
+    steps = args.again.split(",")
+    if unknown := set(steps) - set(_AGAIN):
+        raise SystemExit(f"--again takes {', '.join(_AGAIN)}, not {', '.join(sorted(unknown))}")
+    results = json.loads(args.json.read_text())
+    wanted = {int(s) for s in args.sizes.split(",")}
+    for result in results["sizes"]:
+        if result.get("size") in wanted:
+            print(f"{result['size']:,} events: measuring {args.again} again", file=sys.stderr)
+            measure_again(
+                result,
+                steps,
+                args,
+                lambda _: args.json.write_text(json.dumps(results, indent=1, default=str)),
+            )
+    append_results(results, args.results)
+    draw(results, args.plot)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -482,6 +529,11 @@ def main() -> None:
     parser.add_argument("--shift-days", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="", help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, nargs="+", help="only report and draw these JSON results")
+    parser.add_argument(
+        "--again",
+        help=f"re-measure these steps ({','.join(_AGAIN)}) of --sizes on the lakes a --keep run left, "
+        "updating --json",
+    )
     args = parser.parse_args()
     if args.generate:
         generate_chunk(args)
@@ -491,6 +543,9 @@ def main() -> None:
         results = {**merged[0], "sizes": sorted((r for m in merged for r in m["sizes"] if r), key=_size)}
         append_results(results, args.results)
         draw(results, args.plot)
+        return
+    if args.again:
+        again(args)
         return
     results = {
         "machine": machine(),
