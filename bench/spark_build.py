@@ -1,6 +1,6 @@
 """The reference peer: bronze → silver → gold in PySpark (local[2]), with vhlake's own Spark jobs.
 
-The same semantics as the embedded pipeline (DESIGN.md "Silver and gold semantics"), written as a Spark
+The same semantics as the embedded pipeline (docs/semantics.md), written as a Spark
 user would: a read of a Parquet export of bronze, DataFrame SQL, exact ``percentile``
 (``vhlake.spark.jobs``, the jobs the Databricks bundle runs). Run by ``bench/run.py`` in its own process
 so its peak memory (JVM included) is measured apart:

@@ -1,4 +1,4 @@
-"""Silver and gold semantics (DESIGN.md), checked field by field on hand-written event sets."""
+"""Silver and gold semantics (docs/semantics.md), checked field by field on hand-written event sets."""
 
 from __future__ import annotations
 

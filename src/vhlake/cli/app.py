@@ -187,7 +187,7 @@ def query(
         ),
     ] = None,
 ) -> None:
-    """Run SQL over the lake: every table of DESIGN.md by its Databricks name (see `vhlake tables`).
+    """Run SQL over the lake: every lake table by its Databricks name (`vhlake tables`; docs/tables.md).
 
     --format json prints a JSON array of row objects (dates and timestamps as ISO-8601 strings);
     --format csv prints CSV with a header. Delta time travel works as on Databricks:

@@ -1,4 +1,4 @@
-"""The wire contract of a ValidaHub validation event (DESIGN.md, "The event").
+"""The wire contract of a ValidaHub validation event (``vhlake schema`` prints it as JSON Schema).
 
 Producers may add payload fields: the payload model keeps unknown fields instead of rejecting them, so a newer
 producer never breaks an older vhlake.

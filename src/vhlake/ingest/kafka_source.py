@@ -1,4 +1,4 @@
-"""Kafka → bronze, exactly once, with consumer groups (DESIGN.md "Exactly once").
+"""Kafka → bronze, exactly once, with consumer groups (docs/exactly-once.md).
 
 Each partition is a source: ``source = kafka:<topic>:<partition>``, ``source_offset`` = the message
 offset, and the Delta log records ``app_id = kafka:<group>:<topic>:<partition>`` with the last offset

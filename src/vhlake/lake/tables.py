@@ -1,4 +1,4 @@
-"""The table contracts of DESIGN.md: names as in Databricks, on disk at ``<lake>/<layer>/<name>``."""
+"""The table contracts (docs/tables.md): names as in Databricks, on disk at ``<lake>/<layer>/<name>``."""
 
 from __future__ import annotations
 

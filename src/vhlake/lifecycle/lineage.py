@@ -1,6 +1,6 @@
 """Where each table's data comes from, and what last wrote it (``vhlake lineage TABLE``).
 
-The upstream tables are the pipeline's fixed design (DESIGN.md's flow); the last write is read from
+The upstream tables are the pipeline's fixed design (docs/architecture.md); the last write is read from
 the table's Delta history (operation, when, the application transaction it recorded) and, for the
 tables the pipeline writes, from its run log (which bronze versions that run covered).
 """

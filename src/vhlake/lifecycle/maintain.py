@@ -1,6 +1,6 @@
 """``vhlake maintain``: retention by partition, compaction, Z-order, vacuum and checkpoints, per table.
 
-Retention follows DESIGN.md's tiers (bronze, rejects and quarantine 90 days; silver and the job events 1
+Retention follows the tiers of docs/operations.md (bronze, rejects and quarantine 90 days; silver and the job events 1
 year; gold and predictions 2 years; each a setting): rows older than the cutoff are deleted by their
 date column, a commit like any other (readers and the change data feed see a delete, never a gap in
 what they already read). Compaction rewrites small files into large ones, Z-order clusters gold and the
@@ -54,7 +54,7 @@ _ATTEMPTS = 4
 
 @dataclass(frozen=True)
 class Retention:
-    """Days each tier keeps (DESIGN.md), and the vacuum's retention and its floor, in hours."""
+    """Days each tier keeps (docs/operations.md), and the vacuum's retention and its floor, in hours."""
 
     bronze_days: int = 90
     silver_days: int = 365

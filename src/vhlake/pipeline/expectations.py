@@ -2,7 +2,7 @@
 
 An expectation is a named SQL predicate that a valid event satisfies, and an action for events that do
 not: ``warn`` (keep, count), ``quarantine`` (move to ``validation_events_quarantine`` with the rule name
-as ``reason``) or ``fail`` (stop the run, commit nothing). The defaults are DESIGN.md's rules.
+as ``reason``) or ``fail`` (stop the run, commit nothing). The defaults are listed in docs/semantics.md.
 """
 
 from __future__ import annotations

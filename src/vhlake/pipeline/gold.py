@@ -1,4 +1,4 @@
-"""Silver jobs → daily metrics per (date, marketplace, category) (DESIGN.md "Silver and gold semantics").
+"""Silver jobs → daily metrics per (date, marketplace, category) (docs/semantics.md, "Gold").
 
 Pure: silver rows of the touched groups in, gold rows out. Percentiles are exact with linear
 interpolation (DuckDB ``quantile_cont``, Spark ``percentile``), never approximate.

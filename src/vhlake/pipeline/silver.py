@@ -1,4 +1,4 @@
-"""Bronze events → typed job events → one silver row per job (DESIGN.md "Silver and gold semantics", 2 to 4).
+"""Bronze events → typed job events → one silver row per job (docs/semantics.md).
 
 Pure: Arrow in, Arrow out. ``type_events`` parses each payload once, when the event first passes the
 expectations; ``fold_jobs`` takes the whole (typed) history of some jobs and folds it, so the result never
