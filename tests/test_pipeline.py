@@ -284,6 +284,14 @@ def test_every_run_is_logged_with_counts_per_rule(house: Lakehouse) -> None:
     assert dict(logged["expectations"])["unknown_event_type"] == 1
 
 
+def test_an_event_breaking_two_rules_is_one_quarantined_row(house: Lakehouse) -> None:
+    house.run(make_event(1, job_id="", event_type="nope"))
+    (logged,) = house.table(PIPELINE_RUNS, ["started_at"])
+    violations = dict(logged["expectations"])
+    assert violations["unknown_event_type"] == 1 and sum(violations.values()) == 2
+    assert logged["rows_quarantined"] == len(house.table(QUARANTINE, ["source_offset"])) == 1
+
+
 def test_rerunning_with_nothing_new_changes_nothing(house: Lakehouse) -> None:
     house.run(start("j1", "2026-11-27T10:00:00Z"))
     versions = [house.lake.open(t).version() for t in (SILVER, GOLD)]  # type: ignore[union-attr]
