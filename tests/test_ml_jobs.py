@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -117,3 +118,16 @@ def test_ml_score_on_a_lake_without_enough_jobs_says_so(tmp_path: Path) -> None:
     report = score_anomalies(lake, DuckDBEngine(lake), today=TODAY)
     assert report.job_detector.startswith("not enough history")
     assert report.job_anomalies == 0
+
+
+def test_without_scikit_learn_days_are_scored_and_the_job_detector_says_it_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a bare `pip install vhlake` has no scikit-learn: the service's ML step must not fail on every run
+    lake = build_analytics_lake(tmp_path, jobs=3_000, seed=5)
+    for module in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # what `import sklearn` finds when it is absent
+    report = score_anomalies(lake, DuckDBEngine(lake), today=TODAY, job_days=40, train_days=40)
+    assert report.job_detector == "job detector off: scikit-learn is not installed (pip install 'vhlake[ml]')"
+    assert report.job_anomalies == 0 and report.anomalies >= 0

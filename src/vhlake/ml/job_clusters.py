@@ -56,6 +56,11 @@ class NotEnoughJobs(ValueError):
     """Too few finished jobs to learn what a normal one looks like."""
 
 
+class DetectorUnavailable(RuntimeError):
+    """The job detector cannot run in this installation: a bare ``pip install vhlake`` has no scikit-learn,
+    and its service must still forecast and score days (a failing step would make it unready)."""
+
+
 @dataclass(frozen=True)
 class JobClusterModel:
     """A fitted model: the scikit-learn pipeline, and per cluster its spread (per input) and whether it is
@@ -124,12 +129,16 @@ def fit(
 
     Raises:
         NotEnoughJobs: with fewer than ``min_jobs`` jobs.
+        DetectorUnavailable: scikit-learn (the ``ml`` extra) is not installed.
     """
     if jobs.num_rows < min_jobs:
         raise NotEnoughJobs(f"{jobs.num_rows} finished jobs; the job detector needs {min_jobs}")
-    from sklearn.cluster import KMeans
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    try:
+        from sklearn.cluster import KMeans
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        raise DetectorUnavailable("scikit-learn is not installed (pip install 'vhlake[ml]')") from exc
 
     inputs = model_inputs(jobs)
     pipeline = make_pipeline(StandardScaler(), KMeans(n_clusters=clusters, n_init=4, random_state=seed))

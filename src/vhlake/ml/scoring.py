@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ANOMALIES, GOLD, ML_MODELS
 from vhlake.ml.detectors import MadDetector
-from vhlake.ml.job_clusters import JobClusterModel, NotEnoughJobs, fit
+from vhlake.ml.job_clusters import DetectorUnavailable, JobClusterModel, NotEnoughJobs, fit
 from vhlake.ml.newest_day import data_days
 from vhlake.query.engine import QueryEngine
 from vhlake.query.statements import statement
@@ -104,6 +104,8 @@ def _job_anomalies(
         model = fit(engine.execute(statement("job_features"), window | {"sample_below": _sample(available)}))
     except NotEnoughJobs as exc:
         return 0, ANOMALIES.schema.empty_table(), f"not enough history: {exc}"
+    except DetectorUnavailable as exc:
+        return 0, ANOMALIES.schema.empty_table(), f"job detector off: {exc}"
     scored, flagged = 0, []
     for day in range(job_days, -1, -1):  # a day at a time: memory stays at one day of jobs
         since = until - timedelta(days=day)
