@@ -39,7 +39,7 @@ from deltalake.exceptions import CommitFailedError
 
 from vhlake.errors import LakeError
 from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.lake.delta import Lake, _partition_filter
+from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, BRONZE, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.lake_relations import table_relation
@@ -70,7 +70,6 @@ class ErasureReport:
     gold_groups: int = 0
     log_records: int = 0
     vacuumed_files: int = 0
-    files_scanned: int = 0  # by the delete MERGEs (the files of the partitions they were scoped to)
     files_rewritten: int = 0  # the files that held rows of the user or the user's jobs
 
 
@@ -220,9 +219,9 @@ def _delete(
     """Run the MERGE deleting what ``predicate`` matches over ``partitions`` only, a group at a time."""
     for group in _groups(partitions):
         days = pa.array([p.day for p in group if p.day is not None], pa.date32())
-        # only the dates, rendered from typed values: the user id stays bound data in the source
-        scope = _partition_filter(table, pa.table({str(table.date_column): days})) if len(days) else []
-        _merge_delete(lake, table, report, source, " AND ".join([predicate, *scope]))
+        # only the dates are named (rendered from typed values): the user id stays bound data in the source
+        scope = pa.table({str(table.date_column): days}) if len(days) else None
+        _merge_delete(lake, table, report, source, predicate, scope)
 
 
 def _groups(partitions: list[_Partition]) -> list[list[_Partition]]:
@@ -240,30 +239,27 @@ def _groups(partitions: list[_Partition]) -> list[list[_Partition]]:
 
 
 def _merge_delete(
-    lake: Lake, table: TableDef, report: ErasureReport, source: pa.Table, predicate: str
+    lake: Lake,
+    table: TableDef,
+    report: ErasureReport,
+    source: pa.Table,
+    predicate: str,
+    scope: pa.Table | None,
 ) -> None:
     """One delete MERGE; a commit that raced it (``vhlake serve`` appending to the same partitions) makes
     Delta refuse it, and it runs again on the table as it is then."""
     for attempt in range(_COMMIT_ATTEMPTS):
-        delta = lake.open(table)
-        if delta is None:
-            return
         try:
-            metrics = (
-                delta.merge(source=source, predicate=predicate, source_alias="s", target_alias="t")
-                .when_matched_delete()
-                .execute()
-            )
+            metrics = lake.delete_matching(table, source, predicate, partitions=scope)
         except CommitFailedError:
             time.sleep(0.05 * 2**attempt)
             continue
-        deleted = int(metrics.get("num_target_rows_deleted", 0))
+        deleted = metrics.get("num_target_rows_deleted", 0)
         report.rows[table.name] = report.rows.get(table.name, 0) + deleted
-        report.files_rewritten += int(metrics.get("num_target_files_removed", 0))
-        report.files_scanned += int(metrics.get("num_target_files_scanned", 0))
-        if deleted:
-            delta.update_incremental()
-            report.versions[table.name] = delta.version()
+        report.files_rewritten += metrics.get("num_target_files_removed", 0)
+        written = lake.open(table)
+        if deleted and written is not None:
+            report.versions[table.name] = written.version()
         return
     raise LakeError(f"{table.name}: the erasure kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
