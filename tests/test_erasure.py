@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -18,7 +19,7 @@ from test_pipeline_properties import comparable
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import AUDIT_LOG, BRONZE, GOLD, SILVER
+from vhlake.lake.tables import AUDIT_LOG, BRONZE, GOLD, JOB_EVENTS, QUARANTINE, SILVER, TableDef
 from vhlake.lifecycle.erasure import forget_user
 from vhlake.pipeline.gold import daily_metrics
 from vhlake.pipeline.runner import Pipeline, RunReport
@@ -96,6 +97,67 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     before = DeltaTable(lake.table_uri(SILVER), version=1)  # the pipeline's first silver, with the user
     with pytest.raises(OSError):  # vacuumed: the files of the versions that held the user are gone
         before.to_pyarrow_table()
+
+
+def files_by_day(lake: Lake, table: TableDef, *, version: int | None = None) -> dict[date, set[str]]:
+    """The table's data files (as its Delta log names them) per date partition."""
+    delta = DeltaTable(lake.table_uri(table), version=version)
+    actions = pa.table(delta.get_add_actions(flatten=True))
+    days: dict[date, set[str]] = {}
+    for path, day in zip(
+        actions["path"].to_pylist(), actions[f"partition.{table.date_column}"].to_pylist(), strict=True
+    ):
+        days.setdefault(day, set()).add(path)
+    return days
+
+
+def days_holding(lake: Lake, table: TableDef, user: str) -> set[date]:
+    """The date partitions of ``table`` holding rows of ``user`` or of the user's jobs, by SQL."""
+    rows = DuckDBEngine(lake).execute(
+        f"""SELECT DISTINCT {table.date_column} AS day FROM {table.name}
+        WHERE user_id = $u OR job_id IN (SELECT job_id FROM validation_job_events WHERE user_id = $u
+            UNION SELECT job_id FROM validation_results_silver WHERE user_id = $u)""",
+        {"u": user},
+    )
+    return set(rows["day"].to_pylist())
+
+
+def test_forget_reads_and_rewrites_only_the_partitions_holding_the_user(tmp_path: Path) -> None:
+    """Each delete MERGE names only date partitions holding rows of the user or the user's jobs (here one
+    partition per MERGE: a bound of one row per MERGE), scans only their files, and the files of every
+    other partition are the same files after the erasure as before."""
+    lake = build_analytics_lake(tmp_path, jobs=1_500, seed=8)
+    user = busiest_user(lake)
+    tables = (BRONZE, QUARANTINE, JOB_EVENTS, SILVER)
+    holding = {table.name: days_holding(lake, table, user) for table in tables}
+    assert 0 < len(holding[BRONZE.name]) < len(files_by_day(lake, BRONZE))  # days without the user exist
+    before = {t.name: (lake.open(t).version(), files_by_day(lake, t)) for t in tables}  # type: ignore[union-attr]
+
+    forget_user(lake, Pipeline(lake), user, requested_by="dpo", rows_per_merge=1)
+
+    for table in tables:
+        start, files = before[table.name]
+        after = files_by_day(lake, table)
+        for day in files.keys() - holding[table.name]:
+            assert after.get(day) == files[day], (table.name, day)
+        for day in holding[table.name]:  # the files that held the user were rewritten
+            assert not files[day] <= after.get(day, set()), (table.name, day)
+        history = DeltaTable(lake.table_uri(table)).history()
+        merges = [c for c in history if c["version"] > start and c["operation"] == "MERGE"]
+        named = set()
+        for commit in merges:
+            predicate = commit["operationParameters"].get("predicate", "")  # the partitions it named
+            days = {date.fromisoformat(d) for d in re.findall(r"\d{4}-\d{2}-\d{2}", predicate)}
+            assert len(days) == 1, (table.name, commit["operationParameters"])
+            [day] = days
+            read = files_by_day(lake, table, version=commit["readVersion"])
+            assert commit["operationMetrics"]["num_target_files_scanned"] <= len(read[day]), commit
+            named.add(day)
+        assert named == holding[table.name], table.name
+        left = DuckDBEngine(lake).execute(
+            f"SELECT count(*) AS n FROM {table.name} WHERE user_id = $u", {"u": user}
+        )
+        assert left["n"][0].as_py() == 0
 
 
 # -- after an erasure, every command works and the erased rows stay erased ---------------------------------

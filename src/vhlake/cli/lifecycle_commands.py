@@ -102,8 +102,9 @@ def forget(
             log.close()
     removed = ", ".join(f"{table}: {rows:,}" for table, rows in report.rows.items() if rows) or "nothing"
     out.print(
-        f"forgot user (sha256 {report.subject_sha256[:12]}…): {removed}; {report.gold_groups} gold groups "
-        f"recomputed; {report.log_records} event log records; {report.vacuumed_files} files vacuumed"
+        f"forgot user (sha256 {report.subject_sha256[:12]}…): {removed} ({report.files_rewritten} files "
+        f"rewritten); {report.gold_groups} gold groups recomputed; {report.log_records} event log records; "
+        f"{report.vacuumed_files} files vacuumed"
     )
 
 

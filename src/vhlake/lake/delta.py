@@ -345,6 +345,31 @@ class Lake:
 
         return self._commit_once(table, app_id, version, merge, verb="merge into")
 
+    def delete_matching(
+        self, table: TableDef, source: pa.Table, predicate: str, *, partitions: pa.Table | None = None
+    ) -> dict[str, int]:
+        """Delete the rows of ``table`` that match a row of ``source`` by ``predicate`` (a MERGE: ``t.`` is
+        the table, ``s.`` the source, so values stay bound data), in the ``partitions`` named (a table of
+        partition values; see :func:`_partition_filter`) or in the whole table. Only the files holding
+        matching rows are rewritten, in the table's own file format. Returns delta-rs's MERGE metrics;
+        a racing commit makes Delta refuse it (``CommitFailedError``)."""
+        delta = self.open(table)
+        if delta is None:
+            return {}
+        scope = [] if partitions is None else _partition_filter(table, partitions)
+        metrics = (
+            delta.merge(
+                source,
+                predicate=" AND ".join([predicate, *scope]),
+                source_alias="s",
+                target_alias="t",
+                writer_properties=_writer(table),
+            )
+            .when_matched_delete()
+            .execute()
+        )
+        return {name: int(value) for name, value in metrics.items()}
+
     def ensure(self, table: TableDef) -> DeltaTable:
         """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
         existing = self._handles.get(table.name) or self.open(table)

@@ -531,10 +531,14 @@ class Pipeline:
         """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
         category) from silver as it is now: after rows left silver other than through the pipeline (an
         erasure). Returns the number of groups."""
-        groups = _groups(jobs)
+        groups, now = _groups(jobs), datetime.now(UTC)
+        # A group is of one day: recomputed a day at a time, what is read of silver at once is one day's
+        # partitions (a user seen every day would otherwise bring the whole of silver into memory).
+        days = pc.unique(groups["date"]).to_pylist()
+        rows = [self._gold_rows(groups.filter(pc.equal(groups["date"], day)), now) for day in days]
         self._lake.upsert_once(
             GOLD,
-            self._gold_rows(groups, datetime.now(UTC)),
+            pa.concat_tables(rows) if rows else self._gold_rows(groups, now),
             keys=GOLD_KEYS,
             app_id=app_id,
             version=0,
