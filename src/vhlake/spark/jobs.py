@@ -66,16 +66,32 @@ def payload_ddl() -> str:
 
 
 def to_spark(duckdb_sql: str) -> str:
-    """DuckDB SQL in Spark's dialect; ``quantile_cont`` becomes Spark's exact ``percentile``."""
+    """DuckDB SQL in Spark's dialect. ``quantile_cont`` becomes Spark's exact ``percentile``: one call per
+    column for all its quantiles (one buffer of the column's values, not one per quantile).
+    ``count(DISTINCT x)`` becomes the size of ``collect_set(x)``: the same count (NULLs left out), in
+    the one aggregation, where a distinct aggregate makes Spark group by (keys, x) first and carry every
+    other aggregate's buffer through it."""
     tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
-    tree = tree.transform(
-        lambda node: (
-            exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
-            if isinstance(node, exp.PercentileCont)
-            else node
-        )
-    )
-    return tree.sql(dialect="spark")
+    quantiles: dict[str, list[str]] = {}
+    for node in tree.find_all(exp.PercentileCont):
+        quantiles.setdefault(node.this.sql(), []).append(node.expression.sql())
+
+    def spark_node(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.PercentileCont):
+            wanted = quantiles[node.this.sql()]
+            position = wanted.index(node.expression.sql())
+            fractions = exp.Array(expressions=[sqlglot.parse_one(q) for q in wanted])
+            values = exp.Anonymous(this="percentile", expressions=[node.this.copy(), fractions])
+            return exp.Anonymous(this="element_at", expressions=[values, exp.Literal.number(position + 1)])
+        if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
+            (column,) = node.this.expressions
+            distinct = exp.Anonymous(
+                this="size", expressions=[exp.Anonymous(this="collect_set", expressions=[column])]
+            )
+            return exp.Cast(this=distinct, to=exp.DataType.build("BIGINT"))
+        return node
+
+    return tree.transform(spark_node).sql(dialect="spark")
 
 
 def quarantine_reason(expectations: Sequence[Expectation]) -> str:
@@ -108,44 +124,44 @@ SELECT * FROM (
 ) WHERE copy = 1
 """
 
-# One silver row per job from its (deduplicated, typed) events.
+# One silver row per job from its (deduplicated, typed) events, in one aggregation: a job's first start and
+# last terminal event are filtered min_by/max_by (NULL without one, as an outer join with them would give),
+# so the events are shuffled and sorted by job once, not once per part and again for two joins.
 FOLD_SQL = """
 WITH typed AS (
     SELECT job_id, event_id, event_type, `timestamp` AS ts, user_id, marketplace, category,
         struct({payload_columns}) AS p
     FROM {source}
-), starts AS (
-    SELECT job_id, min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id)) AS s
-    FROM typed WHERE event_type = 'validation_started' GROUP BY job_id
-), terminals AS (
-    SELECT job_id, max_by(struct(ts, event_type, user_id, marketplace, category, p), struct(ts, event_id)) AS t
-    FROM typed WHERE event_type <> 'validation_started' GROUP BY job_id
 ), jobs AS (
-    SELECT job_id, min(ts) AS first_ts, min_by(marketplace, struct(ts, event_id)) AS any_marketplace
+    SELECT job_id,
+        min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id))
+            FILTER (WHERE event_type = 'validation_started') AS s,
+        max_by(struct(ts, event_type, user_id, marketplace, category, p), struct(ts, event_id))
+            FILTER (WHERE event_type <> 'validation_started') AS t,
+        min(ts) AS first_ts,
+        min_by(marketplace, struct(ts, event_id)) AS any_marketplace
     FROM typed GROUP BY job_id
 )
 SELECT
-    j.job_id,
-    coalesce(st.s.user_id, te.t.user_id) AS user_id,
-    coalesce(st.s.marketplace, te.t.marketplace, j.any_marketplace) AS marketplace,
-    coalesce(st.s.category, te.t.category) AS category,
-    coalesce(te.t.p.ruleset, st.s.p.ruleset) AS ruleset,
-    CASE te.t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
+    job_id,
+    coalesce(s.user_id, t.user_id) AS user_id,
+    coalesce(s.marketplace, t.marketplace, any_marketplace) AS marketplace,
+    coalesce(s.category, t.category) AS category,
+    coalesce(t.p.ruleset, s.p.ruleset) AS ruleset,
+    CASE t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
         ELSE 'running' END AS status,
-    te.t.p.total_rows AS total_rows,
-    te.t.p.valid_rows AS valid_rows,
-    te.t.p.invalid_rows AS invalid_rows,
-    te.t.p.error_types AS error_types,
-    CASE WHEN te.t.p.processing_time_ms >= 0 THEN te.t.p.processing_time_ms END AS processing_time_ms,
-    coalesce(te.t.p.file_size_bytes, st.s.p.file_size_bytes) AS file_size_bytes,
-    coalesce(te.t.p.s3_path, st.s.p.s3_path) AS s3_path,
-    coalesce(st.s.ts, j.first_ts) AS created_at,
-    te.t.ts AS completed_at,
-    to_date(coalesce(st.s.ts, j.first_ts)) AS created_date,
+    t.p.total_rows AS total_rows,
+    t.p.valid_rows AS valid_rows,
+    t.p.invalid_rows AS invalid_rows,
+    t.p.error_types AS error_types,
+    CASE WHEN t.p.processing_time_ms >= 0 THEN t.p.processing_time_ms END AS processing_time_ms,
+    coalesce(t.p.file_size_bytes, s.p.file_size_bytes) AS file_size_bytes,
+    coalesce(t.p.s3_path, s.p.s3_path) AS s3_path,
+    coalesce(s.ts, first_ts) AS created_at,
+    t.ts AS completed_at,
+    to_date(coalesce(s.ts, first_ts)) AS created_date,
     :updated_at AS updated_at
-FROM jobs j
-LEFT JOIN starts st ON st.job_id = j.job_id
-LEFT JOIN terminals te ON te.job_id = j.job_id
+FROM jobs
 """
 
 
