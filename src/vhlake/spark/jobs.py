@@ -186,9 +186,33 @@ def job_events(passed: DataFrame) -> DataFrame:
     )
 
 
+# Up to this many repeated event ids, the rows holding them are picked out with a broadcast of the ids
+# (a map-side filter) and only those are ordered; past it, every row is.
+BROADCAST_REPEATS = 200_000
+
+
 def first_copies(events: DataFrame) -> DataFrame:
-    """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events)."""
-    return events.sparkSession.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=events).drop("copy")
+    """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events).
+
+    Copies are few: the ids seen more than once are found from the ``event_id`` column alone, and only
+    their rows are shuffled and sorted by the window (whole rows, payloads and all, were: the most
+    expensive step of a micro-batch)."""
+    from pyspark.sql.functions import broadcast
+
+    spark = events.sparkSession
+    repeated = events.groupBy("event_id").count().where("count > 1").select("event_id")
+    repeated = repeated.localCheckpoint(eager=True)
+    count = repeated.count()
+    if count == 0:
+        return events
+    if count > BROADCAST_REPEATS:
+        return spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=events).drop("copy")
+    # <=>: a NULL event_id is one id to the window too
+    ids = broadcast(repeated.withColumnRenamed("event_id", "_repeated"))
+    copies = events.join(ids, events["event_id"].eqNullSafe(ids["_repeated"]), "left_semi")
+    once = events.join(ids, events["event_id"].eqNullSafe(ids["_repeated"]), "left_anti")
+    firsts = spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=copies).drop("copy")
+    return once.unionByName(firsts)
 
 
 def fold(events: DataFrame, *, updated_at: datetime) -> DataFrame:
