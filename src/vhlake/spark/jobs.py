@@ -176,10 +176,11 @@ def check(
     return checked.where("reason IS NULL").drop("reason"), quarantine
 
 
-def job_events(passed: DataFrame) -> DataFrame:
-    """The first received copy of each event that passed, typed as the fold reads it."""
+def job_events(passed: DataFrame, *, among: DataFrame | None = None) -> DataFrame:
+    """The first received copy of each event that passed, typed as the fold reads it. ``among``: the
+    rows ``passed`` was taken from (see :func:`first_copies`)."""
     spark = passed.sparkSession  # the frame's own: inside foreachBatch, the micro-batch's session
-    firsts = first_copies(passed)
+    firsts = first_copies(passed, among=among)
     return spark.sql(
         EVENTS_SQL.format(source="{frame}", payload=payload_ddl(), payload_columns=_payload_columns("p.")),
         frame=firsts,
@@ -191,16 +192,21 @@ def job_events(passed: DataFrame) -> DataFrame:
 BROADCAST_REPEATS = 200_000
 
 
-def first_copies(events: DataFrame) -> DataFrame:
+def first_copies(events: DataFrame, *, among: DataFrame | None = None) -> DataFrame:
     """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events).
 
     Copies are few: the ids seen more than once are found from the ``event_id`` column alone, and only
     their rows are shuffled and sorted by the window (whole rows, payloads and all, were: the most
-    expensive step of a micro-batch)."""
+    expensive step of a micro-batch). ``among``, rows that ``events`` is a subset of, is where the ids
+    are counted when reading its ``event_id`` is cheaper (bronze's column, where ``events`` are the rows
+    that passed the expectations, which read the payloads): an id repeated there and not in ``events``
+    only sends its one row through the window, which keeps it."""
     from pyspark.sql.functions import broadcast
 
     spark = events.sparkSession
-    repeated = events.groupBy("event_id").count().where("count > 1").select("event_id")
+    repeated = (
+        (events if among is None else among).groupBy("event_id").count().where("count > 1").select("event_id")
+    )
     repeated = repeated.localCheckpoint(eager=True)
     count = repeated.count()
     if count == 0:
