@@ -66,16 +66,32 @@ def payload_ddl() -> str:
 
 
 def to_spark(duckdb_sql: str) -> str:
-    """DuckDB SQL in Spark's dialect; ``quantile_cont`` becomes Spark's exact ``percentile``."""
+    """DuckDB SQL in Spark's dialect. ``quantile_cont`` becomes Spark's exact ``percentile``: one call per
+    column for all its quantiles (one buffer of the column's values, not one per quantile).
+    ``count(DISTINCT x)`` becomes the size of ``collect_set(x)``: the same count (NULLs left out), in
+    the one aggregation, where a distinct aggregate makes Spark group by (keys, x) first and carry every
+    other aggregate's buffer through it."""
     tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
-    tree = tree.transform(
-        lambda node: (
-            exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
-            if isinstance(node, exp.PercentileCont)
-            else node
-        )
-    )
-    return tree.sql(dialect="spark")
+    quantiles: dict[str, list[str]] = {}
+    for node in tree.find_all(exp.PercentileCont):
+        quantiles.setdefault(node.this.sql(), []).append(node.expression.sql())
+
+    def spark_node(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.PercentileCont):
+            wanted = quantiles[node.this.sql()]
+            position = wanted.index(node.expression.sql())
+            fractions = exp.Array(expressions=[sqlglot.parse_one(q) for q in wanted])
+            values = exp.Anonymous(this="percentile", expressions=[node.this.copy(), fractions])
+            return exp.Anonymous(this="element_at", expressions=[values, exp.Literal.number(position + 1)])
+        if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
+            (column,) = node.this.expressions
+            distinct = exp.Anonymous(
+                this="size", expressions=[exp.Anonymous(this="collect_set", expressions=[column])]
+            )
+            return exp.Cast(this=distinct, to=exp.DataType.build("BIGINT"))
+        return node
+
+    return tree.transform(spark_node).sql(dialect="spark")
 
 
 def quarantine_reason(expectations: Sequence[Expectation]) -> str:
@@ -108,44 +124,44 @@ SELECT * FROM (
 ) WHERE copy = 1
 """
 
-# One silver row per job from its (deduplicated, typed) events.
+# One silver row per job from its (deduplicated, typed) events, in one aggregation: a job's first start and
+# last terminal event are filtered min_by/max_by (NULL without one, as an outer join with them would give),
+# so the events are shuffled and sorted by job once, not once per part and again for two joins.
 FOLD_SQL = """
 WITH typed AS (
     SELECT job_id, event_id, event_type, `timestamp` AS ts, user_id, marketplace, category,
         struct({payload_columns}) AS p
     FROM {source}
-), starts AS (
-    SELECT job_id, min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id)) AS s
-    FROM typed WHERE event_type = 'validation_started' GROUP BY job_id
-), terminals AS (
-    SELECT job_id, max_by(struct(ts, event_type, user_id, marketplace, category, p), struct(ts, event_id)) AS t
-    FROM typed WHERE event_type <> 'validation_started' GROUP BY job_id
 ), jobs AS (
-    SELECT job_id, min(ts) AS first_ts, min_by(marketplace, struct(ts, event_id)) AS any_marketplace
+    SELECT job_id,
+        min_by(struct(ts, user_id, marketplace, category, p), struct(ts, event_id))
+            FILTER (WHERE event_type = 'validation_started') AS s,
+        max_by(struct(ts, event_type, user_id, marketplace, category, p), struct(ts, event_id))
+            FILTER (WHERE event_type <> 'validation_started') AS t,
+        min(ts) AS first_ts,
+        min_by(marketplace, struct(ts, event_id)) AS any_marketplace
     FROM typed GROUP BY job_id
 )
 SELECT
-    j.job_id,
-    coalesce(st.s.user_id, te.t.user_id) AS user_id,
-    coalesce(st.s.marketplace, te.t.marketplace, j.any_marketplace) AS marketplace,
-    coalesce(st.s.category, te.t.category) AS category,
-    coalesce(te.t.p.ruleset, st.s.p.ruleset) AS ruleset,
-    CASE te.t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
+    job_id,
+    coalesce(s.user_id, t.user_id) AS user_id,
+    coalesce(s.marketplace, t.marketplace, any_marketplace) AS marketplace,
+    coalesce(s.category, t.category) AS category,
+    coalesce(t.p.ruleset, s.p.ruleset) AS ruleset,
+    CASE t.event_type WHEN 'validation_completed' THEN 'success' WHEN 'validation_failed' THEN 'failed'
         ELSE 'running' END AS status,
-    te.t.p.total_rows AS total_rows,
-    te.t.p.valid_rows AS valid_rows,
-    te.t.p.invalid_rows AS invalid_rows,
-    te.t.p.error_types AS error_types,
-    CASE WHEN te.t.p.processing_time_ms >= 0 THEN te.t.p.processing_time_ms END AS processing_time_ms,
-    coalesce(te.t.p.file_size_bytes, st.s.p.file_size_bytes) AS file_size_bytes,
-    coalesce(te.t.p.s3_path, st.s.p.s3_path) AS s3_path,
-    coalesce(st.s.ts, j.first_ts) AS created_at,
-    te.t.ts AS completed_at,
-    to_date(coalesce(st.s.ts, j.first_ts)) AS created_date,
+    t.p.total_rows AS total_rows,
+    t.p.valid_rows AS valid_rows,
+    t.p.invalid_rows AS invalid_rows,
+    t.p.error_types AS error_types,
+    CASE WHEN t.p.processing_time_ms >= 0 THEN t.p.processing_time_ms END AS processing_time_ms,
+    coalesce(t.p.file_size_bytes, s.p.file_size_bytes) AS file_size_bytes,
+    coalesce(t.p.s3_path, s.p.s3_path) AS s3_path,
+    coalesce(s.ts, first_ts) AS created_at,
+    t.ts AS completed_at,
+    to_date(coalesce(s.ts, first_ts)) AS created_date,
     :updated_at AS updated_at
-FROM jobs j
-LEFT JOIN starts st ON st.job_id = j.job_id
-LEFT JOIN terminals te ON te.job_id = j.job_id
+FROM jobs
 """
 
 
@@ -160,19 +176,49 @@ def check(
     return checked.where("reason IS NULL").drop("reason"), quarantine
 
 
-def job_events(passed: DataFrame) -> DataFrame:
-    """The first received copy of each event that passed, typed as the fold reads it."""
+def job_events(passed: DataFrame, *, among: DataFrame | None = None) -> DataFrame:
+    """The first received copy of each event that passed, typed as the fold reads it. ``among``: the
+    rows ``passed`` was taken from (see :func:`first_copies`)."""
     spark = passed.sparkSession  # the frame's own: inside foreachBatch, the micro-batch's session
-    firsts = first_copies(passed)
+    firsts = first_copies(passed, among=among)
     return spark.sql(
         EVENTS_SQL.format(source="{frame}", payload=payload_ddl(), payload_columns=_payload_columns("p.")),
         frame=firsts,
     )
 
 
-def first_copies(events: DataFrame) -> DataFrame:
-    """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events)."""
-    return events.sparkSession.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=events).drop("copy")
+# Up to this many repeated event ids, the rows holding them are picked out with a broadcast of the ids
+# (a map-side filter) and only those are ordered; past it, every row is.
+BROADCAST_REPEATS = 200_000
+
+
+def first_copies(events: DataFrame, *, among: DataFrame | None = None) -> DataFrame:
+    """The first received copy of each ``event_id`` among ``events`` (bronze rows or job events).
+
+    Copies are few: the ids seen more than once are found from the ``event_id`` column alone, and only
+    their rows are shuffled and sorted by the window (whole rows, payloads and all, were: the most
+    expensive step of a micro-batch). ``among``, rows that ``events`` is a subset of, is where the ids
+    are counted when reading its ``event_id`` is cheaper (bronze's column, where ``events`` are the rows
+    that passed the expectations, which read the payloads): an id repeated there and not in ``events``
+    only sends its one row through the window, which keeps it."""
+    from pyspark.sql.functions import broadcast
+
+    spark = events.sparkSession
+    repeated = (
+        (events if among is None else among).groupBy("event_id").count().where("count > 1").select("event_id")
+    )
+    repeated = repeated.localCheckpoint(eager=True)
+    count = repeated.count()
+    if count == 0:
+        return events
+    if count > BROADCAST_REPEATS:
+        return spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=events).drop("copy")
+    # <=>: a NULL event_id is one id to the window too
+    ids = broadcast(repeated.withColumnRenamed("event_id", "_repeated"))
+    copies = events.join(ids, events["event_id"].eqNullSafe(ids["_repeated"]), "left_semi")
+    once = events.join(ids, events["event_id"].eqNullSafe(ids["_repeated"]), "left_anti")
+    firsts = spark.sql(FIRST_COPIES_SQL.format(source="{frame}"), frame=copies).drop("copy")
+    return once.unionByName(firsts)
 
 
 def fold(events: DataFrame, *, updated_at: datetime) -> DataFrame:

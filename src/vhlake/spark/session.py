@@ -20,6 +20,12 @@ def local_session(master: str = "local[2]", *, app: str = "vhlake") -> SparkSess
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # not INT96: typed readers
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")
+        # A batch reads its files by path (the Delta log lists them): listing hundreds of them is a loop on
+        # the driver, not a distributed job of one task per file.
+        .config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+        # Gold's exact percentiles and distinct counts are object aggregates: past this many groups in a
+        # task Spark falls back to sorting its input (the default, 128, is below a day's groups).
+        .config("spark.sql.objectHashAggregate.sortBased.fallbackThreshold", "100000")
         # Python processes the JVM starts itself (Python data sources, UDTF analysis) run this interpreter
         .config("spark.pyspark.python", sys.executable)
         .config("spark.pyspark.driver.python", sys.executable)

@@ -233,7 +233,7 @@ def silver_batch(
     tables.append(QUARANTINE, quarantine, app_id=app_id, version=version)
 
     # Read once, before this batch's writes change what it came from.
-    new = job_events(passed).localCheckpoint(eager=True)
+    new = job_events(passed, among=bronze).localCheckpoint(eager=True)
     partitions = _partitions_of(new, tables)
     if partitions:
         stored = tables.read_partitions(JOB_EVENTS, "job_date", partitions)
@@ -257,12 +257,24 @@ def silver_batch(
         gold_batch(folded.unionByName(before), version, tables, app_id=app_id)
     # A job's events stay filed under the date it was first folded to; the batch's events go in last,
     # so a run of this batch that failed before here finds them still new and redoes the rest.
-    filed = (
-        unseen.join(places, "job_id", "left")
-        .join(folded.select("job_id", folded["created_date"].alias("created")), "job_id")
-        .withColumn("job_date", coalesce("job_date", "created"))
+    dates = (
+        folded.select("job_id", folded["created_date"].alias("created"))
+        .join(places, "job_id", "left")
+        .select("job_id", coalesce("job_date", "created").alias("job_date"))
     )
+    filed = unseen.join(_broadcast_if_small(dates, folded.count()), "job_id")
     tables.append(JOB_EVENTS, filed.select(*JOB_EVENTS.schema.names), app_id=app_id, version=version)
+
+
+# A batch's jobs (one row each: an id and a date) up to this many are broadcast to the events they file,
+# rather than both sides shuffled by job.
+BROADCAST_JOBS = 1_000_000
+
+
+def _broadcast_if_small(rows: DataFrame, count: int) -> DataFrame:
+    from pyspark.sql.functions import broadcast
+
+    return broadcast(rows) if count <= BROADCAST_JOBS else rows
 
 
 def _partitions_of(new: DataFrame, tables: SparkTables) -> list[object]:
