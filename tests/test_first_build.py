@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_event, write_lines
@@ -95,6 +96,18 @@ def test_after_a_first_build_the_next_runs_are_incremental(tmp_path: Path, sampl
     assert built.open(SILVER).version() == 2  # type: ignore[union-attr]
 
 
+def test_each_silver_file_of_a_first_build_is_one_row_group(tmp_path: Path, samples: Path) -> None:
+    # Buckets are by job and files by day: writing each bucket's silver rows as they were folded gave every
+    # file a row group per bucket, whose footers the open files held in memory (files x buckets).
+    built, _ = two_lakes(tmp_path, samples)
+    Pipeline(built, **BUILD).run()
+    silver = built.open(SILVER)
+    assert silver is not None
+    files = silver.file_uris()
+    assert len(files) > 30  # a month of days, several marketplaces
+    assert {pq.ParquetFile(f).metadata.num_row_groups for f in files} == {1}
+
+
 def bucket_of(job_id: str, buckets: int) -> int:
     return int(hashlib.md5(job_id.encode()).hexdigest()[:15], 16) % buckets
 
@@ -164,7 +177,7 @@ def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path
     Pipeline(built, **BUILD).run(
         on_progress=lambda phase, done, total: heard.__setitem__(phase, (done, total))
     )
-    assert set(heard) == {"reading bronze (rows)", "folding job buckets"}
+    assert set(heard) == {"reading bronze (rows)", "folding job buckets", "writing silver by day"}
     assert all(done == total > 0 for done, total in heard.values())
     heard.clear()
     Pipeline(reference, versions_per_batch=1).run(

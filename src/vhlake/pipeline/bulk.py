@@ -4,10 +4,10 @@ The incremental path folds each bronze range into what is stored, which suits a 
 of 10M events it would MERGE some fifty times into a growing silver. Here bronze is read once (ranges read,
 checked and typed ahead, as in the incremental path) and the typed events are spilled to disk in buckets
 by job, so that a job's whole history is in one bucket. Each bucket is then folded natively and written
-as it is: its silver rows, and its events filed under their job's created date. Gold is computed once, at
-the end, from silver's gold columns, kept per job as the buckets are folded. Memory is bounded by
-one bucket: gold's columns are spilled by day and gold computed a few days at a time (its groups are
-per day), and the event keys that find copies across buckets are compared a part at a time.
+as it is: its events filed under their job's created date; its silver rows are spilled by day. Silver is
+then written a few days at a time (one row group per file, however many buckets), and gold computed from
+the same rows (its groups are per day). Memory is bounded by one bucket or one part of the days, and the
+event keys that find copies across buckets are compared a part at a time.
 
 Exactly once: each table's files are written directly (lake/direct_write.py) and committed at the end
 in one commit that replaces the table's contents and records ``(PIPELINE_APP, bronze version)``, in the
@@ -39,14 +39,17 @@ class Spill:
     """Tables split into ``count`` parts by an integer key (``key % count``): Arrow IPC streams on disk
     when there is more than one part, so that memory holds one part at a time; held in memory otherwise."""
 
-    def __init__(self, count: int, schema: pa.Schema, directory: Path, name: str) -> None:
+    def __init__(
+        self, count: int, schema: pa.Schema, directory: Path, name: str, *, compression: str | None = None
+    ) -> None:
         self.count = count
         self.schema = schema
         self._paths = [directory / f"{name}-{k}.arrows" for k in range(count)]
         self._writers: list[pa.ipc.RecordBatchStreamWriter] = []
         self._held: list[pa.Table] = []  # one part: kept in memory
         if count > 1:
-            self._writers = [pa.ipc.new_stream(str(path), schema) for path in self._paths]
+            options = pa.ipc.IpcWriteOptions(compression=compression)
+            self._writers = [pa.ipc.new_stream(str(path), schema, options=options) for path in self._paths]
 
     def add(self, rows: pa.Table, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
         """Add ``rows``, each to the part of its key; returns each row's part."""

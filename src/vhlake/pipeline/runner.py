@@ -64,7 +64,6 @@ GOLD_INPUTS = [
     "processing_time_ms",
     "user_id",
 ]
-_GOLD_INPUTS = pa.schema([SILVER.schema.field(name) for name in GOLD_INPUTS])
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
 
@@ -270,10 +269,7 @@ class Pipeline:
                     return
                 days = self._fold_buckets(buckets, writes, started, report, Path(spill))
                 pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
-                # a gold group is of one day: computed a few days at a time, written at once (it is small)
-                gold = pa.concat_tables(
-                    [daily_metrics(self._con, days.read(k), updated_at=started) for k in range(days.count)]
-                )
+                gold = self._write_days(days, writes, started)
             report.gold_groups = gold.num_rows
             _write(writes, GOLD, gold)
             for table in DERIVED:  # the pipeline's commit order: job events last
@@ -324,22 +320,36 @@ class Pipeline:
         report: RunReport,
         directory: Path,
     ) -> Spill:
-        """Each bucket folded into silver rows and filed job events, written; returns gold's inputs,
-        spilled by day."""
+        """Each bucket folded into silver rows and filed job events; the job events written, the silver
+        rows spilled by day (returned).
+
+        A bucket holds jobs of every day, so writing its silver rows at once would add a row group to every
+        (marketplace, day) file: files x buckets row groups, each holding ~8 KB of footer in memory until
+        its file closes (measured: 1.8 GB for the 600 files and 200 buckets of a 100M-event build)."""
         superseded = buckets.superseded(self._con)
-        gold_inputs = Spill(buckets.count, _GOLD_INPUTS, directory, "gold")
+        silver_days = Spill(buckets.count, SILVER.schema, directory, "silver", compression="lz4")
         for k in range(buckets.count):
             folded, filed = fold_and_file(
                 self._con, buckets.read(k), updated_at=now, superseded=superseded.get(k)
             )
-            _write(writes, SILVER, folded)
             _write(writes, JOB_EVENTS, filed)
             days = pc.cast(folded["created_date"], pa.int32()).to_numpy(zero_copy_only=False)
-            gold_inputs.add(folded.select(GOLD_INPUTS).cast(gold_inputs.schema), days.astype(np.int64))
+            silver_days.add(folded, days.astype(np.int64))
             report.jobs_upserted += folded.num_rows
             self._progress("folding job buckets", k + 1, buckets.count)
-        gold_inputs.close()
-        return gold_inputs
+        silver_days.close()
+        return silver_days
+
+    def _write_days(self, days: Spill, writes: dict[str, DirectWrite], now: datetime) -> pa.Table:
+        """Silver written a part of days at a time (a day is in one part: one row group per file), and
+        gold computed from the same rows (a gold group is of one day); returns gold (it is small)."""
+        gold = []
+        for k in range(days.count):
+            silver = days.read(k)
+            _write(writes, SILVER, silver)
+            gold.append(daily_metrics(self._con, silver.select(GOLD_INPUTS), updated_at=now))
+            self._progress("writing silver by day", k + 1, days.count)
+        return pa.concat_tables(gold) if gold else GOLD.schema.empty_table()
 
     def _read_ahead(
         self, reads: Sequence[_Read], stop: threading.Event | None, *, workers: int = 1
