@@ -42,7 +42,12 @@ from vhlake.lake.key_index import KeyIndex
 from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
 from vhlake.native import library
 from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
-from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation, check_expectations
+from vhlake.pipeline.expectations import (
+    DEFAULT_EXPECTATIONS,
+    Checked,
+    Expectation,
+    check_expectations,
+)
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
 from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_and_file, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
@@ -53,7 +58,7 @@ PIPELINE_APP = "pipeline:bronze"
 Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
 # ahead while the third is spilled).
-_BUILD_READ_ROWS = 250_000
+_BUILD_READ_ROWS = 125_000
 # What gold needs of silver.
 GOLD_INPUTS = [
     "created_date",
@@ -395,26 +400,32 @@ class Pipeline:
         self, con: duckdb.DuckDBPyConnection, start: int, end: int, read: Callable[[], pa.Table]
     ) -> _Prepared:
         """Bronze rows (what ``read`` returns, from bronze versions ``start+1 .. end``), checked and typed."""
-        appended = read()
-        is_canary = pc.fill_null(pc.equal(appended["source_system"], CANARY_SOURCE), False)
-        if pc.any(is_canary).as_py():
-            new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
-        else:  # nearly every read: an all-true filter still copies the rows (~2 s per 10M events)
-            new, canaries = appended, appended.slice(0, 0)
-        checked = check_expectations(con, new, self._expectations)
+        checked, canaries, rescued = self._checked(con, read())  # the rows read are freed here
         quarantined = checked.quarantined.append_column(
             "ingestion_date", pc.cast(checked.quarantined["ingestion_time"], pa.date32())
         )
         return _Prepared(
             start,
             end,
-            events_in=new.num_rows,
-            rescued=new.num_rows - new["_rescued_data"].null_count,
+            events_in=checked.passed.num_rows + checked.quarantined.num_rows,
+            rescued=rescued,
             quarantined=quarantined,
             violations=checked.violations,
             typed=type_events(con, checked.passed),
             canaries=canaries,
         )
+
+    def _checked(self, con: duckdb.DuckDBPyConnection, appended: pa.Table) -> tuple[Checked, pa.Table, int]:
+        """Bronze rows checked against the expectations; with the canaries set apart and how many rows
+        carry rescued data. Only what passed is kept (most often a copy): typing it while the rows read
+        are still held would double a read's memory, in each read-ahead thread."""
+        is_canary = pc.fill_null(pc.equal(appended["source_system"], CANARY_SOURCE), False)
+        if pc.any(is_canary).as_py():
+            new, canaries = appended.filter(pc.invert(is_canary)), appended.filter(is_canary)
+        else:  # nearly every read: an all-true filter still copies the rows (~2 s per 10M events)
+            new, canaries = appended, appended.schema.empty_table()  # a slice would hold the rows read
+        rescued = new.num_rows - new["_rescued_data"].null_count
+        return check_expectations(con, new, self._expectations), canaries, rescued
 
     def _run_range(
         self, run_id: str, prepared: _Prepared, report: RunReport, *, started: datetime, clock: float
