@@ -224,6 +224,66 @@ GOLD = TableDef(
     description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
 )
 
+USER_ENGAGEMENT_GOLD = TableDef(
+    name="user_engagement_daily_gold",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("date", pa.date32(), nullable=False),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("jobs", pa.int64(), nullable=False),
+            pa.field("active_users", pa.int64(), nullable=False),
+            pa.field("active_users_7d", pa.int64(), nullable=False),
+            pa.field("active_users_28d", pa.int64(), nullable=False),
+            pa.field("new_users", pa.int64(), nullable=False),
+            pa.field("returning_users", pa.int64(), nullable=False),
+            pa.field("jobs_per_active_user", pa.float64()),  # NULL when no job of the day has a user
+            pa.field("year", pa.int32(), nullable=False),
+            pa.field("month", pa.int32(), nullable=False),
+            pa.field("updated_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=("year", "month"),
+    date_column="date",
+    configuration=STREAMED_LOG,
+    description=(
+        "Daily user engagement per (date, marketplace): jobs, active users that day and over 7 and 28 days, "
+        "new and returning users."
+    ),
+)
+
+ERROR_TYPE_GOLD = TableDef(
+    name="error_type_daily_gold",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("date", pa.date32(), nullable=False),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string(), nullable=False),
+            pa.field("error_type", pa.string(), nullable=False),
+            pa.field("jobs", pa.int64(), nullable=False),
+            pa.field("occurrences", pa.int64(), nullable=False),
+            pa.field("share_of_failed_jobs", pa.float64(), nullable=False),
+            pa.field("year", pa.int32(), nullable=False),
+            pa.field("month", pa.int32(), nullable=False),
+            pa.field("updated_at", UTC_MICROS, nullable=False),
+        ]
+    ),
+    partition_by=("year", "month"),
+    date_column="date",
+    configuration=STREAMED_LOG,
+    description=(
+        "Daily error types per (date, marketplace, category, error_type): jobs reporting the type, its "
+        "occurrences, and the share of those jobs that failed."
+    ),
+)
+
+# Contracts whose transforms exist (pipeline/engagement.py, pipeline/error_types.py) but which nothing
+# writes yet. They stay out of ALL_TABLES until the pipeline writes them: ALL_TABLES is what the Databricks
+# DDL and grants, the query engine's views and `vhlake tables` are generated from, and none of those should
+# offer a table that is never written.
+UNWRITTEN_GOLD: tuple[TableDef, ...] = (USER_ENGAGEMENT_GOLD, ERROR_TYPE_GOLD)
+
 ML_PREDICTIONS = TableDef(
     name="ml_predictions",
     layer="gold",
