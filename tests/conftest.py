@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from servers import MotoS3, Tansu
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, REJECTED
+from vhlake.lake.tables import BRONZE, REJECTED, SILVER
 
 
 def make_event(n: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -37,6 +37,35 @@ def make_event(n: int = 1, **overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return event
+
+
+def make_silver_job(
+    job_id: str,
+    created_at: datetime,
+    *,
+    marketplace: str = "mercado_livre",
+    user_id: str | None = None,
+    category: str | None = None,
+    status: str = "success",
+    error_types: dict[str, int | None] | None = None,
+) -> dict[str, Any]:
+    """A silver row (the columns the gold transforms read; the others NULL); ``created_date`` is the UTC
+    date of ``created_at``, as the fold makes it."""
+    return {
+        "job_id": job_id,
+        "user_id": user_id,
+        "marketplace": marketplace,
+        "category": category,
+        "status": status,
+        "error_types": None if error_types is None else list(error_types.items()),
+        "created_at": created_at,
+        "created_date": created_at.astimezone(UTC).date(),
+        "updated_at": created_at,
+    }
+
+
+def silver_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=SILVER.schema)
 
 
 def write_lines(path: Path, lines: Iterable[str | bytes | dict[str, Any]]) -> Path:
