@@ -19,9 +19,20 @@ from test_pipeline_properties import comparable
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import AUDIT_LOG, BRONZE, GOLD, JOB_EVENTS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import (
+    AUDIT_LOG,
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    QUARANTINE,
+    SILVER,
+    TableDef,
+)
 from vhlake.lifecycle.erasure import forget_user
+from vhlake.pipeline.error_types import error_type_daily
 from vhlake.pipeline.gold import daily_metrics
+from vhlake.pipeline.gold_groups import KEYS
 from vhlake.pipeline.runner import Pipeline, RunReport
 from vhlake.query.duckdb_engine import DuckDBEngine
 
@@ -73,12 +84,12 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     assert log.read(0, 100).records.num_rows == 1 and report.log_records == 2  # by user id and by job key
 
     silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
-    rebuilt = daily_metrics(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(
-        ["updated_at"]
-    )
-    gold = pa.table(lake.open(GOLD).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
-    order = [("date", "ascending"), ("marketplace", "ascending"), ("category", "ascending")]
-    assert gold.sort_by(order).to_pylist() == rebuilt.cast(gold.schema).sort_by(order).to_pylist()
+    for table, compute in ((GOLD, daily_metrics), (ERROR_TYPE_GOLD, error_type_daily)):
+        rebuilt = compute(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(["updated_at"])
+        stored = pa.table(lake.open(table).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
+        order = [(key, "ascending") for key in KEYS[table.name]]
+        assert stored.num_rows > 0, table.name
+        assert stored.sort_by(order).to_pylist() == rebuilt.cast(stored.schema).sort_by(order).to_pylist()
 
     evidence = pa.table(lake.open(AUDIT_LOG).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
     [record] = [r for r in evidence if r["method"] == "FORGET"]

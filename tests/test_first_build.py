@@ -16,7 +16,16 @@ from conftest import make_event, write_lines
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake import direct_write
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    PIPELINE_RUNS,
+    QUARANTINE,
+    SILVER,
+    TableDef,
+)
 from vhlake.pipeline.runner import PIPELINE_APP, Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -25,6 +34,7 @@ BUILD = {"rows_per_batch": 500, "build_bucket_rows": 700}
 KEYS = {
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
+    ERROR_TYPE_GOLD.name: ["date", "marketplace", "category", "error_type"],
     QUARANTINE.name: ["source", "source_offset"],
     JOB_EVENTS.name: ["source", "source_offset"],
 }
@@ -43,7 +53,7 @@ def rows(lake: Lake, table: TableDef) -> list[dict[str, Any]]:
 
 
 def same_tables(built: Lake, reference: Lake) -> None:
-    for table in (SILVER, GOLD, QUARANTINE, JOB_EVENTS):
+    for table in (SILVER, GOLD, ERROR_TYPE_GOLD, QUARANTINE, JOB_EVENTS):
         assert rows(built, table) == rows(reference, table), table.name
 
 
@@ -70,8 +80,9 @@ def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Pat
     same_tables(built, reference)
     assert report.jobs_upserted == len(rows(built, SILVER))
     assert report.quarantined == len(rows(built, QUARANTINE)) > 0
+    assert len(rows(built, ERROR_TYPE_GOLD)) > 0
     # one commit per table: the build's (the incremental path merges once per range)
-    for table in (SILVER, GOLD, JOB_EVENTS):
+    for table in (SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS):
         assert built.open(table).version() == 1, table.name  # type: ignore[union-attr]
     logged = pa.table(built.open(PIPELINE_RUNS).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
     assert [(r["upstream_from_version"], r["status"], r["rows_out"]) for r in logged] == [

@@ -516,3 +516,19 @@ def _no_overlap(
             )
 
     return check
+
+
+def merge_source(table: TableDef, upserts: pa.Table, deletions: pa.Table) -> pa.Table:
+    """``upserts`` and ``deletions`` (which need only the key columns) in one table flagged by ``_deleted``:
+    the ``source`` of :meth:`Lake.upsert_once` with ``delete_flag="_deleted"``."""
+    schema = pa.schema([f.with_nullable(True) for f in table.schema] + [pa.field("_deleted", pa.bool_())])
+    count = deletions.num_rows
+    markers = pa.table(
+        {
+            f.name: deletions[f.name] if f.name in deletions.column_names else pa.nulls(count, f.type)
+            for f in table.schema
+        }
+        | {"_deleted": pa.repeat(pa.scalar(True), count)}
+    )
+    rows = upserts.append_column("_deleted", pa.repeat(pa.scalar(False), upserts.num_rows))
+    return pa.concat_tables([rows.cast(schema), markers.cast(schema)])

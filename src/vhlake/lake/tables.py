@@ -278,11 +278,11 @@ ERROR_TYPE_GOLD = TableDef(
     ),
 )
 
-# Contracts whose transforms exist (pipeline/engagement.py, pipeline/error_types.py) but which nothing
-# writes yet. They stay out of ALL_TABLES until the pipeline writes them: ALL_TABLES is what the Databricks
-# DDL and grants, the query engine's views and `vhlake tables` are generated from, and none of those should
-# offer a table that is never written.
-UNWRITTEN_GOLD: tuple[TableDef, ...] = (USER_ENGAGEMENT_GOLD, ERROR_TYPE_GOLD)
+# A contract whose transform exists (pipeline/engagement.py) but which nothing writes yet. It stays out of
+# ALL_TABLES until the pipeline writes it: ALL_TABLES is what the Databricks DDL and grants, the query
+# engine's views and `vhlake tables` are generated from, and none of those should offer a table that is
+# never written.
+UNWRITTEN_GOLD: tuple[TableDef, ...] = (USER_ENGAGEMENT_GOLD,)
 
 ML_PREDICTIONS = TableDef(
     name="ml_predictions",
@@ -489,6 +489,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     JOB_EVENTS,
     SILVER,
     GOLD,
+    ERROR_TYPE_GOLD,
     ML_PREDICTIONS,
     ML_MODELS,
     ANOMALIES,

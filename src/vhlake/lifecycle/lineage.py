@@ -18,6 +18,7 @@ from vhlake.lake.tables import (
     ALERT_EVENTS,
     ANOMALIES,
     BRONZE,
+    ERROR_TYPE_GOLD,
     GOLD,
     JOB_EVENTS,
     ML_MODELS,
@@ -37,12 +38,13 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     JOB_EVENTS.name: (BRONZE.name,),
     SILVER.name: (BRONZE.name, JOB_EVENTS.name),
     GOLD.name: (SILVER.name,),
+    ERROR_TYPE_GOLD.name: (SILVER.name,),
     ML_PREDICTIONS.name: (GOLD.name,),
     ML_MODELS.name: (GOLD.name, SILVER.name),
     ANOMALIES.name: (GOLD.name, SILVER.name),
     ALERT_EVENTS.name: ("the alert rules' queries",),
 }
-_PIPELINE_WRITES = {QUARANTINE.name, JOB_EVENTS.name, SILVER.name, GOLD.name}
+_PIPELINE_WRITES = {QUARANTINE.name, JOB_EVENTS.name, SILVER.name, GOLD.name, ERROR_TYPE_GOLD.name}
 
 
 def lineage(lake: Lake, table: TableDef) -> dict[str, Any]:

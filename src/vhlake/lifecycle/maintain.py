@@ -34,6 +34,7 @@ from vhlake.errors import ConfigError
 from vhlake.lake.delta import Lake, no_such_partition
 from vhlake.lake.tables import (
     BRONZE,
+    ERROR_TYPE_GOLD,
     GOLD,
     JOB_EVENTS,
     ML_PREDICTIONS,
@@ -47,6 +48,7 @@ from vhlake.lake.tables import (
 # the API ask for a marketplace, sometimes a category, over a range of dates).
 Z_ORDER: dict[str, tuple[str, ...]] = {
     GOLD.name: ("marketplace", "category", "date"),
+    ERROR_TYPE_GOLD.name: ("marketplace", "category", "date"),
     SILVER.name: ("status", "created_at"),
 }
 _ATTEMPTS = 4
@@ -71,6 +73,7 @@ class Retention:
             (SILVER, self.silver_days),
             (JOB_EVENTS, self.silver_days),
             (GOLD, self.gold_days),
+            (ERROR_TYPE_GOLD, self.gold_days),
             (ML_PREDICTIONS, self.gold_days),
         ]
 

@@ -36,10 +36,20 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from vhlake.lake.delta import Lake
+from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.direct_write import DirectWrite
 from vhlake.lake.key_index import KeyIndex
-from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, PIPELINE_RUNS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    PIPELINE_RUNS,
+    QUARANTINE,
+    SILVER,
+    TableDef,
+    table_by_name,
+)
 from vhlake.native import library
 from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
 from vhlake.pipeline.expectations import (
@@ -48,7 +58,14 @@ from vhlake.pipeline.expectations import (
     Expectation,
     check_expectations,
 )
-from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
+from vhlake.pipeline.gold_groups import (
+    GOLD_INPUTS,
+    GROUP_TABLES,
+    KEYS,
+    GroupTables,
+    group_rows,
+    groups_of,
+)
 from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_and_file, fold_jobs, type_events
 from vhlake.query.arrow_sql import registered
 from vhlake.query.lake_relations import table_relation
@@ -59,18 +76,8 @@ Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
 # ahead while the third is spilled).
 _BUILD_READ_ROWS = 125_000
-# What gold needs of silver.
-GOLD_INPUTS = [
-    "created_date",
-    "marketplace",
-    "category",
-    "status",
-    "total_rows",
-    "processing_time_ms",
-    "user_id",
-]
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
-DERIVED = (QUARANTINE, SILVER, GOLD, JOB_EVENTS)
+DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class Pipeline:
         # search instead of scanning the whole job events table.
         self._places = KeyIndex(lake, JOB_EVENTS, keys=("job_key", "event_key"), partition="job_date")
         self._con = duckdb.connect()
+        self._group_tables = GroupTables(lake, self._con)
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
         self._con.execute("SET memory_limit = '1GB'")
@@ -182,10 +190,9 @@ class Pipeline:
         bronze = self._lake.open(BRONZE)
         target = -1 if bronze is None else bronze.version()
         done = {t.name: self._processed(t) for t in DERIVED}
+        self._rebuild_behind_silver(done)
         start = min(done.values())
         report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
-        if done[GOLD.name] < done[SILVER.name]:
-            self._rebuild_gold(version=done[SILVER.name])  # a crash left gold behind silver
         if bronze is None:
             return report
         log = _bronze_log(bronze, since=start)
@@ -274,9 +281,7 @@ class Pipeline:
                     return
                 days = self._fold_buckets(buckets, writes, started, report, Path(spill))
                 pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
-                gold = self._write_days(days, writes, started)
-            report.gold_groups = gold.num_rows
-            _write(writes, GOLD, gold)
+                report.gold_groups = self._write_days(days, writes, started)
             for table in DERIVED:  # the pipeline's commit order: job events last
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
@@ -345,16 +350,18 @@ class Pipeline:
         silver_days.close()
         return silver_days
 
-    def _write_days(self, days: Spill, writes: dict[str, DirectWrite], now: datetime) -> pa.Table:
+    def _write_days(self, days: Spill, writes: dict[str, DirectWrite], now: datetime) -> int:
         """Silver written a part of days at a time (a day is in one part: one row group per file), and
-        gold computed from the same rows (a gold group is of one day); returns gold (it is small)."""
-        gold = []
+        the group tables computed from the same rows (a group is of one day); returns the gold groups."""
+        groups = 0
         for k in range(days.count):
             silver = days.read(k)
             _write(writes, SILVER, silver)
-            gold.append(daily_metrics(self._con, silver.select(GOLD_INPUTS), updated_at=now))
+            for name, rows in group_rows(self._con, silver.select(GOLD_INPUTS), now=now).items():
+                _write(writes, table_by_name(name), rows)
+            groups += groups_of(silver).num_rows
             self._progress("writing silver by day", k + 1, days.count)
-        return pa.concat_tables(gold) if gold else GOLD.schema.empty_table()
+        return groups
 
     def _read_ahead(
         self, reads: Sequence[_Read], stop: threading.Event | None, *, workers: int = 1
@@ -455,15 +462,8 @@ class Pipeline:
             version=version,
             delete_flag="_deleted",
         )
-        groups = _groups(pa.concat_tables([folded, before]))
-        self._lake.upsert_once(
-            GOLD,
-            self._gold_rows(groups, now),
-            keys=GOLD_KEYS,
-            app_id=app_id,
-            version=version,
-            delete_flag="_deleted",
-        )
+        groups = groups_of(pa.concat_tables([folded, before]))
+        self._upsert_groups(self._group_tables.merge_sources(groups, now), app_id=app_id, version=version)
         filed = file_events(self._con, events, _with_new_jobs(places, folded))
         self._lake.append_once(JOB_EVENTS, filed, app_id=app_id, version=version)
         return folded, groups
@@ -552,42 +552,35 @@ class Pipeline:
         """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
         category) from silver as it is now: after rows left silver other than through the pipeline (an
         erasure). Returns the number of groups."""
-        groups, now = _groups(jobs), datetime.now(UTC)
+        groups, now = groups_of(jobs), datetime.now(UTC)
         # A group is of one day: recomputed a day at a time, what is read of silver at once is one day's
         # partitions (a user seen every day would otherwise bring the whole of silver into memory).
         days = pc.unique(groups["date"]).to_pylist()
-        rows = [self._gold_rows(groups.filter(pc.equal(groups["date"], day)), now) for day in days]
-        self._lake.upsert_once(
-            GOLD,
-            pa.concat_tables(rows) if rows else self._gold_rows(groups, now),
-            keys=GOLD_KEYS,
-            app_id=app_id,
-            version=0,
-            delete_flag="_deleted",
-        )
+        day_groups = [groups.filter(pc.equal(groups["date"], day)) for day in days] or [groups]
+        sources = [self._group_tables.merge_sources(of_day, now) for of_day in day_groups]
+        merged = {table.name: pa.concat_tables([s[table.name] for s in sources]) for table in GROUP_TABLES}
+        self._upsert_groups(merged, app_id=app_id, version=0)
         return int(groups.num_rows)
 
-    def _gold_rows(self, groups: pa.Table, now: datetime) -> pa.Table:
-        """Recomputed gold rows for ``groups``, plus a deletion marker for each group left without jobs."""
-        if groups.num_rows == 0:
-            return _with_deletions(GOLD.schema.empty_table(), groups, now)
-        partitions = ds.field("created_date").isin(pc.unique(groups["date"])) & ds.field("marketplace").isin(
-            pc.unique(groups["marketplace"])
-        )
-        candidates = self._lake.dataset(SILVER).to_table(columns=GOLD_INPUTS, filter=partitions)
-        with registered(self._con, candidates=candidates, groups=groups):
-            jobs = self._con.sql(
-                f"""SELECT c.* FROM candidates c
-                SEMI JOIN groups g ON c.created_date = g.date AND c.marketplace = g.marketplace
-                    AND coalesce(c.category, '{UNKNOWN_CATEGORY}') = g.category"""  # noqa: S608
-            ).to_arrow_table()
-        metrics = daily_metrics(self._con, jobs, updated_at=now)
-        return _with_deletions(metrics, groups, now)
+    def _upsert_groups(self, sources: dict[str, pa.Table], *, app_id: str, version: int) -> None:
+        for table in GROUP_TABLES:
+            self._lake.upsert_once(
+                table,
+                sources[table.name],
+                keys=KEYS[table.name],
+                app_id=app_id,
+                version=version,
+                delete_flag="_deleted",
+            )
 
-    def _rebuild_gold(self, *, version: int) -> None:
-        jobs = self._lake.dataset(SILVER).to_table(columns=GOLD_INPUTS)
-        gold = daily_metrics(self._con, jobs, updated_at=datetime.now(UTC))
-        self._lake.replace_once(GOLD, gold, app_id=PIPELINE_APP, version=version)
+    def _rebuild_behind_silver(self, done: dict[str, int]) -> None:
+        """Rebuild from silver each group table behind it: one a crash left between its commit and
+        silver's, or one added to a lake built before it existed."""
+        for table in GROUP_TABLES:
+            if done[table.name] < done[SILVER.name]:
+                rows = self._group_tables.rebuilt(table, datetime.now(UTC))
+                self._lake.replace_once(table, rows, app_id=PIPELINE_APP, version=done[SILVER.name])
+                done[table.name] = done[SILVER.name]
 
     def _log_failure(self, run_id: str, start: int, end: int, exc: Exception) -> None:
         """Record a failed range in pipeline_runs (what DLT's event log shows for a failed update)."""
@@ -776,19 +769,7 @@ def _with_new_jobs(places: pa.Table, folded: pa.Table) -> pa.Table:
     return pa.concat_tables([places, new.select(places.column_names).cast(places.schema)])
 
 
-def _groups(jobs: pa.Table) -> pa.Table:
-    keys = pa.table(
-        {
-            "date": jobs["created_date"],
-            "marketplace": jobs["marketplace"],
-            "category": pc.fill_null(jobs["category"], UNKNOWN_CATEGORY),
-        }
-    )
-    return keys.group_by(["date", "marketplace", "category"]).aggregate([])
-
-
 SILVER_KEYS = ("job_id", "marketplace", "created_date")
-GOLD_KEYS = ("date", "marketplace", "category")
 
 
 def _silver_source(folded: pa.Table, before: pa.Table) -> pa.Table:
@@ -797,26 +778,4 @@ def _silver_source(folded: pa.Table, before: pa.Table) -> pa.Table:
     touch only the partitions the batch lives in, and the move is one commit."""
     old_keys = before.select(list(SILVER_KEYS))  # Arrow joins cannot carry map columns along
     moved = old_keys.join(folded.select(list(SILVER_KEYS)), keys=list(SILVER_KEYS), join_type="left anti")
-    return _merge_source(SILVER, folded, moved)
-
-
-def _with_deletions(metrics: pa.Table, groups: pa.Table, now: datetime) -> pa.Table:
-    """The MERGE source for gold: recomputed rows, and a ``_deleted`` marker per group left empty."""
-    gone = groups.join(metrics.select(list(GOLD_KEYS)), keys=list(GOLD_KEYS), join_type="left anti")
-    gone = gone.append_column("year", pc.year(gone["date"])).append_column("month", pc.month(gone["date"]))
-    return _merge_source(GOLD, metrics, gone)
-
-
-def _merge_source(table: TableDef, upserts: pa.Table, deletions: pa.Table) -> pa.Table:
-    """``upserts`` and ``deletions`` (which need only the key columns) in one table flagged by ``_deleted``."""
-    schema = pa.schema([f.with_nullable(True) for f in table.schema] + [pa.field("_deleted", pa.bool_())])
-    count = deletions.num_rows
-    markers = pa.table(
-        {
-            f.name: deletions[f.name] if f.name in deletions.column_names else pa.nulls(count, f.type)
-            for f in table.schema
-        }
-        | {"_deleted": pa.repeat(pa.scalar(True), count)}
-    )
-    rows = upserts.append_column("_deleted", pa.repeat(pa.scalar(False), upserts.num_rows))
-    return pa.concat_tables([rows.cast(schema), markers.cast(schema)])
+    return merge_source(SILVER, folded, moved)
