@@ -208,6 +208,56 @@ def test_marketplace_performance_series_and_categories(
         assert category.avg_processing_time_ms == pytest.approx(expected)
 
 
+def error_types_of_silver(
+    silver: list[dict[str, Any]], start: date, end: date, category: str | None = None
+) -> dict[str, dict[str, int]]:
+    """Per error type, from silver's maps (not from gold): jobs giving it a value above 0, the sum of those
+    values, and how many of those jobs failed."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"jobs": 0, "occurrences": 0, "failed": 0})
+    for job in silver:
+        if job["marketplace"] != MARKETPLACE or not start <= job["created_date"] <= end:
+            continue
+        if category is not None and (job["category"] or "unknown") != category:
+            continue
+        for error_type, value in job["error_types"] or []:
+            if value is not None and value > 0:
+                totals[error_type]["jobs"] += 1
+                totals[error_type]["occurrences"] += value
+                totals[error_type]["failed"] += job["status"] == "failed"
+    return totals
+
+
+@pytest.mark.parametrize("category", [None, "categoria_01"])
+def test_error_types_are_silver_maps_summed_over_the_period(
+    engine: DuckDBEngine, silver: list[dict[str, Any]], category: str | None
+) -> None:
+    end = date(2026, 11, 26)
+    repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 26, 12, tzinfo=UTC))
+    answer = ok(repository.get_marketplace_error_types(MARKETPLACE, 20, category=category, top=2))
+    start = end - timedelta(days=19)
+    assert (answer.start_date, answer.end_date) == (start, end)
+    expected = error_types_of_silver(silver, start, end, category)
+    assert len(expected) >= 3
+    assert [e.error_type for e in answer.error_types] == sorted(
+        expected, key=lambda t: (-expected[t]["occurrences"], t)
+    )
+    for row in answer.error_types:
+        totals = expected[row.error_type]
+        assert (row.jobs, row.occurrences, row.failed_jobs) == (
+            totals["jobs"],
+            totals["occurrences"],
+            totals["failed"],
+        )
+        assert row.share_of_failed_jobs == pytest.approx(totals["failed"] / totals["jobs"])
+    first_two = {e.error_type for e in answer.error_types[:2]}
+    assert {d.error_type for d in answer.trend} == first_two
+    for error_type in first_two:
+        assert (
+            sum(d.occurrences for d in answer.trend if d.error_type == error_type)
+            == (expected[error_type]["occurrences"])
+        )
+
+
 def test_ml_predictions_come_from_the_latest_trained_model(engine: DuckDBEngine) -> None:
     predictions = ok(AnalyticsRepository(engine).get_ml_predictions(MARKETPLACE, "categoria_01"))
     assert (predictions.model_version, predictions.trained_at) == ("v2", TRAINED)
@@ -226,6 +276,7 @@ def test_a_restricted_repository_sees_only_its_marketplaces(
         restricted.get_marketplace_metrics(other, date(2026, 11, 1), date(2026, 11, 30)),
         restricted.get_marketplace_performance(other, 30),
         restricted.get_ml_predictions(other, "categoria_01"),
+        restricted.get_marketplace_error_types(other, 30, end_date=date(2026, 11, 27)),
         restricted.get_real_time_stats(other),
         restricted.get_freshness(other),
     ):
@@ -265,6 +316,10 @@ def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngi
     assert ok(repository.get_marketplace_metrics(hostile, date(2026, 1, 1), date(2026, 12, 31))).daily == []
     assert ok(repository.get_marketplace_performance(hostile, 365, end_date=date(2026, 12, 31))).daily == []
     assert ok(repository.get_ml_predictions(hostile, "x' OR '1'='1")).predictions == []
+    errors = ok(repository.get_marketplace_error_types(hostile, 365, end_date=date(2026, 12, 31)))
+    assert errors.error_types == [] and errors.trend == []
+    errors = ok(repository.get_marketplace_error_types(MARKETPLACE, 365, category="x' OR '1'='1"))
+    assert errors.error_types == []
     assert engine.execute("SELECT count(*) AS n FROM marketplace_daily_metrics_gold").to_pylist()[0]["n"] > 0
 
 
@@ -280,6 +335,9 @@ def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngi
         ),
         (lambda r: r.get_real_time_stats(window_minutes=0), "window_minutes"),
         (lambda r: r.get_ml_predictions("shopee", ""), "must not be empty"),
+        (lambda r: r.get_marketplace_error_types("shopee", top=0), "top must be"),
+        (lambda r: r.get_marketplace_error_types("shopee", category=" "), "category must not be empty"),
+        (lambda r: r.get_marketplace_error_types("shopee", 0), "period_days"),
     ],
 )
 def test_bad_arguments_are_errors_not_exceptions(engine: DuckDBEngine, call: Any, message: str) -> None:
@@ -320,6 +378,19 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "marketplace": MARKETPLACE,
         "start_date": date(2026, 11, 1),
         "end_date": date(2026, 11, 30),
+    },
+    "marketplace_error_types": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+        "category": None,
+    },
+    "marketplace_error_type_trend": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+        "category": "categoria_01",
+        "top": 3,
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
     "freshness": {"lookback_days": 7},

@@ -28,6 +28,9 @@ COMPLETION_LOOKBACK_DAYS = 7
 completing later than all of those, yet created earlier, is not seen (the lag shown is then too large,
 never too small). Validation jobs take seconds to minutes, so a week is ample."""
 
+MAX_TOP_ERROR_TYPES = 50
+"""The most error types whose daily trend one answer gives (each adds a row per day of the period)."""
+
 
 class DailyMetric(BaseModel):
     date: date
@@ -120,6 +123,37 @@ class MarketplacePerformance(BaseModel):
     end_date: date
     daily: list[DailyPerformance]
     categories: list[CategoryPerformance]
+
+
+class ErrorTypeTotal(BaseModel):
+    """One error type over a period: the jobs reporting it, its occurrences, and the share of those jobs
+    that failed (the period's failed jobs over its jobs, not a mean of daily shares)."""
+
+    error_type: str
+    jobs: int
+    occurrences: int
+    failed_jobs: int
+    share_of_failed_jobs: float
+
+
+class ErrorTypeDay(BaseModel):
+    date: date
+    error_type: str
+    occurrences: int
+
+
+class MarketplaceErrorTypes(BaseModel):
+    """A marketplace's error types over a period, most occurrences first, and the daily occurrences of
+    the first ``top`` of them (days without any have no entry)."""
+
+    marketplace: str
+    category: str | None
+    period_days: int
+    start_date: date
+    end_date: date
+    top: int
+    error_types: list[ErrorTypeTotal]
+    trend: list[ErrorTypeDay]
 
 
 class Prediction(BaseModel):
@@ -293,12 +327,10 @@ class AnalyticsRepository:
     ) -> Result[MarketplacePerformance]:
         """The last ``period_days`` days (ending today, or ``end_date``): the daily series with its
         day-over-day change and 7-day moving average, and the per-category breakdown."""
-        if period_days <= 0 or period_days > 3660:
-            return Err("period_days must be between 1 and 3660", "invalid_argument")
-        end = end_date or self._clock().date()
-        if (end - date.min).days < period_days - 1:
-            return Err(f"{period_days} days before {end} is before the calendar starts", "invalid_argument")
-        start = end - timedelta(days=period_days - 1)
+        period = self._period(period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
         if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
             return problem
 
@@ -312,6 +344,46 @@ class AnalyticsRepository:
                 daily=[DailyPerformance(**r) for r in self._rows("marketplace_daily_performance", **window)],
                 categories=[
                     CategoryPerformance(**r) for r in self._rows("marketplace_category_breakdown", **window)
+                ],
+            )
+
+        return _attempt(build)
+
+    def get_marketplace_error_types(
+        self,
+        marketplace: str,
+        period_days: int = 30,
+        *,
+        end_date: date | None = None,
+        category: str | None = None,
+        top: int = 5,
+    ) -> Result[MarketplaceErrorTypes]:
+        """The last ``period_days`` days (ending today, or ``end_date``) of ``error_type_daily_gold`` for
+        one marketplace (and only ``category``, if given): every error type ranked by occurrences, and
+        the daily occurrences of the first ``top``."""
+        if not 0 < top <= MAX_TOP_ERROR_TYPES:
+            return Err(f"top must be between 1 and {MAX_TOP_ERROR_TYPES}", "invalid_argument")
+        if category is not None and not category.strip():
+            return Err("category must not be empty", "invalid_argument")
+        period = self._period(period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
+        if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
+            return problem
+
+        def build() -> MarketplaceErrorTypes:
+            window = {"marketplace": marketplace, "start_date": start, "end_date": end, "category": category}
+            return MarketplaceErrorTypes(
+                marketplace=marketplace,
+                category=category,
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                top=top,
+                error_types=[ErrorTypeTotal(**r) for r in self._rows("marketplace_error_types", **window)],
+                trend=[
+                    ErrorTypeDay(**r) for r in self._rows("marketplace_error_type_trend", **window, top=top)
                 ],
             )
 
@@ -378,6 +450,16 @@ class AnalyticsRepository:
             return [QualityMeasure(**row) for row in rows]
 
         return _attempt(build)
+
+    def _period(self, period_days: int, end_date: date | None) -> tuple[date, date] | Err:
+        """The first and last day of ``period_days`` days ending on ``end_date`` (default: the clock's
+        today), or why there is no such period."""
+        if period_days <= 0 or period_days > 3660:
+            return Err("period_days must be between 1 and 3660", "invalid_argument")
+        end = end_date or self._clock().date()
+        if (end - date.min).days < period_days - 1:
+            return Err(f"{period_days} days before {end} is before the calendar starts", "invalid_argument")
+        return end - timedelta(days=period_days - 1), end
 
     def _rows(self, name: str, **params: Any) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._engine.execute(statement(name), params).to_pylist()
