@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -482,3 +482,134 @@ def test_a_payload_the_pipeline_would_quarantine_for_its_size_is_refused(api: An
     assert answer["accepted"] == 1
     assert [e["index"] for e in answer["errors"]] == [1]
     assert "payload_too_large" in answer["errors"][0]["error"]
+
+
+# -- /v1/marketplaces/{m}/errors on a lake built from hand-written jobs with known error maps -------------
+
+ERRORS = "/v1/marketplaces/{m}/errors"
+ERRORS_NOW = datetime(2026, 11, 27, 18, tzinfo=UTC)  # the injected clock: 30 days are 10-29 … 11-27
+# (job, marketplace, day, category, terminal kind or None for a running job, its error_types)
+ERROR_JOBS: list[tuple[str, str, str, str, str | None, dict[str, int]]] = [
+    ("a1", SHOPEE, "2026-11-25", "moda", "failed", {"missing_sku": 3, "invalid_price": 1}),
+    ("a2", SHOPEE, "2026-11-25", "moda", "completed", {"missing_sku": 2}),
+    ("a3", SHOPEE, "2026-11-25", "moda", "failed", {"missing_sku": 1}),
+    ("a4", SHOPEE, "2026-11-25", "moda", None, {}),
+    ("b1", SHOPEE, "2026-11-26", "moda", "failed", {"missing_sku": 1, "bad_category": 4}),
+    ("b2", SHOPEE, "2026-11-26", "moda", "failed", {"invalid_price": 5}),
+    ("b3", SHOPEE, "2026-11-26", "moda", "completed", {"missing_sku": 0, "invalid_price": 2}),
+    ("c1", SHOPEE, "2026-11-26", "casa", "completed", {"missing_sku": 7}),
+    ("d1", SHOPEE, "2026-11-27", "casa", "failed", {"title_too_long": 1}),
+    ("e1", SHOPEE, "2026-10-20", "moda", "failed", {"missing_sku": 100}),  # before the 30 days
+    ("m1", "magalu", "2026-11-26", "moda", "failed", {"missing_sku": 50}),
+]
+
+
+@pytest.fixture(scope="module")
+def errors_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    from test_pipeline import Lakehouse, end, start
+
+    root = tmp_path_factory.mktemp("errors")
+    house = Lakehouse(root)
+    events = []
+    for job, marketplace, day, category, kind, error_types in ERROR_JOBS:
+        identity = {"marketplace": marketplace, "category": category}
+        events.append(start(job, f"{day}T12:00:00Z", **identity))
+        if kind is not None:
+            payload = {"total_rows": 10, "error_types": error_types}
+            events.append(end(job, f"{day}T12:01:00Z", kind=kind, payload=payload, **identity))
+    house.run(*events)
+    deps = api_deps_for(house.lake, root, clock=lambda: ERRORS_NOW, audit_every_s=3600)
+    tokens = {
+        "reader": deps.keys.create("read")[1],
+        "shopee": deps.keys.create("read", marketplaces=[SHOPEE])[1],
+    }
+    app = FastAPI()
+    install_api(app, deps)
+    yield TestClient(app, raise_server_exceptions=False), tokens
+    deps.audit.close()
+    deps.publisher.close()
+
+
+def error_totals(marketplace: str, first: str, last: str, category: str | None = None) -> dict[str, Any]:
+    """The expected ranking, from ERROR_JOBS in plain Python: per type, jobs giving it a value above 0,
+    their values summed, and the failed ones among them over those jobs."""
+    totals: dict[str, dict[str, int]] = {}
+    for _, market, day, cat, kind, error_types in ERROR_JOBS:
+        if market != marketplace or not first <= day <= last or category not in (None, cat):
+            continue
+        for error_type, value in error_types.items():
+            if value > 0:
+                t = totals.setdefault(error_type, {"jobs": 0, "occurrences": 0, "failed": 0})
+                t["jobs"] += 1
+                t["occurrences"] += value
+                t["failed"] += kind == "failed"
+    ranked = sorted(totals, key=lambda e: (-totals[e]["occurrences"], e))
+    return {
+        e: {
+            "error_type": e,
+            "jobs": totals[e]["jobs"],
+            "occurrences": totals[e]["occurrences"],
+            "failed_jobs": totals[e]["failed"],
+            "share_of_failed_jobs": pytest.approx(totals[e]["failed"] / totals[e]["jobs"]),
+        }
+        for e in ranked
+    }
+
+
+def error_trend(marketplace: str, first: str, last: str, kinds: set[str]) -> list[dict[str, Any]]:
+    per_day: dict[tuple[str, str], int] = {}
+    for _, market, day, _, _, error_types in ERROR_JOBS:
+        if market == marketplace and first <= day <= last:
+            for error_type, value in error_types.items():
+                if error_type in kinds and value > 0:
+                    per_day[(day, error_type)] = per_day.get((day, error_type), 0) + value
+    return [{"date": d, "error_type": e, "occurrences": n} for (d, e), n in sorted(per_day.items())]
+
+
+def test_error_types_are_ranked_with_their_share_of_failed_jobs_over_the_period(errors_api: Any) -> None:
+    client, tokens = errors_api
+    response = get(client, ERRORS.format(m=SHOPEE), tokens["reader"], top=2)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    data = body["data"]
+    assert (data["start_date"], data["end_date"], data["period_days"]) == ("2026-10-29", "2026-11-27", 30)
+    expected = error_totals(SHOPEE, "2026-10-29", "2026-11-27")
+    assert data["error_types"] == list(expected.values())
+    # by hand: missing_sku is in a1, a2, a3, b1, c1 (b3's 0 does not count): 3 + 2 + 1 + 1 + 7, and
+    # a1, a3, b1 failed. 3 / 5, not the mean of the days' shares (2/3, 1/1, 0/1 ≈ 0.556)
+    assert [e["error_type"] for e in data["error_types"]] == [
+        "missing_sku",
+        "invalid_price",
+        "bad_category",
+        "title_too_long",
+    ]
+    missing_sku = data["error_types"][0]
+    assert (missing_sku["jobs"], missing_sku["occurrences"], missing_sku["failed_jobs"]) == (5, 14, 3)
+    assert missing_sku["share_of_failed_jobs"] == pytest.approx(0.6)
+    assert data["trend"] == error_trend(SHOPEE, "2026-10-29", "2026-11-27", {"missing_sku", "invalid_price"})
+    assert body["freshness"]["newest_event_at"] == "2026-11-27T12:01:00Z"
+
+
+def test_error_types_follow_days_end_and_category(errors_api: Any) -> None:
+    client, tokens = errors_api
+    longer = get(client, ERRORS.format(m=SHOPEE), tokens["reader"], days=40).json()["data"]
+    assert longer["error_types"] == list(error_totals(SHOPEE, "2026-10-19", "2026-11-27").values())
+    assert longer["error_types"][0]["occurrences"] == 114  # e1's 100 is in 40 days
+    moda = get(client, ERRORS.format(m=SHOPEE), tokens["reader"], category="moda", end="2026-11-26", days=2)
+    data = moda.json()["data"]
+    assert data["category"] == "moda" and data["start_date"] == "2026-11-25"
+    assert data["error_types"] == list(error_totals(SHOPEE, "2026-11-25", "2026-11-26", "moda").values())
+    assert "title_too_long" not in {e["error_type"] for e in data["error_types"]}
+    assert get(client, ERRORS.format(m=SHOPEE), tokens["reader"], top=0).status_code == 422
+    assert get(client, ERRORS.format(m=SHOPEE), tokens["reader"], category="").status_code == 422
+
+
+def test_a_marketplace_key_sees_only_its_marketplaces_error_types(errors_api: Any) -> None:
+    client, tokens = errors_api
+    refused = get(client, ERRORS.format(m="magalu"), tokens["shopee"])
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+    own = get(client, ERRORS.format(m=SHOPEE), tokens["shopee"]).json()["data"]
+    assert own["error_types"] == list(error_totals(SHOPEE, "2026-10-29", "2026-11-27").values())
+    magalu = get(client, ERRORS.format(m="magalu"), tokens["reader"]).json()["data"]
+    assert magalu["error_types"] == list(error_totals("magalu", "2026-10-29", "2026-11-27").values())
+    assert get(client, ERRORS.format(m=SHOPEE), None).status_code == 401

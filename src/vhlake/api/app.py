@@ -28,9 +28,11 @@ from vhlake.api.ratelimit import TokenBuckets
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 from vhlake.query.repository import (
+    MAX_TOP_ERROR_TYPES,
     AlertState,
     AnalyticsRepository,
     Freshness,
+    MarketplaceErrorTypes,
     MarketplaceMetrics,
     MarketplacePerformance,
     MarketplaceSummary,
@@ -160,6 +162,23 @@ def install_api(
         return answer(
             key, repository.get_marketplace_performance(marketplace, days, end_date=end), marketplace
         )
+
+    @app.get("/v1/marketplaces/{marketplace}/errors", response_model=Answer[MarketplaceErrorTypes])
+    def marketplace_errors(
+        marketplace: str,
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=3660)] = 30,
+        end: date | None = None,
+        category: Annotated[str | None, Query(min_length=1)] = None,
+        top: Annotated[int, Query(ge=1, le=MAX_TOP_ERROR_TYPES)] = 5,
+    ) -> Answer[MarketplaceErrorTypes]:
+        """``days`` days ending today (or ``end``), of every category or only ``category``: the error
+        types ranked by occurrences, and the daily occurrences of the ``top`` first."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        result = repository.get_marketplace_error_types(
+            marketplace, days, end_date=end, category=category, top=top
+        )
+        return answer(key, result, marketplace)
 
     @app.get("/v1/stats/realtime", response_model=Answer[RealTimeStats])
     def realtime(
