@@ -5,8 +5,12 @@ tests/artifacts/ (not committed)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -22,7 +26,7 @@ from servers import free_port
 from vhlake.api.app import install_api
 from vhlake.dashboard import STATIC, mount_dashboard
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, SILVER
+from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -173,3 +177,86 @@ def test_without_a_key_the_page_asks_for_one(site: tuple[str, str, Lake], browse
     page.press("#key", "Enter")
     wait_until(page, "window.vhlake.shown")
     assert page.text_content('[data-kpi="validations"]') != "–"
+
+
+def error_types_of_gold(
+    lake: Lake, marketplace: str, start: str, end: str, category: str | None
+) -> list[Any]:
+    """The panel's ranking summed in Python from error_type_daily_gold's rows: (type, occurrences, jobs,
+    failed jobs), most occurrences first; a day's failed jobs are its jobs times its share."""
+    rows = pa.table(lake.open(ERROR_TYPE_GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in rows:
+        if (
+            r["marketplace"] == marketplace
+            and first <= r["date"] <= last
+            and category in (None, r["category"])
+        ):
+            total = totals[r["error_type"]]
+            total[0] += r["occurrences"]
+            total[1] += r["jobs"]
+            total[2] += round(r["jobs"] * r["share_of_failed_jobs"])
+    return sorted(([e, *t] for e, t in totals.items()), key=lambda t: (-t[1], t[0]))
+
+
+def api_errors(url: str, key: str, marketplace: str, **params: Any) -> Any:
+    query = urllib.parse.urlencode(params)
+    request = urllib.request.Request(
+        f"{url}/v1/marketplaces/{marketplace}/errors?{query}", headers={"Authorization": f"Bearer {key}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def check_error_panel(page: Any, lake: Lake, url: str, key: str, category: str | None) -> None:
+    """The bars, the table and the trend show what gold holds for the period, as the API gives it."""
+    errors = page.evaluate("window.vhlake.errors")
+    expected = error_types_of_gold(lake, errors["marketplace"], errors["start"], errors["end"], category)
+    assert len(expected) >= 3, "the sample should report several error types"
+    bars = page.evaluate("window.vhlake.charts['chart-error-types'].getOption()")
+    assert bars["yAxis"][0]["data"] == [e[0] for e in expected[:10]]
+    assert bars["series"][0]["data"] == [e[1] for e in expected[:10]]
+    cells = page.eval_on_selector_all(
+        "#error-types tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert cells == [
+        [e, f"{occurrences:,}", f"{jobs:,}", f"{failed:,}", f"{100 * failed / jobs:.1f} %"]
+        for e, occurrences, jobs, failed in expected[:15]
+    ]
+    days = (date.fromisoformat(errors["end"]) - date.fromisoformat(errors["start"])).days + 1
+    params = {"days": days, "end": errors["end"], "top": 5} | ({"category": category} if category else {})
+    answer = api_errors(url, key, errors["marketplace"], **params)
+    assert errors["error_types"] == answer["error_types"]
+    trend = page.evaluate("window.vhlake.charts['chart-error-trend'].getOption().series")
+    assert [s["name"] for s in trend] == [e[0] for e in expected[:5]]
+    for series in trend:
+        shown_total = sum(series["data"])
+        assert shown_total == sum(
+            d["occurrences"] for d in answer["trend"] if d["error_type"] == series["name"]
+        )
+        assert shown_total == next(e[1] for e in expected if e[0] == series["name"])
+
+
+def test_the_error_panel_ranks_gold_error_types_and_follows_the_category(
+    site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, lake = site
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.add_init_script(CSP_WATCH)
+    page.goto(f"{url}/#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.errors")
+    assert page.evaluate("window.vhlake.errors.marketplace") == shown(page)["marketplace"]
+    check_error_panel(page, lake, url, key, None)
+
+    categories = page.eval_on_selector_all("#error-category option", "els => els.map(e => e.value)")
+    assert categories[0] == "" and len(categories) > 2
+    category = categories[1]
+    page.select_option("#error-category", category)
+    wait_until(page, f"window.vhlake.errors.category === {category!r}")
+    check_error_panel(page, lake, url, key, category)
+    page.locator("section.errors").screenshot(path=str(ARTIFACTS / "dashboard-error-types.png"))
+    assert errors == []
+    assert page.evaluate("window.__violations") == []

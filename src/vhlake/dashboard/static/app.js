@@ -6,7 +6,11 @@ const state = { key: null, marketplaces: [], charts: {} };
 window.vhlake = {
   charts: state.charts,
   get shown() { return state.shown; },
+  get errors() { return state.errors; },
 };
+const TOP_ERROR_TYPES = 5; // the types whose daily trend is drawn
+const ERROR_BARS = 10; // the types the ranked bar chart shows
+const TABLE_ROWS = 15;
 
 const $ = (id) => document.getElementById(id);
 const fmt = {
@@ -99,6 +103,7 @@ async function showMarketplace() {
   const [metrics, performance] = await Promise.all([
     api(`marketplaces/${encodeURIComponent(marketplace)}/metrics`, { start, end, limit: 50000 }),
     api(`marketplaces/${encodeURIComponent(marketplace)}/performance`, { days, end }),
+    showErrorTypes(marketplace, days, end),
   ]);
   const summary = metrics.data.summary;
   document.querySelector('[data-kpi="validations"]').textContent = fmt.int(summary.total_validations);
@@ -135,12 +140,60 @@ async function showMarketplace() {
     series: ["p50", "p95", "p99"].map((name, i) => ({ name, type: "line", data: dates.map((d) => perDay[i](d)) })),
   }, true);
   const categories = performance.data.categories;
-  const top = categories.slice(0, 15).map((c) => [
+  const top = categories.slice(0, TABLE_ROWS).map((c) => [
     [c.category], [fmt.int(c.total_validations), true], [fmt.pct(c.error_rate), true], [fmt.int(c.avg_processing_time_ms), true],
   ]);
-  if (categories.length > 15) top.push([[`… ${categories.length - 15} more`], [""], [""], [""]]);
+  if (categories.length > TABLE_ROWS) top.push([[`… ${categories.length - TABLE_ROWS} more`], [""], [""], [""]]);
   rows($("categories").tBodies[0], top);
-  state.shown = { marketplace, start, end, validations: summary.total_validations };
+  offerCategories(categories.map((c) => c.category));
+  state.shown = { marketplace, start, end, days, validations: summary.total_validations };
+}
+
+function offerCategories(categories) {
+  // the error panel's filter: the period's categories, keeping the chosen one while it is among them
+  const select = $("error-category");
+  const chosen = select.value;
+  select.replaceChildren(new Option("All categories", ""), ...categories.map((c) => new Option(c, c)));
+  select.value = categories.includes(chosen) ? chosen : "";
+}
+
+function daysBetween(first, last) {
+  const days = [];
+  for (let t = Date.parse(first); t <= Date.parse(last); t += 86400000) days.push(new Date(t).toISOString().slice(0, 10));
+  return days;
+}
+
+async function showErrorTypes(marketplace, days, end) {
+  const category = $("error-category").value;
+  const params = { days, end, top: TOP_ERROR_TYPES, ...(category ? { category } : {}) };
+  const answer = await api(`marketplaces/${encodeURIComponent(marketplace)}/errors`, params);
+  const { error_types: ranked, trend, start_date: first, end_date: last } = answer.data;
+  const bars = ranked.slice(0, ERROR_BARS);
+  chart("chart-error-types").setOption({
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    grid: { containLabel: true, left: 8, right: 24 },
+    xAxis: { type: "value" },
+    yAxis: { type: "category", inverse: true, data: bars.map((e) => e.error_type) },
+    series: [{ name: "occurrences", type: "bar", data: bars.map((e) => e.occurrences) }],
+  }, true);
+  const dates = daysBetween(first, last);
+  const perDay = new Map(trend.map((d) => [`${d.date}|${d.error_type}`, d.occurrences]));
+  chart("chart-error-trend").setOption({
+    tooltip: { trigger: "axis" },
+    legend: {},
+    xAxis: { type: "category", data: dates },
+    yAxis: { type: "value" },
+    series: ranked.slice(0, TOP_ERROR_TYPES).map((e) => ({
+      name: e.error_type, type: "line", showSymbol: false, data: dates.map((d) => perDay.get(`${d}|${e.error_type}`) || 0),
+    })),
+  }, true);
+  const table = ranked.slice(0, TABLE_ROWS).map((e) => [
+    [e.error_type], [fmt.int(e.occurrences), true], [fmt.int(e.jobs), true], [fmt.int(e.failed_jobs), true], [fmt.pct(e.share_of_failed_jobs), true],
+  ]);
+  if (ranked.length > TABLE_ROWS) table.push([[`… ${ranked.length - TABLE_ROWS} more`], [""], [""], [""], [""]]);
+  if (!ranked.length) table.push([["(no error reported in this period)"], [""], [""], [""], [""]]);
+  rows($("error-types").tBodies[0], table);
+  state.errors = { marketplace, category: category || null, start: first, end: last, error_types: ranked };
 }
 
 async function showRealtime() {
@@ -211,7 +264,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("marketplace").addEventListener("change", () => {
     const chosen = state.marketplaces.find((m) => m.marketplace === $("marketplace").value);
     if (chosen) pickDates(chosen);
+    $("error-category").value = ""; // another marketplace's categories are others
     showMarketplace().catch((error) => showError(error.message));
+  });
+  $("error-category").addEventListener("change", () => {
+    if (!state.shown) return;
+    const { marketplace, days, end } = state.shown;
+    showErrorTypes(marketplace, days, end).catch((error) => showError(error.message));
   });
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
