@@ -41,7 +41,8 @@ def run(
     """Process what bronze received since the last run (a no-op when nothing is new).
 
     Expectations send bad events to validation_events_quarantine; jobs are folded into
-    validation_results_silver; their days are recomputed in marketplace_daily_metrics_gold.
+    validation_results_silver; their days are recomputed in marketplace_daily_metrics_gold and
+    error_type_daily_gold.
     Every run is logged in pipeline_runs. A run killed at any point is repaired by the next one.
     """
     settings = reading(ctx)
