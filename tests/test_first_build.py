@@ -26,6 +26,7 @@ from vhlake.lake.tables import (
     SILVER,
     TableDef,
 )
+from vhlake.pipeline import runner
 from vhlake.pipeline.runner import PIPELINE_APP, Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -150,6 +151,7 @@ def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
 ) -> None:
     built, reference = two_lakes(tmp_path, samples)
     commit = direct_write.DirectWrite.commit
+    monkeypatch.setattr(runner, "_SEAL_EVERY_BUCKETS", 1)  # files closed before the commit are abandoned too
 
     def crash_on_job_events(self: direct_write.DirectWrite, **kwargs: Any) -> None:
         if self._table is JOB_EVENTS:
@@ -168,6 +170,8 @@ def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
     Pipeline(reference, versions_per_batch=1).run()
     same_tables(built, reference)
     assert built.open(SILVER).version() == silver_version  # done tables are left alone
+    files = [f.parent for f in Path(built.table_uri(JOB_EVENTS)).rglob("*.parquet")]
+    assert len(files) > len(set(files))  # each bucket closed its files: a partition has several
     failed = [r for r in built.open(PIPELINE_RUNS).to_pyarrow_table().to_pylist() if r["status"] == "failed"]  # type: ignore[union-attr]
     assert len(failed) == 1 and "disk gone" in failed[0]["error"]
 
@@ -188,7 +192,13 @@ def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path
     Pipeline(built, **BUILD).run(
         on_progress=lambda phase, done, total: heard.__setitem__(phase, (done, total))
     )
-    assert set(heard) == {"reading bronze (rows)", "folding job buckets", "writing silver by day"}
+    assert set(heard) == {
+        "reading bronze (rows)",
+        "folding job buckets",
+        "writing silver by day",
+        "committing tables",
+        "indexing job events",
+    }
     assert all(done == total > 0 for done, total in heard.values())
     heard.clear()
     Pipeline(reference, versions_per_batch=1).run(

@@ -68,6 +68,7 @@ class _PartitionFiles:
             "write_statistics": described,
         }
         self._files: dict[tuple[object, ...], _File] = {}
+        self._sealed: list[AddAction] = []
 
     def file(self, values: tuple[object, ...]) -> _File:
         held = self._files.get(values)
@@ -85,18 +86,27 @@ class _PartitionFiles:
             held = self._files[values] = _File(relative, writer, partition)
         return held
 
-    def close(self) -> list[AddAction]:
-        """Close every file; the add actions for them."""
-        actions = [self._close(f) for f in self._files.values()]
+    def seal(self) -> None:
+        """Close the open files (a partition written to again gets a new file): an open file holds its
+        row groups' metadata, and its writer's buffers, until it closes."""
+        self._sealed += [self._close(f) for f in self._files.values()]
         self._files.clear()
+
+    def close(self) -> list[AddAction]:
+        """Close every file; the add actions for all the files written."""
+        self.seal()
+        actions, self._sealed = self._sealed, []
         return actions
 
     def abandon(self) -> None:
-        """Close every file and delete it (nothing references them)."""
+        """Close every file and delete it, sealed ones too (nothing references them)."""
         for f in self._files.values():
             f.writer.close()
             (self._root / f.relative).unlink(missing_ok=True)
+        for action in self._sealed:
+            (self._root / action.path).unlink(missing_ok=True)
         self._files.clear()
+        self._sealed = []
 
     def _close(self, f: _File) -> AddAction:
         f.writer.close()
@@ -144,6 +154,12 @@ class DirectWrite:
             self._pool.submit(self._files.file(values).append, part.select(self._files.schema.names))
             for values, part in _by_partition(rows, self._table.partition_by)
         ]
+
+    def seal(self) -> None:
+        """Close the files written so far (once their rows are written); the rows written next go to new
+        files. A file's footer grows by a row group per write, held in memory until the file closes."""
+        self._wait()
+        self._files.seal()
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, []

@@ -76,6 +76,10 @@ Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
 # ahead while the third is spilled).
 _BUILD_READ_ROWS = 125_000
+# A first build's job events file gets a row group or two from each bucket; its files are closed every
+# this many buckets (a partition then gets another file), so open footers stay bounded (measured: 400 row
+# groups a file, ~0.5 GB of footers held, for the 200 buckets of a 100M-event build).
+_SEAL_EVERY_BUCKETS = 32
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS)
 
@@ -282,10 +286,13 @@ class Pipeline:
                 days = self._fold_buckets(buckets, writes, started, report, Path(spill))
                 pa.default_memory_pool().release_unused()  # the buckets' memory, before gold's sort
                 report.gold_groups = self._write_days(days, writes, started)
-            for table in DERIVED:  # the pipeline's commit order: job events last
+            for count, table in enumerate(DERIVED, start=1):  # the pipeline's commit order: job events last
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
+                self._progress("committing tables", count, len(DERIVED))
+            self._progress("indexing job events", 0, 1)
             self._places.refresh()  # indexed now, not in the first incremental run
+            self._progress("indexing job events", 1, 1)
         except Exception as exc:
             self._log_failure(run_id, -1, target, exc)
             raise
@@ -343,6 +350,8 @@ class Pipeline:
                 self._con, buckets.read(k), updated_at=now, superseded=superseded.get(k)
             )
             _write(writes, JOB_EVENTS, filed)
+            if JOB_EVENTS.name in writes and (k + 1) % _SEAL_EVERY_BUCKETS == 0:
+                writes[JOB_EVENTS.name].seal()
             days = pc.cast(folded["created_date"], pa.int32()).to_numpy(zero_copy_only=False)
             silver_days.add(folded, days.astype(np.int64))
             report.jobs_upserted += folded.num_rows
@@ -356,6 +365,8 @@ class Pipeline:
         groups = 0
         for k in range(days.count):
             silver = days.read(k)
+            if SILVER.name in writes:
+                writes[SILVER.name].seal()  # the days before are whole: their files are done
             _write(writes, SILVER, silver)
             for name, rows in group_rows(self._con, silver.select(GOLD_INPUTS), now=now).items():
                 _write(writes, table_by_name(name), rows)
