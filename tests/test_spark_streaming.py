@@ -5,6 +5,7 @@ the two engines take turns on one lake."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,16 @@ from conftest import kill_when
 from test_spark_jobs import rows, same
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    QUARANTINE,
+    REJECTED,
+    SILVER,
+    TableDef,
+)
 from vhlake.pipeline.runner import Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -32,6 +42,7 @@ KEYS = {
     QUARANTINE.name: ["source", "source_offset"],
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
+    ERROR_TYPE_GOLD.name: ["date", "marketplace", "category", "error_type"],
 }
 
 
@@ -69,6 +80,10 @@ def assert_same_lake(lake: Lake, out: Path, *, spark_only: bool = True) -> None:
         assert theirs == ours, table.name
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), comparable(written(out, table), table))
+    # Error types exactly: counts, sums and one division each, the same in either engine.
+    errors = comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+    assert errors == comparable(written(out, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+    assert errors
     # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it
     # folds (on a lake both engines wrote, some copies are the embedded engine's).
     stored = written(out, JOB_EVENTS)["event_id"].to_pylist()
@@ -108,8 +123,13 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
     # Nothing new: nothing changes.
     assert run_all(spark, tmp_path / "events", out, source_system="test") == {
         table.name: written(out, table).num_rows
-        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD)
+        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
     }
+
+    # A lake built before the table existed: nothing new in bronze, yet the table is built from silver.
+    shutil.rmtree(out / ERROR_TYPE_GOLD.relative_path)
+    run_all(spark, tmp_path / "events", out, source_system="test")
+    assert_same_lake(lake, out)
 
 
 def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> None:
@@ -129,16 +149,18 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
 
     run(first, 0)
     run(second, 1)
-    after = {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)}
+    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD)
+    after = {t.name: comparable(written(out, t), t) for t in derived}
     events = written(out, JOB_EVENTS).num_rows
     run(second, 1)  # Structured Streaming runs a batch again when it failed before its checkpoint
-    assert {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)} == after
+    assert {t.name: comparable(written(out, t), t) for t in derived} == after
     assert written(out, JOB_EVENTS).num_rows == events
 
     # Two batches in any order fold to what one run over the whole of bronze gives.
     Pipeline(lake).run()
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), after[table.name])
+    assert comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD) == after[ERROR_TYPE_GOLD.name]
 
 
 def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
@@ -153,7 +175,7 @@ def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
     result = runner.invoke(app, ["spark", "run-all", "--events", str(file), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "events → bronze" in result.output
-    for table in (BRONZE, SILVER, GOLD):
+    for table in (BRONZE, SILVER, GOLD, ERROR_TYPE_GOLD):
         assert f"{table.name}: {written(out, table).num_rows:,} rows" in result.output
     assert written(out, SILVER).num_rows > 100
     silver = written(out, SILVER).num_rows
