@@ -406,3 +406,68 @@ def test_the_engines_take_turns_on_one_lake(spark: Any, tmp_path: Path) -> None:
     assert_same_lake(alone, Path(shared.uri), spark_only=False)
     assert counts[BRONZE.name] == embedded(alone, BRONZE).num_rows
     assert Pipeline(shared).run().was_noop
+
+
+def silver_row(
+    job: str, category: str | None, status: str, errors: dict[str, int] | None, *, folded: int = 1
+) -> dict[str, Any]:
+    """A silver job created on 2 November in shopee, completed and (last) folded on day ``folded`` of
+    November (a MERGE rewrites a row whose scalar columns changed, not one whose map alone did)."""
+    from datetime import UTC, date, datetime
+
+    return {
+        "job_id": job, "user_id": "u1", "marketplace": "shopee", "category": category, "ruleset": None,
+        "status": status, "total_rows": 10, "valid_rows": None, "invalid_rows": None,
+        "error_types": None if errors is None else list(errors.items()), "processing_time_ms": 5,
+        "file_size_bytes": None, "s3_path": None, "created_at": datetime(2026, 11, 2, 9, tzinfo=UTC),
+        "completed_at": datetime(2026, 11, folded, tzinfo=UTC), "created_date": date(2026, 11, 2), "updated_at": datetime(2026, 11, folded, tzinfo=UTC),
+    }  # fmt: skip
+
+
+def test_gold_batch_deletes_the_error_types_a_group_no_longer_reports(spark: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from vhlake.pipeline.error_types import error_type_daily
+    from vhlake.spark.streams import SILVER_KEYS, gold_batch
+    from vhlake.spark.tables import LocalDeltaTables
+
+    tables = LocalDeltaTables(spark, Lake(str(tmp_path)))
+    keys = ["date", "marketplace", "category", "error_type"]
+
+    def frame(*jobs: dict[str, Any]) -> Any:
+        return spark.createDataFrame(pa.Table.from_pylist(list(jobs), schema=SILVER.schema))
+
+    def stored() -> list[dict[str, Any]]:
+        return comparable(written(tmp_path, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+
+    def reference() -> list[dict[str, Any]]:
+        silver = written(tmp_path, SILVER)
+        when = datetime(2026, 11, 27, tzinfo=UTC)  # updated_at is not compared
+        return rows(error_type_daily(duckdb.connect(), silver, updated_at=when), keys)
+
+    before = [
+        silver_row("a", "toys", "failed", {"x": 2, "y": 1}),
+        silver_row("b", "toys", "success", {"y": 3, "w": 0}),
+        silver_row("c", None, "failed", {"z": 4}),
+    ]
+    tables.append(SILVER, frame(*before), app_id="t", version=0)
+    gold_batch(frame(*before), 0, tables, app_id="t")
+    assert stored() == reference()
+    assert {(r["category"], r["error_type"]) for r in stored()} == {
+        ("toys", "x"), ("toys", "y"), ("unknown", "z")
+    }  # fmt: skip
+
+    # Job a no longer reports x, job c no error at all: x's row and the unknown group's rows go.
+    after = [
+        silver_row("a", "toys", "failed", {"y": 1}, folded=3),
+        silver_row("c", None, "failed", {}, folded=3),
+    ]
+    changed = frame(*after)
+    tables.replace(
+        SILVER, changed, keys=SILVER_KEYS, touched=changed.select(*SILVER_KEYS), app_id="t", version=1
+    )
+    gold_batch(frame(*before).unionByName(changed), 1, tables, app_id="t")
+    assert stored() == reference()
+    assert [(r["error_type"], r["jobs"], r["occurrences"]) for r in stored()] == [("y", 2, 4)]
