@@ -15,7 +15,16 @@ import pytest
 
 from conftest import build_analytics_lake
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ANOMALIES, BRONZE, GOLD, ML_MODELS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import (
+    ANOMALIES,
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    ML_MODELS,
+    QUARANTINE,
+    SILVER,
+    TableDef,
+)
 
 TODAY = date(2026, 11, 27)
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
@@ -58,13 +67,18 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     out = tmp_path / "spark"
     counts = build(bronze, str(out), fmt="parquet")
 
-    ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in (SILVER, GOLD, QUARANTINE)}  # type: ignore[union-attr]
+    derived = (SILVER, GOLD, ERROR_TYPE_GOLD, QUARANTINE)
+    ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in derived}  # type: ignore[union-attr]
     assert counts == {name: table.num_rows for name, table in ours.items()}
     same(rows(ours[SILVER.name], ["job_id"]), rows(written(out, SILVER), ["job_id"]))
     same(
         rows(ours[GOLD.name], ["date", "marketplace", "category"]),
         rows(written(out, GOLD), ["date", "marketplace", "category"]),
     )
+    # Error types exactly: counts, sums and one division each, the same in either engine.
+    error_keys = ["date", "marketplace", "category", "error_type"]
+    assert rows(written(out, ERROR_TYPE_GOLD), error_keys) == rows(ours[ERROR_TYPE_GOLD.name], error_keys)
+    assert ours[ERROR_TYPE_GOLD.name].num_rows > 0
     quarantined = written(out, QUARANTINE).select(["source", "source_offset", "reason"])
     assert rows(quarantined, ["source", "source_offset"]) == rows(
         ours[QUARANTINE.name].select(["source", "source_offset", "reason"]), ["source", "source_offset"]

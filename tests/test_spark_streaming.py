@@ -5,6 +5,7 @@ the two engines take turns on one lake."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,16 @@ from conftest import kill_when
 from test_spark_jobs import rows, same
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    QUARANTINE,
+    REJECTED,
+    SILVER,
+    TableDef,
+)
 from vhlake.pipeline.runner import Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -32,6 +42,7 @@ KEYS = {
     QUARANTINE.name: ["source", "source_offset"],
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
+    ERROR_TYPE_GOLD.name: ["date", "marketplace", "category", "error_type"],
 }
 
 
@@ -69,6 +80,10 @@ def assert_same_lake(lake: Lake, out: Path, *, spark_only: bool = True) -> None:
         assert theirs == ours, table.name
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), comparable(written(out, table), table))
+    # Error types exactly: counts, sums and one division each, the same in either engine.
+    errors = comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+    assert errors == comparable(written(out, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+    assert errors
     # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it
     # folds (on a lake both engines wrote, some copies are the embedded engine's).
     stored = written(out, JOB_EVENTS)["event_id"].to_pylist()
@@ -108,8 +123,13 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
     # Nothing new: nothing changes.
     assert run_all(spark, tmp_path / "events", out, source_system="test") == {
         table.name: written(out, table).num_rows
-        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD)
+        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
     }
+
+    # A lake built before the table existed: nothing new in bronze, yet the table is built from silver.
+    shutil.rmtree(out / ERROR_TYPE_GOLD.relative_path)
+    run_all(spark, tmp_path / "events", out, source_system="test")
+    assert_same_lake(lake, out)
 
 
 def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> None:
@@ -129,16 +149,18 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
 
     run(first, 0)
     run(second, 1)
-    after = {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)}
+    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD)
+    after = {t.name: comparable(written(out, t), t) for t in derived}
     events = written(out, JOB_EVENTS).num_rows
     run(second, 1)  # Structured Streaming runs a batch again when it failed before its checkpoint
-    assert {t.name: comparable(written(out, t), t) for t in (QUARANTINE, SILVER, GOLD)} == after
+    assert {t.name: comparable(written(out, t), t) for t in derived} == after
     assert written(out, JOB_EVENTS).num_rows == events
 
     # Two batches in any order fold to what one run over the whole of bronze gives.
     Pipeline(lake).run()
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), after[table.name])
+    assert comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD) == after[ERROR_TYPE_GOLD.name]
 
 
 def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
@@ -153,7 +175,7 @@ def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
     result = runner.invoke(app, ["spark", "run-all", "--events", str(file), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "events → bronze" in result.output
-    for table in (BRONZE, SILVER, GOLD):
+    for table in (BRONZE, SILVER, GOLD, ERROR_TYPE_GOLD):
         assert f"{table.name}: {written(out, table).num_rows:,} rows" in result.output
     assert written(out, SILVER).num_rows > 100
     silver = written(out, SILVER).num_rows
@@ -384,3 +406,68 @@ def test_the_engines_take_turns_on_one_lake(spark: Any, tmp_path: Path) -> None:
     assert_same_lake(alone, Path(shared.uri), spark_only=False)
     assert counts[BRONZE.name] == embedded(alone, BRONZE).num_rows
     assert Pipeline(shared).run().was_noop
+
+
+def silver_row(
+    job: str, category: str | None, status: str, errors: dict[str, int] | None, *, folded: int = 1
+) -> dict[str, Any]:
+    """A silver job created on 2 November in shopee, completed and (last) folded on day ``folded`` of
+    November (a MERGE rewrites a row whose scalar columns changed, not one whose map alone did)."""
+    from datetime import UTC, date, datetime
+
+    return {
+        "job_id": job, "user_id": "u1", "marketplace": "shopee", "category": category, "ruleset": None,
+        "status": status, "total_rows": 10, "valid_rows": None, "invalid_rows": None,
+        "error_types": None if errors is None else list(errors.items()), "processing_time_ms": 5,
+        "file_size_bytes": None, "s3_path": None, "created_at": datetime(2026, 11, 2, 9, tzinfo=UTC),
+        "completed_at": datetime(2026, 11, folded, tzinfo=UTC), "created_date": date(2026, 11, 2), "updated_at": datetime(2026, 11, folded, tzinfo=UTC),
+    }  # fmt: skip
+
+
+def test_gold_batch_deletes_the_error_types_a_group_no_longer_reports(spark: Any, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import duckdb
+
+    from vhlake.pipeline.error_types import error_type_daily
+    from vhlake.spark.streams import SILVER_KEYS, gold_batch
+    from vhlake.spark.tables import LocalDeltaTables
+
+    tables = LocalDeltaTables(spark, Lake(str(tmp_path)))
+    keys = ["date", "marketplace", "category", "error_type"]
+
+    def frame(*jobs: dict[str, Any]) -> Any:
+        return spark.createDataFrame(pa.Table.from_pylist(list(jobs), schema=SILVER.schema))
+
+    def stored() -> list[dict[str, Any]]:
+        return comparable(written(tmp_path, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
+
+    def reference() -> list[dict[str, Any]]:
+        silver = written(tmp_path, SILVER)
+        when = datetime(2026, 11, 27, tzinfo=UTC)  # updated_at is not compared
+        return rows(error_type_daily(duckdb.connect(), silver, updated_at=when), keys)
+
+    before = [
+        silver_row("a", "toys", "failed", {"x": 2, "y": 1}),
+        silver_row("b", "toys", "success", {"y": 3, "w": 0}),
+        silver_row("c", None, "failed", {"z": 4}),
+    ]
+    tables.append(SILVER, frame(*before), app_id="t", version=0)
+    gold_batch(frame(*before), 0, tables, app_id="t")
+    assert stored() == reference()
+    assert {(r["category"], r["error_type"]) for r in stored()} == {
+        ("toys", "x"), ("toys", "y"), ("unknown", "z")
+    }  # fmt: skip
+
+    # Job a no longer reports x, job c no error at all: x's row and the unknown group's rows go.
+    after = [
+        silver_row("a", "toys", "failed", {"y": 1}, folded=3),
+        silver_row("c", None, "failed", {}, folded=3),
+    ]
+    changed = frame(*after)
+    tables.replace(
+        SILVER, changed, keys=SILVER_KEYS, touched=changed.select(*SILVER_KEYS), app_id="t", version=1
+    )
+    gold_batch(frame(*before).unionByName(changed), 1, tables, app_id="t")
+    assert stored() == reference()
+    assert [(r["error_type"], r["jobs"], r["occurrences"]) for r in stored()] == [("y", 2, 4)]

@@ -4,8 +4,8 @@ run per micro-batch, and ``build``, which runs them once over the whole of bronz
 
 What can be shared is shared, so the two engines cannot drift: the payload schema comes from the table
 contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
-own SQL, both translated from DuckDB's dialect to Spark's by sqlglot (exact ``percentile``, never
-``percentile_approx``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
+own SQL (``GOLD_SQL`` and ``ERROR_TYPE_SQL``), both translated from DuckDB's dialect to Spark's by sqlglot
+(exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map entries as ``explode``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
 features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
 column by column, on the same bronze.
 
@@ -23,7 +23,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from vhlake.lake.tables import GOLD, PAYLOAD_FIELDS, QUARANTINE, SILVER
+from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, PAYLOAD_FIELDS, QUARANTINE, SILVER
+from vhlake.pipeline.error_types import ERROR_TYPE_SQL
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold import GOLD_SQL
 
@@ -258,15 +259,27 @@ def silver_to_gold(silver: DataFrame, *, updated_at: datetime) -> DataFrame:
     return rows.select(*GOLD.schema.names)
 
 
+# DuckDB's unnest(map_entries(m)) becomes Spark's explode(map_entries(m)): one row per entry, none for a
+# NULL or empty map, as in DuckDB; the struct's key and value fields are read alike in both.
+ERROR_TYPE_SPARK_SQL = _over_frame(to_spark(ERROR_TYPE_SQL), "jobs")
+
+
+def silver_to_error_types(silver: DataFrame, *, updated_at: datetime) -> DataFrame:
+    """error_type_daily_gold from silver: the embedded pipeline's ERROR_TYPE_SQL, in Spark's dialect."""
+    rows = silver.sparkSession.sql(ERROR_TYPE_SPARK_SQL, args={"updated_at": updated_at}, frame=silver)
+    return rows.select(*ERROR_TYPE_GOLD.schema.names)
+
+
 def build(bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool = False) -> dict[str, int]:
-    """The whole batch chain: write quarantine, silver and gold under ``out/<layer>/<table>`` (or, with
+    """The whole batch chain: write quarantine, silver and the gold tables under ``out/<layer>/<table>`` (or, with
     ``as_tables``, into the tables ``out.<table>``: ``out`` is then ``catalog.schema``); row counts."""
     now = datetime.now(UTC)
     silver, quarantine = bronze_to_silver(bronze, updated_at=now)
     silver = silver.cache()
     gold = silver_to_gold(silver, updated_at=now)
+    errors = silver_to_error_types(silver, updated_at=now)
     counts = {}
-    for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold)):
+    for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold), (ERROR_TYPE_GOLD, errors)):
         writer = rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by)
         if as_tables:
             writer.saveAsTable(f"{out}.{table.name}")

@@ -10,8 +10,10 @@
   the job events table is filed by ``job_date``; a scan of its two integer key columns finds the
   partitions holding the batch's jobs (or earlier copies of its events), and only those are read.
 - ``gold_batch``: the (date, marketplace, category) groups a change to silver touches are recomputed from
-  silver's partitions of those dates and replaced in gold. On Databricks ``silver_to_gold_stream`` feeds
-  it silver's change data feed; ``silver_batch(gold=True)`` hands it each batch's changes directly.
+  silver's partitions of those dates and replaced in both tables kept per group, gold and
+  error_type_daily_gold (an error type a group no longer reports is deleted). On Databricks
+  ``silver_to_gold_stream`` feeds it silver's change data feed; ``silver_batch(gold=True)`` hands it each
+  batch's changes directly.
 
 Every write of a micro-batch is idempotent by ``(app_id, version)`` (see ``vhlake.spark.tables``), and
 ``silver_batch`` writes in the embedded pipeline's order, its events last: a batch run again after a
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,9 +36,18 @@ from vhlake.ingest.parse import new_parser_connection, parse_records
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, ERROR_TYPE_GOLD, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
+from vhlake.pipeline.gold_groups import GOLD_INPUTS
 from vhlake.pipeline.runner import CANARY_SOURCE, DERIVED, PIPELINE_APP
 from vhlake.spark.files import RANGE_BYTES, ingest_files
-from vhlake.spark.jobs import check, first_copies, fold, job_events, schema_ddl, silver_to_gold
+from vhlake.spark.jobs import (
+    check,
+    first_copies,
+    fold,
+    job_events,
+    schema_ddl,
+    silver_to_error_types,
+    silver_to_gold,
+)
 from vhlake.spark.tables import DeltaTables, LocalDeltaTables, SparkTables, count_rows, local_path
 
 if TYPE_CHECKING:
@@ -310,11 +321,12 @@ def bronze_to_silver_local(
     rows_per_batch: int = 1_000_000,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
-    """Bring quarantine, silver, gold and the job events up to bronze's version on a local lake, as the
-    embedded pipeline does: by bronze version ranges after what each table recorded for the pipeline's
-    app id (the embedded pipeline's own), so either engine continues where the other stopped. Returns the
-    number of batches."""
-    ranges = tables.bronze_ranges(SPARK_DERIVED, PIPELINE_APP, rows_per_batch=rows_per_batch)
+    """Bring quarantine, silver, the gold tables and the job events up to bronze's version on a local lake,
+    as the embedded pipeline does: by bronze version ranges after what each table recorded for the
+    pipeline's app id (the embedded pipeline's own), so either engine continues where the other stopped.
+    Returns the number of batches."""
+    _rebuild_behind_silver(tables, PIPELINE_APP)
+    ranges = tables.bronze_ranges(DERIVED, PIPELINE_APP, rows_per_batch=rows_per_batch)
     for done, bronze in enumerate(ranges, start=1):
         rows = tables.read_files(BRONZE, bronze.files)
         silver_batch(rows, bronze.end, tables, app_id=PIPELINE_APP, gold=True)
@@ -323,21 +335,32 @@ def bronze_to_silver_local(
     return len(ranges)
 
 
-# The derived tables the Spark jobs write: not yet error_type_daily_gold, which the embedded pipeline
-# rebuilds from silver when it finds the table behind silver.
-SPARK_DERIVED = tuple(table for table in DERIVED if table is not ERROR_TYPE_GOLD)
+def _rebuild_behind_silver(tables: LocalDeltaTables, app_id: str) -> None:
+    """Compute again from all of silver each table kept per group that is behind silver, as the embedded
+    pipeline does: one added to a lake built before it existed (its bronze ranges would bring it no
+    group: their events are stored already), or one a crash left between its commit and silver's."""
+    silver = tables.lake.txn_version(SILVER, app_id)
+    if silver is None:
+        return
+    for table, compute in ((GOLD, silver_to_gold), (ERROR_TYPE_GOLD, silver_to_error_types)):
+        done = tables.lake.txn_version(table, app_id)
+        if done is None or done < silver:
+            rows = compute(tables.read(SILVER).select(*GOLD_INPUTS), updated_at=datetime.now(UTC))
+            tables.overwrite(table, rows, app_id=app_id, version=silver)
 
 
 # ---- silver → gold ----------------------------------------------------------------------------------
 
 GOLD_KEYS = ["date", "marketplace", "category"]
+ERROR_TYPE_KEYS = [*GOLD_KEYS, "error_type"]
 
 
 def gold_batch(
     changes: DataFrame, version: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
 ) -> None:
-    """Recompute the gold groups silver's changes (before and after images) touch, from silver's
-    partitions of their dates, and replace them (a group left without jobs is deleted)."""
+    """Recompute the groups silver's changes (before and after images) touch, from silver's partitions
+    of their dates, and replace them in gold and error_type_daily_gold, one commit each (a group left
+    without jobs is deleted; so is an error type a group no longer reports)."""
     from pyspark.sql.functions import expr, month, year
 
     touched = (
@@ -350,11 +373,32 @@ def gold_batch(
         "s.created_date = t.date AND s.marketplace = t.marketplace "
         "AND coalesce(s.category, 'unknown') = t.category"
     )
-    silver = tables.read_partitions(SILVER, "created_date", dates)
-    jobs = silver.alias("s").join(touched.alias("t"), same_group, "left_semi")
-    rows = silver_to_gold(jobs, updated_at=datetime.now(UTC))
+    silver = tables.read_partitions(SILVER, "created_date", dates).select(*GOLD_INPUTS)
+    # Read once for both tables.
+    jobs = silver.alias("s").join(touched.alias("t"), same_group, "left_semi").localCheckpoint(eager=True)
+    now = datetime.now(UTC)
     keys = touched.withColumn("year", year("date")).withColumn("month", month("date"))
-    tables.replace(GOLD, rows, keys=GOLD_KEYS, touched=keys, app_id=app_id, version=version)
+    gold = silver_to_gold(jobs, updated_at=now)
+    tables.replace(GOLD, gold, keys=GOLD_KEYS, touched=keys, app_id=app_id, version=version)
+    errors = silver_to_error_types(jobs, updated_at=now)
+    stored = _stored_error_types(tables, touched, dates)
+    tables.replace(
+        ERROR_TYPE_GOLD, errors, keys=ERROR_TYPE_KEYS, touched=stored, app_id=app_id, version=version
+    )
+
+
+def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence[date]) -> DataFrame:
+    """The keys (and partition columns) of the error-type rows stored for the groups ``touched``: every
+    one is replaced, so a type the recomputed groups no longer report is deleted. Read from the
+    partitions of the groups' months only."""
+    from pyspark.sql.functions import col
+
+    years = sorted({day.year for day in dates})
+    months = sorted({day.month for day in dates})
+    stored = tables.read_partitions(ERROR_TYPE_GOLD, "year", years).where(
+        col("month").isin(months) & col("date").isin(dates)
+    )
+    return stored.join(touched, GOLD_KEYS, "left_semi").select(*ERROR_TYPE_KEYS, "year", "month")
 
 
 def silver_to_gold_stream(
@@ -380,7 +424,7 @@ def _start(
 
 # ---- the whole chain, locally -----------------------------------------------------------------------
 
-LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD)
+LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
 
 
 def run_all(

@@ -351,6 +351,16 @@ class LocalDeltaTables:
             delete_flag="_deleted",
         )  # fmt: skip
 
+    def overwrite(self, table: TableDef, rows: DataFrame, *, app_id: str, version: int) -> None:
+        """Replace the whole of ``table`` with ``rows`` (a small table: through the driver) and record
+        ``(app_id, version)``, as the embedded pipeline rebuilds a table behind silver."""
+        self.lake.replace_once(
+            table,
+            _conformed(rows.select(*table.schema.names).toArrow(), table),
+            app_id=app_id,
+            version=version,
+        )
+
     def bronze_ranges(
         self, tables: Sequence[TableDef], app_id: str, *, rows_per_batch: int
     ) -> list[BronzeRange]:
