@@ -14,8 +14,10 @@ import pytest
 
 from conftest import make_event
 from test_pipeline import Lakehouse, end, start
+from vhlake.lake.delta import merge_source
 from vhlake.lake.tables import ERROR_TYPE_GOLD, SILVER
 from vhlake.pipeline.error_types import error_type_daily
+from vhlake.pipeline.runner import SILVER_KEYS
 from vhlake.samples import SampleSpec, generate_lines
 
 ORDER = ["date", "marketplace", "category", "error_type"]
@@ -95,3 +97,22 @@ def test_a_lake_built_before_the_table_existed_gets_it_from_silver(house: Lakeho
         end("j3", "2026-11-27T12:01:00Z", payload={"error_types": {"ean": 1}}),
     )
     assert upgraded.table(ERROR_TYPE_GOLD, ORDER) == from_all_of_silver(upgraded)
+
+
+def test_a_silver_row_whose_only_change_is_its_error_map_is_rewritten(house: Lakehouse) -> None:
+    house.run(end("j1", "2026-11-27T10:01:00Z", kind="failed", payload={"error_types": {"price": 2}}))
+    row = pa.table(house.lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
+    refolded = row.set_column(
+        row.schema.get_field_index("error_types"),
+        "error_types",
+        pa.array([[("ean", 1)]], row.schema.field("error_types").type),
+    )
+    house.lake.upsert_once(
+        SILVER,
+        merge_source(SILVER, refolded, refolded.slice(0, 0)),
+        keys=SILVER_KEYS,
+        app_id="test",
+        version=1,
+        delete_flag="_deleted",
+    )
+    assert house.silver()["j1"]["error_types"] == [("ean", 1)]

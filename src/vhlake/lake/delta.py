@@ -476,9 +476,7 @@ def _merge(
     """Build and run the MERGE; only column names (from the contract) are written into its predicates."""
     columns = table.schema.names
     match = " AND ".join([f"t.{k} = s.{k}" for k in keys] + _partition_filter(table, source))
-    # Nested columns cannot be compared by the engine; they change together with the scalar ones.
-    compared = [f.name for f in table.schema if f.name != "updated_at" and not pa.types.is_nested(f.type)]
-    changed = "NOT (" + " AND ".join(f"(t.{c} IS NOT DISTINCT FROM s.{c})" for c in compared) + ")"
+    changed = "NOT (" + " AND ".join(_unchanged(f) for f in table.schema if f.name != "updated_at") + ")"
     keep = "true" if delete_flag is None else f"NOT s.{delete_flag}"
     merger = delta.merge(
         source,
@@ -495,6 +493,18 @@ def _merge(
         merger = merger.when_matched_update(updates, predicate=f"{keep} AND {changed}")
         merger = merger.when_not_matched_insert(updates, predicate=keep)
     merger.execute()
+
+
+def _unchanged(column: pa.Field) -> str:
+    """The MERGE condition that ``column`` holds the same value in the target and the source. A map is
+    compared by its keys and its values (the engine cannot compare maps whole): a job folded again may
+    change its error counts and nothing else, and must still be rewritten."""
+    name = column.name
+    if pa.types.is_map(column.type):
+        return " AND ".join(
+            f"({part}(t.{name}) IS NOT DISTINCT FROM {part}(s.{name}))" for part in ("map_keys", "map_values")
+        )
+    return f"(t.{name} IS NOT DISTINCT FROM s.{name})"  # lists too
 
 
 def no_such_partition(exc: DeltaError) -> bool:
