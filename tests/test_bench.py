@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_lines
+from vhlake.ingest.bronze import BronzeIngestor
+from vhlake.lake.delta import Lake
+from vhlake.samples import SampleSpec, generate_lines
+
 BENCH = Path(__file__).parent.parent / "bench" / "run.py"
 REQUIRED = [
     "events",
@@ -108,3 +113,19 @@ def test_the_scale_benchmark_grows_builds_and_measures_a_lake(tmp_path: Path) ->
     assert result["sizes_after_build"]["_index"]["bytes"] > 0  # the pipeline's key index
     assert "| incremental run (s) |" in summary.read_text()
     assert plot.stat().st_size > 10_000
+
+
+def test_the_build_phases_benchmark_reports_every_phase(tmp_path: Path) -> None:
+    lines = generate_lines(SampleSpec(jobs=2_000, seed=3))["line"].to_pylist()
+    lake = Lake(str(tmp_path / "lake"))
+    BronzeIngestor(lake, source_system="bench", batch_bytes=64 * 1024).ingest_file(
+        write_lines(tmp_path / "events.jsonl", lines)
+    )
+    command = [sys.executable, str(BENCH.parent / "build_phases.py"), str(tmp_path / "lake")]
+    finished = subprocess.run(
+        [*command, "--bucket-rows", "1000", "--rows-per-batch", "500"], capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    for phase in ("reading bronze", "folding job buckets", "writing silver by day", "indexing job events"):
+        assert phase in finished.stdout, phase
+    assert "done in" in finished.stdout
