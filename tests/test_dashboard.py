@@ -358,3 +358,19 @@ def test_the_overview_fits_390_px_and_marks_today_partial(site: tuple[str, str, 
     assert len({round(b["x"]) for b in boxes}) == 1  # one column
     assert all(b["x"] + b["width"] <= 390 for b in boxes)
     page.screenshot(path=str(ARTIFACTS / "dashboard-overview-390.png"), full_page=True)
+
+
+def test_the_page_opens_on_the_overview_and_the_marketplace_view_fits_390_px(
+    site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, _ = site
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{url}/#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.overview")
+    assert page.evaluate("window.vhlake.view") == "overview" and "view=overview" in page.url
+    assert page.is_visible("#overview") and page.is_hidden("#board")
+    page.click("#tab-marketplace")
+    wait_until(page, "window.vhlake.shown")
+    assert "view=marketplace" in page.url and page.is_visible("#board")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-marketplace-390.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
