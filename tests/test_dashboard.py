@@ -369,6 +369,10 @@ def test_the_page_opens_on_the_overview_and_the_marketplace_view_fits_390_px(
     wait_until(page, "window.vhlake && window.vhlake.overview")
     assert page.evaluate("window.vhlake.view") == "overview" and "view=overview" in page.url
     assert page.is_visible("#overview") and page.is_hidden("#board")
+    # the clock is 40 days past the data: the last 7 days are empty, and the page points at the newest data
+    last = max(m["last_date"] for m in api_get(url, key, "marketplaces"))
+    assert page.locator(".card").count() == 0
+    assert f"end={last}" in (page.get_attribute("#overview-note a", "href") or "")
     page.click("#tab-marketplace")
     wait_until(page, "window.vhlake.shown")
     assert "view=marketplace" in page.url and page.is_visible("#board")
