@@ -128,7 +128,7 @@ def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake],
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.add_init_script(CSP_WATCH)
-    page.goto(f"{url}/#key={key}")
+    page.goto(f"{url}/?view=marketplace#key={key}")
     wait_until(page, "window.vhlake && window.vhlake.shown")
     first = shown(page)
     expected = gold_total(lake, first["marketplace"], first["start"], first["end"])
@@ -167,7 +167,7 @@ def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake],
 def test_without_a_key_the_page_asks_for_one(site: tuple[str, str, Lake], browser: Any) -> None:
     url, key, _ = site
     page = browser.new_page()
-    page.goto(url)
+    page.goto(f"{url}/?view=marketplace")
     page.wait_for_selector("#login:not([hidden])")
     page.fill("#key", "vhk_bad_key")
     page.press("#key", "Enter")
@@ -246,7 +246,7 @@ def test_the_error_panel_ranks_gold_error_types_and_follows_the_category(
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.add_init_script(CSP_WATCH)
-    page.goto(f"{url}/#key={key}")
+    page.goto(f"{url}/?view=marketplace#key={key}")
     wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.errors")
     assert page.evaluate("window.vhlake.errors.marketplace") == shown(page)["marketplace"]
     check_error_panel(page, lake, url, key, None)
@@ -260,3 +260,121 @@ def test_the_error_panel_ranks_gold_error_types_and_follows_the_category(
     page.locator("section.errors").screenshot(path=str(ARTIFACTS / "dashboard-error-types.png"))
     assert errors == []
     assert page.evaluate("window.__violations") == []
+
+
+def api_get(url: str, key: str, path: str, **params: Any) -> Any:
+    query = urllib.parse.urlencode(params)
+    request = urllib.request.Request(f"{url}/v1/{path}?{query}", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def card_numbers(page: Any) -> dict[str, dict[str, str]]:
+    cards: dict[str, dict[str, str]] = page.eval_on_selector_all(
+        ".card",
+        """cards => Object.fromEntries(cards.map(c => [c.dataset.marketplace, Object.fromEntries(
+            [...c.querySelectorAll("dd")].map(dd => [dd.dataset.measure, dd.querySelector(".value").textContent]))]))""",
+    )
+    return cards
+
+
+def formatted(answer: dict[str, Any]) -> dict[str, str]:
+    """The four numbers of a card as the page should write them, from the API's answer."""
+    rate, p95 = answer["error_rate"]["current"], answer["p95_processing_time"]["current"]
+    return {
+        "validations": f"{round(answer['validations']['current']):,}",
+        "error_rate": "–" if rate is None else f"{100 * rate:.1f} %",
+        "p95_processing_time": "–" if p95 is None else f"{round(p95):,} ms",
+        "active_sellers": f"{round(answer['active_sellers']['current']):,}",
+    }
+
+
+def test_the_overview_cards_equal_the_api_and_the_url_reopens_the_view(
+    site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, lake = site
+    last = max(m["last_date"] for m in api_get(url, key, "marketplaces"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.add_init_script(CSP_WATCH)
+    page.goto(f"{url}/?view=overview&days=14&end={last}#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.overview")
+    answer = api_get(url, key, "overview", days=14, end=last)
+    assert len(answer["marketplaces"]) >= 2
+    assert [c.get_attribute("data-marketplace") for c in page.query_selector_all(".card")] == [
+        m["marketplace"] for m in answer["marketplaces"]
+    ]
+    assert card_numbers(page) == {m["marketplace"]: formatted(m) for m in answer["marketplaces"]}
+    assert sum(m["validations"]["current"] for m in answer["marketplaces"]) == sum(
+        gold_total(lake, m["marketplace"], answer["start_date"], answer["end_date"])
+        for m in answer["marketplaces"]
+    )
+    assert key not in page.url and f"end={last}" in page.url and "days=14" in page.url
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview.png"), full_page=True)
+
+    second = answer["marketplaces"][1]["marketplace"]
+    page.click(f'.card[data-marketplace="{second}"]')
+    wait_until(page, f"window.vhlake.shown && window.vhlake.shown.marketplace === {second!r}")
+    assert page.is_hidden("#overview") and page.is_visible("#board")
+    link = page.url
+    assert f"marketplace={second}" in link and f"end={last}" in link
+    again = browser.new_page(viewport={"width": 1400, "height": 1000})
+    again.goto(f"{link}#key={key}")  # a new context: the key from the first tab's session is not there
+    wait_until(again, "window.vhlake && window.vhlake.shown")
+    assert shown(again)["marketplace"] == second
+    assert (shown(again)["start"], shown(again)["end"]) == (shown(page)["start"], shown(page)["end"])
+    assert again.is_hidden("#overview")
+    page.go_back()
+    wait_until(page, "window.vhlake.view === 'overview'")
+    assert page.is_visible("#overview")
+    assert errors == []
+    assert page.evaluate("window.__violations") == []
+
+
+def test_the_overview_fits_390_px_and_marks_today_partial(site: tuple[str, str, Lake], browser: Any) -> None:
+    url, key, _ = site
+    last = max(m["last_date"] for m in api_get(url, key, "marketplaces"))
+    real = api_get(url, key, "overview", days=7, end=last)
+    real["partial_date"] = real["end_date"]  # as if the period ended today: the last point is partial
+    for card in real["marketplaces"]:
+        card["sparkline"][-1]["partial"] = True
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.route(
+        "**/v1/overview?*",
+        lambda route: route.fulfill(
+            json={"data": real, "freshness": {"newest_event_at": None, "lag_seconds": None}}
+        ),
+    )
+    page.goto(f"{url}/?view=overview&days=7&end={last}#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.overview")
+    cards = len(real["marketplaces"])
+    assert page.locator(".card").count() == cards
+    assert page.locator(".card svg polyline.partial").count() == cards  # dashed, not a drop
+    assert page.locator(".card svg circle.partial-point").count() == cards
+    assert "is partial" in (page.text_content("#overview-note") or "")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    boxes = [page.locator(".card").nth(i).bounding_box() for i in range(cards)]
+    assert len({round(b["x"]) for b in boxes}) == 1  # one column
+    assert all(b["x"] + b["width"] <= 390 for b in boxes)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview-390.png"), full_page=True)
+
+
+def test_the_page_opens_on_the_overview_and_the_marketplace_view_fits_390_px(
+    site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, _ = site
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{url}/#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.overview")
+    assert page.evaluate("window.vhlake.view") == "overview" and "view=overview" in page.url
+    assert page.is_visible("#overview") and page.is_hidden("#board")
+    # the clock is 40 days past the data: the last 7 days are empty, and the page points at the newest data
+    last = max(m["last_date"] for m in api_get(url, key, "marketplaces"))
+    assert page.locator(".card").count() == 0
+    assert f"end={last}" in (page.get_attribute("#overview-note a", "href") or "")
+    page.click("#tab-marketplace")
+    wait_until(page, "window.vhlake.shown")
+    assert "view=marketplace" in page.url and page.is_visible("#board")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-marketplace-390.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

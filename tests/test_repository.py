@@ -392,6 +392,12 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "category": "categoria_01",
         "top": 3,
     },
+    "overview_daily": {"start_date": date(2026, 11, 1), "end_date": date(2026, 11, 30)},
+    "overview_periods": {
+        "previous_start": date(2026, 11, 1),
+        "current_start": date(2026, 11, 15),
+        "end_date": date(2026, 11, 28),
+    },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
     "freshness": {"lookback_days": 7},
     "marketplaces": {},

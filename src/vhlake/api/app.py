@@ -37,6 +37,7 @@ from vhlake.query.repository import (
     MarketplacePerformance,
     MarketplaceSummary,
     MlPredictions,
+    Overview,
     QualityMeasure,
     RealTimeStats,
 )
@@ -202,6 +203,17 @@ def install_api(
     def marketplaces(key: Reader) -> Answer[list[MarketplaceSummary]]:
         """The marketplaces this key may see, busiest first, with their first and last day in gold."""
         return answer(key, deps.repository.restricted_to(key.marketplaces).get_marketplaces(), None)
+
+    @app.get("/v1/overview", response_model=Answer[Overview])
+    def overview(
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=3660)] = 7,
+        end: date | None = None,
+    ) -> Answer[Overview]:
+        """Every marketplace the key may see over ``days`` days ending today (or ``end``) against the
+        ``days`` before, the one needing attention first; today, when included, is marked partial."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        return answer(key, repository.get_overview(days, end_date=end), None)
 
     @app.get("/v1/alerts", response_model=Answer[list[AlertState]])
     def alerts(key: Reader, days: Annotated[int, Query(ge=1, le=366)] = 7) -> Answer[list[AlertState]]:

@@ -156,6 +156,49 @@ class MarketplaceErrorTypes(BaseModel):
     trend: list[ErrorTypeDay]
 
 
+class PeriodChange(BaseModel):
+    """One number over the period and over the previous period of the same length: ``change`` is the
+    difference (None when either is None) and ``relative_change`` that over the previous (None when the
+    previous is None or 0)."""
+
+    current: float | None
+    previous: float | None
+    change: float | None
+    relative_change: float | None
+
+
+class SparkPoint(BaseModel):
+    """A day of the period; ``partial`` marks today (the clock's), whose numbers are still growing."""
+
+    date: date
+    total_validations: int
+    error_rate: float | None
+    partial: bool
+
+
+class MarketplaceOverview(BaseModel):
+    marketplace: str
+    validations: PeriodChange
+    error_rate: PeriodChange
+    p95_processing_time: PeriodChange
+    active_sellers: PeriodChange
+    sparkline: list[SparkPoint]
+
+
+class Overview(BaseModel):
+    """Every visible marketplace with data in either period, the one needing attention first (the
+    largest error-rate increase; docs/semantics.md). ``partial_date`` is the period's last day when that
+    is today by the clock, else None."""
+
+    period_days: int
+    start_date: date
+    end_date: date
+    previous_start_date: date
+    previous_end_date: date
+    partial_date: date | None
+    marketplaces: list[MarketplaceOverview]
+
+
 class Prediction(BaseModel):
     prediction_date: date
     model_type: str
@@ -389,6 +432,50 @@ class AnalyticsRepository:
 
         return _attempt(build)
 
+    def get_overview(self, period_days: int = 7, *, end_date: date | None = None) -> Result[Overview]:
+        """Every visible marketplace over the last ``period_days`` days (ending today, or ``end_date``)
+        against the ``period_days`` before: validations and error rate summed from gold, the exact p95
+        and active sellers from silver, a daily sparkline; sorted by :func:`_attention`."""
+        period = self._period(period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
+        if (start - date.min).days < period_days:
+            return Err(f"{period_days} days before {start} is before the calendar starts", "invalid_argument")
+        previous_start = start - timedelta(days=period_days)
+
+        def build() -> Overview:
+            today = self._clock().date()
+            partial = end if end == today else None
+            daily = self._rows("overview_daily", start_date=previous_start, end_date=end)
+            periods = self._rows(
+                "overview_periods", previous_start=previous_start, current_start=start, end_date=end
+            )
+            names = sorted({r["marketplace"] for r in daily} | {r["marketplace"] for r in periods})
+            visible = [m for m in names if self._visible is None or m in self._visible]
+            cards = [
+                _marketplace_overview(
+                    m,
+                    [r for r in daily if r["marketplace"] == m],
+                    {r["period"]: r for r in periods if r["marketplace"] == m},
+                    start,
+                    end,
+                    partial,
+                )
+                for m in visible
+            ]
+            return Overview(
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                previous_start_date=previous_start,
+                previous_end_date=start - timedelta(days=1),
+                partial_date=partial,
+                marketplaces=sorted(cards, key=_attention),
+            )
+
+        return _attempt(build)
+
     def get_ml_predictions(self, marketplace: str, category: str) -> Result[MlPredictions]:
         """The predictions of the most recently trained model for (marketplace, category)."""
         if not marketplace.strip() or not category.strip():
@@ -522,3 +609,66 @@ def _weighted(values: list[float | None], weights: list[int]) -> float | None:
     pairs = [(v, w) for v, w in zip(values, weights, strict=True) if v is not None]
     total = sum(w for _, w in pairs)
     return sum(v * w for v, w in pairs) / total if total else None
+
+
+def _marketplace_overview(
+    marketplace: str,
+    daily: list[dict[str, Any]],
+    periods: dict[str, dict[str, Any]],
+    start: date,
+    end: date,
+    partial: date | None,
+) -> MarketplaceOverview:
+    """One card of the overview from its gold days (both periods) and its two silver period rows."""
+    current = [r for r in daily if r["date"] >= start]
+    previous = [r for r in daily if r["date"] < start]
+    by_day = {r["date"]: r for r in current}
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+    def silver(period: str, column: str) -> float | None:
+        value = periods.get(period, {}).get(column)
+        return None if value is None else float(value)
+
+    return MarketplaceOverview(
+        marketplace=marketplace,
+        validations=_change(_total(current), _total(previous)),
+        error_rate=_change(_error_rate(current), _error_rate(previous)),
+        p95_processing_time=_change(
+            silver("current", "p95_processing_time"), silver("previous", "p95_processing_time")
+        ),
+        active_sellers=_change(
+            silver("current", "active_sellers") or 0.0, silver("previous", "active_sellers") or 0.0
+        ),
+        sparkline=[
+            SparkPoint(
+                date=day,
+                total_validations=_total([by_day[day]] if day in by_day else []),
+                error_rate=_error_rate([by_day[day]] if day in by_day else []),
+                partial=day == partial,
+            )
+            for day in days
+        ],
+    )
+
+
+def _total(rows: list[dict[str, Any]]) -> int:
+    return sum(int(r["total_validations"]) for r in rows)
+
+
+def _error_rate(rows: list[dict[str, Any]]) -> float | None:
+    """The failed validations over the validations of ``rows`` (None without validations)."""
+    total = _total(rows)
+    return sum(int(r["failed_validations"]) for r in rows) / total if total else None
+
+
+def _change(current: float | None, previous: float | None) -> PeriodChange:
+    change = None if current is None or previous is None else current - previous
+    relative = None if change is None or not previous else change / previous
+    return PeriodChange(current=current, previous=previous, change=change, relative_change=relative)
+
+
+def _attention(card: MarketplaceOverview) -> tuple[bool, float, float, str]:
+    """What needs attention first: the largest error-rate increase (in points), then the marketplaces
+    without a comparable error rate, each group by its current error rate (highest first), then name."""
+    change = card.error_rate.change
+    return (change is None, -(change or 0.0), -(card.error_rate.current or 0.0), card.marketplace)

@@ -1,16 +1,19 @@
 // The dashboard: reads the /v1 API with the key given in the URL fragment (#key=...) or typed in.
 // A module: what it declares is its own, so the key is in no global another script could read.
 
-const state = { key: null, marketplaces: [], charts: {} };
+const state = { key: null, marketplaces: [], charts: {}, view: "overview" };
 // for tests and the curious: the charts and what they show, never the key
 window.vhlake = {
   charts: state.charts,
   get shown() { return state.shown; },
   get errors() { return state.errors; },
+  get overview() { return state.overview; },
+  get view() { return state.view; },
 };
 const TOP_ERROR_TYPES = 5; // the types whose daily trend is drawn
 const ERROR_BARS = 10; // the types the ranked bar chart shows
 const TABLE_ROWS = 15;
+const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 const fmt = {
@@ -230,7 +233,7 @@ async function start() {
   }
   $("marketplace").replaceChildren(...state.marketplaces.map((m) => new Option(m.marketplace, m.marketplace)));
   pickDates(state.marketplaces[0]);
-  await Promise.all([showMarketplace(), showRealtime(), showQuality(), showAlerts()]);
+  await Promise.all([route(), showRealtime(), showQuality(), showAlerts()]);
   setInterval(() => Promise.all([showRealtime(), showAlerts()]).catch((e) => showError(e.message)), 15000);
 }
 
@@ -240,6 +243,185 @@ function pickDates(marketplace) {
   const first = new Date(marketplace.first_date);
   $("end").value = marketplace.last_date;
   $("start").value = (start < first ? first : start).toISOString().slice(0, 10);
+}
+
+// -- the page's state in the URL: ?view=overview&days=7[&end=...] or ?view=marketplace&marketplace=...&start=...&end=...
+
+function urlState() {
+  const params = new URLSearchParams(location.search);
+  return {
+    view: params.get("view") === "marketplace" ? "marketplace" : "overview",
+    marketplace: params.get("marketplace"),
+    start: params.get("start"),
+    end: params.get("end"),
+    days: params.get("days"),
+  };
+}
+
+function writeUrl(push = false) {
+  const params = new URLSearchParams({ view: state.view });
+  if (state.view === "overview") {
+    params.set("days", $("overview-days").value);
+    if (state.overviewEnd) params.set("end", state.overviewEnd);
+  } else {
+    params.set("marketplace", $("marketplace").value);
+    params.set("start", $("start").value);
+    params.set("end", $("end").value);
+  }
+  const url = `${location.pathname}?${params}`;
+  if (push) history.pushState(null, "", url);
+  else history.replaceState(null, "", url);
+}
+
+function showView(view) {
+  state.view = view;
+  $("overview").hidden = view !== "overview";
+  $("overview-range").hidden = view !== "overview";
+  $("board").hidden = view !== "marketplace";
+  $("filters").hidden = view !== "marketplace";
+  for (const tab of ["overview", "marketplace"]) {
+    if (tab === view) $(`tab-${tab}`).setAttribute("aria-current", "page");
+    else $(`tab-${tab}`).removeAttribute("aria-current");
+  }
+}
+
+async function route() {
+  // show what the URL names (a shared link opens the same view, marketplace and range)
+  const wanted = urlState();
+  if (wanted.view === "overview") {
+    if (["7", "14", "30"].includes(wanted.days)) $("overview-days").value = wanted.days;
+    state.overviewEnd = /^\d{4}-\d{2}-\d{2}$/.test(wanted.end || "") ? wanted.end : null;
+    showView("overview");
+    writeUrl();
+    return showOverview();
+  }
+  const chosen = state.marketplaces.find((m) => m.marketplace === wanted.marketplace) || state.marketplaces[0];
+  $("marketplace").value = chosen.marketplace;
+  if (wanted.start && wanted.end && wanted.start <= wanted.end) {
+    $("start").value = wanted.start;
+    $("end").value = wanted.end;
+  } else {
+    pickDates(chosen);
+  }
+  showView("marketplace");
+  writeUrl();
+  return showMarketplace();
+}
+
+const ARROW = (x) => (x > 0 ? "▲" : x < 0 ? "▼" : "=");
+const signed = (x, text) => (x > 0 ? "+" + text : text);
+const MEASURES = [
+  // field, label, the value's format, the change shown (null without a previous period), is a rise bad
+  { field: "validations", label: "Validations", format: fmt.int, upIsBad: false,
+    change: (m) => (m.relative_change == null ? null : signed(m.change, (100 * m.relative_change).toFixed(1) + " %")) },
+  { field: "error_rate", label: "Error rate", format: fmt.pct, upIsBad: true,
+    change: (m) => (m.change == null ? null : signed(m.change, (100 * m.change).toFixed(1) + " pp")) },
+  { field: "p95_processing_time", label: "p95 time", format: fmt.ms, upIsBad: true,
+    change: (m) => (m.relative_change == null ? null : signed(m.change, (100 * m.relative_change).toFixed(1) + " %")) },
+  { field: "active_sellers", label: "Active sellers", format: fmt.int, upIsBad: false,
+    change: (m) => (m.change == null ? null : signed(m.change, fmt.int(m.change))) },
+];
+
+function card(data, overview) {
+  const link = document.createElement("a");
+  link.className = "card";
+  link.dataset.marketplace = data.marketplace;
+  const end = overview.end_date;
+  const start = new Date(Date.parse(end) - 29 * 86400000).toISOString().slice(0, 10);
+  link.href = `?${new URLSearchParams({ view: "marketplace", marketplace: data.marketplace, start, end })}`;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    $("marketplace").value = data.marketplace;
+    $("start").value = start;
+    $("end").value = end;
+    $("error-category").value = "";
+    showView("marketplace");
+    writeUrl(true);
+    showMarketplace().catch((error) => showError(error.message));
+  });
+  const title = document.createElement("h2");
+  title.textContent = data.marketplace;
+  const list = document.createElement("dl");
+  for (const { field, label, format, upIsBad, change: changeOf } of MEASURES) {
+    const measure = data[field];
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const value = document.createElement("dd");
+    value.dataset.measure = field;
+    const number = document.createElement("span");
+    number.className = "value";
+    number.textContent = format(measure.current);
+    const change = document.createElement("span");
+    change.className = "change " + (!measure.change ? "same" : (measure.change > 0) === upIsBad ? "worse" : "better");
+    const shown = changeOf(measure);
+    change.textContent = shown == null ? "– vs previous" : `${ARROW(measure.change)} ${shown}`;
+    value.append(number, change);
+    list.append(term, value);
+  }
+  link.append(title, list, sparkline(data.sparkline));
+  return link;
+}
+
+function sparkline(points) {
+  // the period's validations per day; today (partial) is a dashed segment to a hollow point, not a drop
+  const width = 300;
+  const height = 48;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "validations per day" + (points.some((p) => p.partial) ? ", today partial" : ""));
+  const top = Math.max(1, ...points.map((p) => p.total_validations));
+  const xy = points.map((p, i) => [
+    points.length > 1 ? 4 + (i * (width - 8)) / (points.length - 1) : width / 2,
+    height - 4 - ((height - 8) * p.total_validations) / top,
+  ]);
+  const complete = xy.filter((_, i) => !points[i].partial);
+  const path = (cls, coords) => {
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", cls);
+    line.setAttribute("vector-effect", "non-scaling-stroke");
+    line.setAttribute("points", coords.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "));
+    svg.appendChild(line);
+  };
+  if (complete.length) path("line", complete);
+  const partial = points.findIndex((p) => p.partial);
+  if (partial >= 0) {
+    if (partial > 0) path("partial", [xy[partial - 1], xy[partial]]);
+    const dot = document.createElementNS(SVG, "circle");
+    dot.setAttribute("class", "partial-point");
+    dot.setAttribute("cx", xy[partial][0].toFixed(1));
+    dot.setAttribute("cy", xy[partial][1].toFixed(1));
+    dot.setAttribute("r", "3");
+    dot.setAttribute("vector-effect", "non-scaling-stroke");
+    svg.appendChild(dot);
+  }
+  return svg;
+}
+
+async function showOverview() {
+  const days = $("overview-days").value;
+  const answer = await api("overview", { days, ...(state.overviewEnd ? { end: state.overviewEnd } : {}) });
+  const overview = answer.data;
+  showFreshness(answer.freshness);
+  const note = $("overview-note");
+  note.replaceChildren(
+    `${overview.start_date} to ${overview.end_date} against the ${days} days before` +
+      (overview.partial_date ? ` (today, ${overview.partial_date}, is partial)` : "") +
+      ". Largest error-rate increase first.",
+  );
+  if (!overview.marketplaces.length) {
+    const newest = state.marketplaces.map((m) => m.last_date).sort().pop();
+    if (newest) {
+      const link = document.createElement("a");
+      link.href = `?${new URLSearchParams({ view: "overview", days, end: newest })}`;
+      link.textContent = `the ${days} days ending ${newest}`;
+      note.append(` No validations in this period; the newest data is from ${newest}: show `, link, ".");
+    }
+  }
+  $("overview-cards").replaceChildren(...overview.marketplaces.map((m) => card(m, overview)));
+  state.overview = overview;
 }
 
 function useKey(key) {
@@ -259,12 +441,30 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("filters").addEventListener("submit", (event) => {
     event.preventDefault();
+    writeUrl();
     showMarketplace().catch((error) => showError(error.message));
+  });
+  $("overview-days").addEventListener("change", () => {
+    writeUrl();
+    showOverview().catch((error) => showError(error.message));
+  });
+  for (const view of ["overview", "marketplace"]) {
+    $(`tab-${view}`).addEventListener("click", (event) => {
+      event.preventDefault();
+      if (!state.marketplaces.length) return;
+      showView(view);
+      writeUrl(true);
+      (view === "overview" ? showOverview() : showMarketplace()).catch((error) => showError(error.message));
+    });
+  }
+  window.addEventListener("popstate", () => {
+    if (state.marketplaces.length) route().catch((error) => showError(error.message));
   });
   $("marketplace").addEventListener("change", () => {
     const chosen = state.marketplaces.find((m) => m.marketplace === $("marketplace").value);
     if (chosen) pickDates(chosen);
     $("error-category").value = ""; // another marketplace's categories are others
+    writeUrl();
     showMarketplace().catch((error) => showError(error.message));
   });
   $("error-category").addEventListener("change", () => {
@@ -278,7 +478,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   window.addEventListener("resize", () => Object.values(state.charts).forEach((c) => c.resize()));
   const fromUrl = new URLSearchParams(location.hash.slice(1)).get("key");
-  if (fromUrl) history.replaceState(null, "", location.pathname); // keep the key out of the address bar
+  if (fromUrl) history.replaceState(null, "", location.pathname + location.search); // the key leaves the address bar, the view stays
   const key = fromUrl || sessionStorage.getItem("vhlake-key");
   if (key) useKey(key);
   else $("login").hidden = false;
