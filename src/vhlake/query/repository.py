@@ -370,12 +370,10 @@ class AnalyticsRepository:
     ) -> Result[MarketplacePerformance]:
         """The last ``period_days`` days (ending today, or ``end_date``): the daily series with its
         day-over-day change and 7-day moving average, and the per-category breakdown."""
-        period = self._period(period_days, end_date)
+        period = self._marketplace_period(marketplace, period_days, end_date)
         if isinstance(period, Err):
             return period
         start, end = period
-        if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
-            return problem
 
         def build() -> MarketplacePerformance:
             window = {"marketplace": marketplace, "start_date": start, "end_date": end}
@@ -408,12 +406,10 @@ class AnalyticsRepository:
             return Err(f"top must be between 1 and {MAX_TOP_ERROR_TYPES}", "invalid_argument")
         if category is not None and not category.strip():
             return Err("category must not be empty", "invalid_argument")
-        period = self._period(period_days, end_date)
+        period = self._marketplace_period(marketplace, period_days, end_date)
         if isinstance(period, Err):
             return period
         start, end = period
-        if problem := _check_range(marketplace, start, end) or self._hidden(marketplace):
-            return problem
 
         def build() -> MarketplaceErrorTypes:
             window = {"marketplace": marketplace, "start_date": start, "end_date": end, "category": category}
@@ -537,6 +533,15 @@ class AnalyticsRepository:
             return [QualityMeasure(**row) for row in rows]
 
         return _attempt(build)
+
+    def _marketplace_period(
+        self, marketplace: str, period_days: int, end_date: date | None
+    ) -> tuple[date, date] | Err:
+        """:meth:`_period`, for a marketplace the key may see."""
+        period = self._period(period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        return _check_range(marketplace, *period) or self._hidden(marketplace) or period
 
     def _period(self, period_days: int, end_date: date | None) -> tuple[date, date] | Err:
         """The first and last day of ``period_days`` days ending on ``end_date`` (default: the clock's
