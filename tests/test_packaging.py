@@ -180,13 +180,14 @@ def test_installed_wheel_serves_a_dashboard_whose_charts_render(
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://127.0.0.1:{port}/#key={key}")
-        wait_until(  # polled from outside: the page's policy forbids what wait_for_function evaluates
-            page,
-            "(window.vhlake && window.vhlake.shown) || !document.getElementById('error').hidden",
-            timeout_s=60,
-        )
-        assert page.text_content("#error") == "", page.text_content("#error")
+        for view, ready in (("overview", "overview"), ("marketplace", "shown")):  # the landing view first
+            page.goto(f"http://127.0.0.1:{port}/?view={view}#key={key}")
+            wait_until(  # polled from outside: the page's policy forbids what wait_for_function evaluates
+                page,
+                f"(window.vhlake && window.vhlake.{ready}) || !document.getElementById('error').hidden",
+                timeout_s=60,
+            )
+            assert page.text_content("#error") == "", (view, page.text_content("#error"))
         for chart in ("chart-volume", "chart-errors", "chart-times"):
             drawn = page.evaluate(
                 f"""() => {{
