@@ -121,13 +121,19 @@ def shown(page: Any) -> dict[str, Any]:
     return value
 
 
-def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake], browser: Any) -> None:
-    url, key, lake = site
-    ARTIFACTS.mkdir(exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def watched_page(browser: Any, *, height: int) -> tuple[Any, list[str]]:
+    """A 1400 px wide page whose script errors are collected and whose policy violations are watched."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.add_init_script(CSP_WATCH)
+    return page, errors
+
+
+def test_kpis_equal_gold_and_follow_the_marketplace(site: tuple[str, str, Lake], browser: Any) -> None:
+    url, key, lake = site
+    ARTIFACTS.mkdir(exist_ok=True)
+    page, errors = watched_page(browser, height=1000)
     page.goto(f"{url}/?view=marketplace#key={key}")
     wait_until(page, "window.vhlake && window.vhlake.shown")
     first = shown(page)
@@ -242,10 +248,7 @@ def test_the_error_panel_ranks_gold_error_types_and_follows_the_category(
     site: tuple[str, str, Lake], browser: Any
 ) -> None:
     url, key, lake = site
-    page = browser.new_page(viewport={"width": 1400, "height": 1200})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.add_init_script(CSP_WATCH)
+    page, errors = watched_page(browser, height=1200)
     page.goto(f"{url}/?view=marketplace#key={key}")
     wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.errors")
     assert page.evaluate("window.vhlake.errors.marketplace") == shown(page)["marketplace"]
@@ -294,10 +297,7 @@ def test_the_overview_cards_equal_the_api_and_the_url_reopens_the_view(
 ) -> None:
     url, key, lake = site
     last = max(m["last_date"] for m in api_get(url, key, "marketplaces"))
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.add_init_script(CSP_WATCH)
+    page, errors = watched_page(browser, height=1000)
     page.goto(f"{url}/?view=overview&days=14&end={last}#key={key}")
     wait_until(page, "window.vhlake && window.vhlake.overview")
     answer = api_get(url, key, "overview", days=14, end=last)
