@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: dateti
         (f"/v1/marketplaces/{SHOPEE}/performance", {"days": 30, "end": "2026-11-26"}),
         ("/v1/stats/realtime", {"window_minutes": 24 * 60}),
         ("/v1/predictions", {"marketplace": SHOPEE, "category": "categoria_01"}),
+        (f"/v1/marketplaces/{SHOPEE}/predictions", {"days": 30, "end": "2026-11-26", "horizon": 7}),
         ("/v1/quality", {}),
         ("/v1/marketplaces", {}),
         ("/v1/alerts", {}),
@@ -149,6 +150,7 @@ def test_a_marketplace_key_never_sees_another_marketplace(api: Any) -> None:
         (METRICS.format(m="mercado_livre"), {"start": "2026-10-01", "end": "2026-11-30"}),
         ("/v1/marketplaces/mercado_livre/performance", {}),
         ("/v1/predictions", {"marketplace": "mercado_livre", "category": "x"}),
+        ("/v1/marketplaces/mercado_livre/predictions", {}),
         ("/v1/stats/realtime", {"marketplace": "mercado_livre"}),
         ("/v1/quality", {}),
     ]:
@@ -613,3 +615,124 @@ def test_a_marketplace_key_sees_only_its_marketplaces_error_types(errors_api: An
     magalu = get(client, ERRORS.format(m="magalu"), tokens["reader"]).json()["data"]
     assert magalu["error_types"] == list(error_totals("magalu", "2026-10-29", "2026-11-27").values())
     assert get(client, ERRORS.format(m=SHOPEE), None).status_code == 401
+
+
+PREDICTIONS = "/v1/marketplaces/{m}/predictions"
+
+
+@pytest.fixture(scope="module")
+def predictions_api(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TestClient, dict[str, str], Lake]]:
+    from forecast_lake import TODAY, build_forecast_lake
+
+    root = tmp_path_factory.mktemp("predictions")
+    lake = build_forecast_lake(root)
+    clock = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=15)
+    deps = api_deps_for(lake, root, clock=lambda: clock, audit_every_s=3600)
+    tokens = {
+        "reader": deps.keys.create("read")[1],
+        "shopee": deps.keys.create("read", marketplaces=[SHOPEE])[1],
+    }
+    app = FastAPI()
+    install_api(app, deps)
+    yield TestClient(app, raise_server_exceptions=False), tokens, lake
+    deps.audit.close()
+    deps.publisher.close()
+
+
+def expected_forecast(lake: Lake, marketplace: str, first: date, last: date) -> list[dict[str, Any]]:
+    """Each day's forecast from ml_predictions in plain Python: the newest run (by trained_at) holding
+    the day, its categories' volumes and bounds summed, their error rates weighted by their volumes."""
+    from forecast_lake import table_rows
+
+    rows = [
+        r
+        for r in table_rows(lake, "ml_predictions")
+        if r["marketplace"] == marketplace and first <= r["prediction_date"] <= last  # type: ignore[operator]
+    ]
+    days = []
+    for day in sorted({r["prediction_date"] for r in rows}):  # type: ignore[type-var]
+        of_day = [r for r in rows if r["prediction_date"] == day]
+        newest = max(of_day, key=lambda r: r["trained_at"])["model_version"]  # type: ignore[arg-type, return-value]
+        run = [r for r in of_day if r["model_version"] == newest]
+        volume = sum(r["predicted_validations"] for r in run)  # type: ignore[misc]
+        days.append(
+            {
+                "date": day.isoformat(),  # type: ignore[attr-defined]
+                "model_version": newest,
+                "categories": len(run),
+                "predicted_validations": pytest.approx(volume),
+                "lower_bound": pytest.approx(sum(r["lower_bound"] for r in run)),  # type: ignore[misc]
+                "upper_bound": pytest.approx(sum(r["upper_bound"] for r in run)),  # type: ignore[misc]
+                "predicted_error_rate": pytest.approx(
+                    sum(r["predicted_error_rate"] * r["predicted_validations"] for r in run) / volume  # type: ignore[operator]
+                ),
+            }
+        )
+    return days
+
+
+def test_marketplace_predictions_equal_the_tables_each_day_from_its_newest_run(predictions_api: Any) -> None:
+    from forecast_lake import ERRORS, SLOW, SPIKE, TODAY, table_rows
+
+    client, tokens, lake = predictions_api
+    response = get(client, PREDICTIONS.format(m=SHOPEE), tokens["reader"], days=30, horizon=7)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    data = body["data"]
+    first, last = TODAY - timedelta(days=29), TODAY + timedelta(days=7)
+    assert (data["start_date"], data["end_date"], data["forecast_end_date"]) == (
+        first.isoformat(),
+        TODAY.isoformat(),
+        last.isoformat(),
+    )
+    assert data["partial_date"] == TODAY.isoformat()  # the clock's day: its numbers are still growing
+    expected = expected_forecast(lake, SHOPEE, first, last)
+    shown = [{k: f[k] for k in expected[0]} for f in data["forecast"]]
+    assert shown == expected
+    assert all(f["lower_bound"] <= f["predicted_validations"] <= f["upper_bound"] for f in data["forecast"])
+    assert {f["categories"] for f in data["forecast"]} == {2}  # moda and casa, summed
+    # the week before today was forecast only by the earlier run; today on by the later one
+    runs = [f["model_version"] for f in data["forecast"]]
+    switch = runs.index(runs[-1])
+    assert len(set(runs)) == 2 and data["forecast"][switch]["date"] == TODAY.isoformat()
+
+    flagged = sorted(
+        (a["date"].isoformat(), a["metric"], a["observed"], a["expected"], a["z_score"])  # type: ignore[attr-defined]
+        for a in table_rows(lake, "anomalies")
+        if a["marketplace"] == SHOPEE and a["job_id"] is None and first <= a["date"] <= TODAY  # type: ignore[operator]
+    )
+    assert [
+        (a["date"], a["metric"], a["observed"], a["expected"], a["z_score"]) for a in data["anomalies"]
+    ] == flagged
+    planted = {
+        (SPIKE.isoformat(), "validations"),
+        (ERRORS.isoformat(), "error_rate"),
+        (SLOW.isoformat(), "p95_processing_time"),
+    }
+    assert planted <= {(a["date"], a["metric"]) for a in data["anomalies"]}
+    assert body["freshness"].keys() == {"newest_event_at", "lag_seconds"}
+
+
+def test_marketplace_predictions_follow_the_period_and_the_key(predictions_api: Any, api: Any) -> None:
+    from forecast_lake import SPIKE, TODAY
+
+    client, tokens, _ = predictions_api
+    before = get(client, PREDICTIONS.format(m=SHOPEE), tokens["shopee"], days=7, end=str(SPIKE)).json()[
+        "data"
+    ]
+    assert before["partial_date"] is None  # today is not in that week
+    assert [a["date"] for a in before["anomalies"]] == [SPIKE.isoformat()]
+    assert all(f["date"] <= SPIKE.isoformat() for f in before["forecast"])  # no horizon asked for
+    refused = get(client, PREDICTIONS.format(m="magalu"), tokens["shopee"])
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+    magalu = get(client, PREDICTIONS.format(m="magalu"), tokens["reader"], end=str(TODAY)).json()["data"]
+    assert magalu["forecast"] and all(f["categories"] == 2 for f in magalu["forecast"])
+    assert get(client, PREDICTIONS.format(m=SHOPEE), tokens["reader"], horizon=91).status_code == 422
+    assert get(client, PREDICTIONS.format(m=SHOPEE), None).status_code == 401
+    # a lake no ML job has run on: empty lists, not an error
+    untrained, untrained_tokens, _ = api
+    empty = get(untrained, PREDICTIONS.format(m=SHOPEE), untrained_tokens["reader"], end="2026-11-27")
+    assert empty.status_code == 200, empty.text
+    assert (empty.json()["data"]["forecast"], empty.json()["data"]["anomalies"]) == ([], [])

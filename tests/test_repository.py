@@ -17,7 +17,14 @@ from pydantic import SecretStr
 from conftest import build_analytics_lake
 from fake_warehouse import FakeWarehouse
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ALERT_EVENTS, DATA_QUALITY_METRICS, GOLD, ML_PREDICTIONS, SILVER
+from vhlake.lake.tables import (
+    ALERT_EVENTS,
+    ANOMALIES,
+    DATA_QUALITY_METRICS,
+    GOLD,
+    ML_PREDICTIONS,
+    SILVER,
+)
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
 from vhlake.query.repository import AnalyticsRepository
@@ -35,7 +42,30 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake.append(ML_PREDICTIONS, _predictions())
     lake.append(DATA_QUALITY_METRICS, _quality())
     lake.append(ALERT_EVENTS, _alert_events())
+    lake.append(ANOMALIES, _anomalies())
     return lake
+
+
+def _anomalies() -> pa.Table:
+    """A flagged day of shopee, a flagged job of shopee (not a day), and a flagged day of magalu."""
+    day = {
+        "marketplace": MARKETPLACE,
+        "date": date(2026, 11, 20),
+        "metric": "validations",
+        "observed": 500.0,
+        "expected": 100.0,
+        "z_score": 12.5,
+        "detector": "mad",
+        "reason": "validations 500 vs expected 100",
+        "scored_at": TRAINED,
+        "job_id": None,
+        "baseline": "same-weekday",
+        "baseline_days": 8,
+    }
+    job = day | {"metric": "error_rate", "detector": "kmeans-distance", "job_id": "j1", "baseline": None}
+    return pa.Table.from_pylist(
+        [day, job | {"baseline_days": None}, day | {"marketplace": "magalu"}], schema=ANOMALIES.schema
+    )
 
 
 def _alert_events() -> pa.Table:
@@ -266,6 +296,36 @@ def test_ml_predictions_come_from_the_latest_trained_model(engine: DuckDBEngine)
     assert (none.model_version, none.predictions) == (None, [])
 
 
+def test_a_marketplace_forecast_takes_each_day_from_its_newest_run(engine: DuckDBEngine) -> None:
+    clock = datetime(2026, 11, 29, 9, tzinfo=UTC)
+    repository = AnalyticsRepository(engine, clock=lambda: clock)
+    answer = ok(
+        repository.get_marketplace_predictions(MARKETPLACE, 3, end_date=date(2026, 11, 29), horizon_days=1)
+    )
+    assert (answer.start_date, answer.end_date, answer.forecast_end_date) == (
+        date(2026, 11, 27),
+        date(2026, 11, 29),
+        date(2026, 11, 30),
+    )
+    assert answer.partial_date == date(2026, 11, 29)  # the clock's today, in the period
+    # by hand from _predictions(): the 28th's newest run is v9 (categoria_02 only), the 29th and 30th v2's
+    assert [(f.date, f.model_version, f.categories, f.predicted_validations) for f in answer.forecast] == [
+        (date(2026, 11, 28), "v9", 1, 40.0),
+        (date(2026, 11, 29), "v2", 1, 41.0),
+        (date(2026, 11, 30), "v2", 1, 42.0),
+    ]
+    assert (answer.forecast[1].lower_bound, answer.forecast[1].upper_bound) == (30.0, 50.0)
+    assert answer.forecast[1].predicted_error_rate == pytest.approx(0.1)
+    # the job row and magalu's day are not shopee's days; the 20th is before the period
+    assert answer.anomalies == []
+    wider = ok(repository.get_marketplace_predictions(MARKETPLACE, 30, end_date=date(2026, 11, 27)))
+    assert [(a.date, a.metric, a.z_score) for a in wider.anomalies] == [
+        (date(2026, 11, 20), "validations", 12.5)
+    ]
+    assert (wider.partial_date, wider.forecast) == (None, [])  # today is after the period; no forecast in it
+    assert repository.get_marketplace_predictions(MARKETPLACE, 30, horizon_days=-1).kind == "invalid_argument"  # type: ignore[union-attr]
+
+
 def test_a_restricted_repository_sees_only_its_marketplaces(
     engine: DuckDBEngine, silver: list[dict[str, Any]]
 ) -> None:
@@ -277,6 +337,7 @@ def test_a_restricted_repository_sees_only_its_marketplaces(
         restricted.get_marketplace_performance(other, 30),
         restricted.get_ml_predictions(other, "categoria_01"),
         restricted.get_marketplace_error_types(other, 30, end_date=date(2026, 11, 27)),
+        restricted.get_marketplace_predictions(other, 30, end_date=date(2026, 11, 27)),
         restricted.get_real_time_stats(other),
         restricted.get_freshness(other),
     ):
@@ -399,6 +460,16 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "end_date": date(2026, 11, 28),
     },
     "ml_predictions": {"marketplace": MARKETPLACE, "category": "categoria_01"},
+    "marketplace_forecast": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "marketplace_day_anomalies": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
     "freshness": {"lookback_days": 7},
     "marketplaces": {},
     "alerts_current": {"since_date": date(2026, 11, 1)},

@@ -28,6 +28,7 @@ from vhlake.api.ratelimit import TokenBuckets
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
 from vhlake.query.repository import (
+    MAX_FORECAST_HORIZON_DAYS,
     MAX_TOP_ERROR_TYPES,
     AlertState,
     AnalyticsRepository,
@@ -35,6 +36,7 @@ from vhlake.query.repository import (
     MarketplaceErrorTypes,
     MarketplaceMetrics,
     MarketplacePerformance,
+    MarketplacePredictions,
     MarketplaceSummary,
     MlPredictions,
     Overview,
@@ -179,6 +181,21 @@ def install_api(
         result = repository.get_marketplace_error_types(
             marketplace, days, end_date=end, category=category, top=top
         )
+        return answer(key, result, marketplace)
+
+    @app.get("/v1/marketplaces/{marketplace}/predictions", response_model=Answer[MarketplacePredictions])
+    def marketplace_predictions(
+        marketplace: str,
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=3660)] = 30,
+        end: date | None = None,
+        horizon: Annotated[int, Query(ge=0, le=MAX_FORECAST_HORIZON_DAYS)] = 0,
+    ) -> Answer[MarketplacePredictions]:
+        """``days`` days ending today (or ``end``) as the marketplace's charts draw them: the daily
+        forecast of its categories combined (and ``horizon`` days more), the anomalous days, and today
+        when it is in the period (partial)."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        result = repository.get_marketplace_predictions(marketplace, days, end_date=end, horizon_days=horizon)
         return answer(key, result, marketplace)
 
     @app.get("/v1/stats/realtime", response_model=Answer[RealTimeStats])

@@ -32,6 +32,10 @@ MAX_TOP_ERROR_TYPES = 50
 """The most error types whose daily trend one answer gives (each adds a row per day of the period)."""
 
 
+MAX_FORECAST_HORIZON_DAYS = 90
+"""The most days after a period a predictions answer may add (training forecasts 30 by default)."""
+
+
 class DailyMetric(BaseModel):
     date: date
     category: str
@@ -254,6 +258,55 @@ class MlPredictions(BaseModel):
     model_version: str | None
     trained_at: datetime | None
     predictions: list[Prediction]
+
+
+class ForecastDay(BaseModel):
+    """A marketplace's forecast for one day: its categories' forecasts from the newest training run that
+    forecast the day, combined (docs/semantics.md#marketplace-forecasts). ``lower_bound``/``upper_bound``
+    are the sums of the categories' bounds: exact when the categories rise and fall together, otherwise
+    wider than a band computed for the total would be (for near-normal errors), so the nominal coverage
+    is rather a floor. The error rate has no band: the model gives none."""
+
+    date: date
+    model_version: str
+    trained_at: datetime
+    categories: int  # the categories summed: those the run could forecast
+    predicted_validations: float | None
+    lower_bound: float | None
+    upper_bound: float | None
+    confidence_level: float | None  # the categories' nominal coverage
+    predicted_error_rate: float | None
+
+
+class DayAnomaly(BaseModel):
+    """A day whose metric (``validations``, ``error_rate`` or ``p95_processing_time``) the daily detector
+    flagged: what it saw, what it expected, and its robust z-score."""
+
+    date: date
+    metric: str
+    observed: float | None
+    expected: float | None
+    z_score: float | None
+    reason: str
+    baseline: str | None
+    baseline_days: int | None
+    scored_at: datetime
+
+
+class MarketplacePredictions(BaseModel):
+    """What the marketplace charts draw over their daily series: the forecast of ``start_date`` to
+    ``forecast_end_date`` (``end_date`` plus the horizon asked for), the anomalous days of ``start_date``
+    to ``end_date``, and ``partial_date``: today (the clock's) when it is in the period, its numbers
+    still growing. Both lists are empty until ``vhlake ml train`` / ``vhlake ml score`` have run."""
+
+    marketplace: str
+    period_days: int
+    start_date: date
+    end_date: date
+    forecast_end_date: date
+    partial_date: date | None
+    forecast: list[ForecastDay]
+    anomalies: list[DayAnomaly]
 
 
 class AnalyticsRepository:
@@ -487,6 +540,46 @@ class AnalyticsRepository:
                 model_version=rows[0]["model_version"] if rows else None,
                 trained_at=rows[0]["trained_at"] if rows else None,
                 predictions=[Prediction(**row) for row in rows],
+            )
+
+        return _attempt(build)
+
+    def get_marketplace_predictions(
+        self,
+        marketplace: str,
+        period_days: int = 30,
+        *,
+        end_date: date | None = None,
+        horizon_days: int = 0,
+    ) -> Result[MarketplacePredictions]:
+        """The last ``period_days`` days (ending today, or ``end_date``) of one marketplace as its charts
+        show them: the forecast from ``ml_predictions`` (per day, the newest run's categories combined,
+        and ``horizon_days`` more days after the period) and the flagged days from ``anomalies``."""
+        if not 0 <= horizon_days <= MAX_FORECAST_HORIZON_DAYS:
+            return Err(f"horizon_days must be between 0 and {MAX_FORECAST_HORIZON_DAYS}", "invalid_argument")
+        period = self._marketplace_period(marketplace, period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
+        if (date.max - end).days < horizon_days:
+            return Err(f"{horizon_days} days after {end} is past the calendar's end", "invalid_argument")
+
+        def build() -> MarketplacePredictions:
+            today = self._clock().date()
+            forecast_end = end + timedelta(days=horizon_days)
+            forecast = self._rows(
+                "marketplace_forecast", marketplace=marketplace, start_date=start, end_date=forecast_end
+            )
+            window = {"marketplace": marketplace, "start_date": start, "end_date": end}
+            return MarketplacePredictions(
+                marketplace=marketplace,
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                forecast_end_date=forecast_end,
+                partial_date=today if start <= today <= end else None,
+                forecast=[ForecastDay(**r) for r in forecast],
+                anomalies=[DayAnomaly(**r) for r in self._rows("marketplace_day_anomalies", **window)],
             )
 
         return _attempt(build)
