@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ANOMALIES, GOLD, ML_PREDICTIONS
@@ -22,7 +24,7 @@ EARLIER_RUN = TODAY - timedelta(days=7)  # the first training run's "today": it 
 WEEKDAYS = [1.0, 1.05, 1.1, 1.0, 0.95, 0.6, 0.5]
 SERIES = [("shopee", "moda", 300), ("shopee", "casa", 120), ("magalu", "moda", 80), ("magalu", "casa", 60)]
 # shopee's planted days: 5x the volume, a 45% error rate, a 4x p95 time
-SPIKE, ERRORS, SLOW = TODAY - timedelta(days=10), TODAY - timedelta(days=5), TODAY - timedelta(days=3)
+SPIKE, ERROR_DAY, SLOW = TODAY - timedelta(days=10), TODAY - timedelta(days=5), TODAY - timedelta(days=3)
 PARTIAL_SHARE = 0.3  # the share of a day's jobs in today's rows
 
 
@@ -33,7 +35,7 @@ def _day(
     rate, p95 = 0.08 * rng.normal(1, 0.05), 2000.0 * rng.normal(1, 0.03)
     if marketplace == "shopee":
         total *= 5 if day == SPIKE else 1
-        rate = 0.45 if day == ERRORS else rate
+        rate = 0.45 if day == ERROR_DAY else rate
         p95 *= 4 if day == SLOW else 1
     if day == TODAY:
         total = max(1, round(total * PARTIAL_SHARE))
@@ -76,8 +78,38 @@ def build_forecast_lake(root: Path) -> Lake:
     return lake
 
 
-def table_rows(lake: Lake, name: str) -> list[dict[str, object]]:
+def table_rows(lake: Lake, name: str) -> list[dict[str, Any]]:
     table = lake.open(ANOMALIES if name == "anomalies" else ML_PREDICTIONS)
     assert table is not None, f"{name} was not written"
-    rows: list[dict[str, object]] = pa.table(table.to_pyarrow_table()).to_pylist()
+    rows: list[dict[str, Any]] = pa.table(table.to_pyarrow_table()).to_pylist()
     return rows
+
+
+def expected_forecast(lake: Lake, marketplace: str, first: date, last: date) -> list[dict[str, Any]]:
+    """Each day's forecast from ml_predictions in plain Python: the newest run (by trained_at) holding
+    the day, its categories' volumes and bounds summed, their error rates weighted by their volumes."""
+    rows = [
+        r
+        for r in table_rows(lake, "ml_predictions")
+        if r["marketplace"] == marketplace and first <= r["prediction_date"] <= last
+    ]
+    days = []
+    for day in sorted({r["prediction_date"] for r in rows}):
+        of_day = [r for r in rows if r["prediction_date"] == day]
+        newest = max(of_day, key=lambda r: r["trained_at"])["model_version"]
+        run = [r for r in of_day if r["model_version"] == newest]
+        volume = sum(r["predicted_validations"] for r in run)
+        days.append(
+            {
+                "date": day.isoformat(),
+                "model_version": newest,
+                "categories": len(run),
+                "predicted_validations": pytest.approx(volume),
+                "lower_bound": pytest.approx(sum(r["lower_bound"] for r in run)),
+                "upper_bound": pytest.approx(sum(r["upper_bound"] for r in run)),
+                "predicted_error_rate": pytest.approx(
+                    sum(r["predicted_error_rate"] * r["predicted_validations"] for r in run) / volume
+                ),
+            }
+        )
+    return days

@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import api_deps_for, build_analytics_lake, make_event
+from forecast_lake import ERROR_DAY, SLOW, SPIKE, TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake import bootstrap
 from vhlake.api.app import DEFAULT_LIMITS, ApiDeps, install_api
@@ -624,8 +625,6 @@ PREDICTIONS = "/v1/marketplaces/{m}/predictions"
 def predictions_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[TestClient, dict[str, str], Lake]]:
-    from forecast_lake import TODAY, build_forecast_lake
-
     root = tmp_path_factory.mktemp("predictions")
     lake = build_forecast_lake(root)
     clock = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=15)
@@ -641,41 +640,7 @@ def predictions_api(
     deps.publisher.close()
 
 
-def expected_forecast(lake: Lake, marketplace: str, first: date, last: date) -> list[dict[str, Any]]:
-    """Each day's forecast from ml_predictions in plain Python: the newest run (by trained_at) holding
-    the day, its categories' volumes and bounds summed, their error rates weighted by their volumes."""
-    from forecast_lake import table_rows
-
-    rows = [
-        r
-        for r in table_rows(lake, "ml_predictions")
-        if r["marketplace"] == marketplace and first <= r["prediction_date"] <= last  # type: ignore[operator]
-    ]
-    days = []
-    for day in sorted({r["prediction_date"] for r in rows}):  # type: ignore[type-var]
-        of_day = [r for r in rows if r["prediction_date"] == day]
-        newest = max(of_day, key=lambda r: r["trained_at"])["model_version"]  # type: ignore[arg-type, return-value]
-        run = [r for r in of_day if r["model_version"] == newest]
-        volume = sum(r["predicted_validations"] for r in run)  # type: ignore[misc]
-        days.append(
-            {
-                "date": day.isoformat(),  # type: ignore[attr-defined]
-                "model_version": newest,
-                "categories": len(run),
-                "predicted_validations": pytest.approx(volume),
-                "lower_bound": pytest.approx(sum(r["lower_bound"] for r in run)),  # type: ignore[misc]
-                "upper_bound": pytest.approx(sum(r["upper_bound"] for r in run)),  # type: ignore[misc]
-                "predicted_error_rate": pytest.approx(
-                    sum(r["predicted_error_rate"] * r["predicted_validations"] for r in run) / volume  # type: ignore[operator]
-                ),
-            }
-        )
-    return days
-
-
 def test_marketplace_predictions_equal_the_tables_each_day_from_its_newest_run(predictions_api: Any) -> None:
-    from forecast_lake import ERRORS, SLOW, SPIKE, TODAY, table_rows
-
     client, tokens, lake = predictions_api
     response = get(client, PREDICTIONS.format(m=SHOPEE), tokens["reader"], days=30, horizon=7)
     assert response.status_code == 200, response.text
@@ -699,16 +664,16 @@ def test_marketplace_predictions_equal_the_tables_each_day_from_its_newest_run(p
     assert len(set(runs)) == 2 and data["forecast"][switch]["date"] == TODAY.isoformat()
 
     flagged = sorted(
-        (a["date"].isoformat(), a["metric"], a["observed"], a["expected"], a["z_score"])  # type: ignore[attr-defined]
+        (a["date"].isoformat(), a["metric"], a["observed"], a["expected"], a["z_score"])
         for a in table_rows(lake, "anomalies")
-        if a["marketplace"] == SHOPEE and a["job_id"] is None and first <= a["date"] <= TODAY  # type: ignore[operator]
+        if a["marketplace"] == SHOPEE and a["job_id"] is None and first <= a["date"] <= TODAY
     )
     assert [
         (a["date"], a["metric"], a["observed"], a["expected"], a["z_score"]) for a in data["anomalies"]
     ] == flagged
     planted = {
         (SPIKE.isoformat(), "validations"),
-        (ERRORS.isoformat(), "error_rate"),
+        (ERROR_DAY.isoformat(), "error_rate"),
         (SLOW.isoformat(), "p95_processing_time"),
     }
     assert planted <= {(a["date"], a["metric"]) for a in data["anomalies"]}
@@ -716,8 +681,6 @@ def test_marketplace_predictions_equal_the_tables_each_day_from_its_newest_run(p
 
 
 def test_marketplace_predictions_follow_the_period_and_the_key(predictions_api: Any, api: Any) -> None:
-    from forecast_lake import SPIKE, TODAY
-
     client, tokens, _ = predictions_api
     before = get(client, PREDICTIONS.format(m=SHOPEE), tokens["shopee"], days=7, end=str(SPIKE)).json()[
         "data"

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from conftest import api_deps_for, build_analytics_lake
+from forecast_lake import TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake.api.app import install_api
 from vhlake.dashboard import STATIC, mount_dashboard
@@ -378,3 +379,123 @@ def test_the_page_opens_on_the_overview_and_the_marketplace_view_fits_390_px(
     assert "view=marketplace" in page.url and page.is_visible("#board")
     page.screenshot(path=str(ARTIFACTS / "dashboard-marketplace-390.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+@pytest.fixture(scope="module")
+def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake]]:
+    """The dashboard over a lake forecast and scored by the ML jobs, its clock at 15:00 on gold's last
+    day: that day is today, partial."""
+    root = tmp_path_factory.mktemp("forecast-dashboard")
+    lake = build_forecast_lake(root)
+    now = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=15)
+    deps = api_deps_for(lake, root, clock=lambda: now)
+    _, key = deps.keys.create("read")
+    app = FastAPI()
+    install_api(app, deps)
+    mount_dashboard(app)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", key, lake
+    server.should_exit = True
+    thread.join(timeout=10)
+    deps.audit.close()
+
+
+def chart_option(page: Any, chart: str) -> dict[str, Any]:
+    option: dict[str, Any] = page.evaluate(
+        f"echarts.getInstanceByDom(document.getElementById({chart!r})).getOption()"
+    )
+    return option
+
+
+def by_id(option: dict[str, Any], series_id: str) -> list[Any]:
+    return next(s["data"] for s in option["series"] if s.get("id") == series_id)
+
+
+def test_the_marketplace_charts_draw_the_forecast_band_the_anomalies_and_today_partial(
+    live_site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, lake = live_site
+    first = TODAY - timedelta(days=29)
+    page, errors = watched_page(browser, height=1100)
+    page.goto(f"{url}/?view=marketplace&marketplace=shopee&start={first}&end={TODAY}#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.predictions")
+    volume = chart_option(page, "chart-volume")
+    axis = volume["xAxis"][0]["data"]
+    # the period's days, then the 7 forecast days after today (gold has nothing newer)
+    assert axis[:30] == [str(first + timedelta(days=i)) for i in range(30)]
+    assert axis[30:] == [str(TODAY + timedelta(days=i)) for i in range(1, 8)]
+    forecast = {f["date"]: f for f in expected_forecast(lake, "shopee", first, TODAY + timedelta(days=7))}
+    assert len(forecast) > 7  # the earlier run's week before today, and the later run's days
+    lower, band, mean = (by_id(volume, s) for s in ("forecast-lower", "forecast-band", "forecast"))
+    for i, day in enumerate(axis):
+        if day not in forecast:
+            assert lower[i] is None and mean[i] is None
+            continue
+        assert lower[i] == forecast[day]["lower_bound"]
+        assert lower[i] + band[i] == pytest.approx(forecast[day]["upper_bound"].expected)
+        assert mean[i] == forecast[day]["predicted_validations"]
+    errors_option = chart_option(page, "chart-errors")
+    rates = by_id(errors_option, "forecast")
+    assert [rates[errors_option["xAxis"][0]["data"].index(d)] for d in forecast] == [
+        f["predicted_error_rate"] for f in forecast.values()
+    ]
+
+    flagged = [
+        a for a in table_rows(lake, "anomalies") if a["marketplace"] == "shopee" and a["job_id"] is None
+    ]
+    for chart, metric in (
+        ("chart-volume", "validations"),
+        ("chart-errors", "error_rate"),
+        ("chart-times", "p95_processing_time"),
+    ):
+        expected = sorted(
+            [str(a["date"]), a["observed"], a["z_score"]]
+            for a in flagged
+            if a["metric"] == metric and a["date"] >= first
+        )
+        assert expected, f"the planted {metric} anomaly should be flagged"
+        assert sorted(by_id(chart_option(page, chart), "anomalies")) == expected
+
+    today = axis.index(str(TODAY))
+    bar = volume["series"][0]["data"][today]
+    assert bar["partial"] is True and bar["itemStyle"]["opacity"] < 1
+    assert bar["value"] == gold_total(lake, "shopee", str(TODAY), str(TODAY))  # a morning's jobs, not a drop
+    assert all(isinstance(v, int) for v in volume["series"][0]["data"][:today])
+    for chart, name in (("chart-errors", "error rate"), ("chart-times", "p95")):
+        option = chart_option(page, chart)
+        solid = next(
+            s for s in option["series"] if s["name"] == name and not s.get("id", "").endswith(":partial")
+        )
+        dashed = by_id(option, f"{name}:partial")
+        assert solid["data"][today] is None and solid["data"][today - 1] is not None
+        assert [i for i, v in enumerate(dashed) if v is not None] == [today - 1, today]
+    page.evaluate(
+        f"window.vhlake.charts['chart-volume'].dispatchAction({{type: 'showTip', seriesIndex: 0, dataIndex: {today}}})"
+    )
+    wait_until(page, "document.querySelector('#chart-volume').innerText.includes('partial')")
+    assert "forecast" in page.inner_text("#chart-volume")
+    note = page.text_content("#predictions-note") or ""
+    assert f"Today ({TODAY}) is partial" in note and "Red pins" in note
+    page.screenshot(path=str(ARTIFACTS / "dashboard-forecast-anomalies.png"), full_page=True)
+    assert errors == []
+    assert page.evaluate("window.__violations") == []
+
+
+def test_without_predictions_the_charts_are_as_before_with_a_note(
+    site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, _ = site
+    page, errors = watched_page(browser, height=1000)
+    page.goto(f"{url}/?view=marketplace#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.predictions")
+    for chart in ("chart-volume", "chart-errors", "chart-times"):
+        ids = [s.get("id", "") for s in chart_option(page, chart)["series"]]
+        assert not any(i.startswith(("forecast", "anomalies")) or i.endswith(":partial") for i in ids), chart
+    assert "No forecast or anomaly scores" in (page.text_content("#predictions-note") or "")
+    assert errors == []

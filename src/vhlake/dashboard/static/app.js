@@ -8,6 +8,7 @@ window.vhlake = {
   get shown() { return state.shown; },
   get errors() { return state.errors; },
   get overview() { return state.overview; },
+  get predictions() { return state.predictions; },
   get view() { return state.view; },
 };
 const TOP_ERROR_TYPES = 5; // the types whose daily trend is drawn
@@ -103,10 +104,11 @@ async function showMarketplace() {
   const end = $("end").value;
   const days = Math.max(1, Math.round((new Date(end) - new Date(start)) / 86400000) + 1);
   showError("");
-  const [metrics, performance] = await Promise.all([
+  const [metrics, performance, , predictions] = await Promise.all([
     api(`marketplaces/${encodeURIComponent(marketplace)}/metrics`, { start, end, limit: 50000 }),
     api(`marketplaces/${encodeURIComponent(marketplace)}/performance`, { days, end }),
     showErrorTypes(marketplace, days, end),
+    fetchPredictions(marketplace, days, end),
   ]);
   const summary = metrics.data.summary;
   document.querySelector('[data-kpi="validations"]').textContent = fmt.int(summary.total_validations);
@@ -117,14 +119,15 @@ async function showMarketplace() {
 
   const series = performance.data.daily.filter((d) => d.date >= start && d.date <= end);
   const dates = series.map((d) => d.date);
-  chart("chart-volume").setOption({
+  const overlay = predictionOverlay(predictions, dates);
+  chart("chart-volume").setOption(withPredictions("validations", {
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", data: dates },
     yAxis: { type: "value" },
     series: [{ name: "validations", type: "bar", data: series.map((d) => d.total_validations) }],
-  }, true);
+  }, overlay, fmt.int), true);
   const errorRates = series.map((d) => d.error_rate);
-  chart("chart-errors").setOption({
+  chart("chart-errors").setOption(withPredictions("error_rate", {
     tooltip: { trigger: "axis", valueFormatter: (v) => fmt.pct(v) },
     legend: {},
     xAxis: { type: "category", data: dates },
@@ -133,15 +136,17 @@ async function showMarketplace() {
       { name: "error rate", type: "line", data: errorRates },
       { name: "7-day average", type: "line", smooth: true, data: movingAverage(errorRates, 7) },
     ],
-  }, true);
+  }, overlay, fmt.pct), true);
   const perDay = ["p50_processing_time", "p95_processing_time", "p99_processing_time"].map((f) => weightedByDay(metrics.data.daily, f));
-  chart("chart-times").setOption({
+  chart("chart-times").setOption(withPredictions("p95_processing_time", {
     tooltip: { trigger: "axis" },
     legend: {},
     xAxis: { type: "category", data: dates },
     yAxis: { type: "value" },
     series: ["p50", "p95", "p99"].map((name, i) => ({ name, type: "line", data: dates.map((d) => perDay[i](d)) })),
-  }, true);
+  }, overlay, fmt.ms), true);
+  describePredictions(predictions, overlay);
+  state.predictions = predictions;
   const categories = performance.data.categories;
   const top = categories.slice(0, TABLE_ROWS).map((c) => [
     [c.category], [fmt.int(c.total_validations), true], [fmt.pct(c.error_rate), true], [fmt.int(c.avg_processing_time_ms), true],
@@ -483,3 +488,138 @@ document.addEventListener("DOMContentLoaded", () => {
   if (key) useKey(key);
   else $("login").hidden = false;
 });
+
+// -- over the marketplace charts: the forecast band, the anomalous days, and today as partial
+
+const FORECAST_DAYS_AFTER = 7; // forecast days drawn after the period, when gold has nothing newer
+const ANOMALY_COLOR = "#b42318";
+const FORECAST_COLOR = "#7a8ea6";
+const PARTIAL_STYLE = { opacity: 0.4, borderType: "dashed", borderColor: "#2f6fb3", borderWidth: 1 };
+
+async function fetchPredictions(marketplace, days, end) {
+  // the forecast runs past the period only when the period reaches gold's newest day (else the days after
+  // it have actual numbers the charts do not show); a failure leaves the charts as they are, with a note
+  const listed = state.marketplaces.find((m) => m.marketplace === marketplace);
+  const horizon = listed && end >= listed.last_date ? FORECAST_DAYS_AFTER : 0;
+  try {
+    const answer = await api(`marketplaces/${encodeURIComponent(marketplace)}/predictions`, { days, end, horizon });
+    return answer.data;
+  } catch (error) {
+    return { unavailable: error.message, forecast: [], anomalies: [], partial_date: null };
+  }
+}
+
+function predictionOverlay(predictions, dates) {
+  // what the three charts add to their days: the same lookups for each
+  const last = dates[dates.length - 1];
+  const anomalies = new Map();
+  for (const a of predictions.anomalies) {
+    if (!anomalies.has(a.metric)) anomalies.set(a.metric, new Map());
+    anomalies.get(a.metric).set(a.date, a);
+  }
+  return {
+    forecast: new Map(predictions.forecast.map((f) => [f.date, f])),
+    future: predictions.forecast.map((f) => f.date).filter((d) => last === undefined || d > last),
+    anomalies,
+    partial: dates.includes(predictions.partial_date) ? predictions.partial_date : null,
+  };
+}
+
+function withPredictions(metric, option, overlay, format) {
+  // ``option`` drawn over ``metric``'s days: today's point partial, the forecast (band for the volume,
+  // a dashed line for the error rate, none for p95), and the anomalous days marked with their score
+  const forecastField = { validations: "predicted_validations", error_rate: "predicted_error_rate" }[metric];
+  const axis = forecastField ? [...option.xAxis.data, ...overlay.future] : option.xAxis.data;
+  const at = overlay.partial ? axis.indexOf(overlay.partial) : -1;
+  const series = option.series.flatMap((s) => partialSeries(s, at));
+  if (forecastField && overlay.forecast.size) series.push(...forecastSeries(metric, forecastField, axis, overlay));
+  const flagged = overlay.anomalies.get(metric) || new Map();
+  if (flagged.size) {
+    series.push({
+      id: "anomalies", name: "anomaly", type: "scatter", symbol: "pin", symbolSize: 26, z: 5,
+      itemStyle: { color: ANOMALY_COLOR },
+      data: [...flagged.values()].filter((a) => axis.includes(a.date)).map((a) => [a.date, a.observed, a.z_score]),
+    });
+  }
+  return {
+    ...option,
+    xAxis: { ...option.xAxis, data: axis },
+    series,
+    tooltip: { trigger: "axis", confine: true, formatter: predictionTooltip(metric, forecastField, overlay, format) },
+  };
+}
+
+function partialSeries(s, at) {
+  // a bar: today's bar lighter and dashed; a line: solid up to yesterday, dashed from yesterday to today
+  if (at < 0 || s.data[at] == null) return [s];
+  if (s.type === "bar") {
+    const data = s.data.map((v, i) => (i === at ? { value: v, partial: true, itemStyle: PARTIAL_STYLE } : v));
+    return [{ ...s, data }];
+  }
+  const solid = s.data.map((v, i) => (i === at ? null : v));
+  const dashed = s.data.map((v, i) => (i === at || i === at - 1 ? v : null));
+  return [
+    { ...s, data: solid },
+    { ...s, id: `${s.name}:partial`, data: dashed, symbol: "emptyCircle", showSymbol: true, lineStyle: { type: "dashed" } },
+  ];
+}
+
+function forecastSeries(metric, field, axis, overlay) {
+  const value = (name) => axis.map((d) => (overlay.forecast.has(d) ? overlay.forecast.get(d)[name] : null));
+  const line = {
+    id: "forecast", name: "forecast", type: "line", data: value(field), symbol: "none", z: 3,
+    lineStyle: { type: "dashed", color: FORECAST_COLOR }, itemStyle: { color: FORECAST_COLOR },
+  };
+  if (metric !== "validations") return [line]; // the model gives the error rate no interval
+  const lower = value("lower_bound");
+  const upper = value("upper_bound");
+  const band = { type: "line", stack: "forecast-band", symbol: "none", lineStyle: { opacity: 0 }, silent: true };
+  return [
+    { ...band, id: "forecast-lower", name: "forecast band", data: lower },
+    {
+      ...band, id: "forecast-band", name: "forecast band", areaStyle: { color: FORECAST_COLOR, opacity: 0.35 },
+      data: upper.map((u, i) => (u == null || lower[i] == null ? null : u - lower[i])),
+    },
+    line,
+  ];
+}
+
+function predictionTooltip(metric, forecastField, overlay, format) {
+  const escape = echarts.format.encodeHTML;
+  return (params) => {
+    const day = params[0].axisValue;
+    const lines = [escape(day) + (day === overlay.partial ? " · partial (today, still growing)" : "")];
+    for (const p of params) {
+      const own = !String(p.seriesId).startsWith("forecast") && p.seriesId !== "anomalies";
+      const value = Array.isArray(p.value) ? p.value[1] : p.value;
+      if (!own || value == null || (String(p.seriesId).endsWith(":partial") && day !== overlay.partial)) continue;
+      lines.push(`${p.marker}${escape(p.seriesName)}: ${format(value)}`);
+    }
+    const f = forecastField && overlay.forecast.get(day);
+    if (f && f[forecastField] != null) {
+      const band = metric === "validations" && f.lower_bound != null
+        ? ` (${Math.round(100 * (f.confidence_level || 0.8))}% band ${format(f.lower_bound)} – ${format(f.upper_bound)})` : "";
+      lines.push(`forecast: ${format(f[forecastField])}${band}, ${f.categories} categories summed`);
+    }
+    const a = (overlay.anomalies.get(metric) || new Map()).get(day);
+    if (a) lines.push(`<b style="color:${ANOMALY_COLOR}">⚠ anomaly</b>: ${format(a.observed)} vs expected ${format(a.expected)}, score ${a.z_score.toFixed(1)}`);
+    return lines.join("<br>");
+  };
+}
+
+function describePredictions(predictions, overlay) {
+  // the muted note under the charts: what is drawn, or why nothing is
+  const parts = [];
+  if (predictions.unavailable) parts.push(`Forecast and anomalies unavailable: ${predictions.unavailable}.`);
+  else if (!predictions.forecast.length && !predictions.anomalies.length) {
+    parts.push("No forecast or anomaly scores for this period yet (vhlake ml train, vhlake ml score).");
+  } else {
+    if (predictions.forecast.length) {
+      parts.push("Shaded: the forecast's band, its categories' forecasts summed; dashed: the forecast (the error rate's has no band, p95 is not forecast).");
+    }
+    const days = new Set(predictions.anomalies.map((a) => a.date)).size;
+    parts.push(days ? `Red pins: ${predictions.anomalies.length} anomalies on ${days} days (hover for the score).` : "No anomalous day in this period.");
+  }
+  if (overlay.partial) parts.push(`Today (${overlay.partial}) is partial: lighter bar, dashed line.`);
+  $("predictions-note").textContent = parts.join(" ");
+}
