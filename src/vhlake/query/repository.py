@@ -262,7 +262,7 @@ class MlPredictions(BaseModel):
 
 class ForecastDay(BaseModel):
     """A marketplace's forecast for one day: its categories' forecasts from the newest training run that
-    forecast the day, combined (docs/semantics.md#marketplace-forecasts). ``lower_bound``/``upper_bound``
+    forecast the day, combined (docs/semantics.md#marketplace-forecasts-and-anomalies). ``lower_bound``/``upper_bound``
     are the sums of the categories' bounds: exact when the categories rise and fall together, otherwise
     wider than a band computed for the total would be (for near-normal errors), so the nominal coverage
     is rather a floor. The error rate has no band: the model gives none."""
