@@ -182,13 +182,15 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
 
 
 def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit_every_s: float = 1.0) -> Any:
-    """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log.
+    """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log,
+    a pipeline to replay the quarantine with.
     The analytics' clock is the test's (freshness and default date ranges follow it, not the calendar)."""
     from vhlake.api.app import ApiDeps
     from vhlake.api.audit import AuditLog
     from vhlake.api.keys import KeyStore
     from vhlake.events.embedded_log import EmbeddedEventLog
     from vhlake.events.publisher import EmbeddedLogPublisher
+    from vhlake.pipeline.runner import Pipeline
     from vhlake.query.duckdb_engine import DuckDBEngine
     from vhlake.query.repository import AnalyticsRepository
 
@@ -198,6 +200,7 @@ def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit
         publisher=EmbeddedLogPublisher(EmbeddedEventLog(root / "log.db", topic="validation-events")),
         keys=KeyStore(lake),
         audit=AuditLog(lake, flush_every_s=audit_every_s),
+        replay=Pipeline(lake).replay_quarantine,  # the default rules, as the service's pipeline has
     )
 
 

@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from fastapi import FastAPI
 from conftest import api_deps_for, build_analytics_lake
 from forecast_lake import TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
-from vhlake.api.app import install_api
+from vhlake.api.app import ApiDeps, install_api
 from vhlake.dashboard import STATIC, mount_dashboard
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER
@@ -43,6 +44,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, L
     now = newest_event(lake) + STALE_BY
     deps = api_deps_for(lake, root, clock=lambda: now)
     _, key = deps.keys.create("read")
+    with served(deps) as url:
+        yield url, key, lake
+
+
+@contextmanager
+def served(deps: ApiDeps) -> Iterator[str]:
+    """The API and the dashboard over ``deps``, served on a free port until the block ends."""
     app = FastAPI()
     install_api(app, deps)
     mount_dashboard(app)
@@ -53,10 +61,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, L
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, lake
-    server.should_exit = True
-    thread.join(timeout=10)
-    deps.audit.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        deps.audit.close()
 
 
 @pytest.fixture(scope="module")
@@ -390,20 +400,22 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     now = datetime.combine(TODAY, datetime.min.time(), UTC) + timedelta(hours=15)
     deps = api_deps_for(lake, root, clock=lambda: now)
     _, key = deps.keys.create("read")
-    app = FastAPI()
-    install_api(app, deps)
-    mount_dashboard(app)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", key, lake
-    server.should_exit = True
-    thread.join(timeout=10)
-    deps.audit.close()
+    with served(deps) as url:
+        yield url, key, lake
+
+
+@pytest.fixture(scope="module")
+def quality_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str], Lake]]:
+    """A lake of its own with quarantined and rejected inputs (an XSS-looking one among them): the replay
+    changes it. Keys: an unrestricted admin and a reader."""
+    from test_quality_rejections import build_lake
+
+    root = tmp_path_factory.mktemp("dashboard-quality")
+    lake = build_lake(root)
+    deps = api_deps_for(lake, root, clock=lambda: newest_event(lake) + STALE_BY)
+    keys = {"admin": deps.keys.create("admin")[1], "reader": deps.keys.create("read")[1]}
+    with served(deps) as url:
+        yield url, keys, lake
 
 
 def chart_option(page: Any, chart: str) -> dict[str, Any]:
@@ -484,6 +496,71 @@ def test_the_marketplace_charts_draw_the_forecast_band_the_anomalies_and_today_p
     assert f"Today ({TODAY}) is partial" in note and "Red pins" in note
     page.screenshot(path=str(ARTIFACTS / "dashboard-forecast-anomalies.png"), full_page=True)
     assert errors == []
+
+
+def rejection_cells(page: Any) -> list[list[str]]:
+    cells: list[list[str]] = page.eval_on_selector_all(
+        "#rejections tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    return cells
+
+
+def test_the_quality_view_equals_the_tables_shows_examples_as_text_and_replays(
+    quality_site: tuple[str, dict[str, str], Lake], browser: Any
+) -> None:
+    from test_quality_rejections import XSS, expected_days, newest_day
+
+    url, keys, lake = quality_site
+    end = newest_day(lake)
+    page, errors = watched_page(browser, height=1100)
+    page.goto(f"{url}/?view=quality&days=30&end={end}#key={keys['admin']}")
+    wait_until(page, "window.vhlake && window.vhlake.quality")
+    assert page.is_visible("#quality-view") and page.is_hidden("#board") and page.is_hidden("#overview")
+    assert "view=quality" in page.url and f"end={end}" in page.url and keys["admin"] not in page.url
+    expected = expected_days(lake, None)
+    answer = api_get(url, keys["admin"], "quality/rejections", days=30, end=end)
+    assert page.evaluate("window.vhlake.quality.reasons") == answer["reasons"]
+
+    # the chart: one series per (source, reason), its bars per day equal the tables summed in Python
+    option = page.evaluate("window.vhlake.charts['chart-rejections'].getOption()")
+    dates = option["xAxis"][0]["data"]
+    label = {"quarantine": "quarantined", "rejected": "rejected"}
+    source_of = {shown: source for source, shown in label.items()}
+    drawn: dict[tuple[str, str, str], int] = {}
+    for series in option["series"]:
+        shown_source, reason = series["name"].split(": ", 1)
+        for day, value in zip(dates, series["data"], strict=True):
+            if value:
+                drawn[(day, source_of[shown_source], reason)] = value
+    assert drawn == dict(expected) and {s["stack"] for s in option["series"]} == {"quarantine", "rejected"}
+
+    # the table: a row per reason, most events first, examples as text (no element made of them)
+    cells = rejection_cells(page)
+    assert [row[:4] for row in cells] == [
+        [label[r["source"]], r["reason"], f"{r['events']:,}", r["last_seen"].replace("T", " ")[:19]]
+        for r in answer["reasons"]
+    ]
+    xss_row = next(row for row in cells if XSS in row[4])
+    assert xss_row[1] == "unknown_event_type"
+    assert (
+        page.locator("#rejections img").count() == 0 and page.locator("#rejections td.example *").count() == 0
+    )
+    quarantine_reasons = [r["reason"] for r in answer["reasons"] if r["source"] == "quarantine"]
+    assert page.locator("#rejections button.replay").count() == len(quarantine_reasons)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-quality.png"), full_page=True)
+
+    page.click('#rejections tr[data-reason="known_marketplace"] button.replay')
+    wait_until(page, "document.querySelector('#replay-status').textContent.includes('replayed out')")
+    assert (
+        page.text_content("#replay-status") == "2 events of known_marketplace replayed out of the quarantine."
+    )
+    assert page.evaluate("window.vhlake.quality.replayed") == {"reason": "known_marketplace", "replayed": 2}
+    assert "known_marketplace" not in [row[1] for row in rejection_cells(page)]
+    assert [row[1] for row in rejection_cells(page)] == [
+        r["reason"] for r in api_get(url, keys["admin"], "quality/rejections", days=30, end=end)["reasons"]
+    ]
+    page.screenshot(path=str(ARTIFACTS / "dashboard-quality-replayed.png"), full_page=True)
+    assert errors == []
     assert page.evaluate("window.__violations") == []
 
 
@@ -499,3 +576,25 @@ def test_without_predictions_the_charts_are_as_before_with_a_note(
         assert not any(i.startswith(("forecast", "anomalies")) or i.endswith(":partial") for i in ids), chart
     assert "No forecast or anomaly scores" in (page.text_content("#predictions-note") or "")
     assert errors == []
+
+
+def test_a_reader_sees_the_quality_view_without_replay_and_it_fits_390_px(
+    quality_site: tuple[str, dict[str, str], Lake], browser: Any
+) -> None:
+    from test_quality_rejections import newest_day
+
+    url, keys, lake = quality_site
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{url}/?view=overview#key={keys['reader']}")
+    wait_until(page, "window.vhlake && window.vhlake.overview")
+    page.click("#tab-quality")
+    wait_until(page, "window.vhlake.quality")
+    assert "view=quality" in page.url and page.is_visible("#chart-rejections")
+    assert page.locator("#rejections tbody tr").count() > 0
+    assert page.locator("#rejections button").count() == 0 and page.is_hidden("#replay-column")
+    assert page.evaluate("window.vhlake.quality.can_replay") is False
+    end = newest_day(lake)
+    page.goto(f"{url}/?view=quality&days=30&end={end}")  # the key stays in the session
+    wait_until(page, f"window.vhlake && window.vhlake.quality && window.vhlake.quality.end_date === {end!r}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "dashboard-quality-390.png"), full_page=True)

@@ -476,6 +476,12 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
     "daily_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
     "category_series": {"since": date(2026, 11, 1), "until": date(2026, 11, 30)},
     "quality_latest": {"since": datetime(2026, 11, 1, tzinfo=UTC), "since_date": date(2026, 11, 1)},
+    # rows are filed by the date they were ingested, which is the test run's: any date of this century
+    "quality_rejections": {
+        "start_date": date(2000, 1, 1),
+        "end_date": date(2099, 12, 31),
+        "example_chars": 200,
+    },
     "job_features": {"since": date(2026, 10, 1), "until": date(2026, 12, 1), "sample_below": "8000"},
     "job_count": {"since": date(2026, 10, 1), "until": date(2026, 12, 1)},
     "newest_day": {"today": date(2026, 12, 1)},

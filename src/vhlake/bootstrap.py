@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from vhlake.settings import Settings
 # importing this module, and `vhlake ingest` should not pay a second of FastAPI, pandas and sqlglot imports.
 if TYPE_CHECKING:
     from vhlake.alerts.runner import AlertRunner
-    from vhlake.api.app import ApiDeps
+    from vhlake.api.app import ApiDeps, QuarantineReplay
     from vhlake.ingest.kafka_source import KafkaIngest
     from vhlake.lifecycle.maintain import Retention
     from vhlake.query.databricks_engine import DatabricksConfig
@@ -314,7 +315,22 @@ def build_api_deps(settings: Settings) -> ApiDeps:
         publisher=build_publisher(settings),
         keys=KeyStore(lake),
         audit=AuditLog(lake),
+        replay=_quarantine_replay(settings),
     )
+
+
+def _quarantine_replay(settings: Settings) -> QuarantineReplay:
+    """``POST /v1/quality/replay``'s pipeline, built on the first replay (most APIs never replay)."""
+    built: list[Pipeline] = []
+    lock = threading.Lock()
+
+    def replay(*, reason: str | None, wait_s: float | None) -> int:
+        with lock:
+            if not built:
+                built.append(build_pipeline(settings))
+        return built[0].replay_quarantine(reason=reason, wait_s=wait_s)
+
+    return replay
 
 
 def build_alert_runner(settings: Settings, config_file: Path | None = None) -> AlertRunner:

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from vhlake.api.audit import AuditLog, AuditMiddleware
 from vhlake.api.body import field_limit_breach, split_events
@@ -27,6 +27,8 @@ from vhlake.api.problems import Problem, install_problem_handlers
 from vhlake.api.ratelimit import TokenBuckets
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EventPublisher
+from vhlake.lake.delta import CommitConflict
+from vhlake.lake.writer_lock import DerivedTablesBusy
 from vhlake.query.repository import (
     MAX_FORECAST_HORIZON_DAYS,
     MAX_TOP_ERROR_TYPES,
@@ -41,6 +43,7 @@ from vhlake.query.repository import (
     MlPredictions,
     Overview,
     QualityMeasure,
+    QualityRejections,
     RealTimeStats,
 )
 from vhlake.result import Err, Ok, Result
@@ -50,6 +53,10 @@ DEFAULT_LIMITS = ApiLimits()
 # Events validated per trip to the threadpool: between trips the event loop has the GIL to itself, so
 # other requests wait for one slice (milliseconds), not for the whole batch (a second for 10,000).
 _EVENTS_PER_SLICE = 250
+# How long a replay waits for a pipeline run (or another replay) to finish before answering 409: runs of
+# a streaming service take a second or two; a first build or a long backlog takes longer, and the client
+# is better told to retry than held.
+REPLAY_WAIT_S = 10.0
 
 
 class Answer(BaseModel, Generic[T]):
@@ -71,12 +78,30 @@ class Accepted(BaseModel):
     errors: list[Rejected]
 
 
+class ReplayRequest(BaseModel):
+    """Which quarantined events to re-check: one reason (a rule's name), or every reason when absent."""
+
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class Replayed(BaseModel):
+    reason: str | None
+    replayed: int
+
+
+class QuarantineReplay(Protocol):
+    """:meth:`vhlake.pipeline.runner.Pipeline.replay_quarantine`: the events that passed and left."""
+
+    def __call__(self, *, reason: str | None, wait_s: float | None) -> int: ...
+
+
 @dataclass(frozen=True)
 class ApiDeps:
     repository: AnalyticsRepository
     publisher: EventPublisher
     keys: KeyStore
     audit: AuditLog
+    replay: QuarantineReplay | None = None  # None: this API cannot replay the quarantine (503)
 
 
 def _key_with(scope: Scope) -> Callable[..., ApiKey]:
@@ -113,6 +138,12 @@ def _key_with(scope: Scope) -> Callable[..., ApiKey]:
 
 Reader = Annotated[ApiKey, Depends(_key_with("read"))]
 Ingester = Annotated[ApiKey, Depends(_key_with("ingest"))]
+Admin = Annotated[ApiKey, Depends(_key_with("admin"))]
+
+
+def may_replay(key: ApiKey) -> bool:
+    """A replay re-checks the whole quarantine, every marketplace's events: admin keys that see them all."""
+    return key.scope == "admin" and key.marketplaces is None
 
 
 def install_api(
@@ -244,6 +275,44 @@ def install_api(
         """The latest data-quality measurements (keys restricted to marketplaces may not read them)."""
         repository = deps.repository.restricted_to(key.marketplaces)
         return answer(key, repository.get_quality(hours=hours), None)
+
+    @app.get("/v1/quality/rejections", response_model=Answer[QualityRejections])
+    def quality_rejections(
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=366)] = 30,
+        end: date | None = None,
+    ) -> Answer[QualityRejections]:
+        """Events quarantined and inputs rejected over ``days`` days of ingestion ending today (or
+        ``end``): per day and reason, and per reason a short example (untrusted text). A key restricted
+        to marketplaces sees its marketplaces' quarantined events and no rejects (they name none)."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        result = repository.get_quality_rejections(days, end_date=end)
+        if isinstance(result, Ok):
+            result.value.can_replay = may_replay(key) and deps.replay is not None
+        return answer(key, result, None)
+
+    @app.post("/v1/quality/replay", response_model=Replayed)
+    async def quality_replay(request: Request, key: Admin, body: ReplayRequest | None = None) -> Replayed:
+        """Re-check the quarantined events (of one ``reason``, or all) with the pipeline's current rules;
+        those that pass are folded into silver and gold and leave the quarantine. Admin keys that see
+        every marketplace only. Idempotent; 409 while the pipeline (or another replay) is writing."""
+        if not may_replay(key):
+            raise Problem(
+                403,
+                "not allowed",
+                "replaying the quarantine needs an admin key that sees every marketplace",
+            )
+        if deps.replay is None:
+            raise Problem(503, "replay unavailable", "this API was started without a pipeline to replay with")
+        reason = body.reason if body else None
+        try:
+            replayed = await run_in_threadpool(deps.replay, reason=reason, wait_s=REPLAY_WAIT_S)
+        except (DerivedTablesBusy, CommitConflict) as exc:  # a replay is idempotent: retrying is safe
+            raise Problem(
+                409, "the lake is busy", f"{exc}: retry shortly", headers={"Retry-After": "5"}
+            ) from exc
+        request.state.outcome = f"replayed {replayed} ({'all reasons' if reason is None else reason})"
+        return Replayed(reason=reason, replayed=replayed)
 
     @app.post("/v1/events", status_code=202, response_model=Accepted)
     async def events(request: Request, key: Ingester) -> Accepted:

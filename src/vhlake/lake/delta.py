@@ -38,6 +38,10 @@ _PLAIN = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
 _UNDICTIONARIED = ColumnProperties(dictionary_enabled=False)
 
 
+class CommitConflict(LakeError):
+    """Other writers kept committing to the table first: the write is still needed and can be retried."""
+
+
 def _writer(table: TableDef) -> WriterProperties:
     """zstd level 1 (as fast as snappy here, ~40% smaller files); the table's opaque columns (ids, JSON
     texts) skip dictionary encoding and statistics, which cost ~15% of a bronze write and never pay off."""
@@ -202,7 +206,7 @@ class Lake:
                 time.sleep(0.05 * 2**n)
             except (DeltaError, OSError) as exc:
                 raise LakeError(f"cannot {verb} {table.name}: {exc}") from exc
-        raise LakeError(f"{table.name}: {verb} kept conflicting after {_COMMIT_ATTEMPTS} attempts")
+        raise CommitConflict(f"{table.name}: {verb} kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
     def dataset(self, table: TableDef, *, version: int | None = None) -> ds.Dataset:
         """The table's current files as a pyarrow dataset (for DuckDB, with filter and partition pushdown).

@@ -50,6 +50,7 @@ from vhlake.lake.tables import (
     TableDef,
     table_by_name,
 )
+from vhlake.lake.writer_lock import derived_tables_writer
 from vhlake.native import library
 from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
 from vhlake.pipeline.expectations import (
@@ -186,6 +187,12 @@ class Pipeline:
         service shuts down promptly even with a backlog; the next run continues from there.
         ``on_progress(phase, done, total)`` hears how far each phase got.
         """
+        with derived_tables_writer(self._lake):  # a replay in progress finishes first
+            return self._run(full_refresh=full_refresh, stop=stop, on_progress=on_progress)
+
+    def _run(
+        self, *, full_refresh: bool, stop: threading.Event | None, on_progress: Progress | None
+    ) -> RunReport:
         self._progress = on_progress or _silent
         run_id = str(uuid.uuid4())
         if full_refresh:
@@ -479,13 +486,18 @@ class Pipeline:
         self._lake.append_once(JOB_EVENTS, filed, app_id=app_id, version=version)
         return folded, groups
 
-    def replay_quarantine(self, *, reason: str | None = None) -> int:
+    def replay_quarantine(self, *, reason: str | None = None, wait_s: float | None = None) -> int:
         """Re-check quarantined events (all, or one ``reason``) with the current rules; fold those that pass.
 
         Replayed events leave the quarantine. Safe to repeat after a crash: folding an event twice is a
         no-op (events are deduplicated by ``event_id``), and an event leaves the quarantine only after its
-        job was folded.
+        job was folded. Never at the same time as a pipeline run or another replay (lake/writer_lock.py):
+        it waits for them, at most ``wait_s`` seconds when given, then raises ``DerivedTablesBusy``.
         """
+        with derived_tables_writer(self._lake, wait_s=wait_s):
+            return self._replay(reason)
+
+    def _replay(self, reason: str | None) -> int:
         quarantine = self._lake.open(QUARANTINE)
         bronze = self._lake.open(BRONZE)
         if quarantine is None or bronze is None:

@@ -35,6 +35,10 @@ MAX_TOP_ERROR_TYPES = 50
 MAX_FORECAST_HORIZON_DAYS = 90
 """The most days after a period a predictions answer may add (training forecasts 30 by default)."""
 
+MAX_EXAMPLE_CHARS = 200
+"""The most characters of an input shown as an example of a quarantine or reject reason: enough to
+recognise it, never a whole payload (the quarantine keeps the rest, for an operator to read)."""
+
 
 class DailyMetric(BaseModel):
     date: date
@@ -241,6 +245,47 @@ class QualityMeasure(BaseModel):
     latest_value: float
     measured_at: datetime
     batches: int
+
+
+class RejectionDay(BaseModel):
+    """The inputs of one day (UTC ingestion date) kept out of silver for one reason: ``source`` is
+    ``quarantine`` (an event that broke an expectation; ``reason`` names the rule) or ``rejected`` (an
+    input that is not a JSON object; ``reason`` is the kind of error)."""
+
+    date: date
+    source: str
+    reason: str
+    events: int
+
+
+class RejectionReason(BaseModel):
+    """One (source, reason) over the period: its events, the newest one's ingestion time, and that
+    input's text as an example, cut to ``MAX_EXAMPLE_CHARS`` (``example_truncated`` says so). The example
+    is untrusted input: show it as text, never as markup."""
+
+    source: str
+    reason: str
+    events: int
+    last_seen: datetime
+    example: str
+    example_truncated: bool
+
+
+class QualityRejections(BaseModel):
+    """What the period's quarantine and rejects hold, per day and per reason (most events first).
+
+    ``rejects_visible`` is False for a key restricted to marketplaces: rejected inputs did not parse,
+    so they name no marketplace and only unrestricted keys see them (the quarantine is filtered by its
+    ``marketplace`` column; an event without one is seen only by unrestricted keys). ``can_replay`` says
+    whether the key asking may ``POST /v1/quality/replay`` (set by the API)."""
+
+    period_days: int
+    start_date: date
+    end_date: date
+    daily: list[RejectionDay]
+    reasons: list[RejectionReason]
+    rejects_visible: bool
+    can_replay: bool = False
 
 
 class Freshness(BaseModel):
@@ -627,6 +672,33 @@ class AnalyticsRepository:
 
         return _attempt(build)
 
+    def get_quality_rejections(
+        self, period_days: int = 30, *, end_date: date | None = None
+    ) -> Result[QualityRejections]:
+        """The quarantined and rejected inputs of the last ``period_days`` days of ingestion (ending today,
+        or ``end_date``): counts per day and reason, and per reason its newest example. A caller restricted
+        to marketplaces sees its marketplaces' quarantined events only (see :class:`QualityRejections`)."""
+        period = self._period(period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
+
+        def build() -> QualityRejections:
+            rows = self._rows(
+                "quality_rejections", start_date=start, end_date=end, example_chars=MAX_EXAMPLE_CHARS
+            )
+            visible = [r for r in rows if self._visible is None or r["marketplace"] in self._visible]
+            return QualityRejections(
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                daily=_rejection_days(visible),
+                reasons=_rejection_reasons(visible),
+                rejects_visible=self._visible is None,
+            )
+
+        return _attempt(build)
+
     def _marketplace_period(
         self, marketplace: str, period_days: int, end_date: date | None
     ) -> tuple[date, date] | Err:
@@ -666,6 +738,36 @@ class _NewestEvents:
             if time.monotonic() - self._at > self.ttl_s:
                 self._rows, self._at = read(), time.monotonic()
             return self._rows
+
+
+def _rejection_days(rows: list[dict[str, Any]]) -> list[RejectionDay]:
+    """The statement's (day, source, reason, marketplace) rows summed over the marketplaces."""
+    events: dict[tuple[date, str, str], int] = {}
+    for r in rows:
+        key = (r["date"], r["source"], r["reason"])
+        events[key] = events.get(key, 0) + int(r["events"])
+    return [
+        RejectionDay(date=day, source=source, reason=reason, events=count)
+        for (day, source, reason), count in sorted(events.items())
+    ]
+
+
+def _rejection_reasons(rows: list[dict[str, Any]]) -> list[RejectionReason]:
+    """Per (source, reason): the events summed, and the example of the group seen last."""
+    reasons: dict[tuple[str, str], RejectionReason] = {}
+    for r in sorted(rows, key=lambda r: r["last_seen"]):  # the newest group's example wins
+        key = (r["source"], r["reason"])
+        text = r["example"] or ""
+        before = reasons.get(key)
+        reasons[key] = RejectionReason(
+            source=r["source"],
+            reason=r["reason"],
+            events=int(r["events"]) + (before.events if before else 0),
+            last_seen=r["last_seen"],
+            example=text[:MAX_EXAMPLE_CHARS],
+            example_truncated=len(text) > MAX_EXAMPLE_CHARS,
+        )
+    return sorted(reasons.values(), key=lambda r: (-r.events, r.source, r.reason))
 
 
 def _check_range(marketplace: str, start_date: date, end_date: date) -> Err | None:

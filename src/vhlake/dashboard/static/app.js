@@ -15,6 +15,7 @@ const TOP_ERROR_TYPES = 5; // the types whose daily trend is drawn
 const ERROR_BARS = 10; // the types the ranked bar chart shows
 const TABLE_ROWS = 15;
 const SVG = "http://www.w3.org/2000/svg";
+const VIEWS = ["overview", "marketplace", "quality"];
 
 const $ = (id) => document.getElementById(id);
 const fmt = {
@@ -255,7 +256,7 @@ function pickDates(marketplace) {
 function urlState() {
   const params = new URLSearchParams(location.search);
   return {
-    view: params.get("view") === "marketplace" ? "marketplace" : "overview",
+    view: VIEWS.includes(params.get("view")) ? params.get("view") : "overview",
     marketplace: params.get("marketplace"),
     start: params.get("start"),
     end: params.get("end"),
@@ -268,6 +269,8 @@ function writeUrl(push = false) {
   if (state.view === "overview") {
     params.set("days", $("overview-days").value);
     if (state.overviewEnd) params.set("end", state.overviewEnd);
+  } else if (state.view === "quality") {
+    qualityUrl(params);
   } else {
     params.set("marketplace", $("marketplace").value);
     params.set("start", $("start").value);
@@ -284,7 +287,8 @@ function showView(view) {
   $("overview-range").hidden = view !== "overview";
   $("board").hidden = view !== "marketplace";
   $("filters").hidden = view !== "marketplace";
-  for (const tab of ["overview", "marketplace"]) {
+  $("quality-view").hidden = view !== "quality";
+  for (const tab of VIEWS) {
     if (tab === view) $(`tab-${tab}`).setAttribute("aria-current", "page");
     else $(`tab-${tab}`).removeAttribute("aria-current");
   }
@@ -299,6 +303,12 @@ async function route() {
     showView("overview");
     writeUrl();
     return showOverview();
+  }
+  if (wanted.view === "quality") {
+    qualityFromUrl(wanted);
+    showView("quality");
+    writeUrl();
+    return showQualityView();
   }
   const chosen = state.marketplaces.find((m) => m.marketplace === wanted.marketplace) || state.marketplaces[0];
   $("marketplace").value = chosen.marketplace;
@@ -453,15 +463,20 @@ document.addEventListener("DOMContentLoaded", () => {
     writeUrl();
     showOverview().catch((error) => showError(error.message));
   });
-  for (const view of ["overview", "marketplace"]) {
+  const shows = { overview: () => showOverview(), marketplace: () => showMarketplace(), quality: () => showQualityView() };
+  for (const view of VIEWS) {
     $(`tab-${view}`).addEventListener("click", (event) => {
       event.preventDefault();
       if (!state.marketplaces.length) return;
       showView(view);
       writeUrl(true);
-      (view === "overview" ? showOverview() : showMarketplace()).catch((error) => showError(error.message));
+      shows[view]().catch((error) => showError(error.message));
     });
   }
+  $("quality-days").addEventListener("change", () => {
+    writeUrl();
+    showQualityView().catch((error) => showError(error.message));
+  });
   window.addEventListener("popstate", () => {
     if (state.marketplaces.length) route().catch((error) => showError(error.message));
   });
@@ -622,4 +637,124 @@ function describePredictions(predictions, overlay) {
   }
   if (overlay.partial) parts.push(`Today (${overlay.partial}) is partial: lighter bar, dashed line.`);
   $("predictions-note").textContent = parts.join(" ");
+}
+
+// -- the data-quality view: quarantined and rejected inputs per day and reason (?view=quality&days=30[&end=...]),
+// with a replay of a quarantine reason for keys that may. Examples are untrusted input: text only, never markup.
+
+Object.defineProperty(window.vhlake, "quality", { get: () => state.quality });
+
+function qualityFromUrl(wanted) {
+  if (["7", "14", "30"].includes(wanted.days)) $("quality-days").value = wanted.days;
+  state.qualityEnd = /^\d{4}-\d{2}-\d{2}$/.test(wanted.end || "") ? wanted.end : null;
+}
+
+function qualityUrl(params) {
+  params.set("days", $("quality-days").value);
+  if (state.qualityEnd) params.set("end", state.qualityEnd);
+}
+
+async function post(path, body) {
+  const response = await fetch(`/v1/${path}`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${state.key}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    const error = new Error(typeof answer.detail === "string" ? answer.detail : answer.title);
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+const SOURCE_LABEL = { quarantine: "quarantined", rejected: "rejected" };
+
+async function showQualityView() {
+  const days = $("quality-days").value;
+  const answer = await api("quality/rejections", { days, ...(state.qualityEnd ? { end: state.qualityEnd } : {}) });
+  const data = answer.data;
+  showFreshness(answer.freshness);
+  $("quality-note").textContent =
+    `${data.start_date} to ${data.end_date}, by the day inputs were ingested.` +
+    (data.rejects_visible ? "" : " Rejected inputs name no marketplace: this key does not see them.");
+  drawRejections(data);
+  listRejections(data);
+  state.quality = { ...data, days: Number(days), replayed: state.quality ? state.quality.replayed : null };
+}
+
+function drawRejections(data) {
+  // one bar per source and day, stacked by reason
+  const dates = daysBetween(data.start_date, data.end_date);
+  const perDay = new Map(data.daily.map((d) => [`${d.date}|${d.source}|${d.reason}`, d.events]));
+  chart("chart-rejections").setOption({
+    animation: false, // redrawn after each replay: the new bars at once
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    legend: { type: "scroll" },
+    grid: { containLabel: true, left: 8, right: 16, top: 40 },
+    xAxis: { type: "category", data: dates },
+    yAxis: { type: "value", minInterval: 1 },
+    series: data.reasons.map((r) => ({
+      name: `${SOURCE_LABEL[r.source] || r.source}: ${r.reason}`,
+      type: "bar",
+      stack: r.source,
+      data: dates.map((d) => perDay.get(`${d}|${r.source}|${r.reason}`) || 0),
+    })),
+  }, true);
+}
+
+function listRejections(data) {
+  const replaying = data.can_replay;
+  $("replay-column").hidden = !replaying;
+  const body = $("rejections").tBodies[0];
+  if (!data.reasons.length) {
+    rows(body, [[["(nothing quarantined or rejected in this period)"], [""], [""], [""], [""]]]);
+    return;
+  }
+  body.replaceChildren(...data.reasons.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.source = r.source;
+    tr.dataset.reason = r.reason;
+    const cells = [
+      [SOURCE_LABEL[r.source] || r.source], [r.reason], [fmt.int(r.events), "num"],
+      [r.last_seen.replace("T", " ").slice(0, 19)], [r.example + (r.example_truncated ? " …" : ""), "example"],
+    ];
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text; // never innerHTML: the example is whatever a producer sent
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    if (replaying) {
+      const td = document.createElement("td");
+      if (r.source === "quarantine") {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "replay";
+        button.textContent = "Replay";
+        button.title = `Re-check the events quarantined for ${r.reason} with the pipeline's current rules`;
+        button.addEventListener("click", () => replayReason(r.reason, button));
+        td.appendChild(button);
+      }
+      tr.appendChild(td);
+    }
+    return tr;
+  }));
+}
+
+async function replayReason(reason, button) {
+  const status = $("replay-status");
+  button.disabled = true;
+  status.textContent = `Replaying the events quarantined for ${reason}…`;
+  try {
+    const result = await post("quality/replay", { reason });
+    state.quality.replayed = result;
+    await showQualityView();
+    status.textContent = `${fmt.int(result.replayed)} event${result.replayed === 1 ? "" : "s"} of ${reason} replayed out of the quarantine` +
+      (result.replayed ? "." : " (none passes the current rules).");
+  } catch (error) {
+    status.textContent = `Replay of ${reason} failed: ${error.message}`;
+    button.disabled = false;
+  }
 }
