@@ -129,3 +129,19 @@ def test_the_build_phases_benchmark_reports_every_phase(tmp_path: Path) -> None:
     for phase in ("reading bronze", "folding job buckets", "writing silver by day", "indexing job events"):
         assert phase in finished.stdout, phase
     assert "done in" in finished.stdout
+
+
+def test_the_dashboard_benchmark_times_the_landing_and_the_marketplace_view(tmp_path: Path) -> None:
+    from conftest import build_analytics_lake
+
+    build_analytics_lake(tmp_path, jobs=1_000, seed=3)
+    summary = tmp_path / "RESULTS.md"
+    command = [sys.executable, str(BENCH.parent / "dashboard.py"), str(tmp_path / "lake"), "--loads", "2"]
+    finished = subprocess.run([*command, "--results", str(summary)], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    text = summary.read_text()
+    assert "- overview (landing), 5 requests: as the page sends them p50" in text
+    assert "- marketplace, 7 requests: as the page sends them p50" in text
+    for request in ("/v1/overview p50", "/v1/marketplaces/{m}/errors p50", "/v1/alerts p50"):
+        assert request in text, request
+    assert "load average (1/5/15 min) before" in text

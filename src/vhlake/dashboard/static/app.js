@@ -77,6 +77,54 @@ function rows(tbody, values) {
   );
 }
 
+// -- every table downloads the data behind it as CSV: all rows (not only the TABLE_ROWS shown), the API's
+// field names and unformatted values. A table opts in with one call from the function that fills it:
+// keepForCsv(table, "what-when", columns, records); its "CSV" button appears with its first data.
+
+const CSV_DATA = new WeakMap(); // table element -> { name, columns, records }
+const FORMULA = /^[=+\-@\t\r]/; // what a spreadsheet would run as a formula
+
+function csvCell(value) {
+  // RFC 4180 quoting; text a spreadsheet would read as a formula gets a leading apostrophe (numbers,
+  // negative ones included, are numbers and stay as they are)
+  if (value == null || (typeof value === "number" && !Number.isFinite(value))) return "";
+  let text = typeof value === "object" ? JSON.stringify(value) : String(value);
+  if (typeof value === "string" && FORMULA.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function csvText(columns, records) {
+  const lines = [columns, ...records.map((r) => columns.map((c) => r[c]))].map((cells) => cells.map(csvCell).join(","));
+  return "\ufeff" + lines.join("\r\n") + "\r\n"; // the BOM: spreadsheets then read the UTF-8 names right
+}
+
+function keepForCsv(table, name, columns, records) {
+  CSV_DATA.set(table, { name, columns, records });
+  if (table.previousElementSibling && table.previousElementSibling.classList.contains("csv-bar")) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "csv";
+  button.textContent = "CSV";
+  button.title = "Download all of this table's rows as CSV";
+  button.setAttribute("aria-label", `Download ${table.id.replaceAll("-", " ")} as CSV`);
+  button.addEventListener("click", () => downloadCsv(table));
+  const bar = document.createElement("div");
+  bar.className = "csv-bar";
+  bar.append(button);
+  table.before(bar);
+}
+
+function downloadCsv(table) {
+  const { name, columns, records } = CSV_DATA.get(table);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([csvText(columns, records)], { type: "text/csv;charset=utf-8" }));
+  link.download = `vhlake-${name.replace(/[^\w.-]+/g, "_")}.csv`; // a category may hold any character
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
+const stamp = (iso) => iso.slice(0, 16).replace(":", "-") + "Z"; // a time fit for a file name (no colon)
+
 function movingAverage(values, span) {
   return values.map((_, i) => {
     const window = values.slice(Math.max(0, i - span + 1), i + 1).filter((v) => v != null);
@@ -154,6 +202,8 @@ async function showMarketplace() {
   ]);
   if (categories.length > TABLE_ROWS) top.push([[`… ${categories.length - TABLE_ROWS} more`], [""], [""], [""]]);
   rows($("categories").tBodies[0], top);
+  keepForCsv($("categories"), `categories-${marketplace}-${start}_${end}`,
+    ["category", "total_validations", "failed_validations", "error_rate", "total_rows_processed", "avg_processing_time_ms"], categories);
   offerCategories(categories.map((c) => c.category));
   state.shown = { marketplace, start, end, days, validations: summary.total_validations };
 }
@@ -202,6 +252,8 @@ async function showErrorTypes(marketplace, days, end) {
   if (ranked.length > TABLE_ROWS) table.push([[`… ${ranked.length - TABLE_ROWS} more`], [""], [""], [""], [""]]);
   if (!ranked.length) table.push([["(no error reported in this period)"], [""], [""], [""], [""]]);
   rows($("error-types").tBodies[0], table);
+  keepForCsv($("error-types"), `error-types-${marketplace}${category ? "-" + category : ""}-${first}_${last}`,
+    ["error_type", "occurrences", "jobs", "failed_jobs", "share_of_failed_jobs"], ranked);
   state.errors = { marketplace, category: category || null, start: first, end: last, error_types: ranked };
 }
 
@@ -210,12 +262,17 @@ async function showRealtime() {
   rows($("realtime").tBodies[0], realtime.data.marketplaces.map((m) => [
     [m.marketplace], [fmt.int(m.total_jobs), true], [fmt.int(m.failed_jobs), true], [fmt.int(m.running_jobs), true], [fmt.int(m.p95_processing_time), true],
   ]));
+  keepForCsv($("realtime"), `last-${realtime.data.window_minutes}-minutes-to-${stamp(realtime.data.as_of)}`,
+    ["marketplace", "total_jobs", "successful_jobs", "failed_jobs", "running_jobs", "rows_processed",
+      "avg_processing_time_ms", "p95_processing_time", "last_job_at"], realtime.data.marketplaces);
 }
 
 async function showQuality() {
   try {
     const quality = await api("quality");
     rows($("quality").tBodies[0], quality.data.map((q) => [[q.metric], [q.dimension || ""], [q.latest_value.toFixed(2), true]]));
+    keepForCsv($("quality"), `quality-${stamp(new Date().toISOString())}`,
+      ["metric", "dimension", "latest_value", "measured_at", "batches"], quality.data);
   } catch (error) {
     if (error.status !== 403) throw error; // a marketplace key may not read lake-wide measures
     rows($("quality").tBodies[0], [[["(not visible with this key)"], [""], [""]]]);
@@ -228,6 +285,8 @@ async function showAlerts() {
   rows($("alerts").tBodies[0], shown.map((a) => [
     [a.rule], [a.key], [a.state === "triggered" ? "⚠ triggered" : a.state], [a.value == null ? "" : a.value.toFixed(3), true],
   ]));
+  keepForCsv($("alerts"), `alerts-${stamp(new Date().toISOString())}`,
+    ["rule", "key", "state", "value", "threshold", "severity", "evaluated_at", "last_notified_at"], alerts.data);
 }
 
 async function start() {
@@ -705,6 +764,8 @@ function drawRejections(data) {
 }
 
 function listRejections(data) {
+  keepForCsv($("rejections"), `rejections-${data.start_date}_${data.end_date}`,
+    ["source", "reason", "events", "last_seen", "example", "example_truncated"], data.reasons);
   const replaying = data.can_replay;
   $("replay-column").hidden = !replaying;
   const body = $("rejections").tBodies[0];
