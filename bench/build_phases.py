@@ -4,7 +4,8 @@
 
 LAKE must hold bronze only (a copy of the ``bronze/`` folder of a lake ``bench/scale.py --keep`` grew will
 do), so that the pipeline takes the first-build path. Every ~5 s and at each phase change it prints the
-seconds since the start, the phase and its progress, the process's RSS and peak RSS so far (sampled by a
+seconds since the start and the process's CPU seconds (comparable across machine loads, which the wall
+time is not), the phase and its progress, the process's RSS and peak RSS so far (sampled by a
 thread every 0.2 s, so short peaks between progress reports count), and what the Arrow memory pool holds:
 RSS well above the Arrow pool is memory held outside Arrow (DuckDB, Parquet writers, the allocator).
 """
@@ -48,7 +49,7 @@ class Watch:
         if phase != self._phase or now - self._printed >= self._every:
             arrow = pa.total_allocated_bytes() >> 20
             print(
-                f"{now:7.1f} s  {phase:24s} {done:>11,}/{total:<11,} "
+                f"{now:7.1f} s {time.process_time():7.1f} CPU s  {phase:24s} {done:>11,}/{total:<11,} "
                 f"RSS {rss_mb():5} MB  peak {self.peak:5} MB  Arrow pool {arrow:5} MB",
                 flush=True,
             )
@@ -74,7 +75,7 @@ def main() -> None:
     )
     report = pipeline.run(on_progress=watch.progress)
     seconds = time.perf_counter() - watch.started
-    print(f"done in {seconds:.1f} s, peak RSS {watch.peak} MB: {report.events_in:,} events, "
+    print(f"done in {seconds:.1f} s ({time.process_time():.1f} CPU s), peak RSS {watch.peak} MB: {report.events_in:,} events, "
           f"{report.jobs_upserted:,} jobs, {report.gold_groups:,} gold groups")  # fmt: skip
 
 

@@ -101,7 +101,9 @@ class JobBuckets:
             self._keys.close()
 
     def read(self, k: int) -> pa.Table:
-        return self._events.read(k)
+        """Bucket ``k`` in one chunk: it arrives as a slice of every bronze read (hundreds of chunks in a
+        large build), and each take and filter of the fold pays per chunk."""
+        return self._events.read(k).combine_chunks()
 
     def superseded(self, con: duckdb.DuckDBPyConnection) -> dict[int, npt.NDArray[np.int64]]:
         """Per bucket, the rows that are later copies of an event held in several buckets (the same event_id
