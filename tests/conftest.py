@@ -181,6 +181,24 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
     return lake
 
 
+def write_engagement_gold(lake: Lake, *, updated_at: datetime) -> pa.Table:
+    """Write ``user_engagement_daily_gold`` as a real Delta table computed from the lake's silver by the
+    pure transform (a first build: every pair over all of silver), as the pipeline will; returns the rows."""
+    import duckdb
+
+    from vhlake.lake.tables import USER_ENGAGEMENT_GOLD
+    from vhlake.pipeline.engagement import first_seen, user_engagement_daily
+
+    delta = lake.open(SILVER)
+    assert delta is not None, "the lake has no silver yet"
+    jobs = pa.table(delta.to_pyarrow_table())
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = user_engagement_daily(con, jobs, first_seen=first_seen(con, jobs), updated_at=updated_at)
+    lake.append(USER_ENGAGEMENT_GOLD, rows)
+    return rows
+
+
 def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit_every_s: float = 1.0) -> Any:
     """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log,
     a pipeline to replay the quarantine with.

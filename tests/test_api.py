@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import api_deps_for, build_analytics_lake, make_event
+from conftest import api_deps_for, build_analytics_lake, make_event, write_engagement_gold
 from forecast_lake import ERROR_DAY, SLOW, SPIKE, TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake import bootstrap
@@ -30,7 +30,7 @@ from vhlake.api.limits import ApiLimits
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.http_app import create_app
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import AUDIT_LOG, SILVER
+from vhlake.lake.tables import AUDIT_LOG, SILVER, USER_ENGAGEMENT_GOLD
 from vhlake.service.runner import LakeService, ServiceOptions
 from vhlake.settings import Settings
 
@@ -699,3 +699,108 @@ def test_marketplace_predictions_follow_the_period_and_the_key(predictions_api: 
     empty = get(untrained, PREDICTIONS.format(m=SHOPEE), untrained_tokens["reader"], end="2026-11-27")
     assert empty.status_code == 200, empty.text
     assert (empty.json()["data"]["forecast"], empty.json()["data"]["anomalies"]) == ([], [])
+
+
+# -- /v1/marketplaces/{m}/engagement over user_engagement_daily_gold computed from the lake's silver ------
+
+ENGAGEMENT = "/v1/marketplaces/{m}/engagement"
+
+
+@pytest.fixture(scope="module")
+def engagement_api(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TestClient, dict[str, str], Lake, datetime]]:
+    """A lake whose engagement gold is written from its silver; the clock is 15:00 on its newest day."""
+    root = tmp_path_factory.mktemp("engagement")
+    lake = build_analytics_lake(root, jobs=1_500, seed=7)
+    newest = max(pa.table(lake.open(SILVER).to_pyarrow_table())["created_date"].to_pylist())  # type: ignore[union-attr]
+    now = datetime.combine(newest, datetime.min.time(), UTC) + timedelta(hours=15)
+    write_engagement_gold(lake, updated_at=now)
+    deps = api_deps_for(lake, root, clock=lambda: now, audit_every_s=3600)
+    tokens = {
+        "reader": deps.keys.create("read")[1],
+        "shopee": deps.keys.create("read", marketplaces=[SHOPEE])[1],
+    }
+    app = FastAPI()
+    install_api(app, deps)
+    yield TestClient(app, raise_server_exceptions=False), tokens, lake, now
+    deps.audit.close()
+    deps.publisher.close()
+
+
+def engagement_rows(lake: Lake, marketplace: str, first: str, last: str) -> list[dict[str, Any]]:
+    """The table's rows of ``marketplace`` in [first, last], read with pyarrow, as the API writes them."""
+    table = pa.table(lake.open(USER_ENGAGEMENT_GOLD).to_pyarrow_table())  # type: ignore[union-attr]
+    rows = [
+        {k: v.isoformat() if k == "date" else v for k, v in r.items() if k not in DROPPED}
+        for r in table.to_pylist()
+        if r["marketplace"] == marketplace and first <= r["date"].isoformat() <= last
+    ]
+    return sorted(rows, key=lambda r: r["date"])
+
+
+DROPPED = {"marketplace", "year", "month", "updated_at"}
+
+
+def silver_users(lake: Lake, marketplace: str, first: str, last: str) -> set[str]:
+    silver = pa.table(lake.open(SILVER).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    return {
+        j["user_id"]
+        for j in silver
+        if j["marketplace"] == marketplace
+        and first <= j["created_date"].isoformat() <= last
+        and j["user_id"] is not None
+    }
+
+
+def test_engagement_equals_the_table_and_never_sums_distinct_counts(engagement_api: Any) -> None:
+    client, tokens, lake, now = engagement_api
+    response = get(client, ENGAGEMENT.format(m=SHOPEE), tokens["reader"], days=14)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    data = body["data"]
+    today = now.date()
+    first = (today - timedelta(days=13)).isoformat()
+    assert (data["start_date"], data["end_date"], data["period_days"]) == (first, today.isoformat(), 14)
+    assert data["partial_date"] == today.isoformat()  # the clock's day: still growing
+    rows = engagement_rows(lake, SHOPEE, first, today.isoformat())
+    assert len(rows) >= 10 and data["daily"] == rows
+    users = silver_users(lake, SHOPEE, first, today.isoformat())
+    summary = data["summary"]
+    assert summary == {
+        "days_with_data": len(rows),
+        "last_date": rows[-1]["date"],
+        "active_users_7d": rows[-1]["active_users_7d"],
+        "active_users_28d": rows[-1]["active_users_28d"],
+        "active_users": len(users),
+        "jobs": sum(r["jobs"] for r in rows),
+        "new_users": sum(r["new_users"] for r in rows),
+        "jobs_per_active_user": pytest.approx(sum(r["jobs"] for r in rows) / len(users)),
+    }
+    assert summary["active_users"] < sum(r["active_users"] for r in rows)  # a user of two days is one
+    assert body["freshness"]["newest_event_at"] is not None
+
+
+def test_engagement_follows_end_and_the_key(engagement_api: Any, api: Any) -> None:
+    client, tokens, lake, now = engagement_api
+    end = (now.date() - timedelta(days=10)).isoformat()
+    week = get(client, ENGAGEMENT.format(m="magalu"), tokens["reader"], days=7, end=end).json()["data"]
+    first = (now.date() - timedelta(days=16)).isoformat()
+    assert week["partial_date"] is None and week["daily"]
+    assert week["daily"] == engagement_rows(lake, "magalu", first, end)
+    refused = get(client, ENGAGEMENT.format(m="magalu"), tokens["shopee"])
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+    own = get(client, ENGAGEMENT.format(m=SHOPEE), tokens["shopee"], days=7).json()["data"]
+    assert own["daily"] == engagement_rows(
+        lake, SHOPEE, (now.date() - timedelta(days=6)).isoformat(), str(now.date())
+    )
+    assert get(client, ENGAGEMENT.format(m=SHOPEE), tokens["reader"], days=0).status_code == 422
+    assert get(client, ENGAGEMENT.format(m=SHOPEE), None).status_code == 401
+    # a lake the pipeline has not written the table on: an empty answer, not an error
+    unwritten, unwritten_tokens, _ = api
+    empty = get(unwritten, ENGAGEMENT.format(m=SHOPEE), unwritten_tokens["reader"], end="2026-11-27")
+    assert empty.status_code == 200, empty.text
+    data = empty.json()["data"]
+    assert data["daily"] == [] and data["summary"]["days_with_data"] == 0
+    assert (data["summary"]["active_users_7d"], data["summary"]["jobs"]) == (None, 0)
+    assert empty.json()["freshness"]["newest_event_at"] is not None

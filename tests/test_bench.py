@@ -141,7 +141,12 @@ def test_the_dashboard_benchmark_times_the_landing_and_the_marketplace_view(tmp_
     assert finished.returncode == 0, finished.stdout + finished.stderr
     text = summary.read_text()
     assert "- overview (landing), 5 requests: as the page sends them p50" in text
-    assert "- marketplace, 7 requests: as the page sends them p50" in text
-    for request in ("/v1/overview p50", "/v1/marketplaces/{m}/errors p50", "/v1/alerts p50"):
+    assert "- marketplace, 8 requests: as the page sends them p50" in text
+    for request in (
+        "/v1/overview p50",
+        "/v1/marketplaces/{m}/errors p50",
+        "/v1/marketplaces/{m}/engagement p50",
+        "/v1/alerts p50",
+    ):
         assert request in text, request
     assert "load average (1/5/15 min) before" in text

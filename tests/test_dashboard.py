@@ -25,13 +25,13 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conftest import api_deps_for, build_analytics_lake
+from conftest import api_deps_for, build_analytics_lake, write_engagement_gold
 from forecast_lake import TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake.api.app import ApiDeps, install_api
 from vhlake.dashboard import STATIC, mount_dashboard
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER
+from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER, USER_ENGAGEMENT_GOLD
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -588,7 +588,7 @@ def test_the_quality_view_equals_the_tables_shows_examples_as_text_and_replays(
 
 # -- every table downloads the data behind it as CSV ---------------------------------------------------
 
-TABLES = 5  # the marketplace view's: categories, error types, last hour, alerts, data quality
+TABLES = 6  # the marketplace view's: error types, engagement, categories, last hour, alerts, data quality
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -813,5 +813,115 @@ def test_hostile_names_download_as_their_text_and_never_as_formulas(
     name, rows = download_csv(page, "error-types")
     assert re.fullmatch(r"vhlake-error-types-[\w.-]+\.csv", name)  # the category's text made file-safe
     assert len(rows) > 1
+    assert errors == []
+    assert page.evaluate("window.__violations") == []
+
+
+# -- the engagement panel, over user_engagement_daily_gold computed from the lake's silver ---------------
+
+
+@pytest.fixture(scope="module")
+def engagement_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake, date]]:
+    """A lake whose engagement gold is written from its silver, its clock at 15:00 on silver's newest
+    day: that day is today, partial."""
+    root = tmp_path_factory.mktemp("engagement-dashboard")
+    lake = build_analytics_lake(root, jobs=1_500, seed=7)
+    silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
+    today: date = max(silver["created_date"].to_pylist())
+    now = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=15)
+    write_engagement_gold(lake, updated_at=now)
+    deps = api_deps_for(lake, root, clock=lambda: now)
+    _, key = deps.keys.create("read")
+    with served(deps) as url:
+        yield url, key, lake, today
+
+
+def engagement_of(lake: Lake, first: date, last: date) -> dict[str, list[dict[str, Any]]]:
+    """The table's rows per marketplace in [first, last], oldest first, read with pyarrow."""
+    table = pa.table(lake.open(USER_ENGAGEMENT_GOLD).to_pyarrow_table())  # type: ignore[union-attr]
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in sorted(table.to_pylist(), key=lambda r: r["date"]):
+        if first <= r["date"] <= last:
+            rows[r["marketplace"]].append(r)
+    return rows
+
+
+def whole(option: dict[str, Any], name: str) -> list[Any]:
+    """A line as drawn in two parts (solid up to yesterday, dashed to today) put back together."""
+    solid = next(
+        s for s in option["series"] if s["name"] == name and not s.get("id", "").endswith(":partial")
+    )
+    dashed = by_id(option, f"{name}:partial")
+    return [d if v is None else v for v, d in zip(solid["data"], dashed, strict=True)]
+
+
+def test_the_engagement_panel_equals_the_table_with_today_partial(
+    engagement_site: tuple[str, str, Lake, date], browser: Any
+) -> None:
+    url, key, lake, today = engagement_site
+    first = today - timedelta(days=29)
+    per_marketplace = engagement_of(lake, first, today)
+    m = next(m for m, rows in sorted(per_marketplace.items()) if rows[-1]["date"] == today and len(rows) > 20)
+    rows = per_marketplace[m]
+    page, errors = watched_page(browser, height=1600)
+    page.goto(f"{url}/?view=marketplace&marketplace={m}&start={first}&end={today}#key={key}")
+    wait_until(
+        page, f"window.vhlake && window.vhlake.engagement && window.vhlake.engagement.marketplace === {m!r}"
+    )
+    assert page.evaluate("window.vhlake.engagement.partial") == str(today)
+
+    lines = chart_option(page, "chart-active-users")
+    dates = [str(r["date"]) for r in rows]
+    assert lines["xAxis"][0]["data"] == dates
+    at = dates.index(str(today))
+    for name, field in (
+        ("that day", "active_users"),
+        ("7 days", "active_users_7d"),
+        ("28 days", "active_users_28d"),
+    ):
+        assert whole(lines, name) == [r[field] for r in rows], name
+        dashed = by_id(lines, f"{name}:partial")
+        assert [i for i, v in enumerate(dashed) if v is not None] == [at - 1, at]  # today dashed, not a drop
+    bars = chart_option(page, "chart-new-users")
+    for name, field in (("new", "new_users"), ("returning", "returning_users")):
+        series = next(s for s in bars["series"] if s["name"] == name)
+        assert series["stack"] == "users"
+        values = [v["value"] if isinstance(v, dict) else v for v in series["data"]]
+        assert values == [r[field] for r in rows], name
+        assert series["data"][at]["partial"] is True and series["data"][at]["itemStyle"]["opacity"] < 1
+
+    silver = pa.table(lake.open(SILVER).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    users = {
+        j["user_id"]
+        for j in silver
+        if j["marketplace"] == m and first <= j["created_date"] <= today and j["user_id"] is not None
+    }
+    jobs = sum(r["jobs"] for r in rows)
+    assert page.text_content('[data-kpi="active_users_7d"]') == f"{rows[-1]['active_users_7d']:,}"
+    assert page.text_content('[data-kpi="active_users_28d"]') == f"{rows[-1]['active_users_28d']:,}"
+    assert page.text_content('[data-kpi="new_users"]') == f"{sum(r['new_users'] for r in rows):,}"
+    assert page.text_content('[data-kpi="jobs_per_active_user"]') == f"{jobs / len(users):.2f}"
+    assert f"Today ({today}) is partial" in (page.text_content("#engagement-note") or "")
+
+    cells = page.eval_on_selector_all(
+        "#engagement tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))"
+    )
+    assert cells[0][:3] == [f"{today} (partial)", f"{rows[-1]['jobs']:,}", f"{rows[-1]['active_users']:,}"]
+    assert [c[0] for c in cells[1:15]] == [str(r["date"]) for r in reversed(rows[:-1])][:14]
+    name, csv_rows = download_csv(page, "engagement")
+    assert name == f"vhlake-engagement-{m}-{first}_{today}.csv"
+    columns = csv_rows[0]
+    assert len(csv_rows) == 1 + len(rows)
+    for row, r in zip(csv_rows[1:], rows, strict=True):
+        assert [
+            as_api(cell, r[c]) if c != "date" else cell for cell, c in zip(row, columns, strict=True)
+        ] == [str(r["date"]) if c == "date" else r[c] for c in columns]
+    page.locator("section.engagement").screenshot(path=str(ARTIFACTS / "dashboard-engagement.png"))
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    wait_until(page, "document.documentElement.scrollWidth <= 390")
+    box = page.locator("#chart-new-users").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.locator("section.engagement").screenshot(path=str(ARTIFACTS / "dashboard-engagement-390.png"))
     assert errors == []
     assert page.evaluate("window.__violations") == []

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from conftest import build_analytics_lake
+from conftest import build_analytics_lake, write_engagement_gold
 from fake_warehouse import FakeWarehouse
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -24,6 +24,7 @@ from vhlake.lake.tables import (
     GOLD,
     ML_PREDICTIONS,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
 )
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
@@ -43,6 +44,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake.append(DATA_QUALITY_METRICS, _quality())
     lake.append(ALERT_EVENTS, _alert_events())
     lake.append(ANOMALIES, _anomalies())
+    write_engagement_gold(lake, updated_at=TRAINED)
     return lake
 
 
@@ -326,6 +328,49 @@ def test_a_marketplace_forecast_takes_each_day_from_its_newest_run(engine: DuckD
     assert repository.get_marketplace_predictions(MARKETPLACE, 30, horizon_days=-1).kind == "invalid_argument"  # type: ignore[union-attr]
 
 
+def test_engagement_is_the_gold_rows_with_window_counts_never_summed(
+    engine: DuckDBEngine, lake: Lake, silver: list[dict[str, Any]]
+) -> None:
+    end = date(2026, 11, 26)
+    repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 26, 9, tzinfo=UTC))
+    answer = ok(repository.get_marketplace_engagement(MARKETPLACE, 14))
+    start = end - timedelta(days=13)
+    assert (answer.start_date, answer.end_date, answer.partial_date) == (start, end, end)
+    table = pa.table(lake.open(USER_ENGAGEMENT_GOLD).to_pyarrow_table())  # type: ignore[union-attr]
+    rows = sorted(
+        (r for r in table.to_pylist() if r["marketplace"] == MARKETPLACE and start <= r["date"] <= end),
+        key=lambda r: r["date"],
+    )
+    assert len(rows) >= 10
+    assert [d.model_dump() for d in answer.daily] == [
+        {k: r[k] for k in answer.daily[0].model_dump()} for r in rows
+    ]
+    users = {
+        j["user_id"]
+        for j in silver
+        if j["marketplace"] == MARKETPLACE and start <= j["created_date"] <= end and j["user_id"] is not None
+    }
+    summary = answer.summary
+    assert (summary.last_date, summary.active_users_7d, summary.active_users_28d) == (
+        rows[-1]["date"],
+        rows[-1]["active_users_7d"],
+        rows[-1]["active_users_28d"],
+    )
+    assert summary.active_users == len(users) < sum(r["active_users"] for r in rows)  # distinct, not summed
+    assert summary.jobs == sum(r["jobs"] for r in rows)
+    assert summary.new_users == sum(r["new_users"] for r in rows)
+    assert summary.jobs_per_active_user == pytest.approx(summary.jobs / len(users))
+    earlier = ok(repository.get_marketplace_engagement(MARKETPLACE, 7, end_date=end - timedelta(days=7)))
+    assert earlier.partial_date is None and earlier.daily[-1].date <= end - timedelta(days=7)
+
+
+def test_engagement_is_empty_on_a_lake_without_the_table(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    answer = ok(AnalyticsRepository(DuckDBEngine(lake)).get_marketplace_engagement(MARKETPLACE, 30))
+    assert answer.daily == [] and answer.summary.days_with_data == 0
+    assert (answer.summary.last_date, answer.summary.active_users_7d, answer.summary.jobs) == (None, None, 0)
+
+
 def test_a_restricted_repository_sees_only_its_marketplaces(
     engine: DuckDBEngine, silver: list[dict[str, Any]]
 ) -> None:
@@ -338,6 +383,7 @@ def test_a_restricted_repository_sees_only_its_marketplaces(
         restricted.get_ml_predictions(other, "categoria_01"),
         restricted.get_marketplace_error_types(other, 30, end_date=date(2026, 11, 27)),
         restricted.get_marketplace_predictions(other, 30, end_date=date(2026, 11, 27)),
+        restricted.get_marketplace_engagement(other, 30, end_date=date(2026, 11, 27)),
         restricted.get_real_time_stats(other),
         restricted.get_freshness(other),
     ):
@@ -381,6 +427,7 @@ def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngi
     assert errors.error_types == [] and errors.trend == []
     errors = ok(repository.get_marketplace_error_types(MARKETPLACE, 365, category="x' OR '1'='1"))
     assert errors.error_types == []
+    assert ok(repository.get_marketplace_engagement(hostile, 365, end_date=date(2026, 12, 31))).daily == []
     assert engine.execute("SELECT count(*) AS n FROM marketplace_daily_metrics_gold").to_pylist()[0]["n"] > 0
 
 
@@ -399,6 +446,8 @@ def test_injection_through_parameters_returns_no_foreign_rows(engine: DuckDBEngi
         (lambda r: r.get_marketplace_error_types("shopee", top=0), "top must be"),
         (lambda r: r.get_marketplace_error_types("shopee", category=" "), "category must not be empty"),
         (lambda r: r.get_marketplace_error_types("shopee", 0), "period_days"),
+        (lambda r: r.get_marketplace_engagement("shopee", 0), "period_days"),
+        (lambda r: r.get_marketplace_engagement(" ", 7), "must not be empty"),
     ],
 )
 def test_bad_arguments_are_errors_not_exceptions(engine: DuckDBEngine, call: Any, message: str) -> None:
@@ -466,6 +515,16 @@ STATEMENT_PARAMS: dict[str, dict[str, Any]] = {
         "end_date": date(2026, 11, 30),
     },
     "marketplace_day_anomalies": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "marketplace_engagement": {
+        "marketplace": MARKETPLACE,
+        "start_date": date(2026, 11, 1),
+        "end_date": date(2026, 11, 30),
+    },
+    "marketplace_period_users": {
         "marketplace": MARKETPLACE,
         "start_date": date(2026, 11, 1),
         "end_date": date(2026, 11, 30),

@@ -35,6 +35,7 @@ from vhlake.query.repository import (
     AlertState,
     AnalyticsRepository,
     Freshness,
+    MarketplaceEngagement,
     MarketplaceErrorTypes,
     MarketplaceMetrics,
     MarketplacePerformance,
@@ -212,6 +213,22 @@ def install_api(
         result = repository.get_marketplace_error_types(
             marketplace, days, end_date=end, category=category, top=top
         )
+        return answer(key, result, marketplace)
+
+    @app.get("/v1/marketplaces/{marketplace}/engagement", response_model=Answer[MarketplaceEngagement])
+    def marketplace_engagement(
+        marketplace: str,
+        key: Reader,
+        days: Annotated[int, Query(ge=1, le=3660)] = 30,
+        end: date | None = None,
+    ) -> Answer[MarketplaceEngagement]:
+        """``days`` days ending today (or ``end``) of the marketplace's user engagement: the daily rows
+        (jobs, active users that day and over 7 and 28 days, new and returning users) and a summary. The
+        summary's 7- and 28-day active users are the last day's: windows are distinct counts and are never
+        summed across days; the period's active users are counted distinct over the period. Today, when in
+        the period, is ``partial_date``. Empty (not an error) while the pipeline does not write the table."""
+        repository = deps.repository.restricted_to(key.marketplaces)
+        result = repository.get_marketplace_engagement(marketplace, days, end_date=end)
         return answer(key, result, marketplace)
 
     @app.get("/v1/marketplaces/{marketplace}/predictions", response_model=Answer[MarketplacePredictions])

@@ -354,6 +354,53 @@ class MarketplacePredictions(BaseModel):
     anomalies: list[DayAnomaly]
 
 
+class EngagementDay(BaseModel):
+    """A day of ``user_engagement_daily_gold`` (docs/semantics.md, "Gold: user engagement"): days without
+    jobs have no row. ``active_users_7d``/``active_users_28d`` are distinct users over the window ending
+    that day."""
+
+    date: date
+    jobs: int
+    active_users: int
+    active_users_7d: int
+    active_users_28d: int
+    new_users: int
+    returning_users: int
+    jobs_per_active_user: float | None
+
+
+class EngagementSummary(BaseModel):
+    """The period in a few numbers. Distinct counts never add up over days (a user active on two days is
+    one user), so the 7- and 28-day active users are those of the period's last day with data
+    (``last_date``), and ``active_users`` is counted from silver over the whole period (exact). ``jobs`` and
+    ``new_users`` are summed: a user is new once per marketplace, so new users of different days are
+    different users. ``jobs_per_active_user`` is the period's jobs over its active users. Without rows in
+    the period: zeros, and None for what needs a day."""
+
+    days_with_data: int
+    last_date: date | None
+    active_users_7d: int | None
+    active_users_28d: int | None
+    active_users: int
+    jobs: int
+    new_users: int
+    jobs_per_active_user: float | None
+
+
+class MarketplaceEngagement(BaseModel):
+    """A marketplace's engagement over ``start_date`` to ``end_date``: the daily rows (oldest first) and
+    their summary. ``partial_date`` is today (the clock's) when it is in the period, its numbers still
+    growing."""
+
+    marketplace: str
+    period_days: int
+    start_date: date
+    end_date: date
+    partial_date: date | None
+    daily: list[EngagementDay]
+    summary: EngagementSummary
+
+
 class AnalyticsRepository:
     """The analytics over gold, silver and ml_predictions, on whichever engine it is given."""
 
@@ -629,6 +676,35 @@ class AnalyticsRepository:
 
         return _attempt(build)
 
+    def get_marketplace_engagement(
+        self, marketplace: str, period_days: int = 30, *, end_date: date | None = None
+    ) -> Result[MarketplaceEngagement]:
+        """The last ``period_days`` days (ending today, or ``end_date``) of ``user_engagement_daily_gold``
+        for one marketplace, and their summary (:class:`EngagementSummary`: the last day's window counts,
+        never windows summed over days; the period's distinct users read from silver's partitions of the
+        marketplace and the period, only when the period has rows). Empty while nothing writes the table."""
+        period = self._marketplace_period(marketplace, period_days, end_date)
+        if isinstance(period, Err):
+            return period
+        start, end = period
+
+        def build() -> MarketplaceEngagement:
+            today = self._clock().date()
+            window = {"marketplace": marketplace, "start_date": start, "end_date": end}
+            daily = [EngagementDay(**r) for r in self._rows("marketplace_engagement", **window)]
+            users = int(self._rows("marketplace_period_users", **window)[0]["active_users"]) if daily else 0
+            return MarketplaceEngagement(
+                marketplace=marketplace,
+                period_days=period_days,
+                start_date=start,
+                end_date=end,
+                partial_date=today if start <= today <= end else None,
+                daily=daily,
+                summary=_engagement_summary(daily, users),
+            )
+
+        return _attempt(build)
+
     def get_marketplaces(self) -> Result[list[MarketplaceSummary]]:
         """The marketplaces in gold the caller may see, busiest first, with their span of days."""
 
@@ -801,6 +877,22 @@ def _calculate_summary(daily: list[DailyMetric]) -> MetricsSummary:
         typical_p95_processing_time=_weighted([d.p95_processing_time for d in daily], finished),
         peak_unique_users=max((d.unique_users for d in daily), default=0),
         days_with_data=len({d.date for d in daily}),
+    )
+
+
+def _engagement_summary(daily: list[EngagementDay], active_users: int) -> EngagementSummary:
+    """The summary of the period's rows (oldest first) and its distinct users (see the model)."""
+    last = daily[-1] if daily else None
+    jobs = sum(d.jobs for d in daily)
+    return EngagementSummary(
+        days_with_data=len(daily),
+        last_date=last.date if last else None,
+        active_users_7d=last.active_users_7d if last else None,
+        active_users_28d=last.active_users_28d if last else None,
+        active_users=active_users,
+        jobs=jobs,
+        new_users=sum(d.new_users for d in daily),
+        jobs_per_active_user=jobs / active_users if active_users else None,
     )
 
 

@@ -9,6 +9,7 @@ window.vhlake = {
   get errors() { return state.errors; },
   get overview() { return state.overview; },
   get predictions() { return state.predictions; },
+  get engagement() { return state.engagement; },
   get view() { return state.view; },
 };
 const TOP_ERROR_TYPES = 5; // the types whose daily trend is drawn
@@ -158,6 +159,7 @@ async function showMarketplace() {
     api(`marketplaces/${encodeURIComponent(marketplace)}/performance`, { days, end }),
     showErrorTypes(marketplace, days, end),
     fetchPredictions(marketplace, days, end),
+    showEngagement(marketplace, days, end),
   ]);
   const summary = metrics.data.summary;
   document.querySelector('[data-kpi="validations"]').textContent = fmt.int(summary.total_validations);
@@ -206,6 +208,97 @@ async function showMarketplace() {
     ["category", "total_validations", "failed_validations", "error_rate", "total_rows_processed", "avg_processing_time_ms"], categories);
   offerCategories(categories.map((c) => c.category));
   state.shown = { marketplace, start, end, days, validations: summary.total_validations };
+}
+
+// -- the engagement panel: user_engagement_daily_gold's days. Its 7- and 28-day counts are distinct users
+// over each day's window: the KPIs take the last day's, never a sum over days.
+
+const ENGAGEMENT_COLUMNS = ["date", "jobs", "active_users", "active_users_7d", "active_users_28d", "new_users",
+  "returning_users", "jobs_per_active_user"];
+const perUser = (x) => (x == null ? "–" : x.toFixed(2));
+
+async function showEngagement(marketplace, days, end) {
+  // a failure (a warehouse without the table yet) empties the panel with a note; the rest of the view stays
+  let data;
+  try {
+    data = (await api(`marketplaces/${encodeURIComponent(marketplace)}/engagement`, { days, end })).data;
+  } catch (error) {
+    data = { marketplace, unavailable: error.message, daily: [], partial_date: null, summary: {} };
+  }
+  const { daily, summary } = data;
+  const kpi = (name, text) => { document.querySelector(`[data-kpi="${name}"]`).textContent = text; };
+  kpi("active_users_7d", fmt.int(summary.active_users_7d));
+  kpi("active_users_28d", fmt.int(summary.active_users_28d));
+  kpi("new_users", fmt.int(summary.new_users));
+  kpi("jobs_per_active_user", perUser(summary.jobs_per_active_user));
+  const dates = daily.map((d) => d.date);
+  const at = dates.indexOf(data.partial_date);
+  const partial = at < 0 ? null : data.partial_date;
+  chart("chart-active-users").setOption({
+    tooltip: { trigger: "axis", confine: true, formatter: partialTooltip(partial, fmt.int) },
+    legend: {},
+    grid: { containLabel: true, left: 8, right: 16, top: 40 },
+    xAxis: { type: "category", data: dates },
+    yAxis: { type: "value", minInterval: 1 },
+    series: [["that day", "active_users"], ["7 days", "active_users_7d"], ["28 days", "active_users_28d"]]
+      .flatMap(([name, field]) => partialSeries({ name, type: "line", data: daily.map((d) => d[field]) }, at)),
+  }, true);
+  chart("chart-new-users").setOption({
+    tooltip: { trigger: "axis", confine: true, axisPointer: { type: "shadow" }, formatter: partialTooltip(partial, fmt.int) },
+    legend: {},
+    grid: { containLabel: true, left: 8, right: 16, top: 40 },
+    xAxis: { type: "category", data: dates },
+    yAxis: { type: "value", minInterval: 1 },
+    series: [["new", "new_users"], ["returning", "returning_users"]]
+      .flatMap(([name, field]) => partialSeries({ name, type: "bar", stack: "users", data: daily.map((d) => d[field]) }, at)),
+  }, true);
+  describeEngagement(data, partial);
+  listEngagement(data, end);
+  state.engagement = { ...data, partial };
+}
+
+function partialTooltip(partial, format) {
+  // each series once: the dashed copy of a line (today's segment) only on today
+  const escape = echarts.format.encodeHTML;
+  return (params) => {
+    const day = params[0].axisValue;
+    const lines = [escape(day) + (day === partial ? " · partial (today, still growing)" : "")];
+    for (const p of params) {
+      const value = p.value != null && typeof p.value === "object" ? p.value.value : p.value;
+      if (value == null || (String(p.seriesId).endsWith(":partial") && day !== partial)) continue;
+      lines.push(`${p.marker}${escape(p.seriesName)}: ${format(value)}`);
+    }
+    return lines.join("<br>");
+  };
+}
+
+function describeEngagement(data, partial) {
+  const { summary } = data;
+  const parts = [];
+  if (data.unavailable) parts.push(`Engagement unavailable: ${data.unavailable}.`);
+  else if (!data.daily.length) parts.push("No engagement rows for this period (the pipeline writes user_engagement_daily_gold).");
+  else {
+    parts.push(`7- and 28-day active users of ${summary.last_date}, the period's last day with jobs; ` +
+      `${fmt.int(summary.active_users)} distinct active users over the period, ${fmt.int(summary.jobs)} jobs.`);
+  }
+  if (partial) parts.push(`Today (${partial}) is partial: lighter bars, dashed lines.`);
+  $("engagement-note").textContent = parts.join(" ");
+}
+
+function listEngagement(data, end) {
+  // newest first, TABLE_ROWS of them; the CSV has every day, oldest first, as the API gives them
+  const newest = [...data.daily].reverse();
+  const table = newest.slice(0, TABLE_ROWS).map((d) => [
+    [d.date === data.partial_date ? `${d.date} (partial)` : d.date], [fmt.int(d.jobs), true], [fmt.int(d.active_users), true],
+    [fmt.int(d.active_users_7d), true], [fmt.int(d.active_users_28d), true], [fmt.int(d.new_users), true],
+    [fmt.int(d.returning_users), true], [perUser(d.jobs_per_active_user), true],
+  ]);
+  const blank = Array(7).fill([""]);
+  if (newest.length > TABLE_ROWS) table.push([[`… ${newest.length - TABLE_ROWS} earlier days`], ...blank]);
+  if (!newest.length) table.push([["(no engagement rows in this period)"], ...blank]);
+  rows($("engagement").tBodies[0], table);
+  const first = data.start_date || "";
+  keepForCsv($("engagement"), `engagement-${data.marketplace}-${first}_${data.end_date || end}`, ENGAGEMENT_COLUMNS, data.daily);
 }
 
 function offerCategories(categories) {
