@@ -7,8 +7,9 @@ the view's data (route()) and the side tables (last hour, data quality, alerts).
 
 - the landing page, the Overview: showOverview() asks /v1/overview for the last 7 days;
 - the busiest marketplace's view, 30 days to its last day: showMarketplace() asks its metrics and
-  performance, showErrorTypes() its error types (/v1/marketplaces/{m}/errors, top 5), and showEngagement()
-  its engagement (/v1/marketplaces/{m}/engagement; empty while the pipeline does not write the table).
+  performance, showErrorTypes() its error types (/v1/marketplaces/{m}/errors, top 5), showEngagement()
+  its engagement (/v1/marketplaces/{m}/engagement) and fetchPredictions() the forecast and anomalies over
+  its charts (/v1/marketplaces/{m}/predictions, 7 days ahead: the period ends on the marketplace's last day).
 
 Each load is timed twice through the real API app: one request after the other (an upper bound) and as
 the page sends them (the list first, then the rest on parallel threads: what the browser waits for). Over
@@ -67,6 +68,7 @@ def marketplace_requests(listed: list[dict[str, Any]]) -> list[Request]:
         (f"/v1/marketplaces/{m}/performance", window),
         (f"/v1/marketplaces/{m}/errors", {**window, "top": 5}),
         (f"/v1/marketplaces/{m}/engagement", window),
+        (f"/v1/marketplaces/{m}/predictions", {**window, "horizon": 7}),
         *SIDE_TABLES,
     ]
 

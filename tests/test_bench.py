@@ -141,7 +141,7 @@ def test_the_dashboard_benchmark_times_the_landing_and_the_marketplace_view(tmp_
     assert finished.returncode == 0, finished.stdout + finished.stderr
     text = summary.read_text()
     assert "- overview (landing), 5 requests: as the page sends them p50" in text
-    assert "- marketplace, 8 requests: as the page sends them p50" in text
+    assert "- marketplace, 9 requests: as the page sends them p50" in text
     for request in (
         "/v1/overview p50",
         "/v1/marketplaces/{m}/errors p50",
