@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,17 +34,30 @@ import pyarrow.compute as pc
 
 from vhlake.ingest.parse import new_parser_connection, parse_records
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, ERROR_TYPE_GOLD, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    QUARANTINE,
+    REJECTED,
+    SILVER,
+    USER_ENGAGEMENT_GOLD,
+)
+from vhlake.pipeline.engagement import WINDOW_DAYS
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold_groups import GOLD_INPUTS
 from vhlake.pipeline.runner import CANARY_SOURCE, DERIVED, PIPELINE_APP
 from vhlake.spark.files import RANGE_BYTES, ingest_files
 from vhlake.spark.jobs import (
+    ENGAGEMENT_INPUTS,
     check,
     first_copies,
+    first_seen,
     fold,
     job_events,
     schema_ddl,
+    silver_to_engagement,
     silver_to_error_types,
     silver_to_gold,
 )
@@ -342,7 +355,12 @@ def _rebuild_behind_silver(tables: LocalDeltaTables, app_id: str) -> None:
     silver = tables.lake.txn_version(SILVER, app_id)
     if silver is None:
         return
-    for table, compute in ((GOLD, silver_to_gold), (ERROR_TYPE_GOLD, silver_to_error_types)):
+    rebuilds = (
+        (GOLD, silver_to_gold),
+        (ERROR_TYPE_GOLD, silver_to_error_types),
+        (USER_ENGAGEMENT_GOLD, silver_to_engagement),
+    )
+    for table, compute in rebuilds:
         done = tables.lake.txn_version(table, app_id)
         if done is None or done < silver:
             rows = compute(tables.read(SILVER).select(*GOLD_INPUTS), updated_at=datetime.now(UTC))
@@ -385,6 +403,7 @@ def gold_batch(
     tables.replace(
         ERROR_TYPE_GOLD, errors, keys=ERROR_TYPE_KEYS, touched=stored, app_id=app_id, version=version
     )
+    engagement_batch(changes, version, tables, app_id=app_id)
 
 
 def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence[date]) -> DataFrame:
@@ -399,6 +418,58 @@ def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence
         col("month").isin(months) & col("date").isin(dates)
     )
     return stored.join(touched, GOLD_KEYS, "left_semi").select(*ERROR_TYPE_KEYS, "year", "month")
+
+
+ENGAGEMENT_KEYS = ["date", "marketplace"]
+
+
+def engagement_batch(
+    changes: DataFrame, version: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
+) -> None:
+    """Recompute the user_engagement_daily_gold rows silver's changes (before and after images) touch,
+    from silver as it is now, and replace them in one commit (a touched pair left without jobs is deleted).
+
+    The touched pairs are ``touched_pairs``' (docs/semantics.md, "Gold: user engagement"). Silver's rows of
+    the changes' marketplaces are read once for their (marketplace, user_id, created_date): every user's
+    first date comes from them (Spark scales the scan out; the marketplaces prune it), the rows to
+    recompute from only the partitions of the touched windows' dates."""
+    from pyspark.sql.functions import col, month, year
+
+    changed = changes.select(*ENGAGEMENT_INPUTS).distinct().localCheckpoint(eager=True)
+    markets = sorted(row[0] for row in changed.select("marketplace").distinct().collect())
+    history = tables.read_partitions(SILVER, "marketplace", markets).select(*ENGAGEMENT_INPUTS)
+    first = first_seen(history).localCheckpoint(eager=True)
+    pairs = _touched_pairs(changed, history, first).localCheckpoint(eager=True)
+    touched = sorted(row[0] for row in pairs.select("date").distinct().collect())
+    days = sorted({day - timedelta(days=back) for day in touched for back in range(WINDOW_DAYS)})
+    window = tables.read_partitions(SILVER, "created_date", days).where(col("marketplace").isin(markets))
+    rows = silver_to_engagement(window, updated_at=datetime.now(UTC), first_seen_of=first, pairs=pairs)
+    keys = pairs.withColumn("year", year("date")).withColumn("month", month("date"))
+    tables.replace(
+        USER_ENGAGEMENT_GOLD, rows, keys=ENGAGEMENT_KEYS, touched=keys, app_id=app_id, version=version
+    )
+
+
+def _touched_pairs(changed: DataFrame, history: DataFrame, first: DataFrame) -> DataFrame:
+    """The (marketplace, date) pairs whose rows the ``changed`` (marketplace, user_id, created_date) of
+    silver's changed jobs can alter, as ``touched_pairs`` finds them: each changed date and the
+    WINDOW_DAYS - 1 days after it, and each changed user's first date before and after the change.
+
+    Silver is read after the change, so the first date before it is not at hand; what stands in for it
+    is the user's first date among their rows on dates no changed job of theirs has. That is enough: the
+    first date before is the earliest of the user's unchanged jobs and the before images of the changed
+    ones. If it is a changed job's date, that date is touched already; else it is the earliest unchanged
+    job's, on a date no changed job has, which is the stand-in."""
+    users = changed.where("user_id IS NOT NULL")
+    unchanged = history.join(
+        users.select("marketplace", "user_id").distinct(), ["marketplace", "user_id"], "left_semi"
+    )
+    unchanged = unchanged.join(users, ENGAGEMENT_INPUTS, "left_anti")
+    firsts = first_seen(unchanged).unionByName(first.join(users, ["marketplace", "user_id"], "left_semi"))
+    windows = changed.selectExpr(
+        "marketplace", f"explode(sequence(created_date, date_add(created_date, {WINDOW_DAYS - 1}))) AS date"
+    )
+    return windows.unionByName(firsts.selectExpr("marketplace", "first_date AS date")).distinct()
 
 
 def silver_to_gold_stream(
@@ -424,7 +495,7 @@ def _start(
 
 # ---- the whole chain, locally -----------------------------------------------------------------------
 
-LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
+LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD)
 
 
 def run_all(
