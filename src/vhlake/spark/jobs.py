@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import pyarrow as pa
 import sqlglot
@@ -93,11 +93,11 @@ def _distinct_count(count: exp.Count, where: exp.Where | None = None) -> exp.Exp
     return exp.Cast(this=distinct, to=exp.DataType.build("BIGINT"))
 
 
-def _is_distinct_count(node: exp.Expression) -> bool:
+def _is_distinct_count(node: exp.Expr) -> TypeGuard[exp.Count]:
     return isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct)
 
 
-def _spark_sql(tree: exp.Expression) -> str:
+def _spark_sql(tree: exp.Expr) -> str:
     """A parsed DuckDB statement (``to_spark``) as Spark SQL."""
     quantiles: dict[str, list[str]] = {}
     for node in tree.find_all(exp.PercentileCont):
