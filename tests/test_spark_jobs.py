@@ -77,7 +77,10 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
 
     derived = (SILVER, GOLD, ERROR_TYPE_GOLD, QUARANTINE)
     ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in derived}  # type: ignore[union-attr]
-    assert counts == {name: table.num_rows for name, table in ours.items()}
+    engagement = embedded_engagement(ours[SILVER.name])
+    assert counts == {name: table.num_rows for name, table in ours.items()} | {
+        USER_ENGAGEMENT_GOLD.name: len(engagement)
+    }
     same(rows(ours[SILVER.name], ["job_id"]), rows(written(out, SILVER), ["job_id"]))
     same(
         rows(ours[GOLD.name], ["date", "marketplace", "category"]),
@@ -87,6 +90,9 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     error_keys = ["date", "marketplace", "category", "error_type"]
     assert rows(written(out, ERROR_TYPE_GOLD), error_keys) == rows(ours[ERROR_TYPE_GOLD.name], error_keys)
     assert ours[ERROR_TYPE_GOLD.name].num_rows > 0
+    # Engagement exactly, against the embedded transform over the embedded engine's silver.
+    assert rows(written(out, USER_ENGAGEMENT_GOLD), ENGAGEMENT_KEYS) == engagement
+    assert engagement
     quarantined = written(out, QUARANTINE).select(["source", "source_offset", "reason"])
     assert rows(quarantined, ["source", "source_offset"]) == rows(
         ours[QUARANTINE.name].select(["source", "source_offset", "reason"]), ["source", "source_offset"]
