@@ -160,7 +160,7 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
 
     run(first, 0)
     run(second, 1)
-    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD)
+    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD)
     after = {t.name: comparable(written(out, t), t) for t in derived}
     events = written(out, JOB_EVENTS).num_rows
     run(second, 1)  # Structured Streaming runs a batch again when it failed before its checkpoint
@@ -172,6 +172,7 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), after[table.name])
     assert comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD) == after[ERROR_TYPE_GOLD.name]
+    assert embedded_engagement(embedded(lake, SILVER)) == after[USER_ENGAGEMENT_GOLD.name]
 
 
 def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:

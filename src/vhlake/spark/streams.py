@@ -11,7 +11,9 @@
   partitions holding the batch's jobs (or earlier copies of its events), and only those are read.
 - ``gold_batch``: the (date, marketplace, category) groups a change to silver touches are recomputed from
   silver's partitions of those dates and replaced in both tables kept per group, gold and
-  error_type_daily_gold (an error type a group no longer reports is deleted). On Databricks
+  error_type_daily_gold (an error type a group no longer reports is deleted); and the (date, marketplace)
+  rows of user_engagement_daily_gold it touches (``engagement_batch``: a job's date and the 27 after it,
+  its user's first dates) are recomputed from silver and replaced. On Databricks
   ``silver_to_gold_stream`` feeds it silver's change data feed; ``silver_batch(gold=True)`` hands it each
   batch's changes directly.
 
@@ -53,7 +55,6 @@ from vhlake.spark.jobs import (
     ENGAGEMENT_INPUTS,
     check,
     first_copies,
-    first_seen,
     fold,
     job_events,
     schema_ddl,
@@ -378,7 +379,8 @@ def gold_batch(
 ) -> None:
     """Recompute the groups silver's changes (before and after images) touch, from silver's partitions
     of their dates, and replace them in gold and error_type_daily_gold, one commit each (a group left
-    without jobs is deleted; so is an error type a group no longer reports)."""
+    without jobs is deleted; so is an error type a group no longer reports); then the engagement rows
+    the changes touch (``engagement_batch``)."""
     from pyspark.sql.functions import expr, month, year
 
     touched = (
@@ -429,20 +431,21 @@ def engagement_batch(
     """Recompute the user_engagement_daily_gold rows silver's changes (before and after images) touch,
     from silver as it is now, and replace them in one commit (a touched pair left without jobs is deleted).
 
-    The touched pairs are ``touched_pairs``' (docs/semantics.md, "Gold: user engagement"). Silver's rows of
-    the changes' marketplaces are read once for their (marketplace, user_id, created_date): every user's
-    first date comes from them (Spark scales the scan out; the marketplaces prune it), the rows to
-    recompute from only the partitions of the touched windows' dates."""
+    The touched pairs are ``touched_pairs``' (docs/semantics.md, "Gold: user engagement"). Silver's
+    (marketplace, user_id, created_date) in the changes' marketplaces are scanned once, for every user's
+    first date (Spark scales the scan out; the marketplaces prune it); the rows recomputed are read from
+    the partitions of the touched windows' dates only."""
     from pyspark.sql.functions import col, month, year
 
     changed = changes.select(*ENGAGEMENT_INPUTS).distinct().localCheckpoint(eager=True)
     markets = sorted(row[0] for row in changed.select("marketplace").distinct().collect())
     history = tables.read_partitions(SILVER, "marketplace", markets).select(*ENGAGEMENT_INPUTS)
-    first = first_seen(history).localCheckpoint(eager=True)
-    pairs = _touched_pairs(changed, history, first).localCheckpoint(eager=True)
+    firsts = _first_dates(history, changed).localCheckpoint(eager=True)
+    pairs = _touched_pairs(changed, firsts).localCheckpoint(eager=True)
     touched = sorted(row[0] for row in pairs.select("date").distinct().collect())
     days = sorted({day - timedelta(days=back) for day in touched for back in range(WINDOW_DAYS)})
     window = tables.read_partitions(SILVER, "created_date", days).where(col("marketplace").isin(markets))
+    first = firsts.select("marketplace", "user_id", "first_date")
     rows = silver_to_engagement(window, updated_at=datetime.now(UTC), first_seen_of=first, pairs=pairs)
     keys = pairs.withColumn("year", year("date")).withColumn("month", month("date"))
     tables.replace(
@@ -450,26 +453,42 @@ def engagement_batch(
     )
 
 
-def _touched_pairs(changed: DataFrame, history: DataFrame, first: DataFrame) -> DataFrame:
+def _first_dates(history: DataFrame, changed: DataFrame) -> DataFrame:
+    """Per (marketplace, user_id) of ``history`` (silver after the change): ``first_date``, the user's
+    first ``created_date`` (``first_seen``), and ``first_unchanged``, their first date on which no changed
+    job of theirs is (NULL when there is none), in one aggregation over one scan.
+
+    ``first_unchanged`` stands in for the first date before the change, which silver no longer holds. It
+    is enough: that date is the earliest of the user's unchanged jobs and of their changed jobs as they
+    were. If it is a changed job's date, it is touched already; otherwise it is the earliest unchanged
+    job's, on a date no changed job of the user has: ``first_unchanged``."""
+    from pyspark.sql.functions import lit, when
+    from pyspark.sql.functions import min as earliest
+
+    marks = changed.where("user_id IS NOT NULL").withColumn("_changed", lit(True))
+    flagged = history.where("user_id IS NOT NULL").join(
+        _broadcast_if_small(marks, marks.count()), ENGAGEMENT_INPUTS, "left"
+    )
+    return flagged.groupBy("marketplace", "user_id").agg(
+        earliest("created_date").alias("first_date"),
+        earliest(when(flagged["_changed"].isNull(), flagged["created_date"])).alias("first_unchanged"),
+    )
+
+
+def _touched_pairs(changed: DataFrame, firsts: DataFrame) -> DataFrame:
     """The (marketplace, date) pairs whose rows the ``changed`` (marketplace, user_id, created_date) of
     silver's changed jobs can alter, as ``touched_pairs`` finds them: each changed date and the
-    WINDOW_DAYS - 1 days after it, and each changed user's first date before and after the change.
-
-    Silver is read after the change, so the first date before it is not at hand; what stands in for it
-    is the user's first date among their rows on dates no changed job of theirs has. That is enough: the
-    first date before is the earliest of the user's unchanged jobs and the before images of the changed
-    ones. If it is a changed job's date, that date is touched already; else it is the earliest unchanged
-    job's, on a date no changed job has, which is the stand-in."""
-    users = changed.where("user_id IS NOT NULL")
-    unchanged = history.join(
-        users.select("marketplace", "user_id").distinct(), ["marketplace", "user_id"], "left_semi"
-    )
-    unchanged = unchanged.join(users, ENGAGEMENT_INPUTS, "left_anti")
-    firsts = first_seen(unchanged).unionByName(first.join(users, ["marketplace", "user_id"], "left_semi"))
+    WINDOW_DAYS - 1 days after it, and each changed user's first date after the change and the stand-in
+    for the one before it (``_first_dates``)."""
     windows = changed.selectExpr(
         "marketplace", f"explode(sequence(created_date, date_add(created_date, {WINDOW_DAYS - 1}))) AS date"
     )
-    return windows.unionByName(firsts.selectExpr("marketplace", "first_date AS date")).distinct()
+    users = changed.where("user_id IS NOT NULL").select("marketplace", "user_id").distinct()
+    theirs = firsts.join(users, ["marketplace", "user_id"], "left_semi")
+    dates = theirs.selectExpr("marketplace", "first_date AS date").unionByName(
+        theirs.selectExpr("marketplace", "first_unchanged AS date").where("date IS NOT NULL")
+    )
+    return windows.unionByName(dates).distinct()
 
 
 def silver_to_gold_stream(
