@@ -4,8 +4,10 @@ run per micro-batch, and ``build``, which runs them once over the whole of bronz
 
 What can be shared is shared, so the two engines cannot drift: the payload schema comes from the table
 contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
-own SQL (``GOLD_SQL`` and ``ERROR_TYPE_SQL``), both translated from DuckDB's dialect to Spark's by sqlglot
-(exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map entries as ``explode``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
+own SQL (``GOLD_SQL``, ``ERROR_TYPE_SQL`` and ``ENGAGEMENT_SQL``), translated from DuckDB's dialect to
+Spark's by sqlglot (exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map
+entries as ``explode``; engagement's range join, which Spark lacks, replaced by an equi-join, see
+``WINDOWS_SPARK_SQL``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
 features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
 column by column, on the same bronze.
 
