@@ -4,16 +4,19 @@ quarantine out (floats to 1e-9 relative: the engines sum in different orders).""
 from __future__ import annotations
 
 import math
+import random
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from conftest import build_analytics_lake
+from conftest import build_analytics_lake, make_silver_job, silver_table
+from test_engagement_gold import UPDATED, awkward_silver, day_of, random_silver, reference
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
     ANOMALIES,
@@ -23,11 +26,16 @@ from vhlake.lake.tables import (
     ML_MODELS,
     QUARANTINE,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
     TableDef,
 )
+from vhlake.pipeline.engagement import first_seen, user_engagement_daily
 
 TODAY = date(2026, 11, 27)
 pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by make and CI")
+
+
+ENGAGEMENT_KEYS = ["marketplace", "date"]
 
 
 def rows(table: pa.Table, keys: list[str]) -> list[dict[str, Any]]:
@@ -69,7 +77,10 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
 
     derived = (SILVER, GOLD, ERROR_TYPE_GOLD, QUARANTINE)
     ours = {t.name: pa.table(lake.open(t).to_pyarrow_table()) for t in derived}  # type: ignore[union-attr]
-    assert counts == {name: table.num_rows for name, table in ours.items()}
+    engagement = embedded_engagement(ours[SILVER.name])
+    assert counts == {name: table.num_rows for name, table in ours.items()} | {
+        USER_ENGAGEMENT_GOLD.name: len(engagement)
+    }
     same(rows(ours[SILVER.name], ["job_id"]), rows(written(out, SILVER), ["job_id"]))
     same(
         rows(ours[GOLD.name], ["date", "marketplace", "category"]),
@@ -79,6 +90,9 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     error_keys = ["date", "marketplace", "category", "error_type"]
     assert rows(written(out, ERROR_TYPE_GOLD), error_keys) == rows(ours[ERROR_TYPE_GOLD.name], error_keys)
     assert ours[ERROR_TYPE_GOLD.name].num_rows > 0
+    # Engagement exactly, against the embedded transform over the embedded engine's silver.
+    assert rows(written(out, USER_ENGAGEMENT_GOLD), ENGAGEMENT_KEYS) == engagement
+    assert engagement
     quarantined = written(out, QUARANTINE).select(["source", "source_offset", "reason"])
     assert rows(quarantined, ["source", "source_offset"]) == rows(
         ours[QUARANTINE.name].select(["source", "source_offset", "reason"]), ["source", "source_offset"]
@@ -176,3 +190,37 @@ def test_vhlake_spark_build_writes_the_tables(spark: Any, tmp_path: Path) -> Non
     silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
     assert f"{SILVER.name}: {silver.num_rows:,} rows" in result.output
     assert written(out, SILVER).num_rows == silver.num_rows
+
+
+def engagement_silver() -> pa.Table:
+    """Silver with the awkward cases (NULL users, a user in two marketplaces, window edges, a day of jobs
+    without users), random jobs, and a late job created 45 days before a user's first one."""
+    silver = [*awkward_silver(), *random_silver(random.Random(31), 400)]
+    first = min((j for j in silver if j["marketplace"] == "br" and j["user_id"] == "u3"), key=day_of)
+    late = make_silver_job("late", first["created_at"] - timedelta(days=45), marketplace="br", user_id="u3")
+    return silver_table([*silver, late])
+
+
+def embedded_engagement(silver: pa.Table) -> list[dict[str, Any]]:
+    """The embedded pure transform over all of ``silver``."""
+    con = duckdb.connect()
+    gold = user_engagement_daily(con, silver, first_seen=first_seen(con, silver), updated_at=UPDATED)
+    return rows(gold, ENGAGEMENT_KEYS)
+
+
+def test_spark_engagement_is_the_embedded_transforms_row_for_row(spark: Any) -> None:
+    from vhlake.spark.jobs import silver_to_engagement
+
+    silver = engagement_silver()
+    built = silver_to_engagement(spark.createDataFrame(silver), updated_at=UPDATED).toArrow()
+    ours = rows(built.cast(USER_ENGAGEMENT_GOLD.schema), ENGAGEMENT_KEYS)
+    # Exactly: counts and one division per row, the same in either engine.
+    assert ours == embedded_engagement(silver)
+    assert set(built["updated_at"].to_pylist()) == {UPDATED}
+    # The contract read literally agrees, and the data has the cases it is about.
+    literal = reference(silver.to_pylist())
+    assert ours == [literal[pair] for pair in sorted(literal)]
+    assert any(r["active_users"] == 0 and r["jobs_per_active_user"] is None for r in ours)
+    (late,) = [j for j in silver.to_pylist() if j["job_id"] == "late"]
+    (late_row,) = [r for r in ours if (r["marketplace"], r["date"]) == ("br", late["created_date"])]
+    assert late_row["new_users"] >= 1

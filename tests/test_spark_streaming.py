@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from conftest import kill_when
-from test_spark_jobs import rows, same
+from conftest import kill_when, make_silver_job, silver_table
+from test_engagement_gold import UPDATED, awkward_silver, day_of, random_silver
+from test_spark_jobs import ENGAGEMENT_KEYS, embedded_engagement, rows, same
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -28,6 +30,7 @@ from vhlake.lake.tables import (
     QUARANTINE,
     REJECTED,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
     TableDef,
 )
 from vhlake.pipeline.runner import Pipeline
@@ -43,6 +46,7 @@ KEYS = {
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
     ERROR_TYPE_GOLD.name: ["date", "marketplace", "category", "error_type"],
+    USER_ENGAGEMENT_GOLD.name: ENGAGEMENT_KEYS,
 }
 
 
@@ -84,6 +88,10 @@ def assert_same_lake(lake: Lake, out: Path, *, spark_only: bool = True) -> None:
     errors = comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
     assert errors == comparable(written(out, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD)
     assert errors
+    # Engagement exactly: the embedded transform over the embedded engine's silver (the same silver).
+    engagement = comparable(written(out, USER_ENGAGEMENT_GOLD), USER_ENGAGEMENT_GOLD)
+    assert engagement == embedded_engagement(embedded(lake, SILVER))
+    assert engagement
     # The Spark jobs store each event once; the embedded pipeline keeps a job's copies and drops them as it
     # folds (on a lake both engines wrote, some copies are the embedded engine's).
     stored = written(out, JOB_EVENTS)["event_id"].to_pylist()
@@ -123,11 +131,14 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
     # Nothing new: nothing changes.
     assert run_all(spark, tmp_path / "events", out, source_system="test") == {
         table.name: written(out, table).num_rows
-        for table in (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
-    }
+        for table in (
+            BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD
+        )
+    }  # fmt: skip
 
-    # A lake built before the table existed: nothing new in bronze, yet the table is built from silver.
+    # A lake built before the tables existed: nothing new in bronze, yet they are built from silver.
     shutil.rmtree(out / ERROR_TYPE_GOLD.relative_path)
+    shutil.rmtree(out / USER_ENGAGEMENT_GOLD.relative_path)
     run_all(spark, tmp_path / "events", out, source_system="test")
     assert_same_lake(lake, out)
 
@@ -149,7 +160,7 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
 
     run(first, 0)
     run(second, 1)
-    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD)
+    derived = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD)
     after = {t.name: comparable(written(out, t), t) for t in derived}
     events = written(out, JOB_EVENTS).num_rows
     run(second, 1)  # Structured Streaming runs a batch again when it failed before its checkpoint
@@ -161,6 +172,7 @@ def test_a_micro_batch_run_again_changes_nothing(spark: Any, tmp_path: Path) -> 
     for table in (SILVER, GOLD):
         same(comparable(embedded(lake, table), table), after[table.name])
     assert comparable(embedded(lake, ERROR_TYPE_GOLD), ERROR_TYPE_GOLD) == after[ERROR_TYPE_GOLD.name]
+    assert embedded_engagement(embedded(lake, SILVER)) == after[USER_ENGAGEMENT_GOLD.name]
 
 
 def test_vhlake_spark_run_all(spark: Any, tmp_path: Path) -> None:
@@ -471,3 +483,71 @@ def test_gold_batch_deletes_the_error_types_a_group_no_longer_reports(spark: Any
     gold_batch(frame(*before).unionByName(changed), 1, tables, app_id="t")
     assert stored() == reference()
     assert [(r["error_type"], r["jobs"], r["occurrences"]) for r in stored()] == [("y", 2, 4)]
+
+
+def test_streamed_engagement_equals_a_batch_build_after_late_moved_and_deleted_jobs(
+    spark: Any, tmp_path: Path
+) -> None:
+    import random
+
+    from vhlake.spark.jobs import silver_to_engagement
+    from vhlake.spark.streams import SILVER_KEYS, gold_batch
+
+    tables = RecordingTables(spark, Lake(str(tmp_path)))
+    silver = [*awkward_silver(), *random_silver(random.Random(41), 300)]
+
+    def frame(jobs: list[dict[str, Any]]) -> Any:
+        return spark.createDataFrame(silver_table(jobs))
+
+    def stored() -> list[dict[str, Any]]:
+        return comparable(written(tmp_path, USER_ENGAGEMENT_GOLD), USER_ENGAGEMENT_GOLD)
+
+    def batch_build() -> list[dict[str, Any]]:
+        whole = tables.read(SILVER)
+        built = silver_to_engagement(whole, updated_at=UPDATED).toArrow().cast(USER_ENGAGEMENT_GOLD.schema)
+        return rows(built, ENGAGEMENT_KEYS)
+
+    def change(version: int, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+        """Silver's MERGE of a micro-batch (``before``: the changed jobs as stored), then gold's."""
+        tables.replace(
+            SILVER, frame(after), keys=SILVER_KEYS, touched=frame(before).select(*SILVER_KEYS),
+            app_id="t", version=version,
+        )  # fmt: skip
+        tables.partitions_read.clear()
+        gold_batch(frame(before).unionByName(frame(after)), version, tables, app_id="t")
+        assert stored() == batch_build() == embedded_engagement(written(tmp_path, SILVER))
+
+    tables.append(SILVER, frame(silver), app_id="t", version=0)
+    gold_batch(frame(silver), 0, tables, app_id="t")
+    assert stored() == batch_build() == embedded_engagement(written(tmp_path, SILVER))
+    assert stored()
+
+    def first_job(market: str, user: str) -> dict[str, Any]:
+        return min((j for j in silver if j["marketplace"] == market and j["user_id"] == user), key=day_of)
+
+    # A late job 45 days before a user's first: its window and the old first day (beyond it) change.
+    old_first = first_job("br", "u3")
+    late = make_silver_job(
+        "late", old_first["created_at"] - timedelta(days=45), marketplace="br", user_id="u3"
+    )
+    change(1, [], [late])
+    # Silver read by marketplace (for the first dates): the changed one only.
+    by_market = [v for t, v in tables.partitions_read if t == SILVER.name and isinstance(v[0], str)]
+    assert by_market == [["br"]]
+    by_pair = {(r["marketplace"], r["date"]): r for r in stored()}
+    assert by_pair[("br", day_of(late))]["new_users"] >= 1
+
+    # A user's first job moves 30 days later to another marketplace; another user's first job goes; a job
+    # without a user gets one (a late start event).
+    mover, gone = first_job("mx", "u5"), first_job("cl", "u6")
+    moved = {**mover, "marketplace": "pe", "created_at": mover["created_at"] + timedelta(days=30)}
+    moved["created_date"] = day_of(moved)
+    anonymous = next(j for j in silver if j["user_id"] is None and j["marketplace"] == "br")
+    named = {**anonymous, "user_id": "u24"}
+    change(2, [mover, gone, anonymous], [moved, named])
+    assert ("pe", moved["created_date"]) in {(r["marketplace"], r["date"]) for r in stored()}
+
+    # Run again (a micro-batch retried after a failure): nothing changes.
+    before = stored()
+    gold_batch(frame([mover, gone, anonymous]).unionByName(frame([moved, named])), 2, tables, app_id="t")
+    assert stored() == before

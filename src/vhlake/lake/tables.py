@@ -278,12 +278,6 @@ ERROR_TYPE_GOLD = TableDef(
     ),
 )
 
-# A contract whose transform exists (pipeline/engagement.py) but which nothing writes yet. It stays out of
-# ALL_TABLES until the pipeline writes it: ALL_TABLES is what the Databricks DDL and grants, the query
-# engine's views and `vhlake tables` are generated from, and none of those should offer a table that is
-# never written.
-UNWRITTEN_GOLD: tuple[TableDef, ...] = (USER_ENGAGEMENT_GOLD,)
-
 ML_PREDICTIONS = TableDef(
     name="ml_predictions",
     layer="gold",
@@ -489,6 +483,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     JOB_EVENTS,
     SILVER,
     GOLD,
+    USER_ENGAGEMENT_GOLD,
     ERROR_TYPE_GOLD,
     ML_PREDICTIONS,
     ML_MODELS,

@@ -27,6 +27,7 @@ from vhlake.lake.tables import (
     QUARANTINE,
     REJECTED,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
     TableDef,
 )
 
@@ -39,6 +40,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     SILVER.name: (BRONZE.name, JOB_EVENTS.name),
     GOLD.name: (SILVER.name,),
     ERROR_TYPE_GOLD.name: (SILVER.name,),
+    USER_ENGAGEMENT_GOLD.name: (SILVER.name,),
     ML_PREDICTIONS.name: (GOLD.name,),
     ML_MODELS.name: (GOLD.name, SILVER.name),
     ANOMALIES.name: (GOLD.name, SILVER.name),

@@ -17,13 +17,14 @@ import pyarrow as pa
 from pydantic import SecretStr
 
 from vhlake.errors import ConfigError, QueryError
-from vhlake.query.engine import QUERIED_TABLES, Params, to_dataframe
+from vhlake.lake.tables import ALL_TABLES
+from vhlake.query.engine import Params, to_dataframe
 from vhlake.query.render import render_for_databricks
 
 if TYPE_CHECKING:
     import pandas
 
-_LAKE_TABLES = tuple(table.name for table in QUERIED_TABLES)
+_LAKE_TABLES = tuple(table.name for table in ALL_TABLES)
 _AUTH_CODES = {401, 403}
 _AUTH_WORDS = ("401", "403", "unauthorized", "forbidden", "invalid access token", "permission_denied")
 

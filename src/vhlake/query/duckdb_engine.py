@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from vhlake.errors import LakeError, QueryError
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import TableDef
-from vhlake.query.engine import QUERIED_TABLES, Params, to_dataframe
+from vhlake.lake.tables import ALL_TABLES, TableDef
+from vhlake.query.engine import Params, to_dataframe
 from vhlake.query.lake_relations import table_relation
 from vhlake.query.render import referenced_tables, render_for_duckdb
 
@@ -37,7 +37,7 @@ _MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 class DuckDBEngine:
     """Runs Databricks-dialect SQL on the embedded lake; safe to share between threads."""
 
-    def __init__(self, lake: Lake, *, tables: tuple[TableDef, ...] = QUERIED_TABLES) -> None:
+    def __init__(self, lake: Lake, *, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:
         self._lake = lake
         self._tables = {table.name: table for table in tables}
         self._con = duckdb.connect()

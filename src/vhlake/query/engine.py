@@ -13,17 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from vhlake.errors import ConfigError
-from vhlake.lake.tables import ALL_TABLES, UNWRITTEN_GOLD, TableDef
 
 if TYPE_CHECKING:
     import pandas
 
 Params = Sequence[Any] | Mapping[str, Any] | None
-
-QUERIED_TABLES: tuple[TableDef, ...] = ALL_TABLES + tuple(t for t in UNWRITTEN_GOLD if t not in ALL_TABLES)
-"""The tables a statement may read: every table the lake writes, and the gold contracts whose writer is
-still to come (``UNWRITTEN_GOLD``), so the analytics over them ship first. On the embedded lake a table not
-written yet reads as empty with its columns: the API answers with no rows, never an error."""
 
 
 class QueryEngine(Protocol):

@@ -4,8 +4,10 @@ run per micro-batch, and ``build``, which runs them once over the whole of bronz
 
 What can be shared is shared, so the two engines cannot drift: the payload schema comes from the table
 contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
-own SQL (``GOLD_SQL`` and ``ERROR_TYPE_SQL``), both translated from DuckDB's dialect to Spark's by sqlglot
-(exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map entries as ``explode``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
+own SQL (``GOLD_SQL``, ``ERROR_TYPE_SQL`` and ``ENGAGEMENT_SQL``), translated from DuckDB's dialect to
+Spark's by sqlglot (exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map
+entries as ``explode``; engagement's range join, which Spark lacks, replaced by an equi-join, see
+``WINDOWS_SPARK_SQL``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
 features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
 column by column, on the same bronze.
 
@@ -17,13 +19,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, PAYLOAD_FIELDS, QUARANTINE, SILVER
+from vhlake.lake.tables import (
+    ERROR_TYPE_GOLD,
+    GOLD,
+    PAYLOAD_FIELDS,
+    QUARANTINE,
+    SILVER,
+    USER_ENGAGEMENT_GOLD,
+)
+from vhlake.pipeline.engagement import ENGAGEMENT_SQL, FIRST_SEEN_SQL, WINDOW_DAYS
 from vhlake.pipeline.error_types import ERROR_TYPE_SQL
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold import GOLD_SQL
@@ -71,8 +81,26 @@ def to_spark(duckdb_sql: str) -> str:
     column for all its quantiles (one buffer of the column's values, not one per quantile).
     ``count(DISTINCT x)`` becomes the size of ``collect_set(x)``: the same count (NULLs left out), in
     the one aggregation, where a distinct aggregate makes Spark group by (keys, x) first and carry every
-    other aggregate's buffer through it."""
-    tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
+    other aggregate's buffer through it (a ``FILTER`` goes to the ``collect_set``)."""
+    return _spark_sql(sqlglot.parse_one(duckdb_sql, read="duckdb"))
+
+
+def _distinct_count(count: exp.Count, where: exp.Where | None = None) -> exp.Expression:
+    """``count(DISTINCT x) [FILTER (WHERE ...)]`` as ``size(collect_set(x) [FILTER (WHERE ...)])``."""
+    (column,) = count.this.expressions
+    values: exp.Expression = exp.Anonymous(this="collect_set", expressions=[column])
+    if where is not None:
+        values = exp.Filter(this=values, expression=where)
+    distinct = exp.Anonymous(this="size", expressions=[values])
+    return exp.Cast(this=distinct, to=exp.DataType.build("BIGINT"))
+
+
+def _is_distinct_count(node: exp.Expr) -> TypeGuard[exp.Count]:
+    return isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct)
+
+
+def _spark_sql(tree: exp.Expr) -> str:
+    """A parsed DuckDB statement (``to_spark``) as Spark SQL."""
     quantiles: dict[str, list[str]] = {}
     for node in tree.find_all(exp.PercentileCont):
         quantiles.setdefault(node.this.sql(), []).append(node.expression.sql())
@@ -84,12 +112,10 @@ def to_spark(duckdb_sql: str) -> str:
             fractions = exp.Array(expressions=[sqlglot.parse_one(q) for q in wanted])
             values = exp.Anonymous(this="percentile", expressions=[node.this.copy(), fractions])
             return exp.Anonymous(this="element_at", expressions=[values, exp.Literal.number(position + 1)])
-        if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
-            (column,) = node.this.expressions
-            distinct = exp.Anonymous(
-                this="size", expressions=[exp.Anonymous(this="collect_set", expressions=[column])]
-            )
-            return exp.Cast(this=distinct, to=exp.DataType.build("BIGINT"))
+        if isinstance(node, exp.Filter) and _is_distinct_count(node.this):
+            return _distinct_count(node.this, node.expression)
+        if _is_distinct_count(node):
+            return _distinct_count(node)
         return node
 
     return tree.transform(spark_node).sql(dialect="spark")
@@ -243,11 +269,20 @@ def bronze_to_silver(
 
 def _over_frame(sql: str, table: str) -> str:
     """``sql`` reading ``{frame}`` (a DataFrame passed to ``spark.sql``) where it read ``table``."""
+    return _over_frames(sql, {table: "frame"})
+
+
+def _over_frames(sql: str, frames: dict[str, str]) -> str:
+    """``sql`` reading ``{name}`` (DataFrames passed to ``spark.sql`` by name) where it read the table
+    ``frames`` maps to that name."""
     tree = sqlglot.parse_one(sql, read="spark")
     for node in tree.find_all(exp.Table):
-        if node.name == table:
-            node.set("this", exp.to_identifier("__frame__"))
-    return tree.sql(dialect="spark").replace("__frame__", "{frame}")
+        if node.name in frames:
+            node.set("this", exp.to_identifier(f"__{frames[node.name]}__"))
+    text = tree.sql(dialect="spark")
+    for name in frames.values():
+        text = text.replace(f"__{name}__", f"{{{name}}}")
+    return text
 
 
 GOLD_SPARK_SQL = _over_frame(to_spark(GOLD_SQL), "jobs")
@@ -270,6 +305,74 @@ def silver_to_error_types(silver: DataFrame, *, updated_at: datetime) -> DataFra
     return rows.select(*ERROR_TYPE_GOLD.schema.names)
 
 
+# ENGAGEMENT_SQL's windows, as Spark can join them. DuckDB joins each (marketplace, date) pair to the
+# user-days of [date - 27, date] with a range join; Spark has none (its join on the marketplace alone would
+# compare every pair of a marketplace with every user-day of it, in one task per marketplace). So each
+# user-day is sent to the WINDOW_DAYS dates whose windows hold it and joined to the pairs on (marketplace,
+# date): the same rows, an equi-join that spreads. The user's first date is joined before the expansion.
+WINDOWS_SPARK_SQL = f"""
+SELECT marketplace, date, created_date, user_id, jobs, first_date
+FROM (
+    SELECT u.marketplace, u.created_date, u.user_id, u.jobs, f.first_date,
+        explode(sequence(u.created_date, date_add(u.created_date, {WINDOW_DAYS - 1}))) AS date
+    FROM user_days AS u
+    LEFT JOIN first_seen AS f ON f.marketplace = u.marketplace AND f.user_id = u.user_id
+) AS w
+LEFT SEMI JOIN pairs AS p ON p.marketplace = w.marketplace AND p.date = w.date
+"""  # noqa: S608
+
+
+def _engagement_spark_sql() -> str:
+    """ENGAGEMENT_SQL in Spark's dialect, its ``windows`` step replaced by WINDOWS_SPARK_SQL, reading
+    the frames ``{jobs}``, ``{pairs}`` and ``{first_seen}``."""
+    tree = sqlglot.parse_one(ENGAGEMENT_SQL, read="duckdb")
+    (windows,) = [cte for cte in tree.find_all(exp.CTE) if cte.alias == "windows"]
+    windows.set("this", sqlglot.parse_one(WINDOWS_SPARK_SQL, read="spark"))
+    frames = {"jobs": "jobs", "pairs": "pairs", "first_seen": "first_seen"}
+    return _over_frames(_spark_sql(tree), frames)
+
+
+ENGAGEMENT_SPARK_SQL = _engagement_spark_sql()
+FIRST_SEEN_SPARK_SQL = _over_frame(to_spark(FIRST_SEEN_SQL), "jobs")
+# What user_engagement_daily_gold needs of silver.
+ENGAGEMENT_INPUTS = ["marketplace", "user_id", "created_date"]
+
+
+def first_seen(silver: DataFrame) -> DataFrame:
+    """Each (marketplace, user_id)'s first ``created_date`` among ``silver``'s rows (the embedded
+    ``FIRST_SEEN_SQL``): pass all of silver's rows of the users concerned."""
+    spark = silver.sparkSession
+    return spark.sql(FIRST_SEEN_SPARK_SQL, frame=silver.select(*ENGAGEMENT_INPUTS))
+
+
+def silver_to_engagement(
+    silver: DataFrame,
+    *,
+    updated_at: datetime,
+    first_seen_of: DataFrame | None = None,
+    pairs: DataFrame | None = None,
+) -> DataFrame:
+    """user_engagement_daily_gold rows from silver: the embedded ``user_engagement_daily`` in Spark, with
+    its contract. ``silver`` holds every silver row of each pair's marketplace created in ``[date - 27,
+    date]``; ``first_seen_of`` each user's first date over all of silver (None: from ``silver`` itself);
+    ``pairs`` the (marketplace, date) rows to emit (None: every one in ``silver``, right only when it is
+    all of silver for its marketplaces). A pair without jobs on its date yields no row."""
+    spark = silver.sparkSession
+    jobs = silver.select(*ENGAGEMENT_INPUTS)
+    if first_seen_of is None:
+        first_seen_of = first_seen(jobs)
+    if pairs is None:
+        pairs = jobs.selectExpr("marketplace", "created_date AS date").distinct()
+    rows = spark.sql(
+        ENGAGEMENT_SPARK_SQL,
+        args={"updated_at": updated_at},
+        jobs=jobs,
+        pairs=pairs.select("marketplace", "date"),
+        first_seen=first_seen_of.select("marketplace", "user_id", "first_date"),
+    )
+    return rows.select(*USER_ENGAGEMENT_GOLD.schema.names)
+
+
 def build(bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool = False) -> dict[str, int]:
     """The whole batch chain: write quarantine, silver and the gold tables under ``out/<layer>/<table>`` (or, with
     ``as_tables``, into the tables ``out.<table>``: ``out`` is then ``catalog.schema``); row counts."""
@@ -278,8 +381,15 @@ def build(bronze: DataFrame, out: str, *, fmt: str = "parquet", as_tables: bool 
     silver = silver.cache()
     gold = silver_to_gold(silver, updated_at=now)
     errors = silver_to_error_types(silver, updated_at=now)
+    engagement = silver_to_engagement(silver, updated_at=now)
     counts = {}
-    for table, rows in ((QUARANTINE, quarantine), (SILVER, silver), (GOLD, gold), (ERROR_TYPE_GOLD, errors)):
+    for table, rows in (
+        (QUARANTINE, quarantine),
+        (SILVER, silver),
+        (GOLD, gold),
+        (ERROR_TYPE_GOLD, errors),
+        (USER_ENGAGEMENT_GOLD, engagement),
+    ):
         writer = rows.write.mode("overwrite").format(fmt).partitionBy(*table.partition_by)
         if as_tables:
             writer.saveAsTable(f"{out}.{table.name}")

@@ -11,7 +11,9 @@
   partitions holding the batch's jobs (or earlier copies of its events), and only those are read.
 - ``gold_batch``: the (date, marketplace, category) groups a change to silver touches are recomputed from
   silver's partitions of those dates and replaced in both tables kept per group, gold and
-  error_type_daily_gold (an error type a group no longer reports is deleted). On Databricks
+  error_type_daily_gold (an error type a group no longer reports is deleted); and the (date, marketplace)
+  rows of user_engagement_daily_gold it touches (``engagement_batch``: a job's date and the 27 after it,
+  its user's first dates) are recomputed from silver and replaced. On Databricks
   ``silver_to_gold_stream`` feeds it silver's change data feed; ``silver_batch(gold=True)`` hands it each
   batch's changes directly.
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,17 +36,29 @@ import pyarrow.compute as pc
 
 from vhlake.ingest.parse import new_parser_connection, parse_records
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, ERROR_TYPE_GOLD, GOLD, JOB_EVENTS, QUARANTINE, REJECTED, SILVER
+from vhlake.lake.tables import (
+    BRONZE,
+    ERROR_TYPE_GOLD,
+    GOLD,
+    JOB_EVENTS,
+    QUARANTINE,
+    REJECTED,
+    SILVER,
+    USER_ENGAGEMENT_GOLD,
+)
+from vhlake.pipeline.engagement import WINDOW_DAYS
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold_groups import GOLD_INPUTS
 from vhlake.pipeline.runner import CANARY_SOURCE, DERIVED, PIPELINE_APP
 from vhlake.spark.files import RANGE_BYTES, ingest_files
 from vhlake.spark.jobs import (
+    ENGAGEMENT_INPUTS,
     check,
     first_copies,
     fold,
     job_events,
     schema_ddl,
+    silver_to_engagement,
     silver_to_error_types,
     silver_to_gold,
 )
@@ -342,7 +356,12 @@ def _rebuild_behind_silver(tables: LocalDeltaTables, app_id: str) -> None:
     silver = tables.lake.txn_version(SILVER, app_id)
     if silver is None:
         return
-    for table, compute in ((GOLD, silver_to_gold), (ERROR_TYPE_GOLD, silver_to_error_types)):
+    rebuilds = (
+        (GOLD, silver_to_gold),
+        (ERROR_TYPE_GOLD, silver_to_error_types),
+        (USER_ENGAGEMENT_GOLD, silver_to_engagement),
+    )
+    for table, compute in rebuilds:
         done = tables.lake.txn_version(table, app_id)
         if done is None or done < silver:
             rows = compute(tables.read(SILVER).select(*GOLD_INPUTS), updated_at=datetime.now(UTC))
@@ -360,7 +379,8 @@ def gold_batch(
 ) -> None:
     """Recompute the groups silver's changes (before and after images) touch, from silver's partitions
     of their dates, and replace them in gold and error_type_daily_gold, one commit each (a group left
-    without jobs is deleted; so is an error type a group no longer reports)."""
+    without jobs is deleted; so is an error type a group no longer reports); then the engagement rows
+    the changes touch (``engagement_batch``)."""
     from pyspark.sql.functions import expr, month, year
 
     touched = (
@@ -385,6 +405,7 @@ def gold_batch(
     tables.replace(
         ERROR_TYPE_GOLD, errors, keys=ERROR_TYPE_KEYS, touched=stored, app_id=app_id, version=version
     )
+    engagement_batch(changes, version, tables, app_id=app_id)
 
 
 def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence[date]) -> DataFrame:
@@ -399,6 +420,75 @@ def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence
         col("month").isin(months) & col("date").isin(dates)
     )
     return stored.join(touched, GOLD_KEYS, "left_semi").select(*ERROR_TYPE_KEYS, "year", "month")
+
+
+ENGAGEMENT_KEYS = ["date", "marketplace"]
+
+
+def engagement_batch(
+    changes: DataFrame, version: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
+) -> None:
+    """Recompute the user_engagement_daily_gold rows silver's changes (before and after images) touch,
+    from silver as it is now, and replace them in one commit (a touched pair left without jobs is deleted).
+
+    The touched pairs are ``touched_pairs``' (docs/semantics.md, "Gold: user engagement"). Silver's
+    (marketplace, user_id, created_date) in the changes' marketplaces are scanned once, for every user's
+    first date (Spark scales the scan out; the marketplaces prune it); the rows recomputed are read from
+    the partitions of the touched windows' dates only."""
+    from pyspark.sql.functions import col, month, year
+
+    changed = changes.select(*ENGAGEMENT_INPUTS).distinct().localCheckpoint(eager=True)
+    markets = sorted(row[0] for row in changed.select("marketplace").distinct().collect())
+    history = tables.read_partitions(SILVER, "marketplace", markets).select(*ENGAGEMENT_INPUTS)
+    firsts = _first_dates(history, changed).localCheckpoint(eager=True)
+    pairs = _touched_pairs(changed, firsts).localCheckpoint(eager=True)
+    touched = sorted(row[0] for row in pairs.select("date").distinct().collect())
+    days = sorted({day - timedelta(days=back) for day in touched for back in range(WINDOW_DAYS)})
+    window = tables.read_partitions(SILVER, "created_date", days).where(col("marketplace").isin(markets))
+    first = firsts.select("marketplace", "user_id", "first_date")
+    rows = silver_to_engagement(window, updated_at=datetime.now(UTC), first_seen_of=first, pairs=pairs)
+    keys = pairs.withColumn("year", year("date")).withColumn("month", month("date"))
+    tables.replace(
+        USER_ENGAGEMENT_GOLD, rows, keys=ENGAGEMENT_KEYS, touched=keys, app_id=app_id, version=version
+    )
+
+
+def _first_dates(history: DataFrame, changed: DataFrame) -> DataFrame:
+    """Per (marketplace, user_id) of ``history`` (silver after the change): ``first_date``, the user's
+    first ``created_date`` (``first_seen``), and ``first_unchanged``, their first date on which no changed
+    job of theirs is (NULL when there is none), in one aggregation over one scan.
+
+    ``first_unchanged`` stands in for the first date before the change, which silver no longer holds. It
+    is enough: that date is the earliest of the user's unchanged jobs and of their changed jobs as they
+    were. If it is a changed job's date, it is touched already; otherwise it is the earliest unchanged
+    job's, on a date no changed job of the user has: ``first_unchanged``."""
+    from pyspark.sql.functions import lit, when
+    from pyspark.sql.functions import min as earliest
+
+    marks = changed.where("user_id IS NOT NULL").withColumn("_changed", lit(True))
+    flagged = history.where("user_id IS NOT NULL").join(
+        _broadcast_if_small(marks, marks.count()), ENGAGEMENT_INPUTS, "left"
+    )
+    return flagged.groupBy("marketplace", "user_id").agg(
+        earliest("created_date").alias("first_date"),
+        earliest(when(flagged["_changed"].isNull(), flagged["created_date"])).alias("first_unchanged"),
+    )
+
+
+def _touched_pairs(changed: DataFrame, firsts: DataFrame) -> DataFrame:
+    """The (marketplace, date) pairs whose rows the ``changed`` (marketplace, user_id, created_date) of
+    silver's changed jobs can alter, as ``touched_pairs`` finds them: each changed date and the
+    WINDOW_DAYS - 1 days after it, and each changed user's first date after the change and the stand-in
+    for the one before it (``_first_dates``)."""
+    windows = changed.selectExpr(
+        "marketplace", f"explode(sequence(created_date, date_add(created_date, {WINDOW_DAYS - 1}))) AS date"
+    )
+    users = changed.where("user_id IS NOT NULL").select("marketplace", "user_id").distinct()
+    theirs = firsts.join(users, ["marketplace", "user_id"], "left_semi")
+    dates = theirs.selectExpr("marketplace", "first_date AS date").unionByName(
+        theirs.selectExpr("marketplace", "first_unchanged AS date").where("date IS NOT NULL")
+    )
+    return windows.unionByName(dates).distinct()
 
 
 def silver_to_gold_stream(
@@ -424,7 +514,7 @@ def _start(
 
 # ---- the whole chain, locally -----------------------------------------------------------------------
 
-LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD)
+LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD)
 
 
 def run_all(
