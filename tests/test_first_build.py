@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,35 @@ def test_a_copy_of_an_event_sent_for_a_job_in_another_bucket_is_dropped(tmp_path
     assert silver[first]["marketplace"] == "mercado_livre"
     assert silver[second]["status"] == "running"  # its own start only: the copy did not count
     assert all(e["event_id"] != "evt-1" or e["job_id"] == first for e in rows(built, JOB_EVENTS))
+
+
+def test_jobs_whose_events_fall_on_several_days_are_folded_whole(tmp_path: Path, samples: Path) -> None:
+    """Buckets are cut by the events' date: a job whose end falls a day or two after its start, or whose
+    late event arrives later, has events in several buckets, and must still be folded as one job."""
+    lines = []
+    for line in samples.read_text().splitlines():
+        try:
+            event = json.loads(line)
+            late = event["event_type"] != "validation_started" and bucket_of(event["job_id"], 4) == 0
+            stamp = datetime.fromisoformat(event["timestamp"])
+        except (ValueError, KeyError, TypeError):  # the samples' garbage stays as it is
+            lines.append(line)
+            continue
+        if late:  # its end (and any other event after the start) a day or two later
+            days = 1 + bucket_of(event["job_id"] + "+", 2)
+            event["timestamp"] = (stamp + timedelta(days=days)).isoformat()
+        lines.append(json.dumps(event))
+    path = write_lines(tmp_path / "spread.jsonl", lines)
+    built, reference = two_lakes(tmp_path, path)
+    days_of: dict[str, set[str]] = {}
+    for e in pa.table(built.open(BRONZE).to_pyarrow_table()).select(["job_id", "event_date"]).to_pylist():  # type: ignore[union-attr]
+        days_of.setdefault(e["job_id"], set()).add(str(e["event_date"]))
+    assert sum(len(d) > 1 for d in days_of.values()) > 100  # many jobs span days, so buckets
+
+    report = Pipeline(built, **BUILD).run()
+    Pipeline(reference, versions_per_batch=1).run()
+    same_tables(built, reference)
+    assert report.jobs_upserted == len(rows(built, SILVER))
 
 
 def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(

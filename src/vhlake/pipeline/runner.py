@@ -23,14 +23,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -52,7 +54,16 @@ from vhlake.lake.tables import (
 )
 from vhlake.lake.writer_lock import derived_tables_writer
 from vhlake.native import library
-from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
+from vhlake.pipeline.bulk import (
+    SUPERSEDED,
+    BucketPlan,
+    JobBuckets,
+    Spill,
+    bucket_count,
+    set_aside,
+    spill_directory,
+    taken_back,
+)
 from vhlake.pipeline.expectations import (
     DEFAULT_EXPECTATIONS,
     Checked,
@@ -81,6 +92,7 @@ _BUILD_READ_ROWS = 125_000
 # this many buckets (a partition then gets another file), so open footers stay bounded (measured: 400 row
 # groups a file, ~0.5 GB of footers held, for the 200 buckets of a 100M-event build).
 _SEAL_EVERY_BUCKETS = 32
+_EPOCH = date(1970, 1, 1)
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
 DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS)
 
@@ -324,9 +336,11 @@ class Pipeline:
         """Bronze (at the report's target version) checked and typed into job buckets, quarantine written;
         None when ``stop`` was set."""
         dataset = self._lake.dataset(BRONZE, version=report.bronze_to)
-        buckets = JobBuckets(bucket_count(rows, per_bucket=self._build_bucket_rows), TYPED_SCHEMA, directory)
+        fragments = [(f, f.count_rows()) for f in dataset.get_fragments()]
+        plan = BucketPlan.of(_rows_by_day(fragments), per_bucket=self._build_bucket_rows)
+        buckets = JobBuckets(plan, TYPED_SCHEMA, directory)
         try:
-            reads = _parts(dataset, report.bronze_to, rows=_BUILD_READ_ROWS)
+            reads = _parts(dataset, fragments, report.bronze_to, rows=_BUILD_READ_ROWS)
             for prepared in self._read_ahead(reads, stop, workers=2):
                 _write(writes, QUARANTINE, prepared.quarantined)
                 buckets.add(prepared.typed)
@@ -351,20 +365,48 @@ class Pipeline:
         (marketplace, day) file: files x buckets row groups, each holding ~8 KB of footer in memory until
         its file closes (measured: 1.8 GB for the 600 files and 200 buckets of a 100M-event build)."""
         superseded = buckets.superseded(self._con)
+        straddling, moved = buckets.straddling()
+        aside_schema = TYPED_SCHEMA.append(pa.field(SUPERSEDED, pa.bool_()))
+        aside = Spill(
+            bucket_count(moved, per_bucket=self._build_bucket_rows), aside_schema, directory, "aside"
+        )
         silver_days = Spill(buckets.count, SILVER.schema, directory, "silver", compression="lz4")
+        steps = buckets.count + aside.count
         for k in range(buckets.count):
-            folded, filed = fold_and_file(
-                self._con, buckets.read(k), updated_at=now, superseded=superseded.get(k)
-            )
-            _write(writes, JOB_EVENTS, filed)
-            if JOB_EVENTS.name in writes and (k + 1) % _SEAL_EVERY_BUCKETS == 0:
-                writes[JOB_EVENTS.name].seal()
-            days = pc.cast(folded["created_date"], pa.int32()).to_numpy(zero_copy_only=False)
-            silver_days.add(folded, days.astype(np.int64))
-            report.jobs_upserted += folded.num_rows
-            self._progress("folding job buckets", k + 1, buckets.count)
+            events, later = buckets.read(k), superseded.get(k)
+            if k in straddling:  # jobs also in other buckets: folded whole once every bucket was read
+                events, later = set_aside(events, later, straddling[k], aside)
+            self._fold_bucket(events, later, writes, silver_days, now, report, step=k + 1)
+            self._progress("folding job buckets", k + 1, steps)
+        aside.close()
+        for p in range(aside.count):
+            events, later = taken_back(aside.read(p).combine_chunks())
+            step = buckets.count + p + 1
+            self._fold_bucket(events, later, writes, silver_days, now, report, step=step)
+            self._progress("folding job buckets", step, steps)
         silver_days.close()
         return silver_days
+
+    def _fold_bucket(
+        self,
+        events: pa.Table,
+        later: npt.NDArray[np.int64] | None,
+        writes: dict[str, DirectWrite],
+        silver_days: Spill,
+        now: datetime,
+        report: RunReport,
+        *,
+        step: int,
+    ) -> None:
+        """One bucket's jobs folded (``later``: its later copies of events of other buckets): its job
+        events written, its silver rows spilled by day. Job events files are sealed every few ``step``s."""
+        folded, filed = fold_and_file(self._con, events, updated_at=now, superseded=later)
+        _write(writes, JOB_EVENTS, filed)
+        if JOB_EVENTS.name in writes and step % _SEAL_EVERY_BUCKETS == 0:
+            writes[JOB_EVENTS.name].seal()
+        days = pc.cast(folded["created_date"], pa.int32()).to_numpy(zero_copy_only=False)
+        silver_days.add(folded, days.astype(np.int64))
+        report.jobs_upserted += folded.num_rows
 
     def _write_days(self, days: Spill, writes: dict[str, DirectWrite], now: datetime) -> int:
         """Silver written a part of days at a time (a day is in one part: one row group per file), and
@@ -723,17 +765,31 @@ def _snapshot(dataset: ds.Dataset) -> Callable[[], pa.Table]:
     return lambda: dataset.to_table(columns=BRONZE.schema.names).cast(BRONZE.schema)
 
 
-def _parts(dataset: ds.Dataset, version: int, *, rows: int) -> list[_Read]:
-    """All of bronze at ``version`` (``dataset``), in reads of about ``rows`` rows, each reading its own
-    files (a first build reads bronze's files as they are: no change feed to assemble)."""
-    fragments, reads, batch, count = list(dataset.get_fragments()), [], [], 0
-    for fragment in fragments:
+def _parts(
+    dataset: ds.Dataset, fragments: list[tuple[ds.Fragment, int]], version: int, *, rows: int
+) -> list[_Read]:
+    """All of bronze at ``version`` (``dataset``'s ``fragments``, with their rows), in reads of about
+    ``rows`` rows, each reading its own files (a first build reads bronze's files as they are: no change
+    feed to assemble)."""
+    reads, batch, count = [], [], 0
+    for i, (fragment, fragment_rows) in enumerate(fragments):
         batch.append(fragment)
-        count += fragment.count_rows()
-        if count >= rows or fragment is fragments[-1]:
+        count += fragment_rows
+        if count >= rows or i == len(fragments) - 1:
             reads.append((-1, version, _fragments_reader(dataset, batch)))
             batch, count = [], 0
     return reads
+
+
+def _rows_by_day(fragments: list[tuple[ds.Fragment, int]]) -> dict[int, int]:
+    """Bronze's rows per event date (days since 1970-01-01), from its partitions: how the first build
+    cuts its buckets (``BucketPlan``)."""
+    rows: dict[int, int] = defaultdict(int)
+    for fragment, fragment_rows in fragments:
+        day = ds.get_partition_keys(fragment.partition_expression).get("event_date")
+        if isinstance(day, date):
+            rows[(day - _EPOCH).days] += fragment_rows
+    return dict(rows)
 
 
 def _fragments_reader(dataset: ds.Dataset, fragments: list[ds.Fragment]) -> Callable[[], pa.Table]:
