@@ -3,8 +3,10 @@
 The incremental path folds each bronze range into what is stored, which suits a stream; for a first build
 of 10M events it would MERGE some fifty times into a growing silver. Here bronze is read once (ranges read,
 checked and typed ahead, as in the incremental path) and the typed events are spilled to disk in buckets
-by job, so that a job's whole history is in one bucket. Each bucket is then folded natively and written
-as it is: its events filed under their job's created date; its silver rows are spilled by day. Silver is
+cut by date, then by job (``BucketPlan``), so that a job's whole history is in one bucket, or, for the few
+jobs whose events fall on two dates, set aside and folded whole at the end. Each bucket is then folded
+natively and written as it is: its events filed under their job's created date; its silver rows are
+spilled by day. Silver is
 then written a few days at a time (one row group per file, however many buckets), and gold computed from
 the same rows (its groups are per day). Memory is bounded by one bucket or one part of the days, and the
 event keys that find copies across buckets are compared a part at a time.
