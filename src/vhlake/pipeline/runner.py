@@ -358,20 +358,21 @@ class Pipeline:
         report: RunReport,
         directory: Path,
     ) -> Spill:
-        """Each bucket folded into silver rows and filed job events; the job events written, the silver
-        rows spilled by day (returned).
+        """Each bucket folded into silver rows and filed job events, then the jobs found in several
+        buckets (set aside, folded whole at the end); the job events written, the silver rows spilled by
+        day (returned).
 
-        A bucket holds jobs of every day, so writing its silver rows at once would add a row group to every
-        (marketplace, day) file: files x buckets row groups, each holding ~8 KB of footer in memory until
-        its file closes (measured: 1.8 GB for the 600 files and 200 buckets of a 100M-event build)."""
+        A day's jobs are in a few buckets and among the set-aside ones, so writing silver per bucket would
+        give each (marketplace, day) file several row groups, each holding ~8 KB of footer in memory until
+        its file closes (when buckets held every day: 1.8 GB for the 600 files and 200 buckets of a
+        100M-event build); spilled by day, each file is written once."""
         superseded = buckets.superseded(self._con)
         straddling, moved = buckets.straddling()
         aside_schema = TYPED_SCHEMA.append(pa.field(SUPERSEDED, pa.bool_()))
-        aside = Spill(
-            bucket_count(moved, per_bucket=self._build_bucket_rows), aside_schema, directory, "aside"
-        )
+        aside_parts = bucket_count(moved, per_bucket=self._build_bucket_rows) if moved else 0
+        aside = Spill(max(1, aside_parts), aside_schema, directory, "aside")
         silver_days = Spill(buckets.count, SILVER.schema, directory, "silver", compression="lz4")
-        steps = buckets.count + aside.count
+        steps = buckets.count + aside_parts
         for k in range(buckets.count):
             events, later = buckets.read(k), superseded.get(k)
             if k in straddling:  # jobs also in other buckets: folded whole once every bucket was read
@@ -379,7 +380,7 @@ class Pipeline:
             self._fold_bucket(events, later, writes, silver_days, now, report, step=k + 1)
             self._progress("folding job buckets", k + 1, steps)
         aside.close()
-        for p in range(aside.count):
+        for p in range(aside_parts):
             events, later = taken_back(aside.read(p).combine_chunks())
             step = buckets.count + p + 1
             self._fold_bucket(events, later, writes, silver_days, now, report, step=step)
