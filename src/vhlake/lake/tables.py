@@ -278,11 +278,30 @@ ERROR_TYPE_GOLD = TableDef(
     ),
 )
 
-# A contract whose transform exists (pipeline/engagement.py) but which nothing writes yet. It stays out of
-# ALL_TABLES until the pipeline writes it: ALL_TABLES is what the Databricks DDL and grants, the query
-# engine's views and `vhlake tables` are generated from, and none of those should offer a table that is
-# never written.
-UNWRITTEN_GOLD: tuple[TableDef, ...] = (USER_ENGAGEMENT_GOLD,)
+# The pipeline's state for user_engagement_daily_gold's new users: each user's first job date per marketplace.
+USER_FIRST_SEEN = TableDef(
+    name="user_first_seen",
+    layer="silver",
+    schema=pa.schema(
+        [
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            # 60 bits of md5(marketplace, user_id): the key index (lake/key_index.py) finds a user's partition
+            pa.field("user_key", pa.int64(), nullable=False),
+            pa.field("first_date", pa.date32(), nullable=False),
+        ]
+    ),
+    # A batch reads the partitions of its users' first dates (found through the key index) and of the
+    # dates it recomputes (the users new on those dates), never the whole table.
+    partition_by=("first_date",),
+    date_column="first_date",
+    opaque_columns=("user_id",),
+    configuration=STREAMED_LOG,
+    description=(
+        "The pipeline's state: one row per (marketplace, user_id) with the created_date of the user's first "
+        "job in silver; user_engagement_daily_gold's new users are read from it."
+    ),
+)
 
 ML_PREDICTIONS = TableDef(
     name="ml_predictions",
@@ -488,8 +507,10 @@ ALL_TABLES: tuple[TableDef, ...] = (
     QUARANTINE,
     JOB_EVENTS,
     SILVER,
+    USER_FIRST_SEEN,
     GOLD,
     ERROR_TYPE_GOLD,
+    USER_ENGAGEMENT_GOLD,
     ML_PREDICTIONS,
     ML_MODELS,
     ANOMALIES,

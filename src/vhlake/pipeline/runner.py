@@ -47,12 +47,16 @@ from vhlake.lake.tables import (
     PIPELINE_RUNS,
     QUARANTINE,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
+    USER_FIRST_SEEN,
     TableDef,
     table_by_name,
 )
 from vhlake.lake.writer_lock import derived_tables_writer
 from vhlake.native import library
 from vhlake.pipeline.bulk import JobBuckets, Spill, bucket_count, spill_directory
+from vhlake.pipeline.engagement_tables import ENGAGEMENT_TABLES, EngagementTables
+from vhlake.pipeline.engagement_tables import KEYS as ENGAGEMENT_KEYS
 from vhlake.pipeline.expectations import (
     DEFAULT_EXPECTATIONS,
     Checked,
@@ -82,7 +86,9 @@ _BUILD_READ_ROWS = 125_000
 # groups a file, ~0.5 GB of footers held, for the 200 buckets of a 100M-event build).
 _SEAL_EVERY_BUCKETS = 32
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
-DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS)
+# In commit order. The engagement tables are computed from silver as committed (their rows span days), so
+# a first build writes them from silver once silver is committed, and a batch after the group tables.
+DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN, JOB_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,7 @@ class Pipeline:
         self._places = KeyIndex(lake, JOB_EVENTS, keys=("job_key", "event_key"), partition="job_date")
         self._con = duckdb.connect()
         self._group_tables = GroupTables(lake, self._con)
+        self.engagement = EngagementTables(lake, self._con)
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
         self._con.execute("SET memory_limit = '1GB'")
@@ -283,7 +290,11 @@ class Pipeline:
         A set ``stop`` abandons it (nothing is committed; the next run starts again)."""
         started, clock, target = datetime.now(UTC), time.perf_counter(), report.bronze_to
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vhlake-write")
-        writes = {t.name: DirectWrite(self._lake, t, pool) for t in DERIVED if done[t.name] < target}
+        writes = {
+            t.name: DirectWrite(self._lake, t, pool)
+            for t in DERIVED
+            if done[t.name] < target and t not in ENGAGEMENT_TABLES
+        }
         try:
             with spill_directory() as spill:
                 buckets = self._spill_bronze(writes, rows, Path(spill), report, stop)
@@ -296,6 +307,8 @@ class Pipeline:
             for count, table in enumerate(DERIVED, start=1):  # the pipeline's commit order: job events last
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
+                elif table is ENGAGEMENT_TABLES[0]:
+                    self._replace_engagement(done, target)  # from silver, committed just before
                 self._progress("committing tables", count, len(DERIVED))
             self._progress("indexing job events", 0, 1)
             self._places.refresh()  # indexed now, not in the first incremental run
@@ -482,6 +495,7 @@ class Pipeline:
         )
         groups = groups_of(pa.concat_tables([folded, before]))
         self._upsert_groups(self._group_tables.merge_sources(groups, now), app_id=app_id, version=version)
+        self._upsert_engagement(before, folded, now, app_id=app_id, version=version)
         filed = file_events(self._con, events, _with_new_jobs(places, folded))
         self._lake.append_once(JOB_EVENTS, filed, app_id=app_id, version=version)
         return folded, groups
@@ -572,9 +586,10 @@ class Pipeline:
         table_relation(self._con, self._lake, JOB_EVENTS, where=where).create_view("job_events", replace=True)
 
     def recompute_gold(self, jobs: pa.Table, *, app_id: str) -> int:
-        """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
-        category) from silver as it is now: after rows left silver other than through the pipeline (an
-        erasure). Returns the number of groups."""
+        """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace,
+        category and user_id) from silver as it is now, and the engagement rows and first dates they
+        touched: after rows left silver other than through the pipeline (an erasure). Returns the number
+        of groups."""
         groups, now = groups_of(jobs), datetime.now(UTC)
         # A group is of one day: recomputed a day at a time, what is read of silver at once is one day's
         # partitions (a user seen every day would otherwise bring the whole of silver into memory).
@@ -583,7 +598,37 @@ class Pipeline:
         sources = [self._group_tables.merge_sources(of_day, now) for of_day in day_groups]
         merged = {table.name: pa.concat_tables([s[table.name] for s in sources]) for table in GROUP_TABLES}
         self._upsert_groups(merged, app_id=app_id, version=0)
+        self._upsert_engagement(jobs, jobs.schema.empty_table(), now, app_id=app_id, version=0)
         return int(groups.num_rows)
+
+    def _upsert_engagement(
+        self, before: pa.Table, after: pa.Table, now: datetime, *, app_id: str, version: int
+    ) -> None:
+        """Bring the engagement tables to silver after its jobs went from ``before`` to ``after``: gold,
+        then the first dates (engagement_tables.py says why in that order). Nothing is computed when both
+        already hold ``version``: the state may then be past what the gold rows were computed from."""
+        if all(_holds(self._lake, t, app_id, version) for t in ENGAGEMENT_TABLES):
+            return
+        sources = self.engagement.merge_sources(before, after, now)
+        for table in ENGAGEMENT_TABLES:
+            self._lake.upsert_once(
+                table,
+                sources[table.name],
+                keys=ENGAGEMENT_KEYS[table.name],
+                app_id=app_id,
+                version=version,
+                delete_flag="_deleted",
+            )
+
+    def _replace_engagement(self, done: dict[str, int], version: int) -> None:
+        """Write the engagement tables that do not hold ``version`` from all of silver."""
+        behind = [t for t in ENGAGEMENT_TABLES if done[t.name] < version]
+        if not behind:
+            return
+        rows = self.engagement.rebuilt(datetime.now(UTC))
+        for table in behind:  # in commit order
+            self._lake.replace_once(table, rows[table.name], app_id=PIPELINE_APP, version=version)
+            done[table.name] = version
 
     def _upsert_groups(self, sources: dict[str, pa.Table], *, app_id: str, version: int) -> None:
         for table in GROUP_TABLES:
@@ -604,6 +649,7 @@ class Pipeline:
                 rows = self._group_tables.rebuilt(table, datetime.now(UTC))
                 self._lake.replace_once(table, rows, app_id=PIPELINE_APP, version=done[SILVER.name])
                 done[table.name] = done[SILVER.name]
+        self._replace_engagement(done, done[SILVER.name])
 
     def _log_failure(self, run_id: str, start: int, end: int, exc: Exception) -> None:
         """Record a failed range in pipeline_runs (what DLT's event log shows for a failed update)."""
@@ -665,6 +711,11 @@ def _range_end(position: int, boundary: int, added: dict[int, int], *, rows: int
             break
         end, total = end + 1, total + more
     return end
+
+
+def _holds(lake: Lake, table: TableDef, app_id: str, version: int) -> bool:
+    done = lake.txn_version(table, app_id)
+    return done is not None and done >= version
 
 
 def _write(writes: dict[str, DirectWrite], table: TableDef, rows: pa.Table) -> None:
