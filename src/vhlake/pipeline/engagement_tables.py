@@ -118,6 +118,10 @@ class EngagementTables:
         self._index = KeyIndex(lake, USER_FIRST_SEEN, keys=("user_key",), partition="first_date")
         self.reads = Reads()
 
+    def refresh_index(self) -> None:
+        """Index the state's commits not indexed yet (after a first build: not in the next batch)."""
+        self._index.refresh()
+
     def merge_sources(self, before: pa.Table, after: pa.Table, now: datetime) -> dict[str, pa.Table]:
         """Per table, the MERGE source after silver's changed jobs went from ``before`` to ``after`` (their
         silver rows, ``JOB_COLUMNS`` at least; silver already holds ``after``): the touched engagement
@@ -133,12 +137,16 @@ class EngagementTables:
         first = self._first_after(users, stored, changed, lows)
         left, arrived = _moves(stored, first)
         pairs = touched_pairs(self._con, changed, first_before=left, first_after=arrived)
+        # a pair whose date holds no job has no row (what gold held there goes): not computed
+        with_jobs = pairs.join(self._silver_pairs(), keys=["marketplace", "date"], join_type="left semi")
         parts = [USER_ENGAGEMENT_GOLD.schema.empty_table()]
-        for dates in _chunks(sorted(set(pairs["date"].to_pylist())), _BUILD_DAYS):  # nearly always one
-            chosen = pa.array(dates, pa.date32())
-            jobs = self._jobs(markets, _window_days(chosen), kept)
-            first_seen = self._first_seen_on(chosen, markets, first)
-            wanted = pairs.filter(pc.is_in(pairs["date"], chosen))
+        for market, dates in _by_market(with_jobs):
+            chosen, one = pa.array(dates, pa.date32()), pa.array([market], pa.string())
+            jobs = self._jobs(one, _window_days(chosen), kept)
+            first_seen = self._first_seen_on(chosen, one, first)
+            wanted = pa.table(
+                {"marketplace": pa.repeat(one[0], len(chosen)), "date": chosen}, schema=PAIRS_SCHEMA
+            )
             parts.append(
                 user_engagement_daily(self._con, jobs, first_seen=first_seen, pairs=wanted, updated_at=now)
             )
@@ -170,29 +178,33 @@ class EngagementTables:
         if kept is None:
             return self._silver(markets, days)
         rows, have = kept
-        inside = rows.filter(pc.is_in(rows["created_date"], pa.array(sorted(days & have), pa.date32())))
+        wanted = pc.and_(
+            pc.is_in(rows["created_date"], pa.array(sorted(days & have), pa.date32())),
+            pc.is_in(rows["marketplace"], markets),
+        )
+        inside = rows.filter(wanted)
         return pa.concat_tables([inside, self._silver(markets, days - have)])
 
     def rebuilt(self, now: datetime) -> dict[str, pa.Table]:
         """Both tables computed from all of silver: the first dates in one aggregation of silver's
-        (marketplace, user_id, created_date), then the engagement rows ``_BUILD_DAYS`` days at a time
-        (each reading 27 days more), so memory follows a few weeks of silver, not all of it."""
+        (marketplace, user_id, created_date), then the engagement rows ``_PAIRS_AT_ONCE`` days of one
+        marketplace at a time (each reading 27 days more), so memory follows a few weeks of one
+        marketplace's silver, not all of it."""
         table_relation(self._con, self._lake, SILVER).create_view("engagement_silver", replace=True)
         first = self._con.sql(
             f"""SELECT marketplace, user_id, {USER_KEY_SQL} AS user_key, min(created_date) AS first_date
             FROM engagement_silver WHERE user_id IS NOT NULL GROUP BY marketplace, user_id"""  # noqa: S608
         ).to_arrow_table()
         first = first.select(USER_FIRST_SEEN.schema.names).cast(USER_FIRST_SEEN.schema)
-        pairs = self._silver_pairs()
         parts = [
             user_engagement_daily(
                 self._con,
-                self._silver(None, set(_days_from(days[0] - _REACH, days[-1]))),
+                self._silver(pa.array([market]), set(_days_from(days[0] - _REACH, days[-1]))),
                 first_seen=first.filter(pc.is_in(first["first_date"], pa.array(days, pa.date32()))),
-                pairs=pairs.filter(pc.is_in(pairs["date"], pa.array(days, pa.date32()))),
+                pairs=pa.table({"marketplace": [market] * len(days), "date": days}, schema=PAIRS_SCHEMA),
                 updated_at=now,
             )
-            for days in _chunks(sorted(set(pairs["date"].to_pylist())), _BUILD_DAYS)
+            for market, days in _by_market(self._silver_pairs())
         ]
         gold = pa.concat_tables(parts) if parts else USER_ENGAGEMENT_GOLD.schema.empty_table()
         return {USER_ENGAGEMENT_GOLD.name: gold, USER_FIRST_SEEN.name: first.sort_by("first_date")}
@@ -322,6 +334,21 @@ def _moves(stored: pa.Table, first: pa.Table) -> tuple[pa.Table, pa.Table]:
     left_keys = moved.filter(pc.is_valid(moved["before"])).select(keys)
     left = stored.join(left_keys, keys=keys, join_type="left semi")
     return left.cast(USER_FIRST_SEEN.schema), arrived.cast(USER_FIRST_SEEN.schema)
+
+
+# Engagement rows computed at once per marketplace: each joins its window's user-days, so a call holds
+# about this many times 28 days of one marketplace's user-days (the SQL's distinct counts do not spill).
+_PAIRS_AT_ONCE = 7
+
+
+def _by_market(pairs: pa.Table) -> Iterator[tuple[str, list[date]]]:
+    """``pairs`` as (marketplace, up to ``_PAIRS_AT_ONCE`` of its dates), in order."""
+    dates: dict[str, list[date]] = {}
+    for market, day in zip(pairs["marketplace"].to_pylist(), pairs["date"].to_pylist(), strict=True):
+        dates.setdefault(market, []).append(day)
+    for market in sorted(dates):
+        for chunk in _chunks(sorted(dates[market]), _PAIRS_AT_ONCE):
+            yield market, chunk
 
 
 def _window_days(dates: pa.ChunkedArray | pa.Array) -> set[date]:

@@ -312,6 +312,7 @@ class Pipeline:
                 self._progress("committing tables", count, len(DERIVED))
             self._progress("indexing job events", 0, 1)
             self._places.refresh()  # indexed now, not in the first incremental run
+            self.engagement.refresh_index()
             self._progress("indexing job events", 1, 1)
         except Exception as exc:
             self._log_failure(run_id, -1, target, exc)
