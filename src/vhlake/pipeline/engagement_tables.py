@@ -336,9 +336,10 @@ def _moves(stored: pa.Table, first: pa.Table) -> tuple[pa.Table, pa.Table]:
     return left.cast(USER_FIRST_SEEN.schema), arrived.cast(USER_FIRST_SEEN.schema)
 
 
-# Engagement rows computed at once per marketplace: each joins its window's user-days, so a call holds
-# about this many times 28 days of one marketplace's user-days (the SQL's distinct counts do not spill).
-_PAIRS_AT_ONCE = 7
+# Engagement rows computed at once per marketplace: the SQL is linear in the user-days it is given, so a
+# call holds this many days plus the 27 before them of one marketplace's silver (each call reads those 27
+# again: more dates at once read less twice).
+_PAIRS_AT_ONCE = 28
 
 
 def _by_market(pairs: pa.Table) -> Iterator[tuple[str, list[date]]]:
