@@ -18,9 +18,10 @@ from test_engagement_gold import reference
 from test_pipeline import Lakehouse, end, start
 from vhlake.lake.tables import QUARANTINE, SILVER, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN
 from vhlake.lifecycle.erasure import forget_user
+from vhlake.lifecycle.maintain import Retention, maintain
 from vhlake.pipeline.engagement_tables import Reads
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
-from vhlake.pipeline.runner import Pipeline
+from vhlake.pipeline.runner import Pipeline, silver_changes
 from vhlake.samples import SampleSpec, generate_lines
 
 KEYS = ["date", "marketplace"]
@@ -198,3 +199,91 @@ def test_replayed_events_reach_engagement(house: Lakehouse) -> None:
     assert Pipeline(house.lake, expectations=lenient).replay_quarantine() == 1
     got = matches_silver(house)
     assert got[("br", date(2026, 3, 8))]["new_users"] == 1
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Count calls of ``owner.name`` (the calls still happen)."""
+    calls: list[int] = []
+    original = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_run_of_several_ranges_computes_engagement_once(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house.run(*job("f0", "2026-03-01T10:00:00Z", "u0"))
+    silver_before = house.lake.open(SILVER).version()  # type: ignore[union-attr]
+    gold_before = house.lake.open(USER_ENGAGEMENT_GOLD).version()  # type: ignore[union-attr]
+    for k in range(3):  # three bronze commits, one range each
+        house.ingest(*job(f"f{k + 1}", f"2026-03-0{k + 2}T10:00:00Z", f"u{k % 2}"))
+    house.pipeline = Pipeline(house.lake, versions_per_batch=1)
+    merges = count_calls(monkeypatch, house.pipeline.engagement, "merge_sources")
+    rebuilds = count_calls(monkeypatch, house.pipeline.engagement, "rebuilt")
+    house.pipeline.run()
+    assert house.lake.open(SILVER).version() - silver_before >= 3  # type: ignore[union-attr]  # a MERGE per range
+    assert (len(merges), len(rebuilds)) == (1, 0)
+    assert house.lake.open(USER_ENGAGEMENT_GOLD).version() == gold_before + 1  # type: ignore[union-attr]
+    got = matches_silver(house)
+    assert got[("br", date(2026, 3, 4))]["returning_users"] == 1  # u0 again, two ranges later
+
+
+def test_engagement_catches_up_after_a_run_that_stopped_before_its_step(house: Lakehouse) -> None:
+    house.run(*job("g1", "2026-03-10T10:00:00Z", "u1"))
+    house.ingest(*job("g2", "2026-03-12T10:00:00Z", "u2"))
+    house.pipeline.run(engagement=False)  # what the service does between its engagement steps
+    assert ("br", date(2026, 3, 12)) not in stored(house)  # silver has it, engagement not yet
+    Lakehouse(house.root).run()  # a new process: nothing to ingest, the step catches up
+    assert matches_silver(house)[("br", date(2026, 3, 12))]["new_users"] == 1
+
+
+def test_a_crash_between_engagement_gold_and_its_state_is_completed_once(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house.run(*job("h1", "2026-03-10T10:00:00Z", "u1"))
+    house.ingest(*job("h2", "2026-03-05T10:00:00Z", "u1"), *job("h3", "2026-03-11T10:00:00Z", "u2"))
+    upsert = house.lake.upsert_once
+
+    def crash_at_the_state(table: Any, *args: Any, **kwargs: Any) -> bool:
+        if table is USER_FIRST_SEEN:
+            raise RuntimeError("killed")
+        return upsert(table, *args, **kwargs)
+
+    monkeypatch.setattr(house.lake, "upsert_once", crash_at_the_state)
+    with pytest.raises(RuntimeError):
+        house.pipeline.run()
+    monkeypatch.undo()
+    assert first_dates(house)[("br", "u1")] == date(2026, 3, 10)  # the state is behind gold
+    gold_version = house.lake.open(USER_ENGAGEMENT_GOLD).version()  # type: ignore[union-attr]
+    Lakehouse(house.root).run()
+    assert house.lake.open(USER_ENGAGEMENT_GOLD).version() == gold_version  # type: ignore[union-attr]  # not twice
+    assert matches_silver(house)[("br", date(2026, 3, 5))]["new_users"] == 1
+    assert first_dates(house)[("br", "u1")] == date(2026, 3, 5)
+
+
+def test_the_step_reads_only_the_changed_jobs_from_silvers_change_data(house: Lakehouse) -> None:
+    house.run(*(e for k in range(30) for e in job(f"i{k}", "2026-03-10T10:00:00Z", f"u{k}")))
+    since = house.lake.open(SILVER).version()  # type: ignore[union-attr]
+    house.run(end("i7", "2026-03-10T12:00:00Z", kind="failed", user_id="u7", marketplace="br"))
+    silver = house.lake.open(SILVER)
+    assert silver is not None
+    changes = silver_changes(silver, since=since, until=silver.version())
+    assert changes is not None
+    # the job's row before and after, not the 29 others its file holds
+    assert set(changes["user_id"].to_pylist()) == {"u7"}
+    matches_silver(house)
+
+
+def test_silver_expiring_leaves_engagement_as_it_was(house: Lakehouse) -> None:
+    house.run(*job("k1", "2025-01-02T10:00:00Z", "u1"), *job("k2", "2026-03-10T10:00:00Z", "u1"))
+    before = stored(house)
+    maintain(house.lake, Retention(), today=date(2026, 3, 20))  # silver keeps 365 days: 2025-01-02 goes
+    assert all(r["created_date"] > date(2025, 3, 20) for r in silver_rows(house))
+    house.run()
+    assert stored(house) == before  # not recomputed: u1 stays returning on 03-10
+    assert first_dates(house)[("br", "u1")] == date(2025, 1, 2)

@@ -211,6 +211,7 @@ def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path
         "writing silver by day",
         "committing tables",
         "indexing job events",
+        "engagement from silver",
     }
     assert all(done == total > 0 for done, total in heard.values())
     heard.clear()
