@@ -50,7 +50,8 @@ GROUP BY marketplace, user_id
 # the number of intervals holding p: +1 at each start, -1 the day after each end, summed per marketplace
 # over the dates up to p (the pairs' dates join the steps with 0 so each has its running sum). Jobs from
 # before the earliest window only cut intervals that end before it: each pair's window, which ``jobs``
-# holds whole, is counted exactly. Plain window functions and joins, so sqlglot translates it for Spark.
+# holds whole, is counted exactly. Plain window functions and equi-joins, so sqlglot translates it for
+# Spark as it is (no range join left for the Spark jobs to replace).
 # count() ignores the NULL user (one row of user_days with its job count): it counts jobs, never users.
 ENGAGEMENT_SQL = f"""
 WITH user_days AS (
@@ -88,7 +89,7 @@ per_date AS (
     FROM steps
     GROUP BY marketplace, date
 ),
-windows AS (
+running AS (
     SELECT marketplace, date,
         sum(week) OVER (PARTITION BY marketplace ORDER BY date ROWS UNBOUNDED PRECEDING) AS active_users_7d,
         sum(month_) OVER (PARTITION BY marketplace ORDER BY date ROWS UNBOUNDED PRECEDING) AS active_users_28d
@@ -118,7 +119,7 @@ SELECT
     month(d.date) AS month,
     $updated_at AS updated_at
 FROM days AS d
-JOIN windows AS w ON w.marketplace = d.marketplace AND w.date = d.date
+JOIN running AS w ON w.marketplace = d.marketplace AND w.date = d.date
 WHERE d.jobs > 0
 """  # noqa: S608
 
