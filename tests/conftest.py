@@ -181,21 +181,28 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
     return lake
 
 
-def write_engagement_gold(lake: Lake, *, updated_at: datetime) -> pa.Table:
-    """Write ``user_engagement_daily_gold`` as a real Delta table computed from the lake's silver by the
-    pure transform (a first build: every pair over all of silver), as the pipeline will; returns the rows."""
+def engagement_gold(lake: Lake) -> pa.Table:
+    """``user_engagement_daily_gold`` as the pipeline wrote it, after checking it equals the pure transform
+    over the lake's silver (every pair over all of silver), ``updated_at`` aside."""
     import duckdb
 
     from vhlake.lake.tables import USER_ENGAGEMENT_GOLD
     from vhlake.pipeline.engagement import first_seen, user_engagement_daily
 
-    delta = lake.open(SILVER)
-    assert delta is not None, "the lake has no silver yet"
-    jobs = pa.table(delta.to_pyarrow_table())
+    silver, written = lake.open(SILVER), lake.open(USER_ENGAGEMENT_GOLD)
+    assert silver is not None and written is not None, "the pipeline has not run on this lake"
+    jobs = pa.table(silver.to_pyarrow_table())
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        rows = user_engagement_daily(con, jobs, first_seen=first_seen(con, jobs), updated_at=updated_at)
-    lake.append(USER_ENGAGEMENT_GOLD, rows)
+        expected = user_engagement_daily(
+            con, jobs, first_seen=first_seen(con, jobs), updated_at=datetime.now(UTC)
+        )
+    rows = pa.table(written.to_pyarrow_table()).select(USER_ENGAGEMENT_GOLD.schema.names)
+    order = [("marketplace", "ascending"), ("date", "ascending")]
+    assert (
+        rows.drop_columns(["updated_at"]).sort_by(order).to_pylist()
+        == expected.drop_columns(["updated_at"]).sort_by(order).to_pylist()
+    )
     return rows
 
 

@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import api_deps_for, build_analytics_lake, make_event, write_engagement_gold
+from conftest import api_deps_for, build_analytics_lake, engagement_gold, make_event
 from forecast_lake import ERROR_DAY, SLOW, SPIKE, TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake import bootstrap
@@ -710,12 +710,12 @@ ENGAGEMENT = "/v1/marketplaces/{m}/engagement"
 def engagement_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[TestClient, dict[str, str], Lake, datetime]]:
-    """A lake whose engagement gold is written from its silver; the clock is 15:00 on its newest day."""
+    """A lake whose engagement gold the pipeline wrote (checked against its silver); the clock is 15:00 on its newest day."""
     root = tmp_path_factory.mktemp("engagement")
     lake = build_analytics_lake(root, jobs=1_500, seed=7)
     newest = max(pa.table(lake.open(SILVER).to_pyarrow_table())["created_date"].to_pylist())  # type: ignore[union-attr]
     now = datetime.combine(newest, datetime.min.time(), UTC) + timedelta(hours=15)
-    write_engagement_gold(lake, updated_at=now)
+    engagement_gold(lake)
     deps = api_deps_for(lake, root, clock=lambda: now, audit_every_s=3600)
     tokens = {
         "reader": deps.keys.create("read")[1],
@@ -796,9 +796,9 @@ def test_engagement_follows_end_and_the_key(engagement_api: Any, api: Any) -> No
     )
     assert get(client, ENGAGEMENT.format(m=SHOPEE), tokens["reader"], days=0).status_code == 422
     assert get(client, ENGAGEMENT.format(m=SHOPEE), None).status_code == 401
-    # a lake the pipeline has not written the table on: an empty answer, not an error
-    unwritten, unwritten_tokens, _ = api
-    empty = get(unwritten, ENGAGEMENT.format(m=SHOPEE), unwritten_tokens["reader"], end="2026-11-27")
+    # a period without rows: an empty answer, not an error
+    other, other_tokens, _ = api
+    empty = get(other, ENGAGEMENT.format(m=SHOPEE), other_tokens["reader"], end="2020-01-31")
     assert empty.status_code == 200, empty.text
     data = empty.json()["data"]
     assert data["daily"] == [] and data["summary"]["days_with_data"] == 0

@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conftest import api_deps_for, build_analytics_lake, write_engagement_gold
+from conftest import api_deps_for, build_analytics_lake, engagement_gold
 from forecast_lake import TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake.api.app import ApiDeps, install_api
@@ -822,14 +822,14 @@ def test_hostile_names_download_as_their_text_and_never_as_formulas(
 
 @pytest.fixture(scope="module")
 def engagement_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Lake, date]]:
-    """A lake whose engagement gold is written from its silver, its clock at 15:00 on silver's newest
+    """A lake whose engagement gold the pipeline wrote (checked against its silver), its clock at 15:00 on silver's newest
     day: that day is today, partial."""
     root = tmp_path_factory.mktemp("engagement-dashboard")
     lake = build_analytics_lake(root, jobs=1_500, seed=7)
     silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
     today: date = max(silver["created_date"].to_pylist())
     now = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=15)
-    write_engagement_gold(lake, updated_at=now)
+    engagement_gold(lake)
     deps = api_deps_for(lake, root, clock=lambda: now)
     _, key = deps.keys.create("read")
     with served(deps) as url:

@@ -244,3 +244,24 @@ def test_touched_pairs_cover_a_moved_and_a_deleted_job() -> None:
     after = [moved if j is mover else j for j in before if j is not gone]
 
     assert incremental(gold, before, after, {mover["job_id"], gone["job_id"]}) == computed(after)
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_random_pairs_from_only_their_windows_match_the_reference(seed: int) -> None:
+    """The windows are counted from intervals cut at each user's previous active date: jobs cut off
+    before the earliest window (a user's earlier days unseen) must not change a pair's counts."""
+    rng = random.Random(seed)
+    silver = random_silver(rng, 600)
+    days = sorted({day_of(j) for j in silver})
+    asked = {(m, d) for m in ("br", "mx", "cl") for d in rng.sample(days[27:], 5)}
+    since = min(d for _, d in asked) - timedelta(days=27)
+    until = max(d for _, d in asked)
+    con = duckdb.connect()
+    window = silver_table(j for j in silver if since <= day_of(j) <= until)
+    gold = user_engagement_daily(
+        con, window, first_seen=first_seen(con, silver_table(silver)), pairs=pairs_table(asked),
+        updated_at=UPDATED,
+    )  # fmt: skip
+    got = by_pair(gold)
+    assert got == reference(silver, asked)
+    assert any(row["active_users_28d"] > row["active_users_7d"] > 0 for row in got.values())

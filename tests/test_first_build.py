@@ -26,6 +26,8 @@ from vhlake.lake.tables import (
     PIPELINE_RUNS,
     QUARANTINE,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
+    USER_FIRST_SEEN,
     TableDef,
 )
 from vhlake.pipeline import runner
@@ -40,6 +42,8 @@ KEYS = {
     ERROR_TYPE_GOLD.name: ["date", "marketplace", "category", "error_type"],
     QUARANTINE.name: ["source", "source_offset"],
     JOB_EVENTS.name: ["source", "source_offset"],
+    USER_ENGAGEMENT_GOLD.name: ["date", "marketplace"],
+    USER_FIRST_SEEN.name: ["marketplace", "user_id"],
 }
 
 
@@ -56,7 +60,15 @@ def rows(lake: Lake, table: TableDef) -> list[dict[str, Any]]:
 
 
 def same_tables(built: Lake, reference: Lake) -> None:
-    for table in (SILVER, GOLD, ERROR_TYPE_GOLD, QUARANTINE, JOB_EVENTS):
+    for table in (
+        SILVER,
+        GOLD,
+        ERROR_TYPE_GOLD,
+        USER_ENGAGEMENT_GOLD,
+        USER_FIRST_SEEN,
+        QUARANTINE,
+        JOB_EVENTS,
+    ):
         assert rows(built, table) == rows(reference, table), table.name
 
 
@@ -84,6 +96,7 @@ def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Pat
     assert report.jobs_upserted == len(rows(built, SILVER))
     assert report.quarantined == len(rows(built, QUARANTINE)) > 0
     assert len(rows(built, ERROR_TYPE_GOLD)) > 0
+    assert len(rows(built, USER_ENGAGEMENT_GOLD)) > 0
     # one commit per table: the build's (the incremental path merges once per range)
     for table in (SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS):
         assert built.open(table).version() == 1, table.name  # type: ignore[union-attr]
@@ -229,6 +242,7 @@ def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path
         "writing silver by day",
         "committing tables",
         "indexing job events",
+        "engagement from silver",
     }
     assert all(done == total > 0 for done, total in heard.values())
     heard.clear()

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conftest import kill_after_commits, make_event
 from test_pipeline import Lakehouse, end, start
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import GOLD, SILVER
+from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 TIMES = [f"2026-11-{d}T{h:02d}:00:00-03:00" for d in (26, 27) for h in (1, 22)]
@@ -63,7 +63,13 @@ def final_tables(events: list[dict[str, Any]], cuts: list[int]) -> tuple[Any, An
         for low, high in itertools.pairwise(bounds):
             if high > low:
                 house.run(*events[low:high])
-        return house.silver(), house.gold()
+        engagement = house.table(USER_ENGAGEMENT_GOLD, ["date", "marketplace"])
+        return (
+            house.silver(),
+            house.gold(),
+            engagement,
+            house.table(USER_FIRST_SEEN, ["marketplace", "user_id"]),
+        )
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,8 +88,15 @@ def test_permutations_and_batch_splits_do_not_change_the_result(
 
 def comparable(lake: Lake) -> tuple[list[dict[str, Any]], ...]:
     out = []
-    for table, keys in ((SILVER, ["job_id"]), (GOLD, ["date", "marketplace", "category"])):
-        rows = pa.table(lake.open(table).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
+    for table, keys in (
+        (SILVER, ["job_id"]),
+        (GOLD, ["date", "marketplace", "category"]),
+        (ERROR_TYPE_GOLD, ["date", "marketplace", "category", "error_type"]),
+        (USER_ENGAGEMENT_GOLD, ["date", "marketplace"]),
+        (USER_FIRST_SEEN, ["marketplace", "user_id"]),
+    ):
+        rows = pa.table(lake.open(table).to_pyarrow_table())  # type: ignore[union-attr]
+        rows = rows.drop_columns([c for c in ("updated_at",) if c in rows.column_names])
         out.append(rows.sort_by([(k, "ascending") for k in keys]).to_pylist())
     return tuple(out)
 

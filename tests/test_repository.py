@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from conftest import build_analytics_lake, write_engagement_gold
+from conftest import build_analytics_lake, engagement_gold
 from fake_warehouse import FakeWarehouse
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -44,7 +44,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake.append(DATA_QUALITY_METRICS, _quality())
     lake.append(ALERT_EVENTS, _alert_events())
     lake.append(ANOMALIES, _anomalies())
-    write_engagement_gold(lake, updated_at=TRAINED)
+    engagement_gold(lake)
     return lake
 
 

@@ -27,7 +27,15 @@ from vhlake.events.kafka_publisher import KafkaEventPublisher
 from vhlake.events.model import ValidationEvent
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import ALERT_EVENTS, BRONZE, DATA_QUALITY_METRICS, GOLD, ML_MODELS, SILVER
+from vhlake.lake.tables import (
+    ALERT_EVENTS,
+    BRONZE,
+    DATA_QUALITY_METRICS,
+    GOLD,
+    ML_MODELS,
+    SILVER,
+    USER_ENGAGEMENT_GOLD,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -318,5 +326,32 @@ def test_not_ready_while_the_pipeline_keeps_failing(lake_dir: Path, tmp_path: Pa
         assert (
             "FileNotFoundError" in body["problems"]["pipeline"] or "not found" in body["problems"]["pipeline"]
         )
+    finally:
+        assert service.signal(signal.SIGTERM) == 0
+
+
+def engagement_follows_silver(lake: Lake) -> bool:
+    """user_engagement_daily_gold holds what the plain-Python reference gives over silver as it is."""
+    from test_engagement_gold import reference
+
+    stored = {}
+    for row in rows(lake, USER_ENGAGEMENT_GOLD).to_pylist():
+        row.pop("updated_at")
+        stored[(row["marketplace"], row["date"])] = row
+    return bool(stored) and stored == reference(rows(lake, SILVER).to_pylist())
+
+
+def test_the_service_brings_engagement_to_silver_on_its_interval(
+    lake_dir: Path, tmp_path: Path, embedded_log: EmbeddedLogPublisher
+) -> None:
+    service = Served(lake_dir, tmp_path / "serve.log", {"VHLAKE_ENGAGEMENT_INTERVAL_S": "1"}).start()
+    try:
+        lake = Lake(str(lake_dir))
+        embedded_log.send_batch(live_jobs(0, 40))
+        wait_for(lambda: in_gold(lake, 40) and engagement_follows_silver(lake), "engagement of 40 jobs")
+        embedded_log.send_batch(live_jobs(40, 30))
+        wait_for(lambda: in_gold(lake, 70) and engagement_follows_silver(lake), "engagement of 70 jobs")
+        steps = service.metrics()
+        assert ("vhlake_last_success_timestamp_seconds", (("step", "engagement"),)) in steps
     finally:
         assert service.signal(signal.SIGTERM) == 0

@@ -131,6 +131,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Events per job bucket of a first build (or full refresh): bounds its memory.",
     )
+    engagement_interval_s: float = Field(
+        default=300.0,
+        alias="VHLAKE_ENGAGEMENT_INTERVAL_S",
+        gt=0,
+        description=(
+            "vhlake serve brings user_engagement_daily_gold to silver at most this often (not per "
+            "micro-batch: a step recomputes 28-day windows, seconds of work that micro-batches wait for)."
+        ),
+    )
     retention_bronze_days: int = Field(
         default=90,
         alias="VHLAKE_RETENTION_BRONZE_DAYS",

@@ -109,7 +109,12 @@ def _serve_dashboard(settings: Settings, out: Console) -> None:
     _, key = KeyStore(bootstrap.build_lake(settings)).create("admin", description="make demo")
     out.print(f"dashboard: http://127.0.0.1:8000/#key={key}")
     out.print(f"demo API key (admin): {key}")
-    serve_forever(settings, host="127.0.0.1", port=8000, options=ServiceOptions())
+    serve_forever(
+        settings,
+        host="127.0.0.1",
+        port=8000,
+        options=ServiceOptions(engagement_every_s=settings.engagement_interval_s),
+    )
 
 
 def _publish_sample(settings: Settings, sample: Path, log: EmbeddedEventLog, out: Console) -> None:

@@ -68,6 +68,7 @@ def serve(
     configure_logging(json_lines=log_format == "json")
     from vhlake.service.runner import ServiceOptions  # the service's imports, only when serving
 
+    settings = writing(ctx)
     options = ServiceOptions(
         trigger_interval_s=trigger_interval,
         trigger_commits=trigger_commits,
@@ -75,8 +76,9 @@ def serve(
         maintenance_every_s=maintenance_every,
         ml_every_s=ml_every,
         lifecycle_every_s=lifecycle_every,
+        engagement_every_s=settings.engagement_interval_s,
     )
-    serve_forever(writing(ctx), host=host, port=port, options=options)
+    serve_forever(settings, host=host, port=port, options=options)
 
 
 def serve_forever(settings: Settings, *, host: str, port: int, options: ServiceOptions) -> None:

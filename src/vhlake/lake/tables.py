@@ -152,7 +152,8 @@ SILVER = TableDef(
     partition_by=("marketplace", "created_date"),
     date_column="created_date",
     opaque_columns=("job_id", "s3_path"),
-    configuration=STREAMED_LOG,
+    # The engagement step reads the rows each commit changed (pipeline/runner.py, ``silver_changes``).
+    configuration={"delta.enableChangeDataFeed": "true", **STREAMED_LOG},
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
 )
 
@@ -275,6 +276,31 @@ ERROR_TYPE_GOLD = TableDef(
     description=(
         "Daily error types per (date, marketplace, category, error_type): jobs reporting the type, its "
         "occurrences, and the share of those jobs that failed."
+    ),
+)
+
+# The pipeline's state for user_engagement_daily_gold's new users: each user's first job date per marketplace.
+USER_FIRST_SEEN = TableDef(
+    name="user_first_seen",
+    layer="silver",
+    schema=pa.schema(
+        [
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            # 60 bits of md5(marketplace, user_id): the key index (lake/key_index.py) finds a user's partition
+            pa.field("user_key", pa.int64(), nullable=False),
+            pa.field("first_date", pa.date32(), nullable=False),
+        ]
+    ),
+    # A batch reads the partitions of its users' first dates (found through the key index) and of the
+    # dates it recomputes (the users new on those dates), never the whole table.
+    partition_by=("first_date",),
+    date_column="first_date",
+    opaque_columns=("user_id",),
+    configuration=STREAMED_LOG,
+    description=(
+        "The pipeline's state: one row per (marketplace, user_id) with the created_date of the user's first "
+        "job in silver; user_engagement_daily_gold's new users are read from it."
     ),
 )
 
@@ -482,9 +508,10 @@ ALL_TABLES: tuple[TableDef, ...] = (
     QUARANTINE,
     JOB_EVENTS,
     SILVER,
+    USER_FIRST_SEEN,
     GOLD,
-    USER_ENGAGEMENT_GOLD,
     ERROR_TYPE_GOLD,
+    USER_ENGAGEMENT_GOLD,
     ML_PREDICTIONS,
     ML_MODELS,
     ANOMALIES,

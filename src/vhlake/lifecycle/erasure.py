@@ -131,16 +131,16 @@ def _erase_rows(lake: Lake, user_id: str, report: ErasureReport, rows_per_merge:
 
 
 def _jobs_of(lake: Lake, user_id: str) -> pa.Table:
-    """The user's jobs (job_id, and the gold group each counted in: NULL for a job not in silver), from
-    silver and the job events."""
+    """The user's jobs (job_id, and the gold group and user each counted in: NULL for a job not in
+    silver), from silver and the job events."""
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         table_relation(con, lake, SILVER).create_view("silver")
         table_relation(con, lake, JOB_EVENTS).create_view("job_events")
         return con.sql(
-            """SELECT job_id, created_date, marketplace, category FROM silver WHERE user_id = $user
+            """SELECT job_id, created_date, marketplace, category, user_id FROM silver WHERE user_id = $user
         UNION ALL
-        SELECT DISTINCT job_id, NULL, NULL, NULL FROM job_events
+        SELECT DISTINCT job_id, NULL, NULL, NULL, NULL FROM job_events
         WHERE user_id = $user AND job_id NOT IN (SELECT job_id FROM silver WHERE user_id = $user)""",
             params={"user": user_id},
         ).to_arrow_table()

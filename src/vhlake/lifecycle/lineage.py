@@ -28,6 +28,7 @@ from vhlake.lake.tables import (
     REJECTED,
     SILVER,
     USER_ENGAGEMENT_GOLD,
+    USER_FIRST_SEEN,
     TableDef,
 )
 
@@ -40,13 +41,22 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     SILVER.name: (BRONZE.name, JOB_EVENTS.name),
     GOLD.name: (SILVER.name,),
     ERROR_TYPE_GOLD.name: (SILVER.name,),
-    USER_ENGAGEMENT_GOLD.name: (SILVER.name,),
+    USER_FIRST_SEEN.name: (SILVER.name,),
+    USER_ENGAGEMENT_GOLD.name: (SILVER.name, USER_FIRST_SEEN.name),
     ML_PREDICTIONS.name: (GOLD.name,),
     ML_MODELS.name: (GOLD.name, SILVER.name),
     ANOMALIES.name: (GOLD.name, SILVER.name),
     ALERT_EVENTS.name: ("the alert rules' queries",),
 }
-_PIPELINE_WRITES = {QUARANTINE.name, JOB_EVENTS.name, SILVER.name, GOLD.name, ERROR_TYPE_GOLD.name}
+_PIPELINE_WRITES = {
+    QUARANTINE.name,
+    JOB_EVENTS.name,
+    SILVER.name,
+    GOLD.name,
+    ERROR_TYPE_GOLD.name,
+    USER_ENGAGEMENT_GOLD.name,
+    USER_FIRST_SEEN.name,
+}
 
 
 def lineage(lake: Lake, table: TableDef) -> dict[str, Any]:

@@ -41,6 +41,8 @@ from vhlake.lake.tables import (
     QUARANTINE,
     REJECTED,
     SILVER,
+    USER_ENGAGEMENT_GOLD,
+    USER_FIRST_SEEN,
     TableDef,
 )
 
@@ -49,6 +51,7 @@ from vhlake.lake.tables import (
 Z_ORDER: dict[str, tuple[str, ...]] = {
     GOLD.name: ("marketplace", "category", "date"),
     ERROR_TYPE_GOLD.name: ("marketplace", "category", "date"),
+    USER_ENGAGEMENT_GOLD.name: ("marketplace", "date"),
     SILVER.name: ("status", "created_at"),
 }
 _ATTEMPTS = 4
@@ -64,8 +67,8 @@ class Retention:
     vacuum_hours: float = 168.0
     min_vacuum_hours: float = 168.0
 
-    def tables(self) -> list[tuple[TableDef, int]]:
-        """(table, days kept); a row's age is measured on the table's ``date_column``."""
+    def tables(self) -> list[tuple[TableDef, int | None]]:
+        """(table, days kept, None: no expiry); a row's age is measured on the table's ``date_column``."""
         return [
             (BRONZE, self.bronze_days),
             (REJECTED, self.bronze_days),
@@ -74,6 +77,11 @@ class Retention:
             (JOB_EVENTS, self.silver_days),
             (GOLD, self.gold_days),
             (ERROR_TYPE_GOLD, self.gold_days),
+            (USER_ENGAGEMENT_GOLD, self.gold_days),
+            # the pipeline's state: a user's row lives as long as the user has a first date (a first date
+            # expiring with silver's day would leave the user's later jobs without one); compacted and
+            # vacuumed like the others
+            (USER_FIRST_SEEN, None),
             (ML_PREDICTIONS, self.gold_days),
         ]
 
@@ -111,15 +119,17 @@ def maintain(
             continue
         if on_table is not None:
             on_table(table.name)
-        reports.append(_maintain_table(lake, table, today - timedelta(days=days), retention, today, dry_run))
+        cutoff = None if days is None else today - timedelta(days=days)
+        reports.append(_maintain_table(lake, table, cutoff, retention, today, dry_run))
     return reports
 
 
 def _maintain_table(
-    lake: Lake, table: TableDef, cutoff: date, retention: Retention, today: date, dry_run: bool
+    lake: Lake, table: TableDef, cutoff: date | None, retention: Retention, today: date, dry_run: bool
 ) -> TableReport:
     report = TableReport(table.name)
-    _step(lake, table, report, "retention", lambda d: _expire(lake, d, table, cutoff, report, dry_run))
+    if cutoff is not None:
+        _step(lake, table, report, "retention", lambda d: _expire(lake, d, table, cutoff, report, dry_run))
     if dry_run:
         _step(lake, table, report, "compaction", lambda d: _plan_compaction(d, table, cutoff, report))
     else:
@@ -174,7 +184,7 @@ def _compact(delta: DeltaTable, report: TableReport) -> None:
 _DEFAULT_TARGET_FILE_SIZE = 100 * 1024 * 1024
 
 
-def _plan_compaction(delta: DeltaTable, table: TableDef, cutoff: date, report: TableReport) -> None:
+def _plan_compaction(delta: DeltaTable, table: TableDef, cutoff: date | None, report: TableReport) -> None:
     """What ``optimize.compact()`` would rewrite, planned as delta-rs plans it, without writing: in each
     partition, the files under the target size, largest first, packed into bins of up to that size; a bin
     of one file is left alone. Files in partitions retention is about to drop are left out."""
@@ -182,7 +192,7 @@ def _plan_compaction(delta: DeltaTable, table: TableDef, cutoff: date, report: T
     files = pa.table(delta.get_add_actions(flatten=True))
     partitions = [f"partition.{c}" for c in delta.metadata().partition_columns]
     expiring = f"partition.{table.date_column}"
-    if expiring in partitions:
+    if expiring in partitions and cutoff is not None:
         files = files.filter(pc.greater_equal(files[expiring], pa.scalar(cutoff)))
     small = files.filter(pc.less(files["size_bytes"], target))
     by_partition: dict[tuple[object, ...], list[int]] = {}

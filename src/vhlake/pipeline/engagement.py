@@ -43,50 +43,84 @@ WHERE user_id IS NOT NULL
 GROUP BY marketplace, user_id
 """
 
-# Jobs are first reduced to one row per (marketplace, day, user) (NULL users as one row with their job
-# count), then each pair joins the user-days of its 28-day window: the join grows with distinct user-days,
-# not with jobs. count(DISTINCT) ignores the NULL user, so it counts jobs but never users.
+# Linear in the user-days, whatever the window: a user active on the sorted dates a_1 < a_2 < ... is in the
+# W-day window of date p when some a_i lies in [p - W + 1, p], that is when p lies in the union of the
+# intervals [a_i, a_i + W - 1]. Cut at the previous active date, a_i newly covers [max(a_i, a_(i-1) + W),
+# a_i + W - 1] (never empty), intervals disjoint per user with the same union. So active_users_Wd of p is
+# the number of intervals holding p: +1 at each start, -1 the day after each end, summed per marketplace
+# over the dates up to p (the pairs' dates join the steps with 0 so each has its running sum). Jobs from
+# before the earliest window only cut intervals that end before it: each pair's window, which ``jobs``
+# holds whole, is counted exactly. Plain window functions and equi-joins, so sqlglot translates it for
+# Spark as it is (no range join left for the Spark jobs to replace).
+# count() ignores the NULL user (one row of user_days with its job count): it counts jobs, never users.
 ENGAGEMENT_SQL = f"""
 WITH user_days AS (
     SELECT marketplace, created_date, user_id, count(*) AS jobs
     FROM jobs
     GROUP BY marketplace, created_date, user_id
 ),
-windows AS (
-    SELECT p.marketplace, p.date, u.created_date, u.user_id, u.jobs, f.first_date
-    FROM (SELECT DISTINCT marketplace, date FROM pairs) AS p
-    JOIN user_days AS u
-        ON u.marketplace = p.marketplace
-        AND u.created_date BETWEEN p.date - {WINDOW_DAYS - 1} AND p.date
-    LEFT JOIN first_seen AS f ON f.marketplace = u.marketplace AND f.user_id = u.user_id
+spans AS (
+    SELECT marketplace, created_date,
+        lag(created_date) OVER (PARTITION BY marketplace, user_id ORDER BY created_date) AS prev
+    FROM user_days
+    WHERE user_id IS NOT NULL
+),
+steps AS (
+    SELECT marketplace,
+        CASE WHEN prev IS NULL OR prev + {WEEK_DAYS} < created_date THEN created_date
+            ELSE prev + {WEEK_DAYS} END AS date,
+        1 AS week, 0 AS month_
+    FROM spans
+    UNION ALL
+    SELECT marketplace, created_date + {WEEK_DAYS} AS date, -1 AS week, 0 AS month_ FROM spans
+    UNION ALL
+    SELECT marketplace,
+        CASE WHEN prev IS NULL OR prev + {WINDOW_DAYS} < created_date THEN created_date
+            ELSE prev + {WINDOW_DAYS} END AS date,
+        0 AS week, 1 AS month_
+    FROM spans
+    UNION ALL
+    SELECT marketplace, created_date + {WINDOW_DAYS} AS date, 0 AS week, -1 AS month_ FROM spans
+    UNION ALL
+    SELECT DISTINCT marketplace, date, 0 AS week, 0 AS month_ FROM pairs
+),
+per_date AS (
+    SELECT marketplace, date, sum(week) AS week, sum(month_) AS month_
+    FROM steps
+    GROUP BY marketplace, date
+),
+running AS (
+    SELECT marketplace, date,
+        sum(week) OVER (PARTITION BY marketplace ORDER BY date ROWS UNBOUNDED PRECEDING) AS active_users_7d,
+        sum(month_) OVER (PARTITION BY marketplace ORDER BY date ROWS UNBOUNDED PRECEDING) AS active_users_28d
+    FROM per_date
 ),
 days AS (
-    SELECT
-        date,
-        marketplace,
-        coalesce(sum(jobs) FILTER (WHERE created_date = date), 0) AS jobs,
-        count(DISTINCT user_id) FILTER (WHERE created_date = date) AS active_users,
-        count(DISTINCT user_id) FILTER (WHERE created_date > date - {WEEK_DAYS}) AS active_users_7d,
-        count(DISTINCT user_id) AS active_users_28d,
-        count(DISTINCT user_id) FILTER (WHERE created_date = date AND first_date = date) AS new_users
-    FROM windows
-    GROUP BY date, marketplace
+    SELECT u.created_date AS date, u.marketplace,
+        sum(u.jobs) AS jobs,
+        count(u.user_id) AS active_users,
+        count(u.user_id) FILTER (WHERE f.first_date = u.created_date) AS new_users
+    FROM user_days AS u
+    SEMI JOIN pairs AS p ON p.marketplace = u.marketplace AND p.date = u.created_date
+    LEFT JOIN first_seen AS f ON f.marketplace = u.marketplace AND f.user_id = u.user_id
+    GROUP BY u.created_date, u.marketplace
 )
 SELECT
-    date,
-    marketplace,
-    CAST(jobs AS BIGINT) AS jobs,
-    active_users,
-    active_users_7d,
-    active_users_28d,
-    new_users,
-    active_users - new_users AS returning_users,
-    jobs / nullif(active_users, 0) AS jobs_per_active_user,
-    year(date) AS year,
-    month(date) AS month,
+    d.date,
+    d.marketplace,
+    CAST(d.jobs AS BIGINT) AS jobs,
+    d.active_users,
+    CAST(w.active_users_7d AS BIGINT) AS active_users_7d,
+    CAST(w.active_users_28d AS BIGINT) AS active_users_28d,
+    d.new_users,
+    d.active_users - d.new_users AS returning_users,
+    d.jobs / nullif(d.active_users, 0) AS jobs_per_active_user,
+    year(d.date) AS year,
+    month(d.date) AS month,
     $updated_at AS updated_at
-FROM days
-WHERE jobs > 0
+FROM days AS d
+JOIN running AS w ON w.marketplace = d.marketplace AND w.date = d.date
+WHERE d.jobs > 0
 """  # noqa: S608
 
 # A job counts in its own day and the WINDOW_DAYS - 1 days after it (their windows reach back to it);

@@ -13,6 +13,13 @@ computed from before. A rerun skips, table by table, what is already there.
 
 A first build (nothing built yet, more than one batch of bronze) takes another path, pipeline/bulk.py:
 bronze read once, folded bucket by bucket, each table written directly and committed once.
+
+The engagement tables (``user_engagement_daily_gold`` and its state ``user_first_seen``) follow silver,
+not bronze: their rows span 28 days, so recomputing them for every range would cost a micro-batch
+seconds. :meth:`Pipeline.update_engagement` reads silver's change data feed since the silver version they
+record as ``(ENGAGEMENT_APP, silver version)``, recomputes the pairs those changes touch and merges them,
+gold first, its state after. ``pipeline run`` runs it once at the end of a run (one step for all its
+ranges); the service runs it on its own schedule.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.direct_write import DirectWrite
@@ -64,6 +72,8 @@ from vhlake.pipeline.bulk import (
     spill_directory,
     taken_back,
 )
+from vhlake.pipeline.engagement_tables import ENGAGEMENT_TABLES, JOB_COLUMNS, EngagementTables
+from vhlake.pipeline.engagement_tables import KEYS as ENGAGEMENT_KEYS
 from vhlake.pipeline.expectations import (
     DEFAULT_EXPECTATIONS,
     Checked,
@@ -83,6 +93,8 @@ from vhlake.query.arrow_sql import registered
 from vhlake.query.lake_relations import table_relation
 
 PIPELINE_APP = "pipeline:bronze"
+# The engagement tables' transaction: the silver version they reflect (module docstring).
+ENGAGEMENT_APP = "pipeline:silver_engagement"
 # on_progress(phase, done, total)
 Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
@@ -94,6 +106,8 @@ _BUILD_READ_ROWS = 125_000
 _SEAL_EVERY_BUCKETS = 32
 _EPOCH = date(1970, 1, 1)
 _PLACES = pa.schema([JOB_EVENTS.schema.field("job_id"), JOB_EVENTS.schema.field("job_date")])
+# In commit order. The engagement tables are not among them: they follow silver's versions, not bronze's
+# (module docstring).
 DERIVED = (QUARANTINE, SILVER, GOLD, ERROR_TYPE_GOLD, JOB_EVENTS)
 
 
@@ -181,6 +195,7 @@ class Pipeline:
         self._places = KeyIndex(lake, JOB_EVENTS, keys=("job_key", "event_key"), partition="job_date")
         self._con = duckdb.connect()
         self._group_tables = GroupTables(lake, self._con)
+        self.engagement = EngagementTables(lake, self._con)
         self._con.execute("SET TimeZone = 'UTC'")
         # DuckDB would take 80% of RAM; past this it spills to disk, so a large range stays bounded.
         self._con.execute("SET memory_limit = '1GB'")
@@ -192,15 +207,62 @@ class Pipeline:
         full_refresh: bool = False,
         stop: threading.Event | None = None,
         on_progress: Progress | None = None,
+        engagement: bool = True,
     ) -> RunReport:
-        """Bring quarantine, silver and gold up to the current bronze version.
+        """Bring quarantine, silver and gold up to the current bronze version, then (with
+        ``engagement``) the engagement tables up to silver's, in one step for all the run's ranges.
 
         With ``stop``, a set event ends the run between two ranges (each range commits whole), so a
         service shuts down promptly even with a backlog; the next run continues from there.
-        ``on_progress(phase, done, total)`` hears how far each phase got.
+        ``on_progress(phase, done, total)`` hears how far each phase got. The service passes
+        ``engagement=False`` and calls :meth:`update_engagement` on its own schedule; a first build
+        computes the engagement tables either way.
         """
         with derived_tables_writer(self._lake):  # a replay in progress finishes first
-            return self._run(full_refresh=full_refresh, stop=stop, on_progress=on_progress)
+            report = self._run(full_refresh=full_refresh, stop=stop, on_progress=on_progress)
+            if engagement:
+                self._update_engagement()
+            return report
+
+    def update_engagement(self) -> bool:
+        """Bring the engagement tables to silver's current version (module docstring); False when they
+        already were. Never at the same time as a pipeline run or a replay."""
+        with derived_tables_writer(self._lake):
+            return self._update_engagement()
+
+    def _update_engagement(self) -> bool:
+        """Silver's changes since the version the state records, recomputed and merged, gold first and
+        the state after, each recording the silver version they reflect: after a crash between the two,
+        gold is skipped and the state computed from the same changes. Built from all of silver when there
+        is no record yet or the changes cannot be followed (``silver_changes``)."""
+        silver = self._lake.open(SILVER)
+        if silver is None:
+            return False
+        target = silver.version()
+        gold_at, state_at = (self._lake.txn_version(t, ENGAGEMENT_APP) for t in ENGAGEMENT_TABLES)
+        if gold_at is not None and state_at is not None and min(gold_at, state_at) >= target:
+            return False
+        changes = None
+        if gold_at is not None and state_at is not None:
+            changes = silver_changes(silver, since=min(gold_at, state_at), until=target)
+        now = datetime.now(UTC)
+        if changes is None:
+            rows = self.engagement.rebuilt(now)
+            for table in ENGAGEMENT_TABLES:  # in commit order
+                self._lake.replace_once(table, rows[table.name], app_id=ENGAGEMENT_APP, version=target)
+            self.engagement.refresh_index()
+            return True
+        sources = self.engagement.merge_sources(changes, changes.schema.empty_table(), now)
+        for table in ENGAGEMENT_TABLES:
+            self._lake.upsert_once(
+                table,
+                sources[table.name],
+                keys=ENGAGEMENT_KEYS[table.name],
+                app_id=ENGAGEMENT_APP,
+                version=target,
+                delete_flag="_deleted",
+            )
+        return True
 
     def _run(
         self, *, full_refresh: bool, stop: threading.Event | None, on_progress: Progress | None
@@ -312,6 +374,9 @@ class Pipeline:
             self._progress("indexing job events", 0, 1)
             self._places.refresh()  # indexed now, not in the first incremental run
             self._progress("indexing job events", 1, 1)
+            self._progress("engagement from silver", 0, 1)
+            self._update_engagement()  # from all of silver, as committed just before
+            self._progress("engagement from silver", 1, 1)
         except Exception as exc:
             self._log_failure(run_id, -1, target, exc)
             raise
@@ -554,6 +619,7 @@ class Pipeline:
         version = bronze.version()
         app_id = f"replay:{uuid.uuid4()}"
         self._apply(type_events(self._con, passing), version=version, app_id=app_id)
+        self._update_engagement()  # what the replayed jobs changed in silver, before the events leave
         leaving = passing.select(["source", "source_offset"]).append_column(
             "_deleted", pa.repeat(pa.scalar(True), passing.num_rows)
         )
@@ -616,8 +682,9 @@ class Pipeline:
 
     def recompute_gold(self, jobs: pa.Table, *, app_id: str) -> int:
         """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
-        category) from silver as it is now: after rows left silver other than through the pipeline (an
-        erasure). Returns the number of groups."""
+        category) from silver as it is now, and bring the engagement tables to silver (its change data
+        feed holds the deletes): after rows left silver other than through the pipeline (an erasure).
+        Returns the number of groups."""
         groups, now = groups_of(jobs), datetime.now(UTC)
         # A group is of one day: recomputed a day at a time, what is read of silver at once is one day's
         # partitions (a user seen every day would otherwise bring the whole of silver into memory).
@@ -626,6 +693,7 @@ class Pipeline:
         sources = [self._group_tables.merge_sources(of_day, now) for of_day in day_groups]
         merged = {table.name: pa.concat_tables([s[table.name] for s in sources]) for table in GROUP_TABLES}
         self._upsert_groups(merged, app_id=app_id, version=0)
+        self.update_engagement()
         return int(groups.num_rows)
 
     def _upsert_groups(self, sources: dict[str, pa.Table], *, app_id: str, version: int) -> None:
@@ -811,6 +879,49 @@ def _appended_rows(bronze: DeltaTable, start: int, end: int, without_events: fro
         rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
         parts.append(rows.filter(pc.equal(change_type, "insert")))
     return pa.concat_tables(parts)
+
+
+# Silver commits the engagement step skips: retention's DELETE (silver expiring leaves the engagement rows
+# and the first dates as they were: docs/semantics.md), and upkeep that changes no row.
+_SILVER_SKIPPED = frozenset({"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
+# Silver commits whose changes the engagement step follows: the pipeline's and an erasure's MERGEs, and
+# appends (a version recorded without rows). Anything else (an overwrite: a full refresh, a rebuild)
+# makes it build from all of silver.
+_SILVER_FOLLOWED = frozenset({"MERGE", "WRITE", "STREAMING UPDATE"})
+
+
+def silver_changes(silver: DeltaTable, *, since: int, until: int) -> pa.Table | None:
+    """Silver's ``JOB_COLUMNS`` in the change data feed of versions ``since+1 .. until``, every image
+    (inserted, deleted, before and after an update): what ``EngagementTables.merge_sources`` needs of the
+    changed jobs. None when the changes cannot be followed: a commit that replaced silver, a log cleaned
+    up past ``since``, change data vacuumed away; the engagement tables are then built from silver.
+
+    A silver created without the change data feed still answers, with the rows of the files each commit
+    added and removed (a superset of the changed rows: more pairs recomputed, the same result)."""
+    if until <= since:
+        return _ENGAGEMENT_CHANGES.empty_table()
+    commits = silver.history(until - since)
+    skipped = set()
+    for commit in commits:
+        operation = str(commit.get("operation"))
+        mode = (commit.get("operationParameters") or {}).get("mode", "Append")
+        if operation in _SILVER_SKIPPED:
+            skipped.add(int(commit["version"]))
+        elif operation not in _SILVER_FOLLOWED or mode not in ("Append", None):
+            return None
+    if {int(c["version"]) for c in commits} != set(range(since + 1, until + 1)):
+        return None  # the log no longer lists them all
+    parts = [_ENGAGEMENT_CHANGES.empty_table()]
+    try:
+        for first, last in _runs(since + 1, until, frozenset(skipped)):
+            changes = silver.load_cdf(starting_version=first, ending_version=last, columns=JOB_COLUMNS)
+            parts.append(pa.table(changes).select(JOB_COLUMNS).cast(_ENGAGEMENT_CHANGES))
+    except (DeltaError, OSError):
+        return None
+    return pa.concat_tables(parts)
+
+
+_ENGAGEMENT_CHANGES = pa.schema([SILVER.schema.field(name) for name in JOB_COLUMNS])
 
 
 def _runs(first: int, last: int, skipped: frozenset[int]) -> Iterator[tuple[int, int]]:

@@ -3,8 +3,10 @@
 Threads that share a stop event:
 - **ingest**: the event source commits batches to bronze and wakes the pipeline;
 - **pipeline**: runs the incremental pipeline whenever bronze moved (or on the time trigger), records
-  freshness and data quality, and compacts recent partitions and runs ``vhlake maintain`` on their
-  schedules (in this thread, so the rewrites never race the pipeline's own MERGEs);
+  freshness and data quality; brings the engagement tables to silver at most every
+  ``engagement_every_s`` (their rows span 28 days: recomputed per micro-batch, they would cost it
+  seconds); compacts recent partitions and runs ``vhlake maintain`` on their schedules (all in this
+  thread, so the rewrites never race the pipeline's own MERGEs);
 - **canary** (optional): publishes a marked event every N seconds and measures its lag to gold;
 - **alerts** (optional): evaluates the alert rules on their schedules;
 - **ml** (optional): retrains the forecasts and rescores the anomalies on a schedule (a minute after
@@ -51,6 +53,7 @@ class ServiceOptions:
     sla_s: float = 300.0  # a step without a success for this long counts as late
     ml_every_s: float = 6 * 3600.0  # forecasts retrained and anomalies rescored this often
     lifecycle_every_s: float = 24 * 3600.0  # retention, compaction, Z-order, vacuum, checkpoints
+    engagement_every_s: float = 60.0  # user engagement brought to silver at most this often
 
 
 @dataclass
@@ -99,10 +102,12 @@ class LakeService:
         self._wake = threading.Event()
         self._pending = _Pending()
         self.steps = {
-            step: StepState() for step in ("ingest", "pipeline", "maintenance", "lifecycle", "alerts", "ml")
+            step: StepState()
+            for step in ("ingest", "pipeline", "engagement", "maintenance", "lifecycle", "alerts", "ml")
         }
         self._threads: list[threading.Thread] = []
         self._last_maintenance = self._last_lifecycle = time.monotonic()
+        self._last_engagement: float | None = None  # the first pipeline run is followed by the step
 
     def start(self) -> None:
         workers: list[tuple[str, Callable[[], None]]] = [
@@ -164,6 +169,8 @@ class LakeService:
             if not self._due():
                 continue
             self._retrying("pipeline", self._run_pipeline, once=True)
+            if self._engagement_due():
+                self._retrying("engagement", self._run_engagement, once=True)
             if time.monotonic() - self._last_maintenance >= self._options.maintenance_every_s:
                 self._retrying("maintenance", self._maintain, once=True)
             if (
@@ -187,7 +194,7 @@ class LakeService:
             rejected = self._pending.rejected
             self._pending.commits, self._pending.since, self._pending.rejected = 0, None, 0
         started = time.perf_counter()
-        report = self._pipeline.run(stop=self._stop)
+        report = self._pipeline.run(stop=self._stop, engagement=False)  # on its own schedule
         self.metrics.backlog_versions.set(self._pipeline.backlog())
         if report.was_noop:
             self._succeeded("pipeline")
@@ -195,6 +202,18 @@ class LakeService:
         self.metrics.batch_duration.labels(step="pipeline").observe(time.perf_counter() - started)
         self._record(report, rejected)
         self._succeeded("pipeline")
+
+    def _engagement_due(self) -> bool:
+        last = self._last_engagement
+        return last is None or time.monotonic() - last >= self._options.engagement_every_s
+
+    def _run_engagement(self) -> None:
+        """The engagement tables brought to silver: one step for every micro-batch since the last."""
+        started = time.perf_counter()
+        self._last_engagement = time.monotonic()  # a failing step waits for its schedule too
+        if self._pipeline.update_engagement():
+            self.metrics.batch_duration.labels(step="engagement").observe(time.perf_counter() - started)
+        self._succeeded("engagement")
 
     def _record(self, report: RunReport, rejected: int) -> None:
         m = self.metrics
@@ -232,7 +251,11 @@ class LakeService:
 
     def _sla(self, step: str) -> float:
         """A scheduled step is late only once its schedule has passed too."""
-        scheduled = {"ml": self._options.ml_every_s, "lifecycle": self._options.lifecycle_every_s}
+        scheduled = {
+            "ml": self._options.ml_every_s,
+            "lifecycle": self._options.lifecycle_every_s,
+            "engagement": self._options.engagement_every_s,
+        }
         return self._options.sla_s + scheduled.get(step, 0.0)
 
     def _maintain(self) -> None:

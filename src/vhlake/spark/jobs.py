@@ -6,8 +6,7 @@ What can be shared is shared, so the two engines cannot drift: the payload schem
 contract, the expectations are the embedded pipeline's own predicates and gold is the embedded pipeline's
 own SQL (``GOLD_SQL``, ``ERROR_TYPE_SQL`` and ``ENGAGEMENT_SQL``), translated from DuckDB's dialect to
 Spark's by sqlglot (exact ``percentile``, never ``percentile_approx``; ``unnest`` of the error-type map
-entries as ``explode``; engagement's range join, which Spark lacks, replaced by an equi-join, see
-``WINDOWS_SPARK_SQL``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
+entries as ``explode``). The fold is written here in Spark SQL (DuckDB's version leans on dialect
 features with no Spark equivalent); tests/test_spark_jobs.py holds it to the embedded pipeline's result,
 column by column, on the same bronze.
 
@@ -33,7 +32,7 @@ from vhlake.lake.tables import (
     SILVER,
     USER_ENGAGEMENT_GOLD,
 )
-from vhlake.pipeline.engagement import ENGAGEMENT_SQL, FIRST_SEEN_SQL, WINDOW_DAYS
+from vhlake.pipeline.engagement import ENGAGEMENT_SQL, FIRST_SEEN_SQL
 from vhlake.pipeline.error_types import ERROR_TYPE_SQL
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.gold import GOLD_SQL
@@ -305,31 +304,11 @@ def silver_to_error_types(silver: DataFrame, *, updated_at: datetime) -> DataFra
     return rows.select(*ERROR_TYPE_GOLD.schema.names)
 
 
-# ENGAGEMENT_SQL's windows, as Spark can join them. DuckDB joins each (marketplace, date) pair to the
-# user-days of [date - 27, date] with a range join; Spark has none (its join on the marketplace alone would
-# compare every pair of a marketplace with every user-day of it, in one task per marketplace). So each
-# user-day is sent to the WINDOW_DAYS dates whose windows hold it and joined to the pairs on (marketplace,
-# date): the same rows, an equi-join that spreads. The user's first date is joined before the expansion.
-WINDOWS_SPARK_SQL = f"""
-SELECT marketplace, date, created_date, user_id, jobs, first_date
-FROM (
-    SELECT u.marketplace, u.created_date, u.user_id, u.jobs, f.first_date,
-        explode(sequence(u.created_date, date_add(u.created_date, {WINDOW_DAYS - 1}))) AS date
-    FROM user_days AS u
-    LEFT JOIN first_seen AS f ON f.marketplace = u.marketplace AND f.user_id = u.user_id
-) AS w
-LEFT SEMI JOIN pairs AS p ON p.marketplace = w.marketplace AND p.date = w.date
-"""  # noqa: S608
-
-
 def _engagement_spark_sql() -> str:
-    """ENGAGEMENT_SQL in Spark's dialect, its ``windows`` step replaced by WINDOWS_SPARK_SQL, reading
-    the frames ``{jobs}``, ``{pairs}`` and ``{first_seen}``."""
-    tree = sqlglot.parse_one(ENGAGEMENT_SQL, read="duckdb")
-    (windows,) = [cte for cte in tree.find_all(exp.CTE) if cte.alias == "windows"]
-    windows.set("this", sqlglot.parse_one(WINDOWS_SPARK_SQL, read="spark"))
+    """ENGAGEMENT_SQL in Spark's dialect, reading the frames ``{jobs}``, ``{pairs}`` and ``{first_seen}``:
+    its windows are counted with ``lag``, a running ``sum`` and equi-joins, which Spark runs as they are."""
     frames = {"jobs": "jobs", "pairs": "pairs", "first_seen": "first_seen"}
-    return _over_frames(_spark_sql(tree), frames)
+    return _over_frames(to_spark(ENGAGEMENT_SQL), frames)
 
 
 ENGAGEMENT_SPARK_SQL = _engagement_spark_sql()
