@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -253,15 +253,7 @@ class Pipeline:
             self.engagement.refresh_index()
             return True
         sources = self.engagement.merge_sources(changes, changes.schema.empty_table(), now)
-        for table in ENGAGEMENT_TABLES:
-            self._lake.upsert_once(
-                table,
-                sources[table.name],
-                keys=ENGAGEMENT_KEYS[table.name],
-                app_id=ENGAGEMENT_APP,
-                version=target,
-                delete_flag="_deleted",
-            )
+        self._upsert_each(ENGAGEMENT_TABLES, sources, ENGAGEMENT_KEYS, app_id=ENGAGEMENT_APP, version=target)
         return True
 
     def _run(
@@ -697,11 +689,24 @@ class Pipeline:
         return int(groups.num_rows)
 
     def _upsert_groups(self, sources: dict[str, pa.Table], *, app_id: str, version: int) -> None:
-        for table in GROUP_TABLES:
+        self._upsert_each(GROUP_TABLES, sources, KEYS, app_id=app_id, version=version)
+
+    def _upsert_each(
+        self,
+        tables: Sequence[TableDef],
+        sources: dict[str, pa.Table],
+        keys: Mapping[str, tuple[str, ...]],
+        *,
+        app_id: str,
+        version: int,
+    ) -> None:
+        """Each of ``tables`` MERGEd with its rows of ``sources`` on its ``keys`` (rows flagged
+        ``_deleted`` delete), in order, each commit recording ``(app_id, version)``."""
+        for table in tables:
             self._lake.upsert_once(
                 table,
                 sources[table.name],
-                keys=KEYS[table.name],
+                keys=keys[table.name],
                 app_id=app_id,
                 version=version,
                 delete_flag="_deleted",
