@@ -275,15 +275,65 @@ def test_the_step_reads_only_the_changed_jobs_from_silvers_change_data(house: La
     changes = silver_changes(silver, since=since, until=silver.version())
     assert changes is not None
     # the job's row before and after, not the 29 others its file holds
-    assert set(changes["user_id"].to_pylist()) == {"u7"}
+    assert set(changes.rows["user_id"].to_pylist()) == {"u7"}
+    assert not changes.expired
     matches_silver(house)
 
 
-def test_silver_expiring_leaves_engagement_as_it_was(house: Lakehouse) -> None:
-    house.run(*job("k1", "2025-01-02T10:00:00Z", "u1"), *job("k2", "2026-03-10T10:00:00Z", "u1"))
+def test_silver_expiring_moves_first_dates_to_what_silver_still_holds(house: Lakehouse) -> None:
+    house.run(
+        *job("k1", "2025-01-02T10:00:00Z", "u1"),
+        *job("k2", "2026-03-10T10:00:00Z", "u1"),  # u1 comes back after their first job expired
+        *job("k3", "2025-01-03T10:00:00Z", "u2"),  # u2 never comes back
+        *job("k4", "2025-01-03T10:00:00Z", "u3", market="mx"),
+        *job("k5", "2025-06-01T10:00:00Z", "u3", market="mx"),
+        *job("k6", "2025-06-01T10:00:00Z", "u4", market="mx"),  # first date kept
+    )
     before = stored(house)
-    maintain(house.lake, Retention(), today=date(2026, 3, 20))  # silver keeps 365 days: 2025-01-02 goes
-    assert all(r["created_date"] > date(2025, 3, 20) for r in silver_rows(house))
+    assert before[("br", date(2026, 3, 10))]["new_users"] == 0
+    maintain(house.lake, Retention(), today=date(2026, 3, 20))  # silver keeps 365 days: 2025-01-0x go
+    silver = silver_rows(house)
+    assert all(r["created_date"] > date(2025, 3, 20) for r in silver)
     house.run()
-    assert stored(house) == before  # not recomputed: u1 stays returning on 03-10
-    assert first_dates(house)[("br", "u1")] == date(2025, 1, 2)
+    # the state is what silver gives, as a rebuild would make it: u2 has left it
+    assert first_dates(house) == expected_first_dates(silver)
+    assert first_dates(house) == {
+        ("br", "u1"): date(2026, 3, 10),
+        ("mx", "u3"): date(2025, 6, 1),
+        ("mx", "u4"): date(2025, 6, 1),
+    }
+    got = stored(house)
+    expected = reference(silver)
+    # the rows of the new first dates are recomputed: u1 is new again on 03-10, u3 on 06-01
+    assert got[("br", date(2026, 3, 10))] == expected[("br", date(2026, 3, 10))]
+    assert got[("br", date(2026, 3, 10))]["new_users"] == 1
+    assert got[("mx", date(2025, 6, 1))]["new_users"] == 2
+    # the expired days' rows stay (gold keeps 730 days), as they were
+    for key in [("br", date(2025, 1, 2)), ("br", date(2025, 1, 3)), ("mx", date(2025, 1, 3))]:
+        assert got[key] == before[key]
+    # a later batch starts from the moved first dates: u1's job on 03-12 is returning
+    house.run(*job("k7", "2026-03-12T10:00:00Z", "u1"))
+    assert stored(house)[("br", date(2026, 3, 12))]["returning_users"] == 1
+    assert first_dates(house) == expected_first_dates(silver_rows(house))
+
+
+def test_a_crash_between_expired_gold_and_its_state_is_completed(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    house.run(*job("q1", "2025-01-02T10:00:00Z", "u1"), *job("q2", "2026-03-10T10:00:00Z", "u1"))
+    maintain(house.lake, Retention(), today=date(2026, 3, 20))
+    real = house.lake.upsert_once
+
+    def crash_on_state(table: Any, *args: Any, **kwargs: Any) -> bool:
+        if table.name == USER_FIRST_SEEN.name:
+            raise OSError("power cut")
+        return real(table, *args, **kwargs)
+
+    monkeypatch.setattr(house.lake, "upsert_once", crash_on_state)
+    with pytest.raises(OSError, match="power cut"):
+        house.pipeline.update_engagement()
+    assert first_dates(house)[("br", "u1")] == date(2025, 1, 2)  # the state did not move yet
+    monkeypatch.setattr(house.lake, "upsert_once", real)
+    house.pipeline.update_engagement()
+    assert first_dates(house) == {("br", "u1"): date(2026, 3, 10)}
+    assert stored(house)[("br", date(2026, 3, 10))]["new_users"] == 1

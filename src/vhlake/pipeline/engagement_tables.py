@@ -139,8 +139,64 @@ class EngagementTables:
         pairs = touched_pairs(self._con, changed, first_before=left, first_after=arrived)
         # a pair whose date holds no job has no row (what gold held there goes): not computed
         with_jobs = pairs.join(self._silver_pairs(), keys=["marketplace", "date"], join_type="left semi")
+        rows = self._rows(with_jobs, first, kept, now)
+        return {
+            USER_ENGAGEMENT_GOLD.name: merge_source(USER_ENGAGEMENT_GOLD, rows, self._gone(pairs, rows)),
+            USER_FIRST_SEEN.name: merge_source(USER_FIRST_SEEN, arrived, left),
+        }
+
+    def expired_sources(self, now: datetime) -> dict[str, pa.Table] | None:
+        """Per table, the MERGE source that takes the state past silver's retention (docs/semantics.md):
+        the users whose first date is older than silver's earliest day get their earliest date silver
+        still holds (or leave the state, with no job left), and the engagement rows of those dates are
+        recomputed. None when no first date is that old (found from the file lists: nothing read)."""
+        silver_days = self._silver_pairs()["date"]
+        horizon = pc.min(silver_days).as_py() if len(silver_days) else None
+        stale_days = [d for d in self._state_days() if horizon is None or d < horizon]
+        if not stale_days:
+            return None
+        wanted = ds.field("first_date").isin(pa.array(stale_days, pa.date32()))
+        stale = self._lake.dataset(USER_FIRST_SEEN).to_table(filter=wanted).cast(USER_FIRST_SEEN.schema)
+        first = self._earliest_in_silver(stale)
+        arrived = first.filter(pc.is_valid(first["first_date"])).cast(USER_FIRST_SEEN.schema)
+        pairs = pa.table({"marketplace": arrived["marketplace"], "date": arrived["first_date"]})
+        pairs = pairs.group_by(["marketplace", "date"]).aggregate([]).cast(PAIRS_SCHEMA)
+        rows = self._rows(pairs, first, None, now)
+        nothing_gone = USER_ENGAGEMENT_GOLD.schema.empty_table()
+        return {
+            USER_ENGAGEMENT_GOLD.name: merge_source(USER_ENGAGEMENT_GOLD, rows, nothing_gone),
+            USER_FIRST_SEEN.name: merge_source(USER_FIRST_SEEN, arrived, stale),
+        }
+
+    def _state_days(self) -> set[date]:
+        """The first dates the state has a partition of, from its file list."""
+        if self._lake.open(USER_FIRST_SEEN) is None:
+            return set()
+        fragments = self._lake.dataset(USER_FIRST_SEEN).get_fragments()
+        return {ds.get_partition_keys(f.partition_expression)["first_date"] for f in fragments}
+
+    def _earliest_in_silver(self, users: pa.Table) -> pa.Table:
+        """``users`` (state rows) with ``first_date`` their earliest date in all of silver (NULL: none):
+        one scan of silver's (marketplace, user_id, created_date), done once per day silver expires."""
+        table_relation(self._con, self._lake, SILVER).create_view("engagement_silver", replace=True)
+        with registered(self._con, users=users):
+            rows = self._con.sql(
+                """SELECT u.marketplace, u.user_id, u.user_key, s.first_date
+                FROM users u LEFT JOIN (
+                    SELECT marketplace, user_id, min(created_date) AS first_date
+                    FROM engagement_silver SEMI JOIN users USING (marketplace, user_id)
+                    GROUP BY marketplace, user_id
+                ) s USING (marketplace, user_id)"""
+            ).to_arrow_table()
+        return rows.cast(pa.schema([f.with_nullable(True) for f in USER_FIRST_SEEN.schema]))
+
+    def _rows(
+        self, pairs: pa.Table, first: pa.Table, kept: tuple[pa.Table, set[date]] | None, now: datetime
+    ) -> pa.Table:
+        """The engagement rows of ``pairs`` (each with jobs), the changed users' first dates ``first``
+        standing in for the stored ones; a marketplace's few weeks at a time."""
         parts = [USER_ENGAGEMENT_GOLD.schema.empty_table()]
-        for market, dates in _by_market(with_jobs):
+        for market, dates in _by_market(pairs):
             chosen, one = pa.array(dates, pa.date32()), pa.array([market], pa.string())
             jobs = self._jobs(one, _window_days(chosen), kept)
             first_seen = self._first_seen_on(chosen, one, first)
@@ -150,11 +206,7 @@ class EngagementTables:
             parts.append(
                 user_engagement_daily(self._con, jobs, first_seen=first_seen, pairs=wanted, updated_at=now)
             )
-        rows = pa.concat_tables(parts)
-        return {
-            USER_ENGAGEMENT_GOLD.name: merge_source(USER_ENGAGEMENT_GOLD, rows, self._gone(pairs, rows)),
-            USER_FIRST_SEEN.name: merge_source(USER_FIRST_SEEN, arrived, left),
-        }
+        return pa.concat_tables(parts)
 
     def _lows(
         self, markets: pa.Array, days: set[date], users: pa.Table

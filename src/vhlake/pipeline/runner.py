@@ -19,7 +19,8 @@ not bronze: their rows span 28 days, so recomputing them for every range would c
 seconds. :meth:`Pipeline.update_engagement` reads silver's change data feed since the silver version they
 record as ``(ENGAGEMENT_APP, silver version)``, recomputes the pairs those changes touch and merges them,
 gold first, its state after. ``pipeline run`` runs it once at the end of a run (one step for all its
-ranges); the service runs it on its own schedule.
+ranges); the service runs it on its own schedule. After silver's retention deleted its oldest days, the
+step first moves the first dates older than silver's earliest day to the earliest silver still holds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import numpy as np
@@ -95,6 +97,9 @@ from vhlake.query.lake_relations import table_relation
 PIPELINE_APP = "pipeline:bronze"
 # The engagement tables' transaction: the silver version they reflect (module docstring).
 ENGAGEMENT_APP = "pipeline:silver_engagement"
+# The engagement tables taken past silver's retention, at the silver version that found it (a crash
+# between gold's commit and the state's is completed from the same stored first dates).
+ENGAGEMENT_EXPIRY_APP = "pipeline:silver_engagement_expiry"
 # on_progress(phase, done, total)
 Progress = Callable[[str, int, int], None]
 # A first build reads bronze in parts of about this many rows (three in memory at once: two being typed
@@ -252,7 +257,12 @@ class Pipeline:
                 self._lake.replace_once(table, rows[table.name], app_id=ENGAGEMENT_APP, version=target)
             self.engagement.refresh_index()
             return True
-        sources = self.engagement.merge_sources(changes, changes.schema.empty_table(), now)
+        expired = self.engagement.expired_sources(now) if changes.expired else None
+        if expired is not None:  # before the changes, which then read the state as silver gives it
+            self._upsert_each(
+                ENGAGEMENT_TABLES, expired, ENGAGEMENT_KEYS, app_id=ENGAGEMENT_EXPIRY_APP, version=target
+            )
+        sources = self.engagement.merge_sources(changes.rows, changes.rows.schema.empty_table(), now)
         self._upsert_each(ENGAGEMENT_TABLES, sources, ENGAGEMENT_KEYS, app_id=ENGAGEMENT_APP, version=target)
         return True
 
@@ -887,7 +897,8 @@ def _appended_rows(bronze: DeltaTable, start: int, end: int, without_events: fro
 
 
 # Silver commits the engagement step skips: retention's DELETE (silver expiring leaves the engagement rows
-# and the first dates as they were: docs/semantics.md), and upkeep that changes no row.
+# as they were; the first dates it takes away are found from the state, ``expired_sources``:
+# docs/semantics.md), and upkeep that changes no row.
 _SILVER_SKIPPED = frozenset({"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # Silver commits whose changes the engagement step follows: the pipeline's and an erasure's MERGEs, and
 # appends (a version recorded without rows). Anything else (an overwrite: a full refresh, a rebuild)
@@ -895,21 +906,27 @@ _SILVER_SKIPPED = frozenset({"DELETE", "OPTIMIZE", "VACUUM START", "VACUUM END",
 _SILVER_FOLLOWED = frozenset({"MERGE", "WRITE", "STREAMING UPDATE"})
 
 
-def silver_changes(silver: DeltaTable, *, since: int, until: int) -> pa.Table | None:
+class SilverChanges(NamedTuple):
+    rows: pa.Table  # the changed jobs' JOB_COLUMNS, every image
+    expired: bool  # retention deleted silver's oldest days among these versions
+
+
+def silver_changes(silver: DeltaTable, *, since: int, until: int) -> SilverChanges | None:
     """Silver's ``JOB_COLUMNS`` in the change data feed of versions ``since+1 .. until``, every image
     (inserted, deleted, before and after an update): what ``EngagementTables.merge_sources`` needs of the
-    changed jobs. None when the changes cannot be followed: a commit that replaced silver, a log cleaned
+    changed jobs; and whether retention ran among them. None when the changes cannot be followed: a commit that replaced silver, a log cleaned
     up past ``since``, change data vacuumed away; the engagement tables are then built from silver.
 
     A silver created without the change data feed still answers, with the rows of the files each commit
     added and removed (a superset of the changed rows: more pairs recomputed, the same result)."""
     if until <= since:
-        return _ENGAGEMENT_CHANGES.empty_table()
+        return SilverChanges(_ENGAGEMENT_CHANGES.empty_table(), expired=False)
     commits = silver.history(until - since)
-    skipped = set()
+    skipped, expired = set(), False
     for commit in commits:
         operation = str(commit.get("operation"))
         mode = (commit.get("operationParameters") or {}).get("mode", "Append")
+        expired = expired or operation == "DELETE"
         if operation in _SILVER_SKIPPED:
             skipped.add(int(commit["version"]))
         elif operation not in _SILVER_FOLLOWED or mode not in ("Append", None):
@@ -923,7 +940,7 @@ def silver_changes(silver: DeltaTable, *, since: int, until: int) -> pa.Table | 
             parts.append(pa.table(changes).select(JOB_COLUMNS).cast(_ENGAGEMENT_CHANGES))
     except (DeltaError, OSError):
         return None
-    return pa.concat_tables(parts)
+    return SilverChanges(pa.concat_tables(parts), expired=expired)
 
 
 _ENGAGEMENT_CHANGES = pa.schema([SILVER.schema.field(name) for name in JOB_COLUMNS])
