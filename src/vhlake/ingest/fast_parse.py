@@ -21,11 +21,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.duck.arrow import registered
 from vhlake.ingest.parse import KNOWN_FIELDS, ParsedBatch, add_batch_columns, rejected_rows
 from vhlake.ingest.parse import parse_records as exact_parse_records
 from vhlake.lake.tables import BRONZE
 from vhlake.native import address, gather_strings, library, string_buffers
-from vhlake.query.arrow_sql import registered
 
 _FIELDS = len(KNOWN_FIELDS)
 # The exact path's first filter: a line failing it is a reject whatever else holds.

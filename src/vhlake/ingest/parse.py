@@ -18,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.tables import BRONZE, REJECTED, UTC_MICROS
-from vhlake.query.arrow_sql import registered
 
 STRING_FIELDS: tuple[str, ...] = (
     "event_id",

@@ -45,12 +45,12 @@ import pyarrow.fs as fs
 import pyarrow.parquet as pq
 from deltalake.exceptions import CommitFailedError
 
+from vhlake.duck.lake_relations import table_relation
 from vhlake.errors import LakeError
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, BRONZE, JOB_EVENTS, QUARANTINE, REJECTED, SILVER, TableDef
 from vhlake.pipeline.runner import Pipeline
-from vhlake.query.lake_relations import table_relation
 
 # Tables whose rows carry user_id and job_id.
 _BY_USER_AND_JOB = (BRONZE, QUARANTINE, JOB_EVENTS, SILVER)

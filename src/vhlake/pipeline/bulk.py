@@ -31,8 +31,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.duck.arrow import registered
 from vhlake.native import keys_in_several_groups, library
-from vhlake.query.arrow_sql import registered
 
 
 def bucket_count(rows: int, *, per_bucket: int) -> int:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.tables import USER_ENGAGEMENT_GOLD
-from vhlake.query.arrow_sql import registered
 
 # The longest window: a day's row reads silver from WINDOW_DAYS - 1 days before it.
 WINDOW_DAYS = 28

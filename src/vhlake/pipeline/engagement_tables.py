@@ -39,6 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from vhlake.duck.arrow import registered
+from vhlake.duck.lake_relations import table_relation
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.key_index import KeyIndex
 from vhlake.lake.tables import SILVER, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN
@@ -49,8 +51,6 @@ from vhlake.pipeline.engagement import (
     touched_pairs,
     user_engagement_daily,
 )
-from vhlake.query.arrow_sql import registered
-from vhlake.query.lake_relations import table_relation
 
 # Commit order: gold first, its state after (module docstring).
 ENGAGEMENT_TABLES = (USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.tables import ERROR_TYPE_GOLD
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY
-from vhlake.query.arrow_sql import registered
 
 # One row per (job, map entry) whose value is > 0: an entry of 0, a negative count or a NULL reports no
 # error of that type, so a key seen only with such values has no row (its share of failed jobs would be

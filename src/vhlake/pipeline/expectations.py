@@ -15,9 +15,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.duck.arrow import registered
 from vhlake.errors import VhlakeError
 from vhlake.events.model import EVENT_TYPES
-from vhlake.query.arrow_sql import registered
 
 Action = Literal["warn", "quarantine", "fail"]
 

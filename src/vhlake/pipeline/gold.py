@@ -9,8 +9,8 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.tables import GOLD
-from vhlake.query.arrow_sql import registered
 
 UNKNOWN_CATEGORY = "unknown"
 

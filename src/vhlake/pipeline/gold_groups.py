@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.tables import ERROR_TYPE_GOLD, GOLD, SILVER, TableDef
 from vhlake.pipeline.error_types import error_type_daily
 from vhlake.pipeline.gold import UNKNOWN_CATEGORY, daily_metrics
-from vhlake.query.arrow_sql import registered
 
 GROUP_TABLES = (GOLD, ERROR_TYPE_GOLD)
 GROUP_KEYS = ("date", "marketplace", "category")

@@ -48,6 +48,8 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
+from vhlake.duck.arrow import registered
+from vhlake.duck.lake_relations import table_relation
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.direct_write import DirectWrite
 from vhlake.lake.key_index import KeyIndex
@@ -91,8 +93,6 @@ from vhlake.pipeline.gold_groups import (
     groups_of,
 )
 from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_and_file, fold_jobs, type_events
-from vhlake.query.arrow_sql import registered
-from vhlake.query.lake_relations import table_relation
 
 PIPELINE_APP = "pipeline:bronze"
 # The engagement tables' transaction: the silver version they reflect (module docstring).

@@ -16,11 +16,11 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vhlake.duck.arrow import registered
 from vhlake.lake.tables import JOB_EVENTS, PAYLOAD_FIELDS, SILVER
 from vhlake.native import library
 from vhlake.pipeline.native_fold import Winners, can_fold, find_winners
 from vhlake.pipeline.native_typing import lookup_keys, type_payloads
-from vhlake.query.arrow_sql import registered
 
 
 def _kind(field: pa.Field) -> str:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow as pa
 
+from vhlake.duck.lake_relations import table_relation
 from vhlake.errors import LakeError, QueryError
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALL_TABLES, TableDef
 from vhlake.query.engine import Params, to_dataframe
-from vhlake.query.lake_relations import table_relation
 from vhlake.query.render import referenced_tables, render_for_duckdb
 
 if TYPE_CHECKING:

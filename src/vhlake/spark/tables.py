@@ -292,8 +292,8 @@ class LocalDeltaTables:
         # Spark semi-joins took 7-15 s on this machine).
         import duckdb
 
-        from vhlake.query.arrow_sql import registered
-        from vhlake.query.lake_relations import table_relation
+        from vhlake.duck.arrow import registered
+        from vhlake.duck.lake_relations import table_relation
 
         con = duckdb.connect()
         with registered(con, wanted=keys.toArrow()):
