@@ -35,6 +35,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from run import BENCH, machine, report
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.api.app import ApiDeps, install_api
 from vhlake.api.audit import AuditLog
 from vhlake.api.keys import KeyStore
@@ -42,7 +43,6 @@ from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 
 Request = tuple[str, dict[str, Any]]  # a path and its query
 SIDE_TABLES: list[Request] = [("/v1/stats/realtime", {}), ("/v1/quality", {}), ("/v1/alerts", {})]

@@ -40,10 +40,10 @@ import psutil
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, GOLD
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 from vhlake.result import Ok
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 

@@ -210,6 +210,7 @@ def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit
     """What the HTTP API needs, over ``lake``: the analytics on DuckDB, an embedded log, keys, an audit log,
     a pipeline to replay the quarantine with.
     The analytics' clock is the test's (freshness and default date ranges follow it, not the calendar)."""
+    from vhlake.analytics.repository import AnalyticsRepository
     from vhlake.api.app import ApiDeps
     from vhlake.api.audit import AuditLog
     from vhlake.api.keys import KeyStore
@@ -217,7 +218,6 @@ def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit
     from vhlake.events.publisher import EmbeddedLogPublisher
     from vhlake.pipeline.runner import Pipeline
     from vhlake.query.duckdb_engine import DuckDBEngine
-    from vhlake.query.repository import AnalyticsRepository
 
     engine = DuckDBEngine(lake)
     return ApiDeps(

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from conftest import make_event, write_lines
+from vhlake.analytics.models import Freshness
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.pipeline.runner import Pipeline
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository, Freshness
 from vhlake.result import Ok
 
 NOW = datetime(2031, 3, 14, 15, 9, 26, tzinfo=UTC)  # the injected clock; far from any real date on purpose

@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.cli.ml_commands import training_summary
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import GOLD, ML_MODELS, ML_PREDICTIONS
 from vhlake.ml.training import train_forecasts
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 from vhlake.result import Ok
 
 TODAY = date(2026, 11, 27)

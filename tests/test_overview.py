@@ -15,9 +15,10 @@ from fastapi.testclient import TestClient
 
 from conftest import api_deps_for
 from test_pipeline import Lakehouse, end, start
+from vhlake.analytics.models import Overview
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.api.app import install_api
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository, Overview
 from vhlake.result import Err, Ok
 
 PERIOD = 3

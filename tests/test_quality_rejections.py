@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from conftest import api_deps_for, make_event, write_lines
+from vhlake.analytics.rejections import MAX_EXAMPLE_CHARS
 from vhlake.api import app as api_module
 from vhlake.api.app import install_api
 from vhlake.ingest.bronze import BronzeIngestor
@@ -28,7 +29,6 @@ from vhlake.lake.tables import AUDIT_LOG, QUARANTINE, REJECTED, SILVER
 from vhlake.lake.writer_lock import DerivedTablesBusy, derived_tables_writer
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.runner import Pipeline
-from vhlake.query.repository import MAX_EXAMPLE_CHARS
 
 CLOCK = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)  # the analytics' clock: nothing here is "today"
 XSS = "<img src=x onerror=alert(1)>"

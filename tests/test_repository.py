@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from conftest import build_analytics_lake, engagement_gold
 from fake_warehouse import FakeWarehouse
+from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
     ALERT_EVENTS,
@@ -28,7 +29,6 @@ from vhlake.lake.tables import (
 )
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
 from vhlake.query.duckdb_engine import DuckDBEngine
-from vhlake.query.repository import AnalyticsRepository
 from vhlake.query.statements import statement, statement_names
 from vhlake.result import Err, Ok
 

@@ -304,10 +304,10 @@ def _broker_problem(settings: Settings) -> str | None:
 
 def build_api_deps(settings: Settings) -> ApiDeps:
     """What the HTTP API needs: the analytics, the publisher, the keys and the audit log."""
+    from vhlake.analytics.repository import AnalyticsRepository
     from vhlake.api.app import ApiDeps
     from vhlake.api.audit import AuditLog
     from vhlake.api.keys import KeyStore
-    from vhlake.query.repository import AnalyticsRepository
 
     lake = build_lake(settings)
     return ApiDeps(

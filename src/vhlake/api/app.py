@@ -18,22 +18,8 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 
-from vhlake.api.audit import AuditLog, AuditMiddleware
-from vhlake.api.body import field_limit_breach, split_events
-from vhlake.api.edge import EdgeMiddleware
-from vhlake.api.keys import ApiKey, KeyStore, Scope, presented_key_id
-from vhlake.api.limits import ApiLimits
-from vhlake.api.problems import Problem, install_problem_handlers
-from vhlake.api.ratelimit import TokenBuckets
-from vhlake.events.model import ValidationEvent
-from vhlake.events.publisher import EventPublisher
-from vhlake.lake.delta import CommitConflict
-from vhlake.lake.writer_lock import DerivedTablesBusy
-from vhlake.query.repository import (
-    MAX_FORECAST_HORIZON_DAYS,
-    MAX_TOP_ERROR_TYPES,
+from vhlake.analytics.models import (
     AlertState,
-    AnalyticsRepository,
     Freshness,
     MarketplaceEngagement,
     MarketplaceErrorTypes,
@@ -47,6 +33,18 @@ from vhlake.query.repository import (
     QualityRejections,
     RealTimeStats,
 )
+from vhlake.analytics.repository import MAX_FORECAST_HORIZON_DAYS, MAX_TOP_ERROR_TYPES, AnalyticsRepository
+from vhlake.api.audit import AuditLog, AuditMiddleware
+from vhlake.api.body import field_limit_breach, split_events
+from vhlake.api.edge import EdgeMiddleware
+from vhlake.api.keys import ApiKey, KeyStore, Scope, presented_key_id
+from vhlake.api.limits import ApiLimits
+from vhlake.api.problems import Problem, install_problem_handlers
+from vhlake.api.ratelimit import TokenBuckets
+from vhlake.events.model import ValidationEvent
+from vhlake.events.publisher import EventPublisher
+from vhlake.lake.delta import CommitConflict
+from vhlake.lake.writer_lock import DerivedTablesBusy
 from vhlake.result import Err, Ok, Result
 
 T = TypeVar("T")
