@@ -363,6 +363,22 @@ def test_each_key_has_its_own_request_rate(
     deps.publisher.close()
 
 
+def test_a_route_asking_for_the_key_twice_spends_one_token(
+    built: tuple[Lake, Path], newest: datetime, tmp_path: Path
+) -> None:
+    # the rejections route takes the key and the key's repository view, which takes the key too: FastAPI
+    # must check it once per request, or a burst of 2 would allow a single request
+    lake, _ = built
+    deps = api_deps_for(lake, tmp_path, clock=lambda: newest, audit_every_s=3600)
+    key = deps.keys.create("read")[1]
+    app = FastAPI()
+    install_api(app, deps, ApiLimits(rate_per_s=0.5, rate_burst=2), clock=lambda: 0.0)
+    client = TestClient(app)
+    statuses = [get(client, "/v1/quality/rejections", key).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    deps.publisher.close()
+
+
 @pytest.fixture(scope="module")
 def whole_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, LakeService, str]]:
     root = tmp_path_factory.mktemp("whole")

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from conftest import api_deps_for, make_event, write_lines
 from vhlake.analytics.rejections import MAX_EXAMPLE_CHARS
-from vhlake.api import app as api_module
 from vhlake.api.app import install_api
+from vhlake.api.routes import quality as quality_routes
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import AUDIT_LOG, QUARANTINE, REJECTED, SILVER
@@ -267,7 +267,7 @@ def test_a_replay_while_another_writer_holds_the_lake_is_a_409(
     fresh_site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = fresh_site
-    monkeypatch.setattr(api_module, "REPLAY_WAIT_S", 0.2)
+    monkeypatch.setattr(quality_routes, "REPLAY_WAIT_S", 0.2)
     before = read(site.lake, QUARANTINE).num_rows
     with derived_tables_writer(site.lake):  # as a pipeline run does
         response = replay(site, "admin", {"reason": NO_KABUM.name})
