@@ -71,7 +71,7 @@ def _ranged(kind: pa.DataType) -> bool:
     """Whether delta-rs writes min/max for a column of type ``kind``."""
     if pa.types.is_timestamp(kind):
         return bool(kind.tz is not None and _PER_MILLISECOND[kind.unit] is not None)
-    return (
+    return bool(
         pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
         or pa.types.is_boolean(kind)
