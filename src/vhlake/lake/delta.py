@@ -18,11 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as fs
 from deltalake import (
-    ColumnProperties,
     CommitProperties,
     DeltaTable,
     Transaction,
-    WriterProperties,
     write_deltalake,
 )
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -30,27 +28,15 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
 from vhlake.errors import LakeError
+from vhlake.lake.encoding import delta_writer_properties
 from vhlake.lake.tables import TableDef
 
 _COMMIT_ATTEMPTS = 5
 _T = TypeVar("_T")
-_PLAIN = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
-_UNDICTIONARIED = ColumnProperties(dictionary_enabled=False)
 
 
 class CommitConflict(LakeError):
     """Other writers kept committing to the table first: the write is still needed and can be retried."""
-
-
-def _writer(table: TableDef) -> WriterProperties:
-    """zstd level 1 (as fast as snappy here, ~40% smaller files); the table's opaque columns (ids, JSON
-    texts) skip dictionary encoding and statistics, which cost ~15% of a bronze write and never pay off."""
-    columns = {name: _PLAIN for name in table.opaque_columns} | {
-        name: _UNDICTIONARIED for name in table.distinct_columns
-    }
-    if table.compression == "lz4":
-        return WriterProperties(compression="LZ4_RAW", column_properties=columns or None)
-    return WriterProperties(compression="ZSTD", compression_level=1, column_properties=columns or None)
 
 
 @dataclass
@@ -296,7 +282,7 @@ class Lake:
                 data.cast(table.schema),
                 mode="append",
                 schema_mode="merge",  # a contract that gained a column adds it to the stored schema
-                writer_properties=_writer(table),
+                writer_properties=delta_writer_properties(table),
             )
         except (DeltaError, OSError) as exc:
             raise LakeError(f"cannot write {table.name}: {exc}") from exc
@@ -312,7 +298,7 @@ class Lake:
                 data.cast(table.schema),
                 mode="overwrite",
                 schema_mode="overwrite",  # a contract that gained a column replaces the stored schema
-                writer_properties=_writer(table),
+                writer_properties=delta_writer_properties(table),
                 commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
             )
         except (DeltaError, OSError) as exc:
@@ -367,7 +353,7 @@ class Lake:
                 predicate=" AND ".join([predicate, *scope]),
                 source_alias="s",
                 target_alias="t",
-                writer_properties=_writer(table),
+                writer_properties=delta_writer_properties(table),
             )
             .when_matched_delete()
             .execute()
@@ -407,7 +393,7 @@ class Lake:
             self.ensure(table),
             data.cast(table.schema),
             mode="append",
-            writer_properties=_writer(table),
+            writer_properties=delta_writer_properties(table),
             storage_options=self.storage_options or None,
             commit_properties=CommitProperties(
                 app_transactions=transactions, custom_metadata=dict(metadata or {}) or None
@@ -487,7 +473,7 @@ def _merge(
         predicate=match,
         source_alias="s",
         target_alias="t",
-        writer_properties=_writer(table),
+        writer_properties=delta_writer_properties(table),
         commit_properties=CommitProperties(app_transactions=[Transaction(app_id, version)]),
     )
     if delete_flag is not None:

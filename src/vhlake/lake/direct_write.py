@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,6 +32,8 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from vhlake.errors import LakeError
 from vhlake.lake.delta import Lake, partition_text
+from vhlake.lake.encoding import parquet_writer_options
+from vhlake.lake.file_stats import delta_statistics
 from vhlake.lake.tables import TableDef
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -57,16 +58,7 @@ class _PartitionFiles:
     def __init__(self, root: Path, table: TableDef) -> None:
         self._root, self._table = root, table
         self.schema = pa.schema([f for f in table.schema if f.name not in table.partition_by])
-        # Dictionaries pay off only on repeated values: not on ids, paths or timestamps (measured: a
-        # dictionary attempt on a timestamp column costs 5x its plain write).
-        described = [f.name for f in self.schema if f.name not in table.opaque_columns]
-        repeated = [name for name in described if not pa.types.is_timestamp(self.schema.field(name).type)]
-        self._options = {
-            "compression": table.compression,
-            "compression_level": 1 if table.compression == "zstd" else None,
-            "use_dictionary": repeated,
-            "write_statistics": described,
-        }
+        self._options = parquet_writer_options(table, self.schema)
         self._files: dict[tuple[object, ...], _File] = {}
         self._sealed: list[AddAction] = []
 
@@ -111,7 +103,7 @@ class _PartitionFiles:
     def _close(self, f: _File) -> AddAction:
         f.writer.close()
         path = self._root / f.relative
-        stats = _statistics(pq.read_metadata(path), self.schema)
+        stats = delta_statistics(pq.read_metadata(path), self.schema)
         return AddAction(
             f.relative, path.stat().st_size, f.partition, int(time.time() * 1000), True, json.dumps(stats)
         )
@@ -244,44 +236,3 @@ def _partition_codes(
         return tuple(reversed(values))
 
     return code, values_of
-
-
-def _statistics(metadata: pq.FileMetaData, schema: pa.Schema) -> dict[str, object]:
-    """Delta file statistics from the Parquet footer: row and null counts for every flat column, and
-    min/max for integers, floats and dates (exact there; strings and timestamps would need Delta's
-    truncation rules, and nothing skips files on them here)."""
-    nulls: dict[str, int] = {}
-    low: dict[str, object] = {}
-    high: dict[str, object] = {}
-    for position in range(metadata.num_columns):
-        column = metadata.schema.column(position)
-        name = column.path
-        if "." in name or name not in schema.names:
-            continue
-        field = schema.field(name)
-        ranged = (
-            pa.types.is_integer(field.type)
-            or pa.types.is_floating(field.type)
-            or pa.types.is_date(field.type)
-        )
-        counts, mins, maxes = 0, [], []
-        complete = True
-        for group in range(metadata.num_row_groups):
-            stats = metadata.row_group(group).column(position).statistics
-            if stats is None:
-                complete = False
-                continue
-            counts += stats.null_count if stats.has_null_count else 0
-            complete &= stats.has_null_count
-            if ranged and stats.has_min_max:
-                mins.append(stats.min)
-                maxes.append(stats.max)
-        if complete:
-            nulls[name] = counts
-        if ranged and mins:
-            low[name], high[name] = _json_value(min(mins)), _json_value(max(maxes))
-    return {"numRecords": metadata.num_rows, "minValues": low, "maxValues": high, "nullCount": nulls}
-
-
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, date) else value

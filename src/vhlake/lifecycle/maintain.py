@@ -32,6 +32,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from vhlake.errors import ConfigError
 from vhlake.lake.delta import Lake, no_such_partition
+from vhlake.lake.encoding import delta_writer_properties
 from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
@@ -133,7 +134,7 @@ def _maintain_table(
     if dry_run:
         _step(lake, table, report, "compaction", lambda d: _plan_compaction(d, table, cutoff, report))
     else:
-        _step(lake, table, report, "compaction", lambda d: _compact(d, report))
+        _step(lake, table, report, "compaction", lambda d: _compact(d, table, report))
         if table.name in Z_ORDER:
             _step(lake, table, report, "z-order", lambda d: _z_order(d, table, today, report))
     _step(lake, table, report, "vacuum", lambda d: _vacuum(lake, d, table, retention, report, dry_run))
@@ -170,12 +171,15 @@ def _expire(
     # delta-rs takes a delete predicate only as text (it prunes whole partitions from it, where a MERGE
     # would scan): built from the contract's date column and a ``date``, whose ISO form is digits and
     # dashes, never from input.
-    metrics = delta.delete(f"{column} < '{cutoff.isoformat()}'")
+    metrics = delta.delete(
+        f"{column} < '{cutoff.isoformat()}'", writer_properties=delta_writer_properties(table)
+    )
     report.rows_expired = int(metrics.get("num_deleted_rows", 0))
 
 
-def _compact(delta: DeltaTable, report: TableReport) -> None:
-    metrics = delta.optimize.compact()
+def _compact(delta: DeltaTable, table: TableDef, report: TableReport) -> None:
+    """Compact every partition; the new files follow the encoding policy, like every file the lake writes."""
+    metrics = delta.optimize.compact(writer_properties=delta_writer_properties(table))
     report.files_compacted += int(metrics.get("numFilesRemoved", 0))
     report.files_written += int(metrics.get("numFilesAdded", 0))
 
@@ -224,7 +228,11 @@ def _z_order(delta: DeltaTable, table: TableDef, today: date, report: TableRepor
     if table is SILVER:
         filters = [("created_date", "=", (today - timedelta(days=1)).isoformat())]
     try:
-        metrics = delta.optimize.z_order(list(Z_ORDER[table.name]), partition_filters=filters)
+        metrics = delta.optimize.z_order(
+            list(Z_ORDER[table.name]),
+            partition_filters=filters,
+            writer_properties=delta_writer_properties(table),
+        )
     except DeltaError as exc:
         if no_such_partition(exc):  # a day without a partition yet: nothing to order
             return

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from vhlake.lake.delta import Lake, no_such_partition
+from vhlake.lake.encoding import delta_writer_properties
 from vhlake.lake.tables import (
     ALERT_EVENTS,
     AUDIT_LOG,
@@ -69,7 +70,9 @@ def compact_recent(
             continue
         try:
             metrics = delta.optimize.compact(
-                partition_filters=[(column, "in", recent)], target_size=_TARGET_FILE_BYTES
+                partition_filters=[(column, "in", recent)],
+                target_size=_TARGET_FILE_BYTES,
+                writer_properties=delta_writer_properties(table),  # rewritten files follow the policy too
             )
             if table is not BRONZE or clean_bronze_log:
                 delta.cleanup_metadata()
