@@ -19,9 +19,10 @@ from test_pipeline import Lakehouse, end, start
 from vhlake.lake.tables import QUARANTINE, SILVER, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN
 from vhlake.lifecycle.erasure import forget_user
 from vhlake.lifecycle.maintain import Retention, maintain
+from vhlake.pipeline.engagement_step import silver_changes
 from vhlake.pipeline.engagement_tables import Reads
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
-from vhlake.pipeline.runner import Pipeline, silver_changes
+from vhlake.pipeline.runner import Pipeline
 from vhlake.samples import SampleSpec, generate_lines
 
 KEYS = ["date", "marketplace"]

@@ -17,7 +17,7 @@ from test_pipeline import Lakehouse, end, start
 from vhlake.lake.delta import merge_source
 from vhlake.lake.tables import ERROR_TYPE_GOLD, SILVER
 from vhlake.pipeline.error_types import error_type_daily
-from vhlake.pipeline.runner import SILVER_KEYS
+from vhlake.pipeline.incremental import SILVER_KEYS
 from vhlake.samples import SampleSpec, generate_lines
 
 ORDER = ["date", "marketplace", "category", "error_type"]

@@ -1,4 +1,4 @@
-"""A first build (pipeline/bulk.py) gives exactly the tables the incremental path gives, exactly once."""
+"""A first build (pipeline/first_build.py) gives exactly the tables the incremental path gives, exactly once."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from vhlake.lake.tables import (
     USER_FIRST_SEEN,
     TableDef,
 )
-from vhlake.pipeline import runner
+from vhlake.pipeline import first_build
 from vhlake.pipeline.runner import PIPELINE_APP, Pipeline
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
@@ -195,7 +195,9 @@ def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
 ) -> None:
     built, reference = two_lakes(tmp_path, samples)
     commit = direct_write.DirectWrite.commit
-    monkeypatch.setattr(runner, "_SEAL_EVERY_BUCKETS", 1)  # files closed before the commit are abandoned too
+    monkeypatch.setattr(
+        first_build, "_SEAL_EVERY_BUCKETS", 1
+    )  # files closed before the commit are abandoned too
 
     def crash_on_job_events(self: direct_write.DirectWrite, **kwargs: Any) -> None:
         if self._table is JOB_EVENTS:

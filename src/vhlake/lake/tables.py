@@ -152,7 +152,7 @@ SILVER = TableDef(
     partition_by=("marketplace", "created_date"),
     date_column="created_date",
     opaque_columns=("job_id", "s3_path"),
-    # The engagement step reads the rows each commit changed (pipeline/runner.py, ``silver_changes``).
+    # The engagement step reads the rows each commit changed (pipeline/engagement_step.py, ``silver_changes``).
     configuration={"delta.enableChangeDataFeed": "true", **STREAMED_LOG},
     description="One row per validation job, folded from its deduplicated events (status success|failed|running).",
 )

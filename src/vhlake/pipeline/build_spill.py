@@ -1,20 +1,10 @@
-"""The first build of a large bronze (and a full refresh): every derived table from all of bronze, no MERGE.
+"""The first build's spill (pipeline/first_build.py): typed events in job buckets on disk, and parts by key.
 
-The incremental path folds each bronze range into what is stored, which suits a stream; for a first build
-of 10M events it would MERGE some fifty times into a growing silver. Here bronze is read once (ranges read,
-checked and typed ahead, as in the incremental path) and the typed events are spilled to disk in buckets
-cut by date, then by job (``BucketPlan``), so that a job's whole history is in one bucket, or, for the few
-jobs whose events fall on two dates, set aside and folded whole at the end. Each bucket is then folded
-natively and written as it is: its events filed under their job's created date; its silver rows are
-spilled by day. Silver is
-then written a few days at a time (one row group per file, however many buckets), and gold computed from
-the same rows (its groups are per day). Memory is bounded by one bucket or one part of the days, and the
-event keys that find copies across buckets are compared a part at a time.
-
-Exactly once: each table's files are written directly (lake/direct_write.py) and committed at the end
-in one commit that replaces the table's contents and records ``(PIPELINE_APP, bronze version)``, in the
-incremental path's order (quarantine, silver, gold, job events). A crash before the last commit leaves job
-events without it, and the next run builds again the tables still without it.
+A :class:`BucketPlan` cuts the buckets by date, then by job, so that a job's whole history is in one bucket,
+or, for the few jobs whose events fall on two dates, found (:meth:`JobBuckets.straddling`) and set aside to
+be folded whole at the end (:func:`set_aside`, :func:`taken_back`). Copies of an event across buckets are
+found by comparing event keys a part at a time (:meth:`JobBuckets.superseded`). A :class:`Spill` holds
+tables split by an integer key, on disk when there is more than one part, so memory holds one part.
 """
 
 from __future__ import annotations
@@ -260,5 +250,6 @@ def _contested(keys: pa.Table) -> npt.NDArray[np.int64]:
     return np.unique(event_keys[flags]).astype(np.int64)
 
 
-def spill_directory() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="vhlake-build-", dir=tempfile.gettempdir())
+def spill_directory(parent: str | None = None) -> tempfile.TemporaryDirectory[str]:
+    """A folder for one build's spill, removed after it: in ``parent``, else the system's temporary one."""
+    return tempfile.TemporaryDirectory(prefix="vhlake-build-", dir=parent or tempfile.gettempdir())
