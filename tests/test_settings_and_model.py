@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import duckdb
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from vhlake.bootstrap import build_pipeline
 from vhlake.errors import QueryError
 from vhlake.events.model import ValidationEvent, event_json_schema
 from vhlake.query.render import render_for_duckdb
@@ -40,6 +43,27 @@ def test_environment_overrides_and_secrets_stay_secret(monkeypatch: pytest.Monke
 
 def test_an_unknown_event_log_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VHLAKE_EVENT_LOG", "rabbitmq")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_the_pipeline_takes_its_memory_and_spill_folder_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("VHLAKE_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("VHLAKE_PIPELINE_MEMORY_LIMIT", "512MB")
+    monkeypatch.setenv("VHLAKE_PIPELINE_SPILL_DIR", str(tmp_path / "spill"))
+    pipeline = build_pipeline(Settings())
+    reference = duckdb.connect()  # how DuckDB reports 512MB, not this test's guess
+    reference.execute("SET memory_limit = '512MB'")
+    setting = "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+    memory, spill = pipeline._con.execute(setting).fetchone() or (None, None)
+    assert memory == (reference.execute(setting).fetchone() or (None,))[0]
+    assert spill == str(tmp_path / "spill" / "vhlake-duckdb")
+
+
+def test_pipeline_threads_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VHLAKE_PIPELINE_THREADS", "0")
     with pytest.raises(ValidationError):
         Settings()
 

@@ -14,7 +14,7 @@ from vhlake.events.publisher import EmbeddedLogPublisher, EventPublisher
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALL_TABLES, BRONZE
-from vhlake.pipeline.runner import Pipeline
+from vhlake.pipeline.runner import Pipeline, PipelineResources
 from vhlake.settings import Settings
 
 # The service, API, alert and query wiring is imported where it is built: every CLI command starts by
@@ -84,6 +84,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
         versions_per_batch=settings.pipeline_versions_per_batch,
         rows_per_batch=settings.pipeline_rows_per_batch,
         build_bucket_rows=settings.pipeline_build_bucket_rows,
+        resources=PipelineResources(
+            memory_limit=settings.pipeline_memory_limit,
+            threads=settings.pipeline_threads,
+            spill_dir=settings.pipeline_spill_dir,
+        ),
     )
 
 

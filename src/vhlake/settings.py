@@ -131,6 +131,32 @@ class Settings(BaseSettings):
         gt=0,
         description="Events per job bucket of a first build (or full refresh): bounds its memory.",
     )
+    pipeline_memory_limit: str = Field(
+        default="1GB",
+        alias="VHLAKE_PIPELINE_MEMORY_LIMIT",
+        min_length=1,
+        description=(
+            "DuckDB's memory limit in the pipeline (e.g. 1GB, 512MB): past it DuckDB spills to disk, so a "
+            "large range stays bounded (DuckDB's own default is 80% of RAM)."
+        ),
+    )
+    pipeline_threads: int = Field(
+        default=2,
+        alias="VHLAKE_PIPELINE_THREADS",
+        gt=0,
+        description=(
+            "Threads a first build reads bronze ahead with, and as many writing its files: each reading "
+            "thread holds a part of bronze being typed (memory)."
+        ),
+    )
+    pipeline_spill_dir: str | None = Field(
+        default=None,
+        alias="VHLAKE_PIPELINE_SPILL_DIR",
+        description=(
+            "An existing folder where a first build spills its job buckets and DuckDB its temporary files "
+            "(unset: the system's temporary folder)."
+        ),
+    )
     engagement_interval_s: float = Field(
         default=300.0,
         alias="VHLAKE_ENGAGEMENT_INTERVAL_S",
