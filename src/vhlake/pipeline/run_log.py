@@ -1,6 +1,6 @@
 """What a pipeline run did: its :class:`RunReport`, the freshness lags it measured, and its rows in
 ``pipeline_runs`` (one per range, or one for a first build; a failed range too, with its error: what DLT's
-event log shows for an update).
+event log shows for an update); and how a caller hears the run's progress (:data:`Progress`).
 
 A ``pipeline_runs`` row is a plain append, after the range's commits: a crash may lose the row, never data.
 """
