@@ -23,6 +23,36 @@ from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED, SILVER
 
 
+# What each marker of pyproject.toml means, set here once rather than by hand on each test: a test that takes
+# one of these fixtures, or lives in one of these files, starts that server (make test-fast leaves them out).
+MARKS_BY_FIXTURE = {
+    "spark": "spark",
+    "broker": "kafka",
+    "topic": "kafka",
+    "s3_server": "s3",
+    "s3": "s3",  # test_lifecycle.py's module-wide moto server
+}
+MARKS_BY_FILE = {
+    "test_spark_cluster.py": ("spark",),
+    "test_spark_delta_tables.py": ("spark",),
+    "test_spark_files.py": ("spark",),
+    "test_spark_jobs.py": ("spark",),
+    "test_spark_streaming.py": ("spark",),
+    "test_kafka.py": ("kafka",),
+    "test_dashboard.py": ("browser",),
+    # The wheel and each extra in clean venvs: Spark, a broker and chromium among them.
+    "test_packaging.py": ("spark", "kafka", "browser"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = {MARKS_BY_FIXTURE[f] for f in getattr(item, "fixturenames", ()) if f in MARKS_BY_FIXTURE}
+        names.update(MARKS_BY_FILE.get(item.path.name, ()))
+        for name in sorted(names):
+            item.add_marker(name)
+
+
 def make_event(n: int = 1, **overrides: Any) -> dict[str, Any]:
     """A valid wire event (as a dict) with a unique id; override any field."""
     event: dict[str, Any] = {

@@ -29,6 +29,8 @@ REQUIRED = [
 ]
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
     result_file, summary = tmp_path / "result.json", tmp_path / "RESULTS.md"
@@ -69,6 +71,8 @@ def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None
     ]
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_kafka_benchmark_runs_against_a_real_broker(tmp_path: Path) -> None:
     summary = tmp_path / "RESULTS.md"
