@@ -54,7 +54,7 @@ def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
 def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None:
     sys.path.insert(0, str(BENCH.parent))
     try:
-        from run import compare_gold  # type: ignore[import-not-found]
+        from run import compare_gold
     finally:
         sys.path.remove(str(BENCH.parent))
     import pyarrow as pa

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -53,7 +54,7 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     jobs = engine.execute("SELECT job_id FROM validation_results_silver WHERE user_id = $u", {"u": user})
     # a terminal event of one of the user's jobs without the user, a quarantined event, and a reject
     job = jobs["job_id"][0].as_py()
-    extra = [
+    extra: list[str | dict[str, Any]] = [
         make_event(1, event_id="late-terminal", job_id=job, user_id=None, event_type="validation_completed"),
         make_event(2, event_id="bad-one", job_id="", user_id=user),
         '{"user_id": ' + json.dumps(user) + ', "oops"',
@@ -84,11 +85,11 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     assert log.read(0, 100).records.num_rows == 1 and report.log_records == 2  # by user id and by job key
 
     silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
-    for table, compute in ((GOLD, daily_metrics), (ERROR_TYPE_GOLD, error_type_daily)):
+    for gold, compute in ((GOLD, daily_metrics), (ERROR_TYPE_GOLD, error_type_daily)):
         rebuilt = compute(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(["updated_at"])
-        stored = pa.table(lake.open(table).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
-        order = [(key, "ascending") for key in KEYS[table.name]]
-        assert stored.num_rows > 0, table.name
+        stored = pa.table(lake.open(gold).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
+        order = [(key, "ascending") for key in KEYS[gold.name]]
+        assert stored.num_rows > 0, gold.name
         assert stored.sort_by(order).to_pylist() == rebuilt.cast(stored.schema).sort_by(order).to_pylist()
 
     evidence = pa.table(lake.open(AUDIT_LOG).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
@@ -279,8 +280,8 @@ def test_full_refresh_after_forget_without_vacuum_brings_nothing_back(
     for args in (("ingest", str(write_lines(tmp_path / "feed.jsonl", lines))), ("pipeline", "run")):
         assert run_cli("--lake", str(lake_dir), *args).exit_code == 0
     user = busiest_user(Lake(str(lake_dir)))
-    for args in (("forget", "--user-id", user), ("pipeline", "run", "--full-refresh")):
-        result = run_cli("--lake", str(lake_dir), *args)
+    for command in (("forget", "--user-id", user), ("pipeline", "run", "--full-refresh")):
+        result = run_cli("--lake", str(lake_dir), *command)
         assert result.exit_code == 0, result.stdout + result.stderr
     expected = reference_lake(tmp_path / "reference", [without_user(lines, user)])
     assert comparable(Lake(str(lake_dir))) == comparable(expected)

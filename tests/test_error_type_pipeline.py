@@ -47,7 +47,8 @@ def from_all_of_silver(house: Lakehouse) -> list[dict[str, Any]]:
     rows = error_type_daily(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(
         ["updated_at"]
     )
-    return rows.sort_by([(c, "ascending") for c in ORDER]).to_pylist()
+    ordered: list[dict[str, Any]] = rows.sort_by([(c, "ascending") for c in ORDER]).to_pylist()
+    return ordered
 
 
 def test_a_job_refolded_with_other_errors_replaces_its_error_types(house: Lakehouse) -> None:

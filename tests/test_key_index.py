@@ -81,12 +81,10 @@ def test_the_index_is_rebuilt_when_lost_or_when_the_log_it_would_follow_is_gone(
     # commits after the index's version whose commit files were cleaned from the log
     house.run(start("late", f"{DAYS[1]}T09:00:00Z"))
     late, _ = keys_of(house.lake, JOB_EVENTS, job_id="late")
-    last = (
-        Path(house.lake.table_uri(JOB_EVENTS))
-        / "_delta_log"
-        / f"{house.lake.open(JOB_EVENTS).version():020d}.json"
-    )  # type: ignore[union-attr]
-    house.lake.open(JOB_EVENTS).create_checkpoint()  # type: ignore[union-attr]
+    journal = house.lake.open(JOB_EVENTS)
+    assert journal is not None
+    last = Path(house.lake.table_uri(JOB_EVENTS)) / "_delta_log" / f"{journal.version():020d}.json"
+    journal.create_checkpoint()
     last.unlink()
     assert index(house.lake).partitions(late) == [date(2026, 11, 11)]
 

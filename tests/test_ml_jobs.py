@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,7 @@ def jobs(count: int, *, seed: int, anomalies: int = 0) -> tuple[pa.Table, np.nda
     rng = np.random.default_rng(seed)
     hour = np.clip(rng.normal(14, 3.5, count), 0, 23.99).astype(int)
     rows = np.exp(rng.normal(7, 1.0, count)).astype(int) + 1
-    table = {
+    table: dict[str, Any] = {
         "job_id": [f"j{i}" for i in range(count)],
         "marketplace": rng.choice(["shopee", "magalu", "mercado_livre"], count),
         "created_date": [date(2026, 11, 20)] * count,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -54,7 +55,7 @@ def key(text: str) -> int:
     return int(hashlib.md5(text.encode()).hexdigest()[:15], 16)
 
 
-def typed(rows: list[dict[str, object]], *, collide: bool = False) -> pa.Table:
+def typed(rows: Sequence[Mapping[str, object]], *, collide: bool = False) -> pa.Table:
     """Typed events with their lookup keys; with ``collide``, every id on the same key, so only the id
     bytes tell them apart."""
     return pa.Table.from_pylist(

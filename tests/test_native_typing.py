@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -112,7 +113,7 @@ def bronze(payloads: list[str | None]) -> pa.Table:
 
 def by_sql_and_natively(
     payloads: list[str | None],
-) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     con = duckdb.connect()
     events = bronze(payloads)
     exact = silver._typed_by_sql(con, events).sort_by("source_offset").to_pylist()
