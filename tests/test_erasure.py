@@ -134,6 +134,7 @@ def days_holding(lake: Lake, table: TableDef, user: str) -> set[date]:
     return set(rows["day"].to_pylist())
 
 
+@pytest.mark.slow
 def test_forget_reads_and_rewrites_only_the_partitions_holding_the_user(tmp_path: Path) -> None:
     """Each delete MERGE names only date partitions holding rows of the user or the user's jobs (here one
     partition per MERGE: a bound of one row per MERGE), scans only their files, and the files of every
@@ -222,6 +223,7 @@ def busiest_user(lake: Lake) -> str:
     )
 
 
+@pytest.mark.slow
 def test_every_command_works_after_forget_vacuum_and_the_erased_stay_erased(
     tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
@@ -271,6 +273,7 @@ def test_every_command_works_after_forget_vacuum_and_the_erased_stay_erased(
     assert message.startswith("error:") and "\n" not in message and "vacuum" in message, message
 
 
+@pytest.mark.slow
 def test_full_refresh_after_forget_without_vacuum_brings_nothing_back(
     tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
@@ -303,6 +306,7 @@ class IngestingAfterFirstRun(Pipeline):
         return report
 
 
+@pytest.mark.slow
 def test_a_commit_racing_the_erasure_is_processed_and_its_rows_of_the_user_erased(tmp_path: Path) -> None:
     first, racing = feed_lines(seed=5), feed_lines(seed=6)
     lake = reference_lake(tmp_path / "lake", [first])

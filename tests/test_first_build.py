@@ -89,6 +89,7 @@ def two_lakes(tmp_path: Path, path: Path) -> tuple[Lake, Lake]:
     return built, Lake(str(tmp_path / "reference"))
 
 
+@pytest.mark.slow
 def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Path) -> None:
     built, reference = two_lakes(tmp_path, samples)
     report = Pipeline(built, **BUILD).run()
@@ -107,6 +108,7 @@ def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Pat
     ]
 
 
+@pytest.mark.slow
 def test_after_a_first_build_the_next_runs_are_incremental(tmp_path: Path, samples: Path) -> None:
     built, reference = two_lakes(tmp_path, samples)
     Pipeline(built, **BUILD).run()
@@ -164,6 +166,7 @@ def test_a_copy_of_an_event_sent_for_a_job_in_another_bucket_is_dropped(tmp_path
     assert all(e["event_id"] != "evt-1" or e["job_id"] == first for e in rows(built, JOB_EVENTS).to_pylist())
 
 
+@pytest.mark.slow
 def test_jobs_whose_events_fall_on_several_days_are_folded_whole(tmp_path: Path, samples: Path) -> None:
     """Buckets are cut by the events' date: a job whose end falls a day or two after its start, or whose
     late event arrives later, has events in several buckets, and must still be folded as one job."""
@@ -193,6 +196,7 @@ def test_jobs_whose_events_fall_on_several_days_are_folded_whole(tmp_path: Path,
     assert report.jobs_upserted == rows(built, SILVER).num_rows
 
 
+@pytest.mark.slow
 def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
     tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,6 +237,7 @@ def test_a_stopped_build_commits_nothing(tmp_path: Path, samples: Path) -> None:
     assert all(built.txn_version(t, PIPELINE_APP) is None for t in (SILVER, GOLD, QUARANTINE, JOB_EVENTS))
 
 
+@pytest.mark.slow
 def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path) -> None:
     built, reference = two_lakes(tmp_path, samples)
     heard: dict[str, tuple[int, int]] = {}

@@ -29,6 +29,7 @@ def files(lake: Lake, table: TableDef) -> int:
     return len(delta.file_uris())
 
 
+@pytest.mark.slow
 def test_compaction_merges_small_files_and_the_pipeline_carries_on_exactly(
     lake: Lake, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def both(events: pa.Table) -> tuple[list[dict[str, object]], list[dict[str, obje
     return exact, fast
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(histories(), st.booleans())
 def test_the_native_fold_equals_the_sql_fold(rows: list[dict[str, object]], collide: bool) -> None:

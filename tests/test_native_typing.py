@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -182,6 +183,7 @@ def payloads(draw: st.DrawFn) -> str | None:
     return text
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.lists(payloads(), min_size=1, max_size=30))
 def test_random_payloads_type_exactly_as_the_sql(batch: list[str | None]) -> None:

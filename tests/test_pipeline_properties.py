@@ -78,6 +78,7 @@ def final_tables(
         )
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=job_events(), data=st.data())
 def test_permutations_and_batch_splits_do_not_change_the_result(

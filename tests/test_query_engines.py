@@ -246,6 +246,7 @@ def test_invalid_catalog_names_are_refused_before_anything_is_sent() -> None:
 
 
 # After a failed connect, the connector's Connection.__del__ trips over the session it never made.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_real_connector_fails_fast_and_clearly_when_no_warehouse_answers() -> None:
     # nothing listens on port 443 of this machine (the connector always uses 443)
