@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck check clean
+.PHONY: demo test test-fast bench lint typecheck check clean
 
 $(STAMP): pyproject.toml setup.py $(wildcard src/vhlake/native/*.c src/vhlake/native/*.h)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The quick loop while changing vhlake: unit and embedded tests (the pipeline, silver and gold, the API on real
+# lakes), without what starts Spark's JVM, a Kafka broker, an S3 server or chromium, or is marked slow.
+# `make test` (what CI runs) still runs everything.
+FAST := not (spark or kafka or s3 or browser or slow)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "$(FAST)"
 
 # The benchmark beside PySpark (bench/run.py --help); EVENTS=10000000 for the 10M run.
 EVENTS ?= 1000000

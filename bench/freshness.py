@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from run import BENCH, machine, report
 from vhlake.events.embedded_log import EmbeddedEventLog
-from vhlake.events.model import ValidationEvent
+from vhlake.events.model import ValidationEvent, ValidationPayload
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, DATA_QUALITY_METRICS, SILVER
@@ -52,7 +52,7 @@ def live_jobs(first: int, count: int) -> list[ValidationEvent]:
                     user_id=f"user-{n % 97}",
                     marketplace=("mercado_livre", "shopee", "amazon_br")[n % 3],
                     category=f"categoria_{n % 50:02d}",
-                    payload={"total_rows": 100 + n % 900, "processing_time_ms": 200 + n % 5000},
+                    payload=ValidationPayload(total_rows=100 + n % 900, processing_time_ms=200 + n % 5000),
                 )
             )
     return events

@@ -18,7 +18,6 @@ import importlib.resources
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -141,4 +140,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

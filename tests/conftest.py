@@ -20,7 +20,36 @@ import pytest
 from servers import MotoS3, Tansu
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, REJECTED, SILVER
+from vhlake.lake.tables import BRONZE, REJECTED, SILVER, TableDef
+
+# What each marker of pyproject.toml means, set here once rather than by hand on each test: a test that takes
+# one of these fixtures, or lives in one of these files, starts that server (make test-fast leaves them out).
+MARKS_BY_FIXTURE = {
+    "spark": "spark",
+    "broker": "kafka",
+    "topic": "kafka",
+    "s3_server": "s3",
+    "s3": "s3",  # test_lifecycle.py's module-wide moto server
+}
+MARKS_BY_FILE = {
+    "test_spark_cluster.py": ("spark",),
+    "test_spark_delta_tables.py": ("spark",),
+    "test_spark_files.py": ("spark",),
+    "test_spark_jobs.py": ("spark",),
+    "test_spark_streaming.py": ("spark",),
+    "test_kafka.py": ("kafka",),
+    "test_dashboard.py": ("browser",),
+    # The wheel and each extra in clean venvs: Spark, a broker and chromium among them.
+    "test_packaging.py": ("spark", "kafka", "browser"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = {MARKS_BY_FIXTURE[f] for f in getattr(item, "fixturenames", ()) if f in MARKS_BY_FIXTURE}
+        names.update(MARKS_BY_FILE.get(item.path.name, ()))
+        for name in sorted(names):
+            item.add_marker(name)
 
 
 def make_event(n: int = 1, **overrides: Any) -> dict[str, Any]:
@@ -88,12 +117,39 @@ def ingestor(lake: Lake) -> BronzeIngestor:
     return BronzeIngestor(lake, source_system="validahub", batch_bytes=1 << 20)
 
 
-def read_table(lake: Lake, name: str) -> pa.Table:
-    table = {"bronze": BRONZE, "rejected": REJECTED}[name]
+def ingest(lake: Lake, path: Path, *, batch_bytes: int = 1 << 20) -> None:
+    """Land a file of JSON lines in bronze, as ``vhlake ingest FILE`` does; a small ``batch_bytes`` makes
+    several bronze commits of one file."""
+    BronzeIngestor(lake, source_system="test", batch_bytes=batch_bytes).ingest_file(path)
+
+
+def rows(lake: Lake, table: TableDef) -> pa.Table:
+    """The table as the lake holds it now; a table not written yet reads as empty, with its contract's
+    columns (as the query engines read it)."""
     delta = lake.open(table)
-    if delta is None:
-        return table.schema.empty_table()
-    return pa.table(delta.to_pyarrow_table()).sort_by("source_offset")
+    return table.schema.empty_table() if delta is None else pa.table(delta.to_pyarrow_table())
+
+
+def version(lake: Lake, table: TableDef) -> int:
+    """The table's Delta version; the table must have been written."""
+    delta = lake.open(table)
+    assert delta is not None, f"{table.name} was never written"
+    return int(delta.version())
+
+
+def ordered_rows(
+    table: pa.Table, keys: list[str], *, without: tuple[str, ...] = ("updated_at",)
+) -> list[dict[str, Any]]:
+    """The rows in key order, without the columns two correct builds of the table may differ in (by
+    default when they ran), so that two builds compare with ``==``."""
+    table = table.drop_columns([c for c in without if c in table.column_names])
+    ordered: list[dict[str, Any]] = table.sort_by([(k, "ascending") for k in keys]).to_pylist()
+    return ordered
+
+
+def read_table(lake: Lake, name: str) -> pa.Table:
+    """Bronze or the rejected inputs in the order they were read."""
+    return rows(lake, {"bronze": BRONZE, "rejected": REJECTED}[name]).sort_by("source_offset")
 
 
 def kill_when(
@@ -176,7 +232,7 @@ def build_analytics_lake(root: Path, *, jobs: int, seed: int) -> Lake:
     feed = root / "events.jsonl"
     write_jsonl(generate_lines(SampleSpec(jobs=jobs, seed=seed, bad_event_rate=0.01)), feed)
     lake = Lake(str(root / "lake"))
-    BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20).ingest_file(feed)
+    ingest(lake, feed)
     Pipeline(lake).run()
     return lake
 

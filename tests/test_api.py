@@ -87,7 +87,7 @@ METRICS = "/v1/marketplaces/{m}/metrics"
 def test_every_endpoint_answers_with_data_and_freshness(api: Any, newest: datetime) -> None:
     client, tokens, _ = api
     admin = tokens["admin"]
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         (METRICS.format(m=SHOPEE), {"start": "2026-10-01", "end": "2026-11-30"}),
         (f"/v1/marketplaces/{SHOPEE}/performance", {"days": 30, "end": "2026-11-26"}),
         ("/v1/stats/realtime", {"window_minutes": 24 * 60}),

@@ -29,6 +29,8 @@ REQUIRED = [
 ]
 
 
+@pytest.mark.spark
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
     result_file, summary = tmp_path / "result.json", tmp_path / "RESULTS.md"
@@ -52,7 +54,7 @@ def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
 def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None:
     sys.path.insert(0, str(BENCH.parent))
     try:
-        from run import compare_gold  # type: ignore[import-not-found]
+        from run import compare_gold
     finally:
         sys.path.remove(str(BENCH.parent))
     import pyarrow as pa
@@ -69,6 +71,8 @@ def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None
     ]
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_kafka_benchmark_runs_against_a_real_broker(tmp_path: Path) -> None:
     summary = tmp_path / "RESULTS.md"
@@ -87,6 +91,7 @@ def test_the_kafka_benchmark_runs_against_a_real_broker(tmp_path: Path) -> None:
     assert "events/s from the first commit to the last full batch" in text
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_scale_benchmark_grows_builds_and_measures_a_lake(tmp_path: Path) -> None:
     result_file, summary, plot = tmp_path / "scale.json", tmp_path / "RESULTS.md", tmp_path / "scale.png"
@@ -115,6 +120,7 @@ def test_the_scale_benchmark_grows_builds_and_measures_a_lake(tmp_path: Path) ->
     assert plot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_the_build_phases_benchmark_reports_every_phase(tmp_path: Path) -> None:
     lines = generate_lines(SampleSpec(jobs=2_000, seed=3))["line"].to_pylist()
     lake = Lake(str(tmp_path / "lake"))
@@ -131,6 +137,7 @@ def test_the_build_phases_benchmark_reports_every_phase(tmp_path: Path) -> None:
     assert "done in" in finished.stdout
 
 
+@pytest.mark.slow
 def test_the_dashboard_benchmark_times_the_landing_and_the_marketplace_view(tmp_path: Path) -> None:
     from conftest import build_analytics_lake
 

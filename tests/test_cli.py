@@ -428,6 +428,7 @@ def test_timestamp_as_of_before_the_table_existed_is_refused(
     assert "before the earliest version" in " ".join(result.stderr.split())
 
 
+@pytest.mark.slow
 def test_serve_with_json_logs_prints_only_json_lines(lake_dir: Path, events_file: Path) -> None:
     import signal
     import subprocess

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -53,7 +54,7 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     jobs = engine.execute("SELECT job_id FROM validation_results_silver WHERE user_id = $u", {"u": user})
     # a terminal event of one of the user's jobs without the user, a quarantined event, and a reject
     job = jobs["job_id"][0].as_py()
-    extra = [
+    extra: list[str | dict[str, Any]] = [
         make_event(1, event_id="late-terminal", job_id=job, user_id=None, event_type="validation_completed"),
         make_event(2, event_id="bad-one", job_id="", user_id=user),
         '{"user_id": ' + json.dumps(user) + ', "oops"',
@@ -84,11 +85,11 @@ def test_forget_erases_a_user_everywhere_and_keeps_only_evidence(tmp_path: Path)
     assert log.read(0, 100).records.num_rows == 1 and report.log_records == 2  # by user id and by job key
 
     silver = pa.table(lake.open(SILVER).to_pyarrow_table())  # type: ignore[union-attr]
-    for table, compute in ((GOLD, daily_metrics), (ERROR_TYPE_GOLD, error_type_daily)):
+    for gold, compute in ((GOLD, daily_metrics), (ERROR_TYPE_GOLD, error_type_daily)):
         rebuilt = compute(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(["updated_at"])
-        stored = pa.table(lake.open(table).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
-        order = [(key, "ascending") for key in KEYS[table.name]]
-        assert stored.num_rows > 0, table.name
+        stored = pa.table(lake.open(gold).to_pyarrow_table()).drop_columns(["updated_at"])  # type: ignore[union-attr]
+        order = [(key, "ascending") for key in KEYS[gold.name]]
+        assert stored.num_rows > 0, gold.name
         assert stored.sort_by(order).to_pylist() == rebuilt.cast(stored.schema).sort_by(order).to_pylist()
 
     evidence = pa.table(lake.open(AUDIT_LOG).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
@@ -133,6 +134,7 @@ def days_holding(lake: Lake, table: TableDef, user: str) -> set[date]:
     return set(rows["day"].to_pylist())
 
 
+@pytest.mark.slow
 def test_forget_reads_and_rewrites_only_the_partitions_holding_the_user(tmp_path: Path) -> None:
     """Each delete MERGE names only date partitions holding rows of the user or the user's jobs (here one
     partition per MERGE: a bound of one row per MERGE), scans only their files, and the files of every
@@ -221,6 +223,7 @@ def busiest_user(lake: Lake) -> str:
     )
 
 
+@pytest.mark.slow
 def test_every_command_works_after_forget_vacuum_and_the_erased_stay_erased(
     tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
@@ -270,6 +273,7 @@ def test_every_command_works_after_forget_vacuum_and_the_erased_stay_erased(
     assert message.startswith("error:") and "\n" not in message and "vacuum" in message, message
 
 
+@pytest.mark.slow
 def test_full_refresh_after_forget_without_vacuum_brings_nothing_back(
     tmp_path: Path, run_cli: Callable[..., CliResult]
 ) -> None:
@@ -279,8 +283,8 @@ def test_full_refresh_after_forget_without_vacuum_brings_nothing_back(
     for args in (("ingest", str(write_lines(tmp_path / "feed.jsonl", lines))), ("pipeline", "run")):
         assert run_cli("--lake", str(lake_dir), *args).exit_code == 0
     user = busiest_user(Lake(str(lake_dir)))
-    for args in (("forget", "--user-id", user), ("pipeline", "run", "--full-refresh")):
-        result = run_cli("--lake", str(lake_dir), *args)
+    for command in (("forget", "--user-id", user), ("pipeline", "run", "--full-refresh")):
+        result = run_cli("--lake", str(lake_dir), *command)
         assert result.exit_code == 0, result.stdout + result.stderr
     expected = reference_lake(tmp_path / "reference", [without_user(lines, user)])
     assert comparable(Lake(str(lake_dir))) == comparable(expected)
@@ -302,6 +306,7 @@ class IngestingAfterFirstRun(Pipeline):
         return report
 
 
+@pytest.mark.slow
 def test_a_commit_racing_the_erasure_is_processed_and_its_rows_of_the_user_erased(tmp_path: Path) -> None:
     first, racing = feed_lines(seed=5), feed_lines(seed=6)
     lake = reference_lake(tmp_path / "lake", [first])

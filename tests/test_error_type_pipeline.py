@@ -47,7 +47,8 @@ def from_all_of_silver(house: Lakehouse) -> list[dict[str, Any]]:
     rows = error_type_daily(duckdb.connect(), silver, updated_at=datetime.now(UTC)).drop_columns(
         ["updated_at"]
     )
-    return rows.sort_by([(c, "ascending") for c in ORDER]).to_pylist()
+    ordered: list[dict[str, Any]] = rows.sort_by([(c, "ascending") for c in ORDER]).to_pylist()
+    return ordered
 
 
 def test_a_job_refolded_with_other_errors_replaces_its_error_types(house: Lakehouse) -> None:
@@ -73,6 +74,7 @@ def test_a_late_start_moves_the_error_types_to_the_jobs_new_day(house: Lakehouse
     assert error_rows(house) == [("2026-11-27", "eletrônicos", "price", 1, 1, 1.0)]
 
 
+@pytest.mark.slow
 def test_range_by_range_equals_the_table_computed_from_all_of_silver(house: Lakehouse) -> None:
     lines = generate_lines(SampleSpec(jobs=300, seed=15))["line"].to_pylist()
     for first in range(0, len(lines), 97):  # jobs cut across batches: their terminals arrive later

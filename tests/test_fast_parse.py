@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,6 +114,7 @@ def assert_same(lines: list[bytes]) -> None:
     assert fast.rejected.equals(exact.rejected)
 
 
+@pytest.mark.slow
 def test_awkward_lines_give_the_exact_paths_rows_together_and_one_by_one() -> None:
     assert_same(AWKWARD_BYTES)
     for line in AWKWARD_BYTES:
@@ -155,6 +157,7 @@ def lines(draw: st.DrawFn) -> bytes:
     return (body if draw(st.booleans()) else body[:cut] + draw(_text)).encode()
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(batch=st.lists(lines(), min_size=1, max_size=8))
 def test_random_lines_give_the_exact_paths_rows(batch: list[bytes]) -> None:

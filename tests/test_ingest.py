@@ -156,6 +156,7 @@ def test_kill_9_mid_ingest_then_rerun_gives_every_line_exactly_once(tmp_path: Pa
     assert DeltaTable(str(lake_dir / "bronze" / "validation_events_bronze")).version() > 20
 
 
+@pytest.mark.slow
 def test_kafka_ingest_without_a_reachable_broker_fails_after_a_bounded_wait_with_one_line(
     tmp_path: Path,
 ) -> None:

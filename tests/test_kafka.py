@@ -216,9 +216,9 @@ def test_two_consumers_in_one_group_write_each_message_once(broker: Tansu, topic
     assert len(sent) == 8_000
     assert_exactly_once(lake, sent)
     assert sum(r.bronze_rows for r in reports) == len(sent)
-    writers = {
-        commit.get("vhlake.writer") for commit in lake.open(BRONZE).history() if commit.get("vhlake.writer")
-    }
+    bronze = lake.open(BRONZE)
+    assert bronze is not None
+    writers = {commit.get("vhlake.writer") for commit in bronze.history() if commit.get("vhlake.writer")}
     assert len(writers) == 2, f"both consumers should have written: {writers}"
 
 

@@ -71,6 +71,7 @@ def test_lookups_answer_every_partition_holding_a_key_and_nothing_for_unknown_ke
     assert index(house.lake).partitions(pa.array([12345], pa.int64())) == []
 
 
+@pytest.mark.slow
 def test_the_index_is_rebuilt_when_lost_or_when_the_log_it_would_follow_is_gone(house: Lakehouse) -> None:
     a_week_of_jobs(house)
     jobs, _ = keys_of(house.lake, JOB_EVENTS, job_id="j3")
@@ -81,16 +82,15 @@ def test_the_index_is_rebuilt_when_lost_or_when_the_log_it_would_follow_is_gone(
     # commits after the index's version whose commit files were cleaned from the log
     house.run(start("late", f"{DAYS[1]}T09:00:00Z"))
     late, _ = keys_of(house.lake, JOB_EVENTS, job_id="late")
-    last = (
-        Path(house.lake.table_uri(JOB_EVENTS))
-        / "_delta_log"
-        / f"{house.lake.open(JOB_EVENTS).version():020d}.json"
-    )  # type: ignore[union-attr]
-    house.lake.open(JOB_EVENTS).create_checkpoint()  # type: ignore[union-attr]
+    journal = house.lake.open(JOB_EVENTS)
+    assert journal is not None
+    last = Path(house.lake.table_uri(JOB_EVENTS)) / "_delta_log" / f"{journal.version():020d}.json"
+    journal.create_checkpoint()
     last.unlink()
     assert index(house.lake).partitions(late) == [date(2026, 11, 11)]
 
 
+@pytest.mark.slow
 def test_a_full_refresh_starts_the_index_again(house: Lakehouse) -> None:
     a_week_of_jobs(house)
     idx = index(house.lake)
@@ -102,6 +102,7 @@ def test_a_full_refresh_starts_the_index_again(house: Lakehouse) -> None:
     assert len(runs) == 1  # the rows before the overwrite were dropped, not kept beside the new ones
 
 
+@pytest.mark.slow
 def test_many_small_commits_are_merged_into_few_runs(house: Lakehouse) -> None:
     for n in range(16):
         house.run(start(f"k{n}", f"{DAYS[n % len(DAYS)]}T09:00:00Z"))
@@ -112,6 +113,7 @@ def test_many_small_commits_are_merged_into_few_runs(house: Lakehouse) -> None:
     assert index(house.lake).partitions(jobs) == [date.fromisoformat(DAYS[9 % len(DAYS)])]
 
 
+@pytest.mark.slow
 def test_rows_a_compaction_moved_before_the_index_saw_them_are_found(house: Lakehouse) -> None:
     a_week_of_jobs(house)
     index(house.lake).refresh()
@@ -124,6 +126,7 @@ def test_rows_a_compaction_moved_before_the_index_saw_them_are_found(house: Lake
     assert index(house.lake).partitions(moved) == [date(2026, 11, 10)]
 
 
+@pytest.mark.slow
 def test_an_index_larger_than_memory_allows_is_sorted_in_key_ranges_on_disk(
     house: Lakehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

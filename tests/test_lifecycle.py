@@ -71,6 +71,7 @@ def test_a_dry_run_changes_nothing_and_counts_what_would_go(lake: Lake) -> None:
     assert planned == done and planned[BRONZE.name] > 0
 
 
+@pytest.mark.slow
 def test_a_dry_run_plans_the_compaction_the_real_run_does(tmp_path: Path) -> None:
     """Many small commits leave many small files; the dry run counts, per table, the files the real
     compaction then rewrites and the files it writes (nothing expires here, so only compaction differs)."""
@@ -106,6 +107,7 @@ def test_a_vacuum_below_the_minimum_is_refused(lake: Lake) -> None:
         maintain(lake, Retention(vacuum_hours=1), today=TODAY)
 
 
+@pytest.mark.slow
 def test_maintenance_beside_a_running_pipeline_leaves_correct_tables(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     write_jsonl(generate_lines(SampleSpec(jobs=1_500, seed=9, duplicate_rate=0.02)), feed)

@@ -178,6 +178,7 @@ def traffic(seed: int, *, inject: bool = False) -> tuple[pa.Table, set[tuple[str
     return pa.Table.from_pylist(rows), injected
 
 
+@pytest.mark.slow
 def test_normal_traffic_of_every_size_is_rarely_flagged_and_every_injected_day_is_found() -> None:
     normal = flagged_normal = 0
     missed = []

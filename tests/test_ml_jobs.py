@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,7 @@ def jobs(count: int, *, seed: int, anomalies: int = 0) -> tuple[pa.Table, np.nda
     rng = np.random.default_rng(seed)
     hour = np.clip(rng.normal(14, 3.5, count), 0, 23.99).astype(int)
     rows = np.exp(rng.normal(7, 1.0, count)).astype(int) + 1
-    table = {
+    table: dict[str, Any] = {
         "job_id": [f"j{i}" for i in range(count)],
         "marketplace": rng.choice(["shopee", "magalu", "mercado_livre"], count),
         "created_date": [date(2026, 11, 20)] * count,
@@ -51,6 +52,7 @@ def jobs(count: int, *, seed: int, anomalies: int = 0) -> tuple[pa.Table, np.nda
     return pa.table(table), kind
 
 
+@pytest.mark.slow
 def test_injected_anomalies_are_found_and_normal_jobs_rarely_flagged() -> None:
     model = fit(jobs(50_000, seed=1)[0])
     scored, kind = jobs(20_000, seed=2, anomalies=300)
@@ -61,6 +63,7 @@ def test_injected_anomalies_are_found_and_normal_jobs_rarely_flagged() -> None:
     assert false_positive_rate <= 0.005  # measured 0.01-0.15% on seeds 1, 3, 5
 
 
+@pytest.mark.slow
 def test_the_distance_score_finds_what_the_small_cluster_rule_misses() -> None:
     model = fit(jobs(50_000, seed=3)[0])
     scored, kind = jobs(20_000, seed=4, anomalies=300)
@@ -74,6 +77,7 @@ def test_the_distance_score_finds_what_the_small_cluster_rule_misses() -> None:
     assert by_distance > 0.95 > by_small_cluster
 
 
+@pytest.mark.slow
 def test_an_anomaly_names_the_feature_that_stands_out() -> None:
     model = fit(jobs(20_000, seed=5)[0])
     scored, kind = jobs(3_000, seed=6, anomalies=30)
@@ -96,6 +100,7 @@ def test_too_few_jobs_is_said_not_guessed() -> None:
         fit(jobs(12, seed=7)[0])
 
 
+@pytest.mark.slow
 def test_ml_score_writes_job_anomalies_and_records_the_model(tmp_path: Path) -> None:
     lake = build_analytics_lake(tmp_path, jobs=3_000, seed=5)
     engine = DuckDBEngine(lake)
@@ -120,6 +125,7 @@ def test_ml_score_on_a_lake_without_enough_jobs_says_so(tmp_path: Path) -> None:
     assert report.job_anomalies == 0
 
 
+@pytest.mark.slow
 def test_without_scikit_learn_days_are_scored_and_the_job_detector_says_it_is_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

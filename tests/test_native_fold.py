@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,7 +56,7 @@ def key(text: str) -> int:
     return int(hashlib.md5(text.encode()).hexdigest()[:15], 16)
 
 
-def typed(rows: list[dict[str, object]], *, collide: bool = False) -> pa.Table:
+def typed(rows: Sequence[Mapping[str, object]], *, collide: bool = False) -> pa.Table:
     """Typed events with their lookup keys; with ``collide``, every id on the same key, so only the id
     bytes tell them apart."""
     return pa.Table.from_pylist(
@@ -78,6 +80,7 @@ def both(events: pa.Table) -> tuple[list[dict[str, object]], list[dict[str, obje
     return exact, fast
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(histories(), st.booleans())
 def test_the_native_fold_equals_the_sql_fold(rows: list[dict[str, object]], collide: bool) -> None:

@@ -8,6 +8,7 @@ each error_types key with every earlier one; native/fold.c placed rows by unkeye
 
 from __future__ import annotations
 
+import ctypes
 import json
 import time
 from collections.abc import Callable
@@ -55,7 +56,7 @@ def error_map(keys: list[str]) -> str:
     return compact({"error_types": dict.fromkeys(keys, 12345)})
 
 
-def library() -> native.ctypes.CDLL:
+def library() -> ctypes.CDLL:
     found = native.library()
     assert found is not None
     return found

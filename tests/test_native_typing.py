@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,7 +114,7 @@ def bronze(payloads: list[str | None]) -> pa.Table:
 
 def by_sql_and_natively(
     payloads: list[str | None],
-) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     con = duckdb.connect()
     events = bronze(payloads)
     exact = silver._typed_by_sql(con, events).sort_by("source_offset").to_pylist()
@@ -181,6 +183,7 @@ def payloads(draw: st.DrawFn) -> str | None:
     return text
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.lists(payloads(), min_size=1, max_size=30))
 def test_random_payloads_type_exactly_as_the_sql(batch: list[str | None]) -> None:

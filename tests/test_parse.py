@@ -34,7 +34,8 @@ def parse(*lines: str | bytes | dict[str, object]) -> ParsedBatch:
 def only_row(batch: ParsedBatch) -> dict[str, object]:
     assert batch.rejected.num_rows == 0, batch.rejected.to_pylist()
     assert batch.bronze.num_rows == 1
-    return batch.bronze.to_pylist()[0]
+    row: dict[str, object] = batch.bronze.to_pylist()[0]
+    return row
 
 
 def test_clean_event_keeps_every_field_and_normalises_time_to_utc() -> None:

@@ -31,7 +31,7 @@ class Lakehouse:
         self.pipeline = Pipeline(self.lake)
 
     def ingest(self, *events: dict[str, Any] | str) -> None:
-        path = write_lines(self.root / f"batch-{next(_batch)}.jsonl", events)  # type: ignore[arg-type]
+        path = write_lines(self.root / f"batch-{next(_batch)}.jsonl", events)
         self.ingestor.ingest_file(path)
 
     def run(self, *events: dict[str, Any] | str) -> None:
@@ -43,7 +43,9 @@ class Lakehouse:
         delta = self.lake.open(table)
         if delta is None:
             return []
-        rows = pa.table(delta.to_pyarrow_table()).sort_by([(c, "ascending") for c in order]).to_pylist()
+        rows: list[dict[str, Any]] = (
+            pa.table(delta.to_pyarrow_table()).sort_by([(c, "ascending") for c in order]).to_pylist()
+        )
         for row in rows:
             row.pop("updated_at", None)
         return rows

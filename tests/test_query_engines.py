@@ -12,10 +12,9 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from conftest import make_event, write_lines
+from conftest import ingest, make_event, write_lines
 from fake_warehouse import FakeWarehouse
 from vhlake.errors import QueryError
-from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE
 from vhlake.query.databricks_engine import DatabricksConfig, DatabricksSQLEngine
@@ -26,9 +25,9 @@ from vhlake.query.render import render_for_duckdb
 def duck(sql: str) -> list[dict[str, Any]]:
     import duckdb
 
-    rows: list[dict[str, Any]] = (
-        duckdb.sql(render_for_duckdb(sql, known_tables=[])).to_arrow_table().to_pylist()
-    )
+    relation = duckdb.sql(render_for_duckdb(sql, known_tables=[]))
+    assert relation is not None, "a query gives a relation"
+    rows: list[dict[str, Any]] = relation.to_arrow_table().to_pylist()
     return rows
 
 
@@ -72,20 +71,19 @@ def test_lateral_view_explode_of_a_map_gives_keys_and_values() -> None:
 # -- DuckDB over the lake ---------------------------------------------------------------------------------
 
 
-def ingest(lake: Lake, tmp_path: Any, name: str, first: int, count: int) -> None:
-    path = write_lines(tmp_path / name, [make_event(n) for n in range(first, first + count)])
-    BronzeIngestor(lake, source_system="t", batch_bytes=1 << 20).ingest_file(path)
+def events(first: int, count: int) -> list[dict[str, Any]]:
+    return [make_event(n) for n in range(first, first + count)]
 
 
 def test_views_follow_new_commits_and_time_travel_reads_old_versions(lake: Lake, tmp_path: Any) -> None:
-    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    ingest(lake, write_lines(tmp_path / "a.jsonl", events(0, 3)))
     engine = DuckDBEngine(lake)
     count = "SELECT count(*) AS n FROM validation_events_bronze"
     assert engine.execute(count).to_pylist() == [{"n": 3}]
     version_after_first = lake.open(BRONZE).version()  # type: ignore[union-attr]
     moment = datetime.now(UTC)
     time.sleep(0.05)
-    ingest(lake, tmp_path, "b.jsonl", 3, 4)
+    ingest(lake, write_lines(tmp_path / "b.jsonl", events(3, 4)))
     assert engine.execute(count).to_pylist() == [{"n": 7}]  # the same engine sees the new commit
     assert engine.execute(f"{count} VERSION AS OF {version_after_first}").to_pylist() == [{"n": 3}]
     travelled = engine.execute(
@@ -101,7 +99,7 @@ def test_views_follow_new_commits_and_time_travel_reads_old_versions(lake: Lake,
 
 
 def test_parameters_are_bound_never_spliced(lake: Lake, tmp_path: Any) -> None:
-    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    ingest(lake, write_lines(tmp_path / "a.jsonl", events(0, 3)))
     engine = DuckDBEngine(lake)
     sql = "SELECT count(*) AS n FROM validation_events_bronze WHERE event_id = :id"
     assert engine.execute(sql, {"id": "evt-1"}).to_pylist() == [{"n": 1}]
@@ -164,7 +162,7 @@ def test_a_decimal_sum_stays_decimal(lake: Lake, decimal: str, scale: int) -> No
 
 
 def test_sums_of_lake_integers_are_bigint_in_every_result_form(lake: Lake, tmp_path: Any) -> None:
-    ingest(lake, tmp_path, "a.jsonl", 0, 3)
+    ingest(lake, write_lines(tmp_path / "a.jsonl", events(0, 3)))
     engine = DuckDBEngine(lake)
     sql = "SELECT sum(source_offset) AS s, struct(sum(source_offset) AS s) AS nested FROM validation_events_bronze"
     result = engine.execute(sql)
@@ -248,6 +246,7 @@ def test_invalid_catalog_names_are_refused_before_anything_is_sent() -> None:
 
 
 # After a failed connect, the connector's Connection.__del__ trips over the session it never made.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_real_connector_fails_fast_and_clearly_when_no_warehouse_answers() -> None:
     # nothing listens on port 443 of this machine (the connector always uses 443)

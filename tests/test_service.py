@@ -21,10 +21,11 @@ import pyarrow as pa
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import rows
 from servers import Tansu, free_port
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.events.kafka_publisher import KafkaEventPublisher
-from vhlake.events.model import ValidationEvent
+from vhlake.events.model import EventType, ValidationEvent, ValidationPayload
 from vhlake.events.publisher import EmbeddedLogPublisher
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -117,8 +118,9 @@ def live_jobs(first: int, count: int) -> list[ValidationEvent]:
     """Jobs happening now: started and completed, timestamps a moment ago."""
     now = datetime.now(UTC)
     events = []
+    steps: tuple[tuple[EventType, float], ...] = (("validation_started", 2.0), ("validation_completed", 1.0))
     for n in range(first, first + count):
-        for kind, offset in (("validation_started", 2.0), ("validation_completed", 1.0)):
+        for kind, offset in steps:
             events.append(
                 ValidationEvent(
                     event_id=f"e-{n}-{kind}",
@@ -128,22 +130,18 @@ def live_jobs(first: int, count: int) -> list[ValidationEvent]:
                     user_id="u-1",
                     marketplace="shopee",
                     category="moda",
-                    payload={"total_rows": 10, "processing_time_ms": 100 + n % 50},
+                    payload=ValidationPayload(total_rows=10, processing_time_ms=100 + n % 50),
                 )
             )
     return events
 
 
-def rows(lake: Lake, table: Any) -> pa.Table:
-    delta = lake.open(table)
-    return table.schema.empty_table() if delta is None else pa.table(delta.to_pyarrow_table())
-
-
 def in_gold(lake: Lake, jobs: int) -> bool:
     """Silver has the jobs and gold counts them (gold commits after silver in each batch)."""
-    return (
-        rows(lake, SILVER).num_rows == jobs and sum(rows(lake, GOLD)["total_validations"].to_pylist()) == jobs
-    )
+    if rows(lake, SILVER).num_rows != jobs:
+        return False
+    counted: int = sum(rows(lake, GOLD)["total_validations"].to_pylist())
+    return counted == jobs
 
 
 def assert_exact(lake: Lake, jobs: int) -> None:

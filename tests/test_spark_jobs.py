@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from conftest import build_analytics_lake, make_silver_job, silver_table
+from conftest import build_analytics_lake, make_silver_job, ordered_rows, silver_table
 from test_engagement_gold import UPDATED, awkward_silver, day_of, random_silver, reference
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -36,11 +36,6 @@ pyspark = pytest.importorskip("pyspark", reason="the spark extra is installed by
 
 
 ENGAGEMENT_KEYS = ["marketplace", "date"]
-
-
-def rows(table: pa.Table, keys: list[str]) -> list[dict[str, Any]]:
-    table = table.drop_columns([c for c in ("updated_at",) if c in table.column_names])
-    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
 
 
 def same(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
@@ -81,20 +76,22 @@ def test_spark_jobs_give_the_embedded_pipelines_tables(spark: Any, tmp_path: Pat
     assert counts == {name: table.num_rows for name, table in ours.items()} | {
         USER_ENGAGEMENT_GOLD.name: len(engagement)
     }
-    same(rows(ours[SILVER.name], ["job_id"]), rows(written(out, SILVER), ["job_id"]))
+    same(ordered_rows(ours[SILVER.name], ["job_id"]), ordered_rows(written(out, SILVER), ["job_id"]))
     same(
-        rows(ours[GOLD.name], ["date", "marketplace", "category"]),
-        rows(written(out, GOLD), ["date", "marketplace", "category"]),
+        ordered_rows(ours[GOLD.name], ["date", "marketplace", "category"]),
+        ordered_rows(written(out, GOLD), ["date", "marketplace", "category"]),
     )
     # Error types exactly: counts, sums and one division each, the same in either engine.
     error_keys = ["date", "marketplace", "category", "error_type"]
-    assert rows(written(out, ERROR_TYPE_GOLD), error_keys) == rows(ours[ERROR_TYPE_GOLD.name], error_keys)
+    assert ordered_rows(written(out, ERROR_TYPE_GOLD), error_keys) == ordered_rows(
+        ours[ERROR_TYPE_GOLD.name], error_keys
+    )
     assert ours[ERROR_TYPE_GOLD.name].num_rows > 0
     # Engagement exactly, against the embedded transform over the embedded engine's silver.
-    assert rows(written(out, USER_ENGAGEMENT_GOLD), ENGAGEMENT_KEYS) == engagement
+    assert ordered_rows(written(out, USER_ENGAGEMENT_GOLD), ENGAGEMENT_KEYS) == engagement
     assert engagement
     quarantined = written(out, QUARANTINE).select(["source", "source_offset", "reason"])
-    assert rows(quarantined, ["source", "source_offset"]) == rows(
+    assert ordered_rows(quarantined, ["source", "source_offset"]) == ordered_rows(
         ours[QUARANTINE.name].select(["source", "source_offset", "reason"]), ["source", "source_offset"]
     )
     assert ours[QUARANTINE.name].num_rows > 0 and ours[SILVER.name].num_rows > 1_000
@@ -205,7 +202,7 @@ def embedded_engagement(silver: pa.Table) -> list[dict[str, Any]]:
     """The embedded pure transform over all of ``silver``."""
     con = duckdb.connect()
     gold = user_engagement_daily(con, silver, first_seen=first_seen(con, silver), updated_at=UPDATED)
-    return rows(gold, ENGAGEMENT_KEYS)
+    return ordered_rows(gold, ENGAGEMENT_KEYS)
 
 
 def test_spark_engagement_is_the_embedded_transforms_row_for_row(spark: Any) -> None:
@@ -213,7 +210,7 @@ def test_spark_engagement_is_the_embedded_transforms_row_for_row(spark: Any) -> 
 
     silver = engagement_silver()
     built = silver_to_engagement(spark.createDataFrame(silver), updated_at=UPDATED).toArrow()
-    ours = rows(built.cast(USER_ENGAGEMENT_GOLD.schema), ENGAGEMENT_KEYS)
+    ours = ordered_rows(built.cast(USER_ENGAGEMENT_GOLD.schema), ENGAGEMENT_KEYS)
     # Exactly: counts and one division per row, the same in either engine.
     assert ours == embedded_engagement(silver)
     assert set(built["updated_at"].to_pylist()) == {UPDATED}

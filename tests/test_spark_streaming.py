@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from conftest import kill_when, make_silver_job, silver_table
+from conftest import kill_when, make_silver_job, ordered_rows, silver_table
 from test_engagement_gold import UPDATED, awkward_silver, day_of, random_silver
-from test_spark_jobs import ENGAGEMENT_KEYS, embedded_engagement, rows, same
+from test_spark_jobs import ENGAGEMENT_KEYS, embedded_engagement, same
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -75,7 +75,7 @@ def written(out: Path, table: TableDef) -> pa.Table:
 def comparable(table: pa.Table, spec: TableDef) -> list[dict[str, Any]]:
     """Rows without what differs by design: when each engine ingested them."""
     drop = [c for c in ("ingestion_time", "ingestion_date") if c in table.column_names]
-    return rows(table.drop_columns(drop), KEYS[spec.name])
+    return ordered_rows(table.drop_columns(drop), KEYS[spec.name])
 
 
 def assert_same_lake(lake: Lake, out: Path, *, spark_only: bool = True) -> None:
@@ -320,7 +320,7 @@ def test_a_micro_batch_reads_only_the_partitions_of_its_jobs(spark: Any, tmp_pat
     BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16).ingest_file(file)
     bronze = embedded(lake, BRONZE)
     tables = RecordingTables(spark, Lake(str(tmp_path / "spark")))
-    silver_batch(spark.createDataFrame(bronze), 0, tables)  # type: ignore[arg-type]
+    silver_batch(spark.createDataFrame(bronze), 0, tables)
     history = written(tmp_path / "spark", JOB_EVENTS)
     days = set(history["job_date"].to_pylist())
     assert len(days) > 20
@@ -332,14 +332,17 @@ def test_a_micro_batch_reads_only_the_partitions_of_its_jobs(spark: Any, tmp_pat
 
     def stored_event_of(job: str) -> dict[str, Any]:
         mine = bronze.filter(pc.equal(bronze["job_id"], job))
-        return mine.filter(pc.is_in(mine["event_id"], value_set=stored_ids)).slice(0, 1).to_pylist()[0]
+        event: dict[str, Any] = (
+            mine.filter(pc.is_in(mine["event_id"], value_set=stored_ids)).slice(0, 1).to_pylist()[0]
+        )
+        return event
 
     late_event, copy = stored_event_of(late["job_id"]), stored_event_of(copied["job_id"])
     late_event |= {"event_id": "late-one", "source_offset": 10_000_001}
     copy |= {"job_id": "a-new-job", "source_offset": 10_000_002}
     batch = pa.Table.from_pylist([late_event, copy], schema=bronze.schema)
     tables.partitions_read.clear()
-    silver_batch(spark.createDataFrame(batch), 1, tables)  # type: ignore[arg-type]
+    silver_batch(spark.createDataFrame(batch), 1, tables)
     read = dict(tables.partitions_read)
     assert read[JOB_EVENTS.name] == sorted({late["job_date_min"], copied["job_date_min"]})
     assert all(isinstance(day, date) for day in read[JOB_EVENTS.name])
@@ -457,7 +460,7 @@ def test_gold_batch_deletes_the_error_types_a_group_no_longer_reports(spark: Any
     def reference() -> list[dict[str, Any]]:
         silver = written(tmp_path, SILVER)
         when = datetime(2026, 11, 27, tzinfo=UTC)  # updated_at is not compared
-        return rows(error_type_daily(duckdb.connect(), silver, updated_at=when), keys)
+        return ordered_rows(error_type_daily(duckdb.connect(), silver, updated_at=when), keys)
 
     before = [
         silver_row("a", "toys", "failed", {"x": 2, "y": 1}),
@@ -505,7 +508,7 @@ def test_streamed_engagement_equals_a_batch_build_after_late_moved_and_deleted_j
     def batch_build() -> list[dict[str, Any]]:
         whole = tables.read(SILVER)
         built = silver_to_engagement(whole, updated_at=UPDATED).toArrow().cast(USER_ENGAGEMENT_GOLD.schema)
-        return rows(built, ENGAGEMENT_KEYS)
+        return ordered_rows(built, ENGAGEMENT_KEYS)
 
     def change(version: int, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
         """Silver's MERGE of a micro-batch (``before``: the changed jobs as stored), then gold's."""
