@@ -28,6 +28,8 @@ from vhlake.api.dependencies import VisibleRepository
 from vhlake.result import Ok
 
 router = APIRouter()
+# A period of days ending today (or ``end``): at least one, at most ten years.
+Days = Annotated[int, Query(ge=1, le=3660)]
 
 
 @router.get("/v1/marketplaces/{marketplace}/metrics", response_model=Answer[MarketplaceMetrics])
@@ -51,7 +53,7 @@ def marketplace_metrics(
 def marketplace_performance(
     marketplace: str,
     repository: VisibleRepository,
-    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    days: Days = 30,
     end: date | None = None,
 ) -> Answer[MarketplacePerformance]:
     """``days`` days ending today (or ``end``): the daily series with day-over-day change and 7-day
@@ -64,7 +66,7 @@ def marketplace_performance(
 def marketplace_errors(
     marketplace: str,
     repository: VisibleRepository,
-    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    days: Days = 30,
     end: date | None = None,
     category: Annotated[str | None, Query(min_length=1)] = None,
     top: Annotated[int, Query(ge=1, le=MAX_TOP_ERROR_TYPES)] = 5,
@@ -81,7 +83,7 @@ def marketplace_errors(
 def marketplace_engagement(
     marketplace: str,
     repository: VisibleRepository,
-    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    days: Days = 30,
     end: date | None = None,
 ) -> Answer[MarketplaceEngagement]:
     """``days`` days ending today (or ``end``) of the marketplace's user engagement: the daily rows
@@ -97,7 +99,7 @@ def marketplace_engagement(
 def marketplace_predictions(
     marketplace: str,
     repository: VisibleRepository,
-    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    days: Days = 30,
     end: date | None = None,
     horizon: Annotated[int, Query(ge=0, le=MAX_FORECAST_HORIZON_DAYS)] = 0,
 ) -> Answer[MarketplacePredictions]:
@@ -135,7 +137,7 @@ def marketplaces(repository: VisibleRepository) -> Answer[list[MarketplaceSummar
 @router.get("/v1/overview", response_model=Answer[Overview])
 def overview(
     repository: VisibleRepository,
-    days: Annotated[int, Query(ge=1, le=3660)] = 7,
+    days: Days = 7,
     end: date | None = None,
 ) -> Answer[Overview]:
     """Every marketplace the key may see over ``days`` days ending today (or ``end``) against the
