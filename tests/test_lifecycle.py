@@ -145,7 +145,7 @@ def s3() -> Iterator[MotoS3]:
 def test_ingest_pipeline_query_and_maintenance_on_s3(
     s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {**s3.env, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}.items():
+    for name, value in s3.env.items():
         monkeypatch.setenv(name, value)  # what delta-rs's object store reads
     lake = Lake(f"s3://{s3.create_bucket('lake-test')}/vhlake")
     feed = tmp_path / "feed.jsonl"
@@ -171,7 +171,7 @@ def test_forget_on_s3_leaves_no_row_of_the_user(
     from vhlake.lifecycle.erasure import forget_user
     from vhlake.query.duckdb_engine import DuckDBEngine
 
-    for name, value in {**s3.env, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}.items():
+    for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     lake = Lake(f"s3://{s3.create_bucket('forget-test')}/vhlake")
     feed = tmp_path / "feed.jsonl"
@@ -201,7 +201,7 @@ def test_forget_on_s3_needs_no_event_log_setting_and_erases_a_configured_log(
     from vhlake.events.embedded_log import EmbeddedEventLog
     from vhlake.query.duckdb_engine import DuckDBEngine
 
-    for name, value in {**s3.env, "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}.items():
+    for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     for name in ("VHLAKE_EVENT_LOG_PATH", "VHLAKE_LAKE_URI", "VHLAKE_EVENT_LOG"):
         monkeypatch.delenv(name, raising=False)

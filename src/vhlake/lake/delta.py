@@ -27,12 +27,41 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
-from vhlake.errors import LakeError
+from vhlake.errors import ConfigError, LakeError
 from vhlake.lake.encoding import delta_writer_properties
 from vhlake.lake.tables import TableDef
 
 _COMMIT_ATTEMPTS = 5
 _T = TypeVar("_T")
+
+
+# S3 has no atomic rename: a Delta commit is safe there only as a put-if-absent of the version's log file
+# (``If-None-Match: *``), which delta-rs does when object_store's conditional put is "etag". That is its
+# default today; it is set explicitly so that an ``AWS_CONDITIONAL_PUT=disabled`` in the environment, or a
+# changed default, cannot turn commits into overwrites (delta-rs reads options given here before the
+# environment). delta-rs 1.x has no other S3 commit path: ``AWS_S3_LOCKING_PROVIDER=dynamodb`` is ignored
+# with an error line, and ``AWS_S3_ALLOW_UNSAFE_RENAME`` no longer changes how commits are written.
+_S3_SCHEMES = ("s3://", "s3a://")
+_CONDITIONAL_PUT_KEYS = frozenset({"conditional_put", "aws_conditional_put"})
+
+
+def safe_commit_options(uri: str, options: Mapping[str, str]) -> dict[str, str]:
+    """``options`` plus what makes concurrent commits to ``uri`` safe: on S3, conditional put by ETag.
+
+    Raises:
+        ConfigError: the options turn conditional put off, so every commit would be refused.
+    """
+    merged = dict(options)
+    if not uri.lower().startswith(_S3_SCHEMES):
+        return merged
+    given = {k: v for k, v in merged.items() if k.lower() in _CONDITIONAL_PUT_KEYS}
+    if any(v.strip().lower() != "etag" for v in given.values()):
+        raise ConfigError(
+            f"conditional put {given} for {uri}: Delta commits on S3 need it set to etag (put-if-absent)"
+        )
+    if not given:
+        merged["conditional_put"] = "etag"
+    return merged
 
 
 class CommitConflict(LakeError):
@@ -50,6 +79,9 @@ class Lake:
     uri: str
     storage_options: dict[str, str] = field(default_factory=dict)
     _handles: dict[str, DeltaTable] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.storage_options = safe_commit_options(self.uri, self.storage_options)
 
     @property
     def is_local(self) -> bool:
