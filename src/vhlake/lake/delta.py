@@ -401,15 +401,21 @@ class Lake:
             self._handles[table.name] = DeltaTable.create(
                 self.table_uri(table),
                 table.schema,
-                mode="ignore",
+                mode="error",
                 partition_by=list(table.partition_by) or None,
                 name=table.name,
                 description=table.description,
                 configuration=table.configuration or None,
                 storage_options=self.storage_options or None,
+                commit_properties=CommitProperties(max_commit_retries=0),
             )
             return self._handles[table.name]
         except (DeltaError, OSError) as exc:
+            # Another writer created it first (two processes on a fresh lake): use theirs. No retry: delta-rs
+            # would commit a create that lost version 0 again as version 1, a second table id.
+            created = self.open(table)
+            if created is not None:
+                return created
             raise LakeError(f"cannot create {table.name} at {self.table_uri(table)}: {exc}") from exc
 
     def _append(
