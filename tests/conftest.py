@@ -38,6 +38,7 @@ MARKS_BY_FILE = {
     "test_spark_jobs.py": ("spark",),
     "test_spark_streaming.py": ("spark",),
     "test_kafka.py": ("kafka",),
+    "test_s3_writers.py": ("s3",),
     "test_dashboard.py": ("browser",),
     # The wheel and each extra in clean venvs: Spark, a broker and chromium among them.
     "test_packaging.py": ("spark", "kafka", "browser"),

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -89,17 +90,18 @@ class Tansu:
 
 
 class MotoS3:
-    """moto's S3-compatible HTTP server."""
+    """moto's S3-compatible HTTP server; ``log`` keeps its access log (one line per request, with the
+    status: what a test reads to know the store refused a write)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: Path | None = None) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         server = Path(sys.executable).with_name("moto_server")
-        self._process = subprocess.Popen(
-            [str(server), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with contextlib.ExitStack() as files:  # the server keeps its own copy of the log's descriptor
+            sink = subprocess.DEVNULL if log is None else files.enter_context(log.open("ab"))
+            self._process = subprocess.Popen(
+                [str(server), "-H", "127.0.0.1", "-p", str(self.port)], stdout=sink, stderr=sink
+            )
         wait_for_port(self.port, self._process)
 
     @property
@@ -113,17 +115,24 @@ class MotoS3:
             "AWS_ALLOW_HTTP": "true",
         }
 
-    def create_bucket(self, name: str) -> str:
+    def client(self) -> Any:
+        """A boto3 S3 client of this server."""
         import boto3
 
-        s3 = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id="test",
             aws_secret_access_key="test",
             region_name="us-east-1",
         )
+
+    def create_bucket(self, name: str, *, versioned: bool = False) -> str:
+        """A new bucket; ``versioned`` keeps every object version, so an overwrite leaves a trace."""
+        s3 = self.client()
         s3.create_bucket(Bucket=name)
+        if versioned:
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         return name
 
     def stop(self) -> None:
