@@ -8,7 +8,7 @@ anything older than a fresh read would. Answers over a window ending *now* (the 
 kept at most ``max_age`` by the repository's clock besides, and carry the moment they were computed.
 
 Concurrent askers of one key wait for the first one's build (one query per table version, not one per
-client). Only successful builds are kept: a failing build raises to each of its waiters in turn.
+client). Only successful builds are kept: after a failing one, each waiter tries again in turn.
 """
 
 from __future__ import annotations
