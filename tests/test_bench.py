@@ -157,3 +157,25 @@ def test_the_dashboard_benchmark_times_the_landing_and_the_marketplace_view(tmp_
     ):
         assert request in text, request
     assert "load average (1/5/15 min) before" in text
+
+
+@pytest.mark.slow
+def test_the_dashboard_load_mode_serves_many_clients_without_a_server_error(tmp_path: Path) -> None:
+    from conftest import build_analytics_lake
+
+    build_analytics_lake(tmp_path, jobs=1_000, seed=3)
+    summary = tmp_path / "RESULTS.md"
+    command = [sys.executable, str(BENCH.parent / "dashboard.py"), str(tmp_path / "lake")]
+    load = ["--clients", "4", "--seconds", "3", "--think", "0.2", "--results", str(summary)]
+    finished = subprocess.run([*command, *load], capture_output=True, text=True, timeout=240)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    lines = summary.read_text().splitlines()
+    assert "dashboard page data under load" in lines[1]
+    assert lines[3].startswith("- load: 4 clients for 3 s, think time 0.2 s")
+    assert lines[4].startswith("- all requests: p50 ") and " p99 " in lines[4] and "requests/s" in lines[4]
+    assert "overview (landing) p50 " in lines[5] and "marketplace p50 " in lines[5]
+    for route in ("/v1/overview p50", "/v1/marketplaces/{m}/predictions p50", "/v1/stats/realtime p50"):
+        assert route in lines[6], route
+    assert lines[7] == "- errors: 0 5xx; none other than 200", lines[7]
+    assert "server " in lines[8] and "load generator " in lines[8]
+    assert "load average (1/5/15 min) before" in lines[9]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
+from vhlake.analytics.answer_cache import AnswerCache, VersionedTables
 from vhlake.analytics.models import (
     AlertState,
     CategoryPerformance,
@@ -57,6 +58,11 @@ COMPLETION_LOOKBACK_DAYS = 7
 completing later than all of those, yet created earlier, is not seen (the lag shown is then too large,
 never too small). Validation jobs take seconds to minutes, so a week is ample."""
 
+NOW_WINDOW_MAX_AGE = timedelta(seconds=1)
+"""How long an answer over a window ending now (the last hour's jobs, the last day's quality measures) is
+shared, by the repository's clock: the window's edge moves on, and a second is the freshness cache's own
+staleness. The real-time answer says as of when it is (``as_of``)."""
+
 MAX_TOP_ERROR_TYPES = 50
 """The most error types whose daily trend one answer gives (each adds a row per day of the period)."""
 
@@ -74,17 +80,20 @@ class AnalyticsRepository:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         marketplaces: frozenset[str] | None = None,
+        cache: bool = True,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._visible = marketplaces
         self._newest = _NewestEvents()
+        self._cache = AnswerCache() if cache else None
 
     def restricted_to(self, marketplaces: frozenset[str] | None) -> AnalyticsRepository:
         """The same repository seeing only ``marketplaces`` (None: all): the row filter of an API key,
         applied here so no caller can forget it."""
         restricted = AnalyticsRepository(self._engine, clock=self._clock, marketplaces=marketplaces)
         restricted._newest = self._newest  # every view answers freshness from the same short-lived read
+        restricted._cache = self._cache  # and shares the answers (the row filter is part of their key)
         return restricted
 
     def _hidden(self, marketplace: str) -> Err | None:
@@ -137,7 +146,7 @@ class AnalyticsRepository:
                 summary=metrics_summary(daily),
             )
 
-        return _attempt(build)
+        return self._answer(("metrics", marketplace, start_date, end_date), ("marketplace_metrics",), build)
 
     def get_real_time_stats(
         self, marketplace: str | None = None, *, window_minutes: int = 60
@@ -172,7 +181,9 @@ class AnalyticsRepository:
                 error_rate=failed / total if total else None,
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("realtime", marketplace, window_minutes), ("real_time_stats",), build, max_age=NOW_WINDOW_MAX_AGE
+        )
 
     def get_marketplace_performance(
         self, marketplace: str, period_days: int = 30, *, end_date: date | None = None
@@ -197,7 +208,11 @@ class AnalyticsRepository:
                 ],
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("performance", marketplace, period_days, start, end),
+            ("marketplace_daily_performance", "marketplace_category_breakdown"),
+            build,
+        )
 
     def get_marketplace_error_types(
         self,
@@ -235,7 +250,11 @@ class AnalyticsRepository:
                 ],
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("error_types", marketplace, period_days, start, end, category, top),
+            ("marketplace_error_types", "marketplace_error_type_trend"),
+            build,
+        )
 
     def get_overview(self, period_days: int = 7, *, end_date: date | None = None) -> Result[Overview]:
         """Every visible marketplace over the last ``period_days`` days (ending today, or ``end_date``)
@@ -279,7 +298,9 @@ class AnalyticsRepository:
                 marketplaces=sorted(cards, key=attention),
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("overview", period_days, start, end), ("overview_daily", "overview_periods"), build
+        )
 
     def get_ml_predictions(self, marketplace: str, category: str) -> Result[MlPredictions]:
         """The predictions of the most recently trained model for (marketplace, category)."""
@@ -298,7 +319,7 @@ class AnalyticsRepository:
                 predictions=[Prediction(**row) for row in rows],
             )
 
-        return _attempt(build)
+        return self._answer(("ml_predictions", marketplace, category), ("ml_predictions",), build)
 
     def get_marketplace_predictions(
         self,
@@ -338,7 +359,11 @@ class AnalyticsRepository:
                 anomalies=[DayAnomaly(**r) for r in self._rows("marketplace_day_anomalies", **window)],
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("predictions", marketplace, period_days, start, end, horizon_days),
+            ("marketplace_forecast", "marketplace_day_anomalies"),
+            build,
+        )
 
     def get_marketplace_engagement(
         self, marketplace: str, period_days: int = 30, *, end_date: date | None = None
@@ -367,7 +392,11 @@ class AnalyticsRepository:
                 summary=engagement_summary(daily, users),
             )
 
-        return _attempt(build)
+        return self._answer(
+            ("engagement", marketplace, period_days, start, end),
+            ("marketplace_engagement", "marketplace_period_users"),
+            build,
+        )
 
     def get_marketplaces(self) -> Result[list[MarketplaceSummary]]:
         """The marketplaces in gold the caller may see, busiest first, with their span of days."""
@@ -380,7 +409,7 @@ class AnalyticsRepository:
                 if self._visible is None or r["marketplace"] in self._visible
             ]
 
-        return _attempt(build)
+        return self._answer(("marketplaces",), ("marketplaces",), build)
 
     def get_alerts(self, *, days: int = 7) -> Result[list[AlertState]]:
         """Each alert rule's latest state per key (triggered first). A caller restricted to marketplaces
@@ -392,7 +421,7 @@ class AnalyticsRepository:
             rows = self._rows("alerts_current", since_date=(self._clock() - timedelta(days=days)).date())
             return [AlertState(**r) for r in rows if self._visible is None or r["key"] in self._visible]
 
-        return _attempt(build)
+        return self._answer(("alerts", days), ("alerts_current",), build)
 
     def get_quality(self, *, hours: int = 24) -> Result[list[QualityMeasure]]:
         """The latest value of each data-quality measurement of the last ``hours`` (lake-wide, so only
@@ -410,7 +439,7 @@ class AnalyticsRepository:
             rows = self._rows("quality_latest", since=since, since_date=since.date())
             return [QualityMeasure(**row) for row in rows]
 
-        return _attempt(build)
+        return self._answer(("quality", hours), ("quality_latest",), build, max_age=NOW_WINDOW_MAX_AGE)
 
     def get_quality_rejections(
         self, period_days: int = 30, *, end_date: date | None = None
@@ -437,7 +466,7 @@ class AnalyticsRepository:
                 rejects_visible=self._visible is None,
             )
 
-        return _attempt(build)
+        return self._answer(("quality_rejections", period_days, start, end), ("quality_rejections",), build)
 
     def _marketplace_period(
         self, marketplace: str, period_days: int, end_date: date | None
@@ -457,6 +486,28 @@ class AnalyticsRepository:
         if (end - date.min).days < period_days - 1:
             return Err(f"{period_days} days before {end} is before the calendar starts", "invalid_argument")
         return end - timedelta(days=period_days - 1), end
+
+    def _answer(
+        self,
+        key: tuple[Hashable, ...],
+        statements: tuple[str, ...],
+        build: Callable[[], T],
+        *,
+        max_age: timedelta | None = None,
+    ) -> Result[T]:
+        """``build``'s answer, shared with every caller that asks the same ``key`` with the same row filter
+        on the same day while the tables ``statements`` read keep their versions (:mod:`~vhlake.analytics.
+        answer_cache`); built each time on an engine that cannot tell the versions (Databricks)."""
+        engine, cache = self._engine, self._cache
+        if cache is None or not isinstance(engine, VersionedTables):
+            return _attempt(build)
+
+        def shared() -> T:
+            versions = engine.table_versions(statement(name) for name in statements)
+            full_key = (*key, self._visible, self._clock().date(), versions)
+            return cache.get(full_key, build, now=self._clock, max_age=max_age)
+
+        return _attempt(shared)
 
     def _rows(self, name: str, **params: Any) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._engine.execute(statement(name), params).to_pylist()

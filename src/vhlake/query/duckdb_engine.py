@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,15 @@ class DuckDBEngine:
             raise QueryError(_one_line(str(exc))) from exc
         finally:
             cursor.close()
+
+    def table_versions(self, sqls: Iterable[str]) -> tuple[tuple[str, int], ...]:
+        """The Delta version of each lake table ``sqls`` read (-1: not written yet), as their next
+        :meth:`execute` will see it or a later one: the views are brought up to date here."""
+        with self._lock:
+            names = sorted({name for sql in sqls for name in self._plan(sql)[0]})
+            for name in names:
+                self._refresh(self._tables[name])
+            return tuple((name, self._versions[name]) for name in names)
 
     def _unknown_table(self, message: str) -> str | None:
         """For a table the lake does not have, the nearest lake table: DuckDB would suggest one of its

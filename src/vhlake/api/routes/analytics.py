@@ -44,8 +44,8 @@ def marketplace_metrics(
     """Daily gold metrics per category between two dates (inclusive), with their summary.
     ``limit``/``offset`` page through the daily rows; the summary covers them all."""
     result = repository.get_marketplace_metrics(marketplace, start, end)
-    if isinstance(result, Ok):
-        result.value.daily = result.value.daily[offset : offset + limit]
+    if isinstance(result, Ok):  # a copy: the repository's answers are shared between requests
+        result = Ok(result.value.model_copy(update={"daily": result.value.daily[offset : offset + limit]}))
     return answer(repository, result, marketplace)
 
 

@@ -64,8 +64,10 @@ def quality_rejections(
     ``end``): per day and reason, and per reason a short example (untrusted text). A key restricted
     to marketplaces sees its marketplaces' quarantined events and no rejects (they name none)."""
     result = repository.get_quality_rejections(days, end_date=end)
-    if isinstance(result, Ok):
-        result.value.can_replay = may_replay(key) and deps.replay is not None
+    if isinstance(result, Ok):  # a copy: the repository's answers are shared between keys
+        result = Ok(
+            result.value.model_copy(update={"can_replay": may_replay(key) and deps.replay is not None})
+        )
     return answer(repository, result, None)
 
 
