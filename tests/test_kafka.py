@@ -262,6 +262,33 @@ def test_outbox_keeps_events_while_the_broker_is_down_and_drains_in_order(
         broker.stop()
 
 
+def test_one_publisher_keeps_publishing_across_a_broker_restart(
+    tmp_path: Path, s3_server: MotoS3, lake: Lake
+) -> None:
+    """A restarted broker fences the producer id it no longer knows (PRODUCER_FENCED, for good): the
+    publisher must start a new producer and re-send from the outbox, not report every later event failed."""
+    bucket = s3_server.create_bucket("tansu")
+    broker = Tansu(tmp_path / "tansu.log", storage=f"s3://{bucket}/", env=s3_server.env).start()
+    try:
+        topic = broker.create_topic("validation-events")
+        before, during, after = job_events(50), job_events(50, first=50), job_events(50, first=100)
+        sender = publisher(broker, topic, Outbox(tmp_path / "outbox.db"), delivery_timeout_s=2)
+        assert {d.status for d in sender.send_batch(before)} == {"delivered"}
+        broker.stop()
+        assert {d.status for d in sender.send_batch(during)} == {"outboxed"}
+        broker.start()
+        statuses = {d.status for d in sender.send_batch(after)}  # the same publisher object
+        assert "failed" not in statuses
+        sender.drain_outbox()
+        status = sender.outbox_status()
+        assert status is not None and (status.pending, status.dead) == (0, 0)
+        sender.close()
+        ingest(lake, broker, topic).run(until_idle_s=2)
+        assert_exactly_once(lake, [e.event_id for e in before + during + after])
+    finally:
+        broker.stop()
+
+
 def test_the_outbox_survives_a_restart_and_buries_refused_events(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.db")
     assert outbox.add(["job-1", "job-2", "job-1"], [b"a", b"b", b"c"]) == [1, 2, 3]
