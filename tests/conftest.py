@@ -42,6 +42,8 @@ MARKS_BY_FILE = {
     "test_dashboard.py": ("browser",),
     # The wheel and each extra in clean venvs: Spark, a broker and chromium among them.
     "test_packaging.py": ("spark", "kafka", "browser"),
+    # bench/soak.py: a tansu broker and moto's S3 server, as child processes.
+    "test_soak.py": ("kafka", "s3"),
 }
 
 
