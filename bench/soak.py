@@ -293,8 +293,9 @@ class Fault:
 def schedule(minutes: float) -> list[Fault]:
     """Faults at fixed fractions of the run: every kind once; a second kill from 10 minutes on."""
     seconds = minutes * 60
-    plan = [Fault("broker", "main", 0.10), Fault("disk", "disk", 0.20), Fault("kill", "main", 0.45)]
-    plan.append(Fault("s3", "main", 0.60))
+    # Early enough that the last outage ends with a third of a 2-minute run left to show the recovery.
+    plan = [Fault("broker", "main", 0.08), Fault("disk", "disk", 0.15), Fault("kill", "main", 0.35)]
+    plan.append(Fault("s3", "main", 0.45))
     if minutes >= 10:
         plan.append(Fault("kill", "main", 0.85))
     for fault in plan:
