@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -380,3 +381,49 @@ def test_cli_publishes_to_kafka_ingests_and_reports_the_outbox(
     assert "0 delivered, 3 waiting in the outbox" in again.stdout
     status = run_cli("--lake", lake_dir, "outbox", "status")
     assert "3 pending" in status.stdout and "0 refused by the broker" in status.stdout
+
+
+def _bronze_rows(lake: Lake) -> int:
+    return 0 if lake.open(BRONZE) is None else read_table(lake, "bronze").num_rows
+
+
+def _wait_for_rows(lake: Lake, rows: int, *, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    seen = _bronze_rows(lake)
+    while seen < rows and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = _bronze_rows(lake)
+    return seen
+
+
+def test_a_running_ingest_resumes_after_the_broker_is_killed_and_restarted(
+    tmp_path: Path, s3_server: MotoS3, lake: Lake
+) -> None:
+    """The service's consumer keeps running while the broker is SIGKILLed and comes back (its storage on
+    S3, so the topic survives): what is published afterwards must reach bronze, once."""
+    bucket = s3_server.create_bucket("tansu")
+    broker = Tansu(tmp_path / "tansu.log", storage=f"s3://{bucket}/", env=s3_server.env).start()
+    stop = threading.Event()
+    consumer = threading.Thread(target=lambda: ingest(lake, broker, topic).run(stop=stop), daemon=True)
+    try:
+        topic = broker.create_topic("validation-events")
+        before, after = job_events(100), job_events(100, first=100)
+        sender = publisher(broker, topic)
+        assert {d.status for d in sender.send_batch(before)} == {"delivered"}
+        sender.close()
+        consumer.start()
+        assert _wait_for_rows(lake, len(before), timeout_s=60) == len(before)
+
+        broker.stop()
+        time.sleep(30)
+        broker.start()
+        sender = publisher(broker, topic, delivery_timeout_s=20)
+        assert {d.status for d in sender.send_batch(after)} == {"delivered"}
+        sender.close()
+        assert _wait_for_rows(lake, len(before) + len(after), timeout_s=60) == len(before) + len(after)
+    finally:
+        stop.set()
+        consumer.join(timeout=30)
+        broker.stop()
+    assert not consumer.is_alive()
+    assert_exactly_once(lake, [e.event_id for e in before + after])
