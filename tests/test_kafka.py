@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,33 @@ def test_outbox_keeps_events_while_the_broker_is_down_and_drains_in_order(
         broker.stop()
 
 
+def test_one_publisher_keeps_publishing_across_a_broker_restart(
+    tmp_path: Path, s3_server: MotoS3, lake: Lake
+) -> None:
+    """A restarted broker fences the producer id it no longer knows (PRODUCER_FENCED, for good): the
+    publisher must start a new producer and re-send from the outbox, not report every later event failed."""
+    bucket = s3_server.create_bucket("tansu")
+    broker = Tansu(tmp_path / "tansu.log", storage=f"s3://{bucket}/", env=s3_server.env).start()
+    try:
+        topic = broker.create_topic("validation-events")
+        before, during, after = job_events(50), job_events(50, first=50), job_events(50, first=100)
+        sender = publisher(broker, topic, Outbox(tmp_path / "outbox.db"), delivery_timeout_s=2)
+        assert {d.status for d in sender.send_batch(before)} == {"delivered"}
+        broker.stop()
+        assert {d.status for d in sender.send_batch(during)} == {"outboxed"}
+        broker.start()
+        statuses = {d.status for d in sender.send_batch(after)}  # the same publisher object
+        assert "failed" not in statuses
+        sender.drain_outbox()
+        status = sender.outbox_status()
+        assert status is not None and (status.pending, status.dead) == (0, 0)
+        sender.close()
+        ingest(lake, broker, topic).run(until_idle_s=2)
+        assert_exactly_once(lake, [e.event_id for e in before + during + after])
+    finally:
+        broker.stop()
+
+
 def test_the_outbox_survives_a_restart_and_buries_refused_events(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.db")
     assert outbox.add(["job-1", "job-2", "job-1"], [b"a", b"b", b"c"]) == [1, 2, 3]
@@ -353,3 +381,49 @@ def test_cli_publishes_to_kafka_ingests_and_reports_the_outbox(
     assert "0 delivered, 3 waiting in the outbox" in again.stdout
     status = run_cli("--lake", lake_dir, "outbox", "status")
     assert "3 pending" in status.stdout and "0 refused by the broker" in status.stdout
+
+
+def _bronze_rows(lake: Lake) -> int:
+    return 0 if lake.open(BRONZE) is None else read_table(lake, "bronze").num_rows
+
+
+def _wait_for_rows(lake: Lake, rows: int, *, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    seen = _bronze_rows(lake)
+    while seen < rows and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = _bronze_rows(lake)
+    return seen
+
+
+def test_a_running_ingest_resumes_after_the_broker_is_killed_and_restarted(
+    tmp_path: Path, s3_server: MotoS3, lake: Lake
+) -> None:
+    """The service's consumer keeps running while the broker is SIGKILLed and comes back (its storage on
+    S3, so the topic survives): what is published afterwards must reach bronze, once."""
+    bucket = s3_server.create_bucket("tansu")
+    broker = Tansu(tmp_path / "tansu.log", storage=f"s3://{bucket}/", env=s3_server.env).start()
+    stop = threading.Event()
+    consumer = threading.Thread(target=lambda: ingest(lake, broker, topic).run(stop=stop), daemon=True)
+    try:
+        topic = broker.create_topic("validation-events")
+        before, after = job_events(100), job_events(100, first=100)
+        sender = publisher(broker, topic)
+        assert {d.status for d in sender.send_batch(before)} == {"delivered"}
+        sender.close()
+        consumer.start()
+        assert _wait_for_rows(lake, len(before), timeout_s=60) == len(before)
+
+        broker.stop()
+        time.sleep(30)
+        broker.start()
+        sender = publisher(broker, topic, delivery_timeout_s=20)
+        assert {d.status for d in sender.send_batch(after)} == {"delivered"}
+        sender.close()
+        assert _wait_for_rows(lake, len(before) + len(after), timeout_s=60) == len(before) + len(after)
+    finally:
+        stop.set()
+        consumer.join(timeout=30)
+        broker.stop()
+    assert not consumer.is_alive()
+    assert_exactly_once(lake, [e.event_id for e in before + after])

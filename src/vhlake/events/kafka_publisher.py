@@ -200,6 +200,7 @@ class KafkaEventPublisher:
         self, ids: Sequence[str], keys: Sequence[str], values: Sequence[bytes], outcomes: Sequence[_Outcome]
     ) -> list[Delivery]:
         """Deliveries for the outcomes; records the broker could not be reached for go to the outbox."""
+        self._replace_if_stale(outcomes)
         results: list[Delivery | None] = []
         unreachable = []
         for i, outcome in enumerate(outcomes):
@@ -223,6 +224,7 @@ class KafkaEventPublisher:
         sent = 0
         while entries := self._outbox.oldest(_DRAIN_CHUNK):
             outcomes = self._produce([e.key for e in entries], [e.value for e in entries])
+            self._replace_if_stale(outcomes)
             delivered = [e.seq for e, o in zip(entries, outcomes, strict=True) if isinstance(o, tuple)]
             refused = [
                 (e.seq, _describe(o))
@@ -252,6 +254,14 @@ class KafkaEventPublisher:
     def _on_error(self, err: Any) -> None:
         if err.fatal():
             self._fatal = str(err)
+
+    def _replace_if_stale(self, outcomes: Sequence[_Outcome]) -> None:
+        """A broker that restarted may no longer know this producer's id and epoch, and then fences every
+        record it sends (PRODUCER_FENCED, for good). Those records were refused, not stored: a new producer
+        (a new id) sends them again from the outbox."""
+        stale = next((o for o in outcomes if _is_stale_identity(o)), None)
+        if stale is not None:
+            self._fatal = _describe(stale)
 
     def _recover_if_fatal(self) -> None:
         """An idempotent producer that hit a fatal error refuses everything: start a new one."""
@@ -301,10 +311,23 @@ class _NoReport:
         return f"no delivery report from Kafka within {self.seconds + _GRACE_S:.0f} s"
 
 
+def _is_stale_identity(outcome: Any) -> bool:
+    """True when the broker refused the record because it no longer accepts this producer's id/epoch."""
+    if isinstance(outcome, tuple | _NoReport):
+        return False
+    from confluent_kafka import KafkaError
+
+    stale = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.UNKNOWN_PRODUCER_ID}
+    return bool(outcome.code() in stale)
+
+
 def _is_transient(outcome: Any) -> bool:
-    """True when the broker was unreachable or too slow: re-sending later can succeed."""
+    """True when the broker was unreachable or too slow, or refused a stale producer identity: re-sending
+    later (from a new producer) can succeed."""
     if isinstance(outcome, _NoReport):
         return False  # the record may still arrive: re-sending it could duplicate it
+    if _is_stale_identity(outcome):
+        return True
     from confluent_kafka import KafkaError
 
     unreachable = {
