@@ -30,7 +30,7 @@ from vhlake.api.limits import ApiLimits
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.http_app import create_app
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import AUDIT_LOG, SILVER, USER_ENGAGEMENT_GOLD
+from vhlake.lake.tables import API_KEYS, AUDIT_LOG, SILVER, USER_ENGAGEMENT_GOLD
 from vhlake.service.runner import LakeService, ServiceOptions
 from vhlake.settings import Settings
 
@@ -820,3 +820,27 @@ def test_engagement_follows_end_and_the_key(engagement_api: Any, api: Any) -> No
     assert data["daily"] == [] and data["summary"]["days_with_data"] == 0
     assert (data["summary"]["active_users_7d"], data["summary"]["jobs"]) == (None, 0)
     assert empty.json()["freshness"]["newest_event_at"] is not None
+
+
+def test_a_store_that_fails_under_the_key_check_answers_503_until_it_is_back(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    deps = api_deps_for(lake, tmp_path, clock=lambda: datetime(2026, 11, 30, tzinfo=UTC))
+    token = deps.keys.create("read")[1]
+    app = FastAPI()
+    install_api(app, deps)
+    client = TestClient(app, raise_server_exceptions=False)
+    assert get(client, "/v1/marketplaces", token).status_code == 200
+    # the next commit of api_keys unreadable: every request's key check fails to read the table, as
+    # when an object store refuses requests
+    keys_log = Path(lake.table_uri(API_KEYS)) / "_delta_log"
+    version = lake.open(API_KEYS).version()  # type: ignore[union-attr]
+    broken = keys_log / f"{version + 1:020d}.json"
+    broken.write_text("{not json")
+    response = get(client, "/v1/marketplaces", token)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["title"] == "lake unavailable"
+    broken.unlink()  # the store is back: so is the API, without a restart
+    assert get(client, "/v1/marketplaces", token).status_code == 200
+    deps.publisher.close()

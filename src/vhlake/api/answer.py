@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from vhlake.analytics.models import Freshness
 from vhlake.analytics.repository import AnalyticsRepository
-from vhlake.api.problems import Problem
+from vhlake.api.problems import RETRY_AFTER, Problem
 from vhlake.result import Err, Ok, Result
 
 T = TypeVar("T")
@@ -38,4 +38,5 @@ def unwrap(result: Result[T]) -> T:
         status,
         {422: "invalid request", 403: "not allowed", 503: "analytics unavailable"}[status],
         result.message,
+        headers=RETRY_AFTER if status == 503 else None,
     )

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from vhlake.errors import LakeError
+
 PROBLEM = "application/problem+json"
 MAX_INSTANCE_CHARS = 256  # a problem names its path, but never echoes an arbitrarily long one
 
@@ -43,6 +45,10 @@ def problem_body(status: int, title: str, path: str, detail: Any = None) -> dict
     return body
 
 
+# What a 503 tells a client: the lake or the analytics failed for now; try again in a few seconds.
+RETRY_AFTER = {"Retry-After": "5"}
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -64,6 +70,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request, exc.status, exc.title, exc.detail, headers=exc.headers, extensions=exc.extensions
         )
+
+    @app.exception_handler(LakeError)
+    async def _lake_unavailable(request: Request, exc: LakeError) -> JSONResponse:
+        # The lake's store failed (an object store refusing requests, a disk error) where a route or its
+        # key check reads a table: the request may succeed once the store is back, so 503 and when to
+        # retry, never a 500 that reads as a bug.
+        return problem_response(request, 503, "lake unavailable", str(exc), headers=RETRY_AFTER)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
