@@ -143,6 +143,48 @@ def test_messages_that_are_not_json_objects_are_rejected_with_their_offsets(
     assert "not json" in rejected["raw"].to_pylist()
 
 
+def _produce(broker: Tansu, topic: str, values: list[bytes], *, partition: int) -> list[int]:
+    """Send ``values`` as they are (a producer's re-send included) and return their offsets."""
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    offsets: list[int | None] = []
+    for value in values:
+        producer.produce(
+            topic, value=value, partition=partition, on_delivery=lambda e, m: offsets.append(m.offset())
+        )
+        producer.flush(10)  # one at a time: offsets in the order given
+    assert None not in offsets
+    return [o for o in offsets if o is not None]
+
+
+def test_a_producers_resend_lands_once_in_bronze_and_in_the_rejects_with_its_reason(
+    broker: Tansu, topic: str, lake: Lake
+) -> None:
+    """A record in flight when the broker died is re-sent by the publisher's outbox: the partition holds
+    the event twice. Bronze keeps the first; the second goes to the rejects, also when it arrives after
+    the consumer restarted (the window is rebuilt from bronze), and not when it is beyond the window."""
+    first, second, third = (
+        ValidationEvent.model_validate(make_event(n, event_id=f"e{n}")).to_json_bytes() for n in (1, 2, 3)
+    )
+    offsets = _produce(broker, topic, [first, second, first, third], partition=2)
+    report = ingest(lake, broker, topic, resend_window=10).run(until_idle_s=1.5)
+    assert (report.bronze_rows, report.resent) == (3, 1)
+    assert_exactly_once(lake, ["e1", "e2", "e3"])
+    assert read_table(lake, "bronze")["source_offset"].to_pylist() == [offsets[0], offsets[1], offsets[3]]
+
+    # A new consumer (a restart): the re-sends of e2 and e3 are found through bronze's recent rows.
+    later = _produce(broker, topic, [third, second], partition=2)
+    assert ingest(lake, broker, topic, resend_window=10).run(until_idle_s=1.5).resent == 2
+    rejected = read_table(lake, "rejected")
+    assert rejected["source_offset"].to_pylist() == [offsets[2], *later]
+    assert all(error.startswith("re-sent:") for error in rejected["error"].to_pylist())
+    assert rejected["raw"].to_pylist() == [v.decode() for v in (first, third, second)]
+
+    # Beyond the window, the same event_id is a new receipt: bronze keeps it as received.
+    _produce(broker, topic, [b"{}"] * 10 + [first], partition=2)
+    assert ingest(lake, broker, topic, resend_window=10).run(until_idle_s=1.5).resent == 0
+    assert read_table(lake, "bronze")["event_id"].to_pylist().count("e1") == 2
+
+
 _KILLED_BEFORE_KAFKA_COMMIT = """
 import os, signal, sys
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions

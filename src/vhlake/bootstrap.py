@@ -193,6 +193,7 @@ def build_kafka_ingest(settings: Settings, *, group: str | None = None) -> Kafka
             batch_messages=settings.kafka_ingest_batch_messages,
             max_wait_s=settings.kafka_ingest_max_wait_s,
             session_timeout_ms=settings.kafka_session_timeout_ms,
+            resend_window=settings.kafka_resend_window,
         ),
     )
 

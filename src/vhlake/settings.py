@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         gt=0,
         description="The longest a partial batch waits for more messages before it is committed.",
     )
+    kafka_resend_window: int = Field(
+        default=100_000,
+        alias="VHLAKE_KAFKA_RESEND_WINDOW",
+        gt=0,
+        description=(
+            "Offsets per partition within which a record repeating an earlier record's event_id is taken "
+            "for a producer's re-send after a broker failure: it goes to the rejects, not bronze."
+        ),
+    )
     alerts_file: str | None = Field(
         default=None,
         alias="VHLAKE_ALERTS_FILE",

@@ -30,11 +30,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vhlake.errors import ConfigError, SourceError
 from vhlake.ingest.bronze import IngestReport
 from vhlake.ingest.fast_parse import parse_records
-from vhlake.ingest.parse import ParsedBatch, new_parser_connection
+from vhlake.ingest.parse import ParsedBatch, new_parser_connection, rejected_rows
+from vhlake.ingest.resend_window import ResendWindow, bronze_rows_before
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, REJECTED
 
@@ -49,6 +51,8 @@ class KafkaIngestOptions:
     batch_messages: int = 50_000
     max_wait_s: float = 2.0
     session_timeout_ms: int = 45_000
+    # Offsets per partition within which a repeated event_id is a producer's re-send (ingest/resend_window.py).
+    resend_window: int = 100_000
 
 
 @dataclass
@@ -57,6 +61,8 @@ class KafkaIngestReport(IngestReport):
 
     partitions: set[int] = field(default_factory=set)
     skipped_already_written: int = 0
+    # Records a producer sent again after a broker failure (their event is in bronze already): to rejects.
+    resent: int = 0
     # Per partition, messages the broker has that bronze does not, after the last commit (from the
     # high watermark of the last fetch; tansu reports it low, so read it as a lower bound there).
     lag: dict[int, int] = field(default_factory=dict)
@@ -83,6 +89,16 @@ class _Batch:
             offsets.append(message.offset())
             values.append(message.value() or b"")
         self.count += len(messages)
+
+    def table(self, partition: int) -> pa.Table:
+        """A partition's records as the parser takes them: ``source_offset`` and ``raw``."""
+        offsets, values = self.records[partition]
+        return pa.table(
+            {
+                "source_offset": pa.array(np.asarray(offsets, dtype=np.int64)),
+                "raw": pa.array(values, pa.large_binary()),
+            }
+        )
 
 
 class KafkaIngest:
@@ -116,6 +132,7 @@ class KafkaIngest:
             "heartbeat.interval.ms": max(100, options.session_timeout_ms // 6),
             "logger": _LOG,
         }
+        self._resends = ResendWindow(options.resend_window)
         self._held_rejects: list[pa.Table] = []
         self._held_ends: dict[str, tuple[str, int]] = {}
         self._rejects_flushed_at = time.monotonic()
@@ -199,13 +216,17 @@ class KafkaIngest:
 
     def _commit(self, consumer: Any, batch: _Batch, report: KafkaIngestReport) -> None:
         parsed, ends = self._parse(batch)
+        parsed, resent = self._set_aside_resends(parsed, batch)
         metadata = {"vhlake.writer": self._worker}
         bronze = self._lake.append_positions_once(BRONZE, parsed.bronze, ends=ends, metadata=metadata)
         report.count_bronze(bronze.written)
         report.skipped_already_written += parsed.bronze.num_rows - bronze.written.num_rows
         report.partitions.update(batch.records)
         report.batches += 1
+        report.resent += resent
         self._hold_rejects(parsed.rejected, ends)
+        if resent:
+            self._flush_rejects(report, force=True)  # keep bronze and rejects at the same position
         self._reseek_moved(consumer, bronze.stored_before, ends)
         self._commit_kafka_offsets(consumer, ends)
         report.lag.update(self._lag(consumer, ends))
@@ -214,18 +235,12 @@ class KafkaIngest:
         """Parse each partition's records (the parser takes one source per call) into one batch."""
         now = datetime.now(UTC)
         parts, ends = [], {}
-        for partition, (offsets, values) in sorted(batch.records.items()):
+        for partition, (offsets, _) in sorted(batch.records.items()):
             source = kafka_source(self._topic, partition)
-            records = pa.table(
-                {
-                    "source_offset": pa.array(np.asarray(offsets, dtype=np.int64)),
-                    "raw": pa.array(values, pa.large_binary()),
-                }
-            )
             parts.append(
                 parse_records(
                     self._con,
-                    records,
+                    batch.table(partition),
                     source=source,
                     ingestion_time=now,
                     default_source_system=self._source_system,
@@ -238,6 +253,32 @@ class KafkaIngest:
             ),
             ends,
         )
+
+    def _set_aside_resends(self, parsed: ParsedBatch, batch: _Batch) -> tuple[ParsedBatch, int]:
+        """Move the records a producer re-sent from the bronze rows to the rejects, with the reason."""
+        resent = self._resends.admit(parsed.bronze)
+        if not resent.any():
+            return parsed, 0
+        again = parsed.bronze.filter(pa.array(resent))
+        reason = (
+            f"re-sent: an earlier record of this partition (at most {self._resends.window} offsets before) "
+            "has the same event_id and is in bronze"
+        )
+        rejects = [parsed.rejected]
+        for partition in batch.records:
+            source = kafka_source(self._topic, partition)
+            offsets = again.filter(pc.equal(again["source"], source))["source_offset"]
+            records = batch.table(partition)
+            rejects.append(
+                rejected_rows(
+                    records.filter(pc.is_in(records["source_offset"], value_set=offsets)),
+                    source=source,
+                    ingestion_time=again["ingestion_time"][0].as_py(),
+                    error=reason,
+                )
+            )
+        kept = parsed.bronze.filter(pa.array(~resent))
+        return ParsedBatch(kept, pa.concat_tables(rejects)), again.num_rows
 
     def _hold_rejects(self, rejected: pa.Table, ends: dict[str, tuple[str, int]]) -> None:
         if rejected.num_rows:
@@ -308,6 +349,14 @@ class KafkaIngest:
 
         self._active_at = time.monotonic()
         start = self.stored_offsets([p.partition for p in partitions])
+        self._resends = ResendWindow(self._options.resend_window)
+        self._resends.remember(
+            bronze_rows_before(
+                self._lake,
+                {kafka_source(self._topic, p): offset for p, offset in start.items()},
+                self._resends.window,
+            )
+        )
         for tp in partitions:
             tp.offset = start[tp.partition] or OFFSET_BEGINNING
         consumer.assign(partitions)

@@ -250,14 +250,19 @@ def _without_line_break(raw: bytes) -> bytes:
     return raw[:-1] if raw.endswith(b"\r") else raw
 
 
-def rejected_rows(records: pa.Table, *, source: str, ingestion_time: datetime) -> pa.Table:
-    """Rows of ``validation_events_rejected`` for records that are not JSON objects.
+def rejected_rows(
+    records: pa.Table, *, source: str, ingestion_time: datetime, error: str | None = None
+) -> pa.Table:
+    """Rows of ``validation_events_rejected`` for records that are not JSON objects (or, given ``error``,
+    that are refused for that reason).
 
     Rejects are rare, so describing each one in Python keeps the bulk path free of per-record work.
     """
     offsets = records["source_offset"].to_pylist()
     raws = [_without_line_break(raw) for raw in records["raw"].to_pylist()]
-    errors = [strict_json_problem(raw) or "not a JSON object the bulk parser can read" for raw in raws]
+    errors = [
+        error or strict_json_problem(raw) or "not a JSON object the bulk parser can read" for raw in raws
+    ]
     texts = [raw.decode("utf-8", errors="replace") for raw in raws]
     # Keep the exact bytes only where the text had to be repaired, so nothing a producer sent is lost.
     exact = [

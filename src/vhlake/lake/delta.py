@@ -7,11 +7,12 @@ commit as its data: the Delta log, not a side file, records how far each source 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -226,8 +227,11 @@ class Lake:
                 raise LakeError(f"cannot {verb} {table.name}: {exc}") from exc
         raise CommitConflict(f"{table.name}: {verb} kept conflicting after {_COMMIT_ATTEMPTS} attempts")
 
-    def dataset(self, table: TableDef, *, version: int | None = None) -> ds.Dataset:
-        """The table's current files as a pyarrow dataset (for DuckDB, with filter and partition pushdown).
+    def dataset(
+        self, table: TableDef, *, version: int | None = None, only: Collection[str] | None = None
+    ) -> ds.Dataset:
+        """The table's current files as a pyarrow dataset (for DuckDB, with filter and partition pushdown);
+        with ``only``, just those of its files (their paths as the Delta log's add actions give them).
 
         ``DeltaTable.to_pyarrow_dataset()`` spends ~4 ms per file in Python on this machine (0.8 s for a
         200-file silver table), which dominated small pipeline runs; the file list from the Delta log plus
@@ -237,12 +241,16 @@ class Lake:
         delta = self._at(table, version)
         if delta is None:
             return ds.dataset(table.schema.empty_table())
+        uris = delta.file_uris()
+        if only is not None:
+            wanted = {unquote(path) for path in only}
+            uris = [uri for uri in uris if unquote(_relative(uri, self.table_uri(table))) in wanted]
         partitioning = ds.partitioning(
             pa.schema([table.schema.field(name) for name in table.partition_by]), flavor="hive"
         )
         if self.is_local:
             return ds.dataset(
-                delta.file_uris(),
+                uris,
                 schema=table.schema,
                 format="parquet",
                 partitioning=partitioning,
@@ -252,7 +260,7 @@ class Lake:
         # read through delta-rs's own file system (its credentials and endpoint).
         root = self.table_uri(table).rstrip("/") + "/"
         return ds.dataset(
-            [uri.removeprefix(root) for uri in delta.file_uris()],
+            [uri.removeprefix(root) for uri in uris],
             schema=table.schema,
             format="parquet",
             filesystem=self.files(table),
@@ -453,6 +461,11 @@ def _after_positions(data: pa.Table, stored: Mapping[str, int | None]) -> pa.Tab
     sources = pa.array(list(stored), pa.string())
     position = pc.index_in(data["source"], value_set=sources)
     return data.filter(pc.greater(data["source_offset"], pc.take(floor, position)))
+
+
+def _relative(uri: str, table_uri: str) -> str:
+    """A data file's path inside its table, from its URI."""
+    return uri.removeprefix("file://").split(table_uri.removeprefix("file://").rstrip("/") + "/", 1)[-1]
 
 
 def _next_commit(table_uri: str, version: int) -> Path:

@@ -75,7 +75,8 @@ BRONZE = TableDef(
     # The pipeline reads what each commit appended through the change data feed.
     configuration={"delta.enableChangeDataFeed": "true", **BRONZE_LOG},
     description=(
-        "One row per received event, exactly as received (duplicates included). event_date is the UTC date "
+        "One row per received event, exactly as received (duplicates included, but not a Kafka producer's re-sends, "
+        "which go to the rejects). event_date is the UTC date "
         "of timestamp, or of ingestion_time when timestamp did not parse (the original is in _rescued_data)."
     ),
 )
@@ -98,7 +99,7 @@ REJECTED = TableDef(
     date_column="ingestion_date",
     configuration=STREAMED_LOG,
     description=(
-        "One row per input that is not a JSON object. raw is the text (invalid UTF-8 shown as U+FFFD); "
+        "One row per input that is not a JSON object, or a Kafka producer's re-send. raw is the text (invalid UTF-8 shown as U+FFFD); "
         "raw_bytes holds the exact bytes when they are not valid UTF-8."
     ),
 )
