@@ -177,7 +177,9 @@ class LakeService:
             gap = maintenance_gap(
                 self._options.maintenance_every_s, self._maintenance_s, self._options.maintenance_share
             )
-            if time.monotonic() - self._last_maintenance >= gap:
+            # Not after a failed run: behind an outage the pipeline catches up first, compaction can wait.
+            caught_up = self.steps["pipeline"].consecutive_failures == 0
+            if caught_up and time.monotonic() - self._last_maintenance >= gap:
                 self._retrying("maintenance", self._maintain, once=True)
             if (
                 self._lifecycle is not None
