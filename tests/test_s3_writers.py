@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ import pytest
 
 from servers import MotoS3
 from test_pipeline_properties import comparable
+from vhlake.api.keys import RECHECK_S as KEYS_RECHECK_S
+from vhlake.api.keys import KeyStore
 from vhlake.errors import ConfigError
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake, safe_commit_options
@@ -202,3 +205,47 @@ def test_s3_lakes_commit_with_conditional_put_and_refuse_turning_it_off() -> Non
     assert safe_commit_options("gs://bucket/lake", {}) == {}
     with pytest.raises(ConfigError, match="need it set to etag"):
         Lake("s3://bucket/lake", {"aws_conditional_put": "disabled"})
+
+
+def store_requests(log: Path, under: str) -> int:
+    """Requests the store served for paths (or listing prefixes) under ``under``."""
+    return sum(1 for line in log.read_text().splitlines() if under in line.replace("%2F", "/"))
+
+
+def test_the_api_key_store_asks_s3_about_its_table_once_a_second_not_per_request(
+    moto: MotoS3, tmp_path: Path
+) -> None:
+    uri = f"s3://{moto.create_bucket('keys')}/lake"
+    _, key = KeyStore(Lake(uri)).create("read")
+    served = KeyStore(Lake(uri))  # the API's store, in another process in production
+    assert served.authenticate(key) is not None
+    before = store_requests(tmp_path / "moto.log", "lake/ops/api_keys")
+    for _ in range(50):
+        assert served.authenticate(key) is not None
+    asked = store_requests(tmp_path / "moto.log", "lake/ops/api_keys") - before
+    assert asked < 10, f"{asked} requests to the store for 50 authentications within a second"
+
+    other_id, other = KeyStore(Lake(uri)).create("read")  # created elsewhere: counts within RECHECK_S
+    time.sleep(KEYS_RECHECK_S + 0.1)
+    assert served.authenticate(other) is not None
+    assert served.revoke(other_id)  # revoked through this store: refused at once
+    assert served.authenticate(other) is None
+
+
+def test_transaction_versions_are_read_from_the_new_commits_only(moto: MotoS3, tmp_path: Path) -> None:
+    uri = f"s3://{moto.create_bucket('txns')}/lake"
+    writer, reader = Lake(uri), Lake(uri)
+    for seq in range(30):
+        writer.append_once(
+            RACE, pa.table({"writer": ["a"], "seq": [seq]}, schema=RACE.schema), app_id="a", version=seq
+        )
+    assert [reader.txn_version(RACE, app) for app in ("a", "b", "c")] == [29, None, None]
+    writer.append_once(
+        RACE, pa.table({"writer": ["b"], "seq": [1]}, schema=RACE.schema), app_id="b", version=7
+    )
+    writer.append(RACE, pa.table({"writer": ["plain"], "seq": [0]}, schema=RACE.schema))
+    before = store_requests(tmp_path / "moto.log", "lake/test/racing_appends/_delta_log")
+    answers = [reader.txn_version(RACE, app) for app in ("a", "b", "c")]
+    asked = store_requests(tmp_path / "moto.log", "lake/test/racing_appends/_delta_log") - before
+    assert answers == [Lake(uri).txn_version(RACE, app) for app in ("a", "b", "c")] == [29, 7, None]
+    assert asked < 32, f"{asked} requests for three apps after two commits: a replay of the 32-commit log"

@@ -37,6 +37,7 @@ from vhlake.lake.tables import (
     SILVER,
     USER_ENGAGEMENT_GOLD,
 )
+from vhlake.service.runner import maintenance_gap
 
 pytestmark = pytest.mark.slow
 
@@ -353,3 +354,12 @@ def test_the_service_brings_engagement_to_silver_on_its_interval(
         assert ("vhlake_last_success_timestamp_seconds", (("step", "engagement"),)) in steps
     finally:
         assert service.signal(signal.SIGTERM) == 0
+
+
+def test_compaction_rounds_are_spaced_to_take_at_most_their_share_of_the_pipeline() -> None:
+    assert maintenance_gap(30.0, 0.4, 0.2) == 30.0  # a fast round (local disk): the schedule holds
+    assert maintenance_gap(30.0, 15.0, 0.2) == 75.0  # 15 s a round on a slow store: one every 75 s
+    for last in (0.0, 1.0, 6.0, 15.0, 60.0):
+        gap = maintenance_gap(30.0, last, 0.2)
+        assert gap >= 30.0 and last / (gap + last) <= 0.2
+    assert maintenance_gap(30.0, 15.0, 0.0) == 30.0  # no share given: the schedule alone

@@ -62,3 +62,38 @@ def test_the_interval_is_a_setting() -> None:
     assert Settings(_env_file=None).engagement_interval_s == 300.0  # type: ignore[call-arg]
     given = Settings(_env_file=None, VHLAKE_ENGAGEMENT_INTERVAL_S=5)  # type: ignore[call-arg]
     assert given.engagement_interval_s == 5.0
+
+
+class FailingPipeline(RecordingPipeline):
+    """Fails every run while ``failing`` is set (the store refuses)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = threading.Event()
+
+    def run(self, *, stop: threading.Event, engagement: bool = True) -> RunReport:
+        if self.failing.is_set():
+            raise OSError("connection refused")
+        return super().run(stop=stop, engagement=engagement)
+
+
+def test_compaction_waits_until_the_pipeline_succeeds_again(tmp_path: Path) -> None:
+    pipeline = FailingPipeline()
+    pipeline.failing.set()
+    options = ServiceOptions(idle_check_s=0.01, engagement_every_s=3600, maintenance_every_s=0.05)
+    service = LakeService(
+        Lake(str(tmp_path / "lake")), IdleSource(), pipeline,  # type: ignore[arg-type]
+        metrics=ServiceMetrics(), options=options,
+    )  # fmt: skip
+    service.start()
+    try:
+        time.sleep(0.5)
+        assert service.steps["pipeline"].consecutive_failures > 3
+        assert service.steps["maintenance"].last_success is None  # behind failing runs: no compaction
+        pipeline.failing.clear()
+        deadline = time.monotonic() + 5
+        while service.steps["maintenance"].last_success is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        service.stop()
+    assert pipeline.runs and service.steps["maintenance"].last_success is not None

@@ -23,6 +23,10 @@ from vhlake.lake.tables import API_KEYS
 Scope = Literal["ingest", "read", "admin"]
 SCOPES: tuple[Scope, ...] = ("ingest", "read", "admin")
 _PREFIX = "vhk"
+RECHECK_S = 1.0
+"""On an object store, keys created or revoked by another process count after at most this long: checking
+the table on every request would put a round trip to the store in front of each one (see
+:meth:`~vhlake.lake.delta.Lake.open_recent`). A key revoked through this store counts at once."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class KeyStore:
 
     def _reload(self) -> None:
         with self._lock:
-            delta = self._lake.open(API_KEYS)
+            delta = self._lake.open_recent(API_KEYS, RECHECK_S)
             version = None if delta is None else delta.version()
             if version == self._version:
                 return

@@ -50,14 +50,16 @@ class BronzeLog:
     only_appended: bool  # every commit since version 0 is known and only appended rows
 
 
-def bronze_log(bronze: DeltaTable, *, since: int) -> BronzeLog:
-    pending = bronze.version() - since
-    commits = bronze.history(pending) if pending > 0 else []
+def bronze_log(lake: Lake, *, since: int, target: int) -> BronzeLog:
+    """Bronze's commits ``since+1 .. target``, from their commit files (:meth:`Lake.commit_infos`: not
+    ``DeltaTable.history``, whose version numbers shift when the ingest commits meanwhile)."""
+    pending = target - since
+    commits = lake.commit_infos(BRONZE, since + 1, target) if pending > 0 else {}
     added: dict[int, int] = {}
     without: set[int] = set()
     appends = 0
-    for commit in commits:
-        version, operation = int(commit["version"]), str(commit.get("operation"))
+    for version, commit in commits.items():
+        operation = str(commit.get("operation"))
         metrics = commit.get("operationMetrics") or {}
         added[version] = int(metrics.get("num_added_rows", 0) or 0)
         inserted = int(metrics.get("num_target_rows_inserted", 0) or 0)

@@ -165,7 +165,7 @@ class Pipeline:
         report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
         if bronze is None:
             return report
-        log = bronze_log(bronze, since=start)
+        log = bronze_log(self._lake, since=start, target=target)
         if self._builds_whole(done, log.added):
             self._first_build.build(run_id, done, sum(log.added.values()), report, stop, progress)
         elif start < 0 and not log.only_appended:

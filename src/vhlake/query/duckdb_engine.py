@@ -3,7 +3,9 @@
 Each table is a view under its Databricks name over its Parquet files (read by DuckDB itself, which
 prunes partitions and row groups from the filters); a table not written yet reads as empty with its
 contract's columns. Before each statement the views of the tables it reads are brought up to date
-when the Delta version moved, so a long-lived engine (the API's) always sees the latest commit.
+when the Delta version moved, so a long-lived engine (the API's) sees the latest commit: on a local
+lake at once, on an object store at most ``RECHECK_S`` late (a check there is a round trip to the store,
+made under the engine's lock: once per table per second, not once per request).
 ``VERSION AS OF n`` / ``TIMESTAMP AS OF ts`` read the table as of that Delta version.
 """
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 _UNSET = -2  # a version no table has: forces the first registration
 _PLANS = 256  # rendered statements kept (the oldest goes first)
 _PUSHED_JOIN_KEYS = 1024
+RECHECK_S = 1.0  # on an object store, how long a table's checked version is taken as the latest
 _MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
 
 
@@ -116,7 +119,7 @@ class DuckDBEngine:
         return plan
 
     def _refresh(self, table: TableDef) -> None:
-        delta = self._lake.open(table)
+        delta = self._lake.open_recent(table, RECHECK_S)
         version = -1 if delta is None else delta.version()
         if self._versions.get(table.name, _UNSET) != version:
             table_relation(self._con, self._lake, table).create_view(table.name, replace=True)

@@ -6,7 +6,8 @@ Threads that share a stop event:
   freshness and data quality; brings the engagement tables to silver at most every
   ``engagement_every_s`` (their rows span 28 days: recomputed per micro-batch, they would cost it
   seconds); compacts recent partitions and runs ``vhlake maintain`` on their schedules (all in this
-  thread, so the rewrites never race the pipeline's own MERGEs);
+  thread, so the rewrites never race the pipeline's own MERGEs; compaction spaced so that it takes at
+  most ``maintenance_share`` of the thread, see :func:`maintenance_gap`);
 - **canary** (optional): publishes a marked event every N seconds and measures its lag to gold;
 - **alerts** (optional): evaluates the alert rules on their schedules;
 - **ml** (optional): retrains the forecasts and rescores the anomalies on a schedule (a minute after
@@ -50,6 +51,7 @@ class ServiceOptions:
     idle_check_s: float = 1.0  # with nothing new, how often the pipeline looks anyway
     canary_every_s: float | None = None
     maintenance_every_s: float = 30.0
+    maintenance_share: float = 0.2  # ... stretched so compaction takes at most this share of the pipeline
     sla_s: float = 300.0  # a step without a success for this long counts as late
     ml_every_s: float = 6 * 3600.0  # forecasts retrained and anomalies rescored this often
     lifecycle_every_s: float = 24 * 3600.0  # retention, compaction, Z-order, vacuum, checkpoints
@@ -107,6 +109,7 @@ class LakeService:
         }
         self._threads: list[threading.Thread] = []
         self._last_maintenance = self._last_lifecycle = time.monotonic()
+        self._maintenance_s = 0.0  # how long the last compaction took
         self._last_engagement: float | None = None  # the first pipeline run is followed by the step
 
     def start(self) -> None:
@@ -171,7 +174,12 @@ class LakeService:
             self._retrying("pipeline", self._run_pipeline, once=True)
             if self._engagement_due():
                 self._retrying("engagement", self._run_engagement, once=True)
-            if time.monotonic() - self._last_maintenance >= self._options.maintenance_every_s:
+            gap = maintenance_gap(
+                self._options.maintenance_every_s, self._maintenance_s, self._options.maintenance_share
+            )
+            # Not after a failed run: behind an outage the pipeline catches up first, compaction can wait.
+            caught_up = self.steps["pipeline"].consecutive_failures == 0
+            if caught_up and time.monotonic() - self._last_maintenance >= gap:
                 self._retrying("maintenance", self._maintain, once=True)
             if (
                 self._lifecycle is not None
@@ -262,7 +270,8 @@ class LakeService:
         started = time.perf_counter()
         caught_up = self._pipeline.backlog() == 0  # bronze's log may go only once the pipeline read it
         outcome = compact_recent(self._lake, today=datetime.now(UTC).date(), clean_bronze_log=caught_up)
-        self.metrics.batch_duration.labels(step="maintenance").observe(time.perf_counter() - started)
+        self._maintenance_s = time.perf_counter() - started
+        self.metrics.batch_duration.labels(step="maintenance").observe(self._maintenance_s)
         self._last_maintenance = time.monotonic()
         self._succeeded("maintenance")
         _LOG.info(
@@ -348,6 +357,17 @@ class LakeService:
         state = self.steps[step]
         state.last_success, state.last_error, state.consecutive_failures = time.time(), None, 0
         self.metrics.last_success.labels(step=step).set(state.last_success)
+
+
+def maintenance_gap(every_s: float, last_s: float, share: float) -> float:
+    """Seconds from one compaction's end to the next: ``every_s``, or more when the last one took long.
+
+    Compaction runs in the pipeline's thread (it never races the MERGEs), so every second it takes is a
+    second added to the freshness of the events waiting. On a local disk a round takes well under a
+    second; on an object store it opens, lists and rewrites eight tables, seconds to tens of seconds
+    (15 s a round on the soak's S3 emulator, bench/soak.py). Spacing the rounds by ``last_s / share``
+    keeps compaction to at most ``share`` of the pipeline's time, however slow the store."""
+    return max(every_s, last_s / share if share > 0 else every_s)
 
 
 class CanaryEvent(ValidationEvent):
