@@ -273,7 +273,7 @@ def test_the_step_reads_only_the_changed_jobs_from_silvers_change_data(house: La
     house.run(end("i7", "2026-03-10T12:00:00Z", kind="failed", user_id="u7", marketplace="br"))
     silver = house.lake.open(SILVER)
     assert silver is not None
-    changes = silver_changes(silver, since=since, until=silver.version())
+    changes = silver_changes(house.lake, silver, since=since, until=silver.version())
     assert changes is not None
     # the job's row before and after, not the 29 others its file holds
     assert set(changes.rows["user_id"].to_pylist()) == {"u7"}

@@ -64,7 +64,7 @@ class EngagementStep:
             return False
         changes = None
         if gold_at is not None and state_at is not None:
-            changes = silver_changes(silver, since=min(gold_at, state_at), until=target)
+            changes = silver_changes(self._lake, silver, since=min(gold_at, state_at), until=target)
         now = datetime.now(UTC)
         if changes is None:
             rows = self._engagement.rebuilt(now)
@@ -94,28 +94,31 @@ class SilverChanges(NamedTuple):
     expired: bool  # retention deleted silver's oldest days among these versions
 
 
-def silver_changes(silver: DeltaTable, *, since: int, until: int) -> SilverChanges | None:
+def silver_changes(lake: Lake, silver: DeltaTable, *, since: int, until: int) -> SilverChanges | None:
     """Silver's ``JOB_COLUMNS`` in the change data feed of versions ``since+1 .. until``, every image
     (inserted, deleted, before and after an update): what ``EngagementTables.merge_sources`` needs of the
     changed jobs; and whether retention ran among them. None when the changes cannot be followed: a commit that replaced silver, a log cleaned
     up past ``since``, change data vacuumed away; the engagement tables are then built from silver.
 
     A silver created without the change data feed still answers, with the rows of the files each commit
-    added and removed (a superset of the changed rows: more pairs recomputed, the same result)."""
+    added and removed (a superset of the changed rows: more pairs recomputed, the same result).
+
+    The commits are read by number from their files (``Lake.commit_infos``): ``DeltaTable.history``
+    numbers them wrongly when another writer (``vhlake forget``, ``maintain``) committed meanwhile."""
     if until <= since:
         return SilverChanges(_ENGAGEMENT_CHANGES.empty_table(), expired=False)
-    commits = silver.history(until - since)
+    commits = lake.commit_infos(SILVER, since + 1, until)
+    if set(commits) != set(range(since + 1, until + 1)):
+        return None  # the log no longer lists them all
     skipped, expired = set(), False
-    for commit in commits:
+    for version, commit in commits.items():
         operation = str(commit.get("operation"))
         mode = (commit.get("operationParameters") or {}).get("mode", "Append")
         expired = expired or operation == "DELETE"
         if operation in _SILVER_SKIPPED:
-            skipped.add(int(commit["version"]))
+            skipped.add(version)
         elif operation not in _SILVER_FOLLOWED or mode not in ("Append", None):
             return None
-    if {int(c["version"]) for c in commits} != set(range(since + 1, until + 1)):
-        return None  # the log no longer lists them all
     parts = [_ENGAGEMENT_CHANGES.empty_table()]
     try:
         for first, last in runs(since + 1, until, frozenset(skipped)):
