@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from conftest import make_event, read_table, write_lines
 from servers import MotoS3, Tansu
@@ -263,6 +263,44 @@ def test_two_consumers_in_one_group_write_each_message_once(broker: Tansu, topic
     assert bronze is not None
     writers = {commit.get("vhlake.writer") for commit in bronze.history() if commit.get("vhlake.writer")}
     assert len(writers) == 2, f"both consumers should have written: {writers}"
+
+
+class _FatalOnce:
+    """A producer whose next poll raises a fatal error, as librdkafka's does when the broker lost its
+    sequence numbers (seen in the soak: ``OUT_OF_ORDER_SEQUENCE_NUMBER`` after a broker restart)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.raised = threading.Event()
+
+    def poll(self, timeout: float) -> int:
+        if not self.raised.is_set():
+            self.raised.set()
+            error = KafkaError(
+                KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desynchronization", fatal=True
+            )
+            raise KafkaException(error)
+        return int(self._real.poll(timeout))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_fatal_producer_error_is_survived_by_a_new_producer(
+    broker: Tansu, topic: str, tmp_path: Path, lake: Lake
+) -> None:
+    """The poll thread used to die of it: no delivery report ever came again and everything published
+    afterwards piled up in the outbox (4 GB in the soak's producer)."""
+    sender = publisher(broker, topic, Outbox(tmp_path / "outbox.db"), delivery_timeout_s=5)
+    failing = _FatalOnce(sender._producer)
+    sender._producer = failing
+    assert failing.raised.wait(5)
+    events = job_events(50)
+    assert {d.status for d in sender.send_batch(events)} == {"delivered"}
+    assert sender._producer is not failing, "a producer with a fatal error must be replaced"
+    sender.close()
+    ingest(lake, broker, topic).run(until_idle_s=1.5)
+    assert_exactly_once(lake, [e.event_id for e in events])
 
 
 def test_outbox_keeps_events_while_the_broker_is_down_and_drains_in_order(

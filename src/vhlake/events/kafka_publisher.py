@@ -248,8 +248,16 @@ class KafkaEventPublisher:
                 continue  # the outbox file is busy or gone; the next round retries
 
     def _serve_callbacks(self) -> None:
+        """Serve delivery reports until closed. A producer that hit a fatal error (the broker lost its
+        sequence numbers, e.g. ``OUT_OF_ORDER_SEQUENCE_NUMBER`` after a restart) raises from ``poll``:
+        that marks it for replacement, and this thread goes on serving its successor; had the thread
+        died, no report would ever arrive again and every event would wait in the outbox for good."""
         while not self._closed.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except self._kafka_exception as exc:
+                self._fatal = self._fatal or str(exc)
+                self._closed.wait(0.1)
 
     def _on_error(self, err: Any) -> None:
         if err.fatal():
@@ -322,10 +330,12 @@ def _is_stale_identity(outcome: Any) -> bool:
 
 
 def _is_transient(outcome: Any) -> bool:
-    """True when the broker was unreachable or too slow, or refused a stale producer identity: re-sending
-    later (from a new producer) can succeed."""
+    """True when the broker was unreachable or too slow, gave no report, or refused a stale producer
+    identity: re-sending later (from a new producer) can succeed. A record that was stored after all is
+    then in the partition twice, close together: the consumer takes the second for a re-send and files it
+    with the rejects (ingest/resend_window.py), so re-sending never duplicates an event in bronze."""
     if isinstance(outcome, _NoReport):
-        return False  # the record may still arrive: re-sending it could duplicate it
+        return True
     if _is_stale_identity(outcome):
         return True
     from confluent_kafka import KafkaError
