@@ -181,12 +181,9 @@ class Lake:
         files = self.files(table)
         infos: dict[int, dict[str, Any]] = {}
         for version in range(last, max(first, 0) - 1, -1):
-            try:
-                with files.open_input_stream(f"_delta_log/{version:020d}.json") as stream:
-                    lines = stream.read().decode().splitlines()
-            except (OSError, DeltaError):  # cleaned up (past a checkpoint): so are all before it
+            actions = _commit_actions(files, version)
+            if actions is None:  # cleaned up (past a checkpoint): so are all before it
                 break
-            actions = (json.loads(line) for line in lines if line.strip())
             infos[version] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
         return infos
 
@@ -198,13 +195,11 @@ class Lake:
         files = self.files(table)
         answer = then
         for commit in range(since + 1, version + 1):
-            try:
-                with files.open_input_stream(f"_delta_log/{commit:020d}.json") as stream:
-                    lines = stream.read().decode().splitlines()
-            except (OSError, DeltaError):
+            actions = _commit_actions(files, commit)
+            if actions is None:
                 return _UNREAD
-            for line in lines:
-                txn = json.loads(line).get("txn") if line.strip() else None
+            for action in actions:
+                txn = action.get("txn")
                 if txn is not None and txn.get("appId") == app_id:
                     answer = int(txn["version"])
         return answer
@@ -555,6 +550,16 @@ def _after_positions(data: pa.Table, stored: Mapping[str, int | None]) -> pa.Tab
     sources = pa.array(list(stored), pa.string())
     position = pc.index_in(data["source"], value_set=sources)
     return data.filter(pc.greater(data["source_offset"], pc.take(floor, position)))
+
+
+def _commit_actions(files: fs.FileSystem, version: int) -> list[dict[str, Any]] | None:
+    """The actions of commit ``version`` from its file in ``_delta_log``; None when it is gone."""
+    try:
+        with files.open_input_stream(f"_delta_log/{version:020d}.json") as stream:
+            lines = stream.read().decode().splitlines()
+    except (OSError, DeltaError):
+        return None
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _relative(uri: str, table_uri: str) -> str:
