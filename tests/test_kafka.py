@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from conftest import make_event, read_table, write_lines
 from servers import MotoS3, Tansu
-from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions
+from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions, _is_transient
 from vhlake.events.model import ValidationEvent
 from vhlake.events.outbox import Outbox
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions, kafka_app_id
@@ -301,6 +301,19 @@ def test_a_fatal_producer_error_is_survived_by_a_new_producer(
     sender.close()
     ingest(lake, broker, topic).run(until_idle_s=1.5)
     assert_exactly_once(lake, [e.event_id for e in events])
+
+
+def test_records_a_dead_producer_could_not_send_are_sent_again_not_failed() -> None:
+    """The 15-minute soak: a broker restart desynchronised the producer's sequence numbers and the 102
+    records of that request were reported failed, though only a new producer was needed."""
+    desync = KafkaError(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desynchronization", fatal=True)
+    for error in (
+        desync,
+        KafkaError(KafkaError._FATAL, "fatal", fatal=True),
+        KafkaError(KafkaError.PRODUCER_FENCED),
+    ):
+        assert _is_transient(error), error
+    assert not _is_transient(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
 
 
 def test_outbox_keeps_events_while_the_broker_is_down_and_drains_in_order(

@@ -320,13 +320,20 @@ class _NoReport:
 
 
 def _is_stale_identity(outcome: Any) -> bool:
-    """True when the broker refused the record because it no longer accepts this producer's id/epoch."""
+    """True when the broker refused the record because it no longer accepts this producer's id, epoch or
+    sequence numbers (a restarted broker that kept no producer state), or the producer hit any other
+    fatal error: the record was not stored, and only a new producer can send it."""
     if isinstance(outcome, tuple | _NoReport):
         return False
     from confluent_kafka import KafkaError
 
-    stale = {KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH, KafkaError.UNKNOWN_PRODUCER_ID}
-    return bool(outcome.code() in stale)
+    stale = {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    }
+    return bool(outcome.code() in stale or outcome.fatal())
 
 
 def _is_transient(outcome: Any) -> bool:
