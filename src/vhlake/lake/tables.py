@@ -187,6 +187,9 @@ JOB_EVENTS = TableDef(
     partition_by=("job_date",),
     date_column="job_date",
     opaque_columns=("job_id", "event_id", "s3_path"),
+    # Hashes and positions: nearly all distinct, so a dictionary attempt is wasted work (measured: 15% of
+    # a first build's job events write).
+    distinct_columns=("source_offset", "job_key", "event_key"),
     # Read back only by the pipeline, a few partitions at a time; written whole by a first build, where
     # lz4 writes it in half zstd's time (measured: 0.66 s vs 1.21 s per million events, files 50% larger).
     compression="lz4",

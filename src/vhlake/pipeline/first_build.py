@@ -125,12 +125,14 @@ class FirstBuild:
                 if table.name in writes:
                     writes[table.name].commit(app_id=PIPELINE_APP, version=target)
                 self._progress("committing tables", count, len(DERIVED))
-            self._progress("indexing job events", 0, 1)
-            self._places.refresh()  # indexed now, not in the first incremental run
-            self._progress("indexing job events", 1, 1)
-            self._progress("engagement from silver", 0, 1)
-            self._update_engagement()  # from all of silver, as committed just before
-            self._progress("engagement from silver", 1, 1)
+            # Job events indexed now (not in the first incremental run), beside the engagement tables
+            # brought to all of silver as just committed: the two read different tables.
+            self._progress("indexing job events, engagement", 0, 2)
+            indexed = pool.submit(self._places.refresh)
+            self._update_engagement()
+            self._progress("indexing job events, engagement", 1, 2)
+            indexed.result()
+            self._progress("indexing job events, engagement", 2, 2)
         except Exception as exc:
             self._run_log.failure(run_id, -1, target, exc)
             raise
