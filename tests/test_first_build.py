@@ -38,7 +38,8 @@ class BuildSizes(TypedDict):
     build_bucket_rows: int
 
 
-BUILD = BuildSizes(rows_per_batch=500, build_bucket_rows=700)
+BUILD = BuildSizes(rows_per_batch=500, build_bucket_rows=700)  # buckets of whole days (~100 events each)
+SPLIT_DAYS = BuildSizes(rows_per_batch=500, build_bucket_rows=60)  # each day cut by job into buckets
 KEYS = {
     SILVER.name: ["job_id"],
     GOLD.name: ["date", "marketplace", "category"],
@@ -90,9 +91,10 @@ def two_lakes(tmp_path: Path, path: Path) -> tuple[Lake, Lake]:
 
 
 @pytest.mark.slow
-def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Path) -> None:
+@pytest.mark.parametrize("sizes", [BUILD, SPLIT_DAYS], ids=["whole-days", "split-days"])
+def test_a_first_build_equals_the_incremental_build(tmp_path: Path, samples: Path, sizes: BuildSizes) -> None:
     built, reference = two_lakes(tmp_path, samples)
-    report = Pipeline(built, **BUILD).run()
+    report = Pipeline(built, **sizes).run()
     Pipeline(reference, versions_per_batch=1).run()
     same_tables(built, reference)
     assert report.jobs_upserted == rows(built, SILVER).num_rows
@@ -213,13 +215,13 @@ def test_a_build_that_fails_before_its_last_commit_is_redone_exactly_once(
 
     monkeypatch.setattr(direct_write.DirectWrite, "commit", crash_on_job_events)
     with pytest.raises(OSError, match="disk gone"):
-        Pipeline(built, **BUILD).run()
+        Pipeline(built, **SPLIT_DAYS).run()
     assert built.txn_version(SILVER, PIPELINE_APP) is not None
     assert built.txn_version(JOB_EVENTS, PIPELINE_APP) is None
     assert not list(Path(built.table_uri(JOB_EVENTS)).rglob("*.parquet"))  # its abandoned files are gone
     silver_version = version(built, SILVER)
     monkeypatch.setattr(direct_write.DirectWrite, "commit", commit)
-    Pipeline(built, **BUILD).run()
+    Pipeline(built, **SPLIT_DAYS).run()
     Pipeline(reference, versions_per_batch=1).run()
     same_tables(built, reference)
     assert version(built, SILVER) == silver_version  # done tables are left alone

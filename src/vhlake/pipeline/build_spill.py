@@ -51,6 +51,9 @@ class Spill:
         if self.count == 1:
             self._held.append(rows)
             return part
+        if len(part) and (part == part[0]).all():  # one part (a first build's read of one bucket's days)
+            self._writers[part[0]].write_table(rows)
+            return part
         order = np.argsort(part, kind="stable")
         grouped = rows.take(pa.array(order))
         bounds = np.searchsorted(part[order], np.arange(self.count + 1))
@@ -83,9 +86,10 @@ class BucketPlan:
     Buckets cut by job key alone each hold jobs of every day: each bucket then writes a row group to every
     day's job events file and spills its silver rows over every day, a cost per (bucket, day) that grows
     with the square of the lake (measured: 0.88 s a bucket at 100 days against 0.5 s at 10). Here the days
-    are taken in order and grouped until a group holds ``per_bucket`` rows (a large day is a group of its
-    own); a group gets ``ceil(rows / per_bucket)`` buckets, an event the bucket of its group chosen by its
-    job key. So a bucket holds the jobs of a day or a few. A job whose events fall in two groups (a
+    are taken in order and grouped while a group holds at most ``per_bucket`` rows (a larger day is a group
+    of its own); a group gets ``ceil(rows / per_bucket)`` buckets, an event the bucket of its group chosen
+    by its job key. So a bucket holds the jobs of a day or a few, and a group of ordinary days is one
+    bucket: bronze's files of those days, read in day order, go to it whole, without a split by job. A job whose events fall in two groups (a
     midnight between its start and its end, a late event) is then in two buckets: :meth:`JobBuckets.straddling`
     finds those jobs and the fold sets them aside to fold them whole. An event whose date is not in the
     plan goes to a bucket by its job key alone."""
@@ -104,12 +108,16 @@ class BucketPlan:
         sizes: list[int] = []
         held = 0
         for i, day in enumerate(days):
-            group_of_day[i] = len(sizes)
-            held += day_rows[int(day)]
-            if held >= per_bucket or i == len(days) - 1:
+            rows = day_rows[int(day)]
+            if held and held + rows > per_bucket:  # the group so far is closed
                 sizes.append(bucket_count(held, per_bucket=per_bucket))
                 starts.append(starts[-1] + sizes[-1])
                 held = 0
+            group_of_day[i] = len(sizes)
+            held += rows
+        if len(days):
+            sizes.append(bucket_count(held, per_bucket=per_bucket))
+            starts.append(starts[-1] + sizes[-1])
         count = max(1, starts[-1])
         return BucketPlan(
             days, group_of_day, np.array(starts[:-1], np.int64), np.array(sizes, np.int64), count

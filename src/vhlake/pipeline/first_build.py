@@ -257,7 +257,9 @@ def _parts(
 ) -> list[Read]:
     """All of bronze at ``version`` (``dataset``'s ``fragments``, with their rows), in reads of about
     ``rows`` rows, each reading its own files (a first build reads bronze's files as they are: no change
-    feed to assemble)."""
+    feed to assemble), in the order of their dates: a read then holds a day or two, most often of one job
+    bucket (``BucketPlan``), which takes it whole."""
+    fragments = sorted(fragments, key=lambda pair: _partition_day(pair[0]))
     reads, batch, count = [], [], 0
     for i, (fragment, fragment_rows) in enumerate(fragments):
         batch.append(fragment)
@@ -273,10 +275,16 @@ def _rows_by_day(fragments: list[tuple[ds.Fragment, int]]) -> dict[int, int]:
     cuts its buckets (``BucketPlan``)."""
     rows: dict[int, int] = defaultdict(int)
     for fragment, fragment_rows in fragments:
-        day = ds.get_partition_keys(fragment.partition_expression).get("event_date")
-        if isinstance(day, date):
-            rows[(day - _EPOCH).days] += fragment_rows
+        day = _partition_day(fragment)
+        if day >= 0:
+            rows[day] += fragment_rows
     return dict(rows)
+
+
+def _partition_day(fragment: ds.Fragment) -> int:
+    """The event date of a bronze file's partition, as days since 1970-01-01 (-1 when it has none)."""
+    day = ds.get_partition_keys(fragment.partition_expression).get("event_date")
+    return (day - _EPOCH).days if isinstance(day, date) else -1
 
 
 def _fragments_reader(dataset: ds.Dataset, fragments: list[ds.Fragment]) -> Callable[[], pa.Table]:
