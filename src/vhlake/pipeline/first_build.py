@@ -22,10 +22,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import numpy as np
@@ -62,6 +63,7 @@ _BUILD_READ_ROWS = 125_000
 # groups a file, ~0.5 GB of footers held, for the 200 buckets of a 100M-event build).
 _SEAL_EVERY_BUCKETS = 32
 _EPOCH = date(1970, 1, 1)
+_Loaded = TypeVar("_Loaded")
 
 
 class FirstBuild:
@@ -194,15 +196,19 @@ class FirstBuild:
         aside = Spill(max(1, aside_parts), aside_schema, directory, "aside")
         silver_days = Spill(buckets.count, SILVER.schema, directory, "silver", compression="lz4")
         steps = buckets.count + aside_parts
-        for k in range(buckets.count):
+
+        def bucket(k: int) -> tuple[pa.Table, npt.NDArray[np.int64] | None]:
             events, later = buckets.read(k), superseded.get(k)
             if k in straddling:  # jobs also in other buckets: folded whole once every bucket was read
                 events, later = set_aside(events, later, straddling[k], aside)
+            return events, later
+
+        for k, (events, later) in enumerate(_one_ahead(bucket, range(buckets.count))):
             self._fold_bucket(events, later, writes, silver_days, now, report, step=k + 1)
             self._progress("folding job buckets", k + 1, steps)
         aside.close()
-        for p in range(aside_parts):
-            events, later = taken_back(aside.read(p).combine_chunks())
+        taken = _one_ahead(lambda p: taken_back(aside.read(p).combine_chunks()), range(aside_parts))
+        for p, (events, later) in enumerate(taken):
             step = buckets.count + p + 1
             self._fold_bucket(events, later, writes, silver_days, now, report, step=step)
             self._progress("folding job buckets", step, steps)
@@ -234,8 +240,7 @@ class FirstBuild:
         """Silver written a part of days at a time (a day is in one part: one row group per file), and
         the group tables computed from the same rows (a group is of one day); returns the gold groups."""
         groups = 0
-        for k in range(days.count):
-            silver = days.read(k)
+        for k, silver in enumerate(_one_ahead(days.read, range(days.count))):
             if SILVER.name in writes:
                 writes[SILVER.name].seal()  # the days before are whole: their files are done
             _write(writes, SILVER, silver)
@@ -244,6 +249,19 @@ class FirstBuild:
             groups += groups_of(silver).num_rows
             self._progress("writing silver by day", k + 1, days.count)
         return groups
+
+
+def _one_ahead(load: Callable[[int], _Loaded], keys: range) -> Iterator[_Loaded]:
+    """``load(k)`` for each of ``keys`` in order, the next one loaded on a thread while the caller works
+    on this one: every phase of a build is CPU-bound on few cores, and a part read from the spill (and
+    split) would otherwise leave a core idle. Two loaded parts at most are held."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhlake-load-ahead") as loader:
+        pending = loader.submit(load, keys[0]) if keys else None
+        for i in range(len(keys)):
+            assert pending is not None
+            loaded = pending.result()
+            pending = loader.submit(load, keys[i + 1]) if i + 1 < len(keys) else None
+            yield loaded
 
 
 def _write(writes: dict[str, DirectWrite], table: TableDef, rows: pa.Table) -> None:
