@@ -34,9 +34,10 @@ _FILTER_SQL = (
     "FROM (SELECT try(decode(raw)) AS txt FROM rest)"
 )
 # The exact path's timestamp cast, on the accepted lines' timestamp texts.
+# The timestamp is parsed once and its date cast from it (a second try_cast doubled the statement's cost).
 _TIMESTAMP_SQL = (
-    'SELECT try_cast(t AS TIMESTAMPTZ) AS "timestamp", CAST(try_cast(t AS TIMESTAMPTZ) AS DATE) AS event_date '
-    "FROM ts_text"
+    'SELECT ts AS "timestamp", CAST(ts AS DATE) AS event_date '
+    "FROM (SELECT try_cast(t AS TIMESTAMPTZ) AS ts FROM ts_text)"
 )
 
 
@@ -131,13 +132,7 @@ def _fast_rows(
     with registered(con, ts_text=pa.table({"t": columns["timestamp"]})):
         cast = con.sql(_TIMESTAMP_SQL).to_arrow_table()
     timestamps = cast["timestamp"].combine_chunks()
-    texts = columns["timestamp"]
-    unparsed = pc.and_(timestamps.is_null(), texts.is_valid())
-    odd = pc.fill_null(pc.and_(unparsed, pc.match_substring_regex(texts, "[\\x7f\\x{2028}\\x{2029}]")), False)
-    keep = np.asarray(pc.invert(odd).to_numpy(zero_copy_only=False), dtype=bool)
-    rescued = pc.if_else(
-        unparsed, pc.binary_join_element_wise('{"timestamp":"', texts, '"}', ""), pa.scalar(None, pa.string())
-    )
+    keep, rescued = _rescued_timestamps(timestamps, columns["timestamp"])
     fast = pa.table(
         {
             **{name: columns[name] for name in ("event_id", "event_type")},
@@ -152,6 +147,24 @@ def _fast_rows(
     taken = np.zeros(records.num_rows, dtype=bool)
     taken[accepted[keep]] = True
     return (fast if keep.all() else fast.filter(pa.array(keep))), taken
+
+
+def _rescued_timestamps(timestamps: pa.Array, texts: pa.Array) -> tuple[npt.NDArray[np.bool_], pa.Array]:
+    """Which rows the fast path keeps, and each row's ``_rescued_data``: the raw text of a timestamp that
+    did not parse (NULL otherwise). Both are worked out on those few rows only."""
+    unparsed = np.flatnonzero(
+        np.asarray(pc.and_(timestamps.is_null(), texts.is_valid()).to_numpy(zero_copy_only=False), dtype=bool)
+    )
+    keep = np.ones(len(texts), dtype=bool)
+    if len(unparsed) == 0:
+        return keep, pa.nulls(len(texts), pa.string())
+    raw = texts.take(pa.array(unparsed))
+    odd = pc.fill_null(pc.match_substring_regex(raw, "[\\x7f\\x{2028}\\x{2029}]"), False)
+    keep[unparsed] = ~np.asarray(odd.to_numpy(zero_copy_only=False), dtype=bool)
+    where = np.full(len(texts), -1, np.int64)
+    where[unparsed] = np.arange(len(unparsed))
+    wrapped = pc.binary_join_element_wise('{"timestamp":"', raw, '"}', "")
+    return keep, wrapped.take(pa.array(where, mask=where < 0))
 
 
 def _scratch(count: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
