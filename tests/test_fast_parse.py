@@ -121,6 +121,22 @@ def test_awkward_lines_give_the_exact_paths_rows_together_and_one_by_one() -> No
         assert_same([line])
 
 
+# Bytes that end a plain run inside a string (the scanner skips plain runs 8 bytes at a time), raw as they
+# would sit in a line: an escaped quote or backslash, a raw control byte, DEL, UTF-8 (U+2028 included).
+RUN_ENDERS = [b'\\"', b"\\\\", b"\x01", b"\x7f", "é".encode(), "\u2028".encode(), b"\xff"]
+
+
+def test_a_special_byte_anywhere_in_an_8_byte_window_gives_the_exact_paths_rows() -> None:
+    lines = [
+        OK.encode()
+        .replace(b'"e1"', b'"' + b"a" * at + special + b"b" * (19 - at) + b'"', 1)
+        .replace(b'"x y"', b'"' + b"c" * at + special + b'"', 1)
+        for at in range(17)
+        for special in RUN_ENDERS
+    ]
+    assert_same(lines)
+
+
 def test_a_realistic_feed_gives_the_exact_paths_rows_and_mostly_takes_the_fast_path() -> None:
     lines = [
         line.encode()

@@ -35,10 +35,33 @@ static inline int utf8_char(const uint8_t *p, const uint8_t *end, int payload) {
     return 0;
 }
 
-/* p at opening quote; returns pointer past closing quote or NULL. No escapes allowed. */
+/* Whether any of the 8 bytes of w may end a run of plain characters: a quote, a backslash, a control
+ * byte (< 0x20) or a byte from 0x7f up (DEL, UTF-8). Never "no" for a word holding such a byte (the
+ * has-zero, has-less and has-more bit tricks are each exact as a yes/no); a "yes" only makes the caller
+ * step through the word one byte at a time, as it did for every byte before. */
+static inline int maybe_special(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+    uint64_t has_quote = (quote - ones) & ~quote & high;
+    uint64_t has_slash = (slash - ones) & ~slash & high;
+    uint64_t has_control = (w - ones * 0x20) & ~w & high;
+    uint64_t has_high = ((w + ones) | w) & high;
+    return (has_quote | has_slash | has_control | has_high) != 0;
+}
+
+/* p at opening quote; returns pointer past closing quote or NULL. No escapes allowed. Plain runs are
+ * skipped 8 bytes at a time (ids, paths and names are nearly all plain ASCII). */
 static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end, int payload) {
     p++;
     while (p < end) {
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (!maybe_special(w)) {
+                p += 8;
+                continue;
+            }
+        }
         uint8_t c = *p;
         if (c == '"') return p + 1;
         if (c >= 0x20 && c < 0x7f && c != '\\') { p++; continue; }
