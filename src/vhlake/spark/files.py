@@ -103,7 +103,7 @@ def parse_ranges_task(
         from vhlake.ingest.fast_parse import parse_records
         from vhlake.ingest.files import split_lines
         from vhlake.ingest.parse import new_parser_connection
-        from vhlake.lake.direct_write import write_files
+        from vhlake.lake.partition_files import write_files
 
         con = new_parser_connection()
         for batch in batches:

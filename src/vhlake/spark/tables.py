@@ -244,7 +244,7 @@ def write_task(root: str, table: TableDef) -> Any:
     """A ``mapInArrow`` function writing its task's rows as ``table``'s files under ``root``; yields ADDS."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from vhlake.lake.direct_write import write_files
+        from vhlake.lake.partition_files import write_files
 
         received = list(batches)
         if received:
