@@ -12,7 +12,7 @@ Written as ClickHouse runs fast, as a ClickHouse user would: copies are dropped 
 job's start and terminal event are found with ``row_number()`` windows and taken column by column with
 ``anyIf``, and only those two payloads per job are parsed. The straight translation of vhlake's fold
 (``argMin`` of a tuple by a ``(timestamp, event_id)`` tuple, per event and per job) takes ClickHouse's
-generic, boxed aggregate path: measured at 1M events, it cost 2.5 times the CPU of these statements.
+generic, boxed aggregate path: measured at 1M events, it cost more than twice the CPU of these statements.
 
 Where ClickHouse's dialect shows through (tests/test_bench_peers.py holds silver to vhlake's on edge cases):
 
