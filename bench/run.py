@@ -372,9 +372,9 @@ def peer_summary(result: dict[str, Any], name: str) -> str:
         result["build_wall_s"],
         result[f"{name}_build_wall_s"],
     )
-    verdict = (
-        f"vhlake {theirs / ours:.1f}x faster" if ours < theirs else f"vhlake {ours / theirs:.1f}x slower"
-    )
+    # the ratio itself when vhlake is slower; when faster its inverse, from the walls (a ratio rounded to 0.1 is
+    # too coarse to invert)
+    verdict = f"vhlake {theirs / ours:.1f}x faster" if ratio < 1 else f"vhlake {ratio:.1f}x slower"
     return (
         f"{result[f'{name}_build_wall_s']} s / {result[f'{name}_peak_rss_mb']} MB "
         f"(wall ratio vhlake/{name} {ratio}: {verdict}; gold agrees: {result[f'gold_agrees_with_{name}']})"
