@@ -25,10 +25,16 @@ FAST := not (spark or kafka or s3 or browser or slow)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "$(FAST)"
 
-# The benchmark beside PySpark (bench/run.py --help); EVENTS=10000000 for the 10M run.
+# The benchmark beside PySpark, DuckDB and chDB (bench/run.py --help); EVENTS=10000000 for the 10M run.
+# chDB comes from the `bench` extra, installed here only: it is large, and `make test` does not need it.
 EVENTS ?= 1000000
-bench: $(STAMP)
-	$(BIN)/python bench/run.py --events $(EVENTS)
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --events $(EVENTS) --require-chdb
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

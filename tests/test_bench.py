@@ -1,8 +1,10 @@
-"""The benchmark at a tiny size, so it never rots: it must run end to end and vhlake's gold must equal the
-PySpark reference's. Timings are not asserted (bench/RESULTS.md holds them)."""
+"""The benchmark at a tiny size, so it never rots: it must run end to end and vhlake's gold must equal each
+peer's (PySpark, DuckDB, and chDB where it is installed). Timings are not asserted (bench/RESULTS.md holds
+them)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -24,6 +26,11 @@ REQUIRED = [
     "build_peak_rss_mb",
     "spark_build_wall_s",
     "spark_peak_rss_mb",
+    "build_ratio_vs_spark",
+    "build_speedup_vs_spark",
+    "duckdb_build_wall_s",
+    "duckdb_peak_rss_mb",
+    "build_ratio_vs_duckdb",
     "incremental_wall_s",
     "query_p95_ms",
 ]
@@ -32,7 +39,7 @@ REQUIRED = [
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
+def test_the_benchmark_runs_and_every_peer_agrees_on_gold(tmp_path: Path) -> None:
     result_file, summary = tmp_path / "result.json", tmp_path / "RESULTS.md"
     command = [sys.executable, str(BENCH), "--events", "20000", "--repeats", "5", "--check"]
     finished = subprocess.run(
@@ -43,12 +50,22 @@ def test_the_benchmark_runs_and_spark_agrees_on_gold(tmp_path: Path) -> None:
     assert [key for key in REQUIRED if key not in result] == []
     assert result["events"] == 20_000 and result["incremental_events"] == 200
     assert result["gold_agrees_with_spark"] is True and result["gold_rows"] > 1000
+    assert result["gold_agrees_with_duckdb"] is True and result["duckdb_gold_differences"] == []
+    ratio = result["build_wall_s"] / result["duckdb_build_wall_s"]  # of walls rounded to 10 ms: close
+    assert result["build_ratio_vs_duckdb"] == pytest.approx(ratio, rel=0.03)
+    # chDB is the bench extra, not in the test install: checked where it is there, skipped (not failed) if not
+    chdb = importlib.util.find_spec("chdb") is not None
+    assert result.get("gold_agrees_with_chdb") is (True if chdb else None)
     assert set(result["query_p95_ms"]) == {
         "gold_marketplace_30d",
         "marketplace_performance_30d",
         "silver_last_hour",
     }
-    assert "20,000 events" in summary.read_text()
+    text = summary.read_text()
+    assert "20,000 events" in text
+    assert "- DuckDB (in-memory, default settings), same build: " in text
+    assert f"(wall ratio vhlake/duckdb {result['build_ratio_vs_duckdb']}: vhlake " in text
+    assert ("- chDB (embedded ClickHouse, default settings), same build: not run" in text) is not chdb
 
 
 def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None:
@@ -63,11 +80,12 @@ def test_the_gold_comparison_reports_a_missing_group_and_an_off_metric() -> None
     same = pa.table(
         {"date": [2, 1], "marketplace": ["a", "a"], "category": ["x", "x"], "p50": [2.0, 1.0 + 1e-12]}
     )
-    assert compare_gold(ours, same) == []
-    theirs = pa.table({"date": [1], "marketplace": ["a"], "category": ["x"], "p50": [1.5]})
-    assert compare_gold(ours, theirs) == [
-        "group (1, 'a', 'x'): p50 vhlake=1.0 spark=1.5",
+    assert compare_gold(ours, same, peer="duckdb") == []
+    theirs = pa.table({"date": [1, 3], "marketplace": ["a", "a"], "category": ["x", "x"], "p50": [1.5, 3.0]})
+    assert compare_gold(ours, theirs, peer="chdb") == [
+        "group (1, 'a', 'x'): p50 vhlake=1.0 chdb=1.5",
         "group (2, 'a', 'x') only in vhlake",
+        "group (3, 'a', 'x') only in chdb",
     ]
 
 
@@ -179,3 +197,32 @@ def test_the_dashboard_load_mode_serves_many_clients_without_a_server_error(tmp_
     assert lines[7] == "- errors: 0 5xx; none other than 200", lines[7]
     assert "server " in lines[8] and "load generator " in lines[8]
     assert "load average (1/5/15 min) before" in lines[9]
+
+
+def test_a_missing_optional_peer_is_skipped_unless_required_and_a_missing_peer_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    from argparse import Namespace
+
+    absent = run.Peer("absent", "Absent", "absent.py", "vhlake_no_such_module", "pip install absent")
+    optional = run.Peer(
+        "extra", "Extra", "extra.py", "vhlake_no_such_module", "pip install extra", optional=True
+    )
+    present = run.Peer("duckdb", "DuckDB", "duckdb_build.py", "duckdb", "pip install duckdb")
+    monkeypatch.setattr(run, "PEERS", (present, optional))
+    flags = {"no_duckdb": False, "no_extra": False}
+    assert run.runnable_peers(Namespace(**flags, require_extra=False)) == [present]
+    assert "vhlake_no_such_module is not installed: pip install extra: the extra peer is skipped" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit, match="pip install extra, or --no-extra"):
+        run.runnable_peers(Namespace(**flags, require_extra=True))
+    assert run.runnable_peers(Namespace(no_duckdb=True, no_extra=True, require_extra=True)) == []
+    monkeypatch.setattr(run, "PEERS", (absent,))
+    with pytest.raises(SystemExit, match="not installed: pip install absent, or --no-absent"):
+        run.runnable_peers(Namespace(no_absent=False))
