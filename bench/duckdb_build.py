@@ -68,6 +68,8 @@ WITH passed AS (
         {_INT.format("valid_rows")} AS valid_rows,
         {_INT.format("invalid_rows")} AS invalid_rows,
         CASE WHEN regexp_full_match(f.error_types::VARCHAR, '{_INT_MAP}')
+            AND list_count(map_values(TRY_CAST(f.error_types AS MAP(VARCHAR, INTEGER))))
+                = cardinality(TRY_CAST(f.error_types AS MAP(VARCHAR, INTEGER)))
             THEN TRY_CAST(f.error_types AS MAP(VARCHAR, INTEGER)) END AS error_types,
         {_INT.format("processing_time_ms")} AS processing_time_ms,
         {_INT.format("file_size_bytes")} AS file_size_bytes,

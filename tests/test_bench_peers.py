@@ -33,11 +33,9 @@ BENCH = Path(__file__).parent.parent / "bench"
 # (bench/chdb_build.py says so). Gold never reads it.
 NULL_MAP_IS_EMPTY = {"chdb"}
 # Where vhlake's silver departs from docs/semantics.md and a peer follows the page: (peer, job, column) to
-# (vhlake's value, the peer's). The page (and Spark's from_json) make the whole error_types map NULL when a
-# value does not fit in 32 bits; vhlake's TYPE_SQL casts with DuckDB's TRY_CAST, which under DuckDB 2.0
-# NULLs only that value. The DuckDB peer runs the same cast, so it agrees with vhlake there. When vhlake
-# follows the page, this test fails until the entry goes.
-KNOWN_DIFFERENCES = {("chdb", "j-bad-7", "error_types"): ([("x", None)], None)}
+# (vhlake's value, the peer's). None now: an error_types value beyond 32 bits (j-bad-7) NULLs the whole
+# map in all of them, as the page says.
+KNOWN_DIFFERENCES: dict[tuple[str, str, str], tuple[object, object]] = {}
 
 
 @contextmanager
@@ -200,5 +198,6 @@ def test_a_peer_builds_vhlakes_silver_and_gold_on_the_awkward_events(
     # the edges are really there: a wrong peer could not agree by accident on an empty or trivial lake
     assert ours["j-start-only"]["status"] == "running" and ours["j-dup"]["total_rows"] == 1
     assert ours["j-quarantined-first"]["processing_time_ms"] == 7
+    assert ours["j-bad-7"]["error_types"] is None  # a value beyond 32 bits: no map at all
     assert not {"j-dup-elsewhere", "j-full-copy", "j-canary", "j-q1", "j-q3", "j-q6"} & ours.keys()
     assert gold.num_rows > 50

@@ -223,8 +223,10 @@ def test_bad_payload_values_become_nulls_without_failing(house: Lakehouse) -> No
         end("j4", "2026-11-27T10:00:00Z", payload=' {"ruleset": "r\\"1\\u00e9", "total_rows": -5}'),
         end("j5", "2026-11-27T10:00:00Z", payload=[1, 2]),
         end("j6", "2026-11-27T10:00:00Z", payload={"error_types": {'a"b': 2}, "total_rows": 1.0}),
+        end("j7", "2026-11-27T10:00:00Z", payload={"error_types": {"a": 1, "b": 2147483648}}),
     )
     silver = house.silver()
+    assert silver["j7"]["error_types"] is None  # one value beyond 32 bits: the whole map, as Spark
     assert silver["j4"]["ruleset"] == 'r"1é' and silver["j4"]["total_rows"] == -5
     assert silver["j5"]["status"] == "success" and silver["j5"]["ruleset"] is None
     assert dict(silver["j6"]["error_types"]) == {'a"b': 2} and silver["j6"]["total_rows"] is None

@@ -38,7 +38,13 @@ _TYPED_FIELD = {
     # integers only: "12", 1.5 and 1e3 are not; out of range becomes NULL
     "int": "CASE WHEN regexp_full_match(f.{f}::VARCHAR, '-?[0-9]+') THEN TRY_CAST(f.{f}::VARCHAR AS BIGINT) END",
     "string": "CASE WHEN starts_with(f.{f}::VARCHAR, '\"') THEN f.{f} ->> '$' END",
-    "map": f"CASE WHEN regexp_full_match(f.{{f}}::VARCHAR, '{_INT_MAP}') THEN TRY_CAST(f.{{f}} AS MAP(VARCHAR, INTEGER)) END",
+    # a value beyond 32 bits: TRY_CAST nulls only that value, and the whole map must go
+    "map": (
+        f"CASE WHEN regexp_full_match(f.{{f}}::VARCHAR, '{_INT_MAP}') "
+        "AND list_count(map_values(TRY_CAST(f.{f} AS MAP(VARCHAR, INTEGER)))) "
+        "= cardinality(TRY_CAST(f.{f} AS MAP(VARCHAR, INTEGER))) "
+        "THEN TRY_CAST(f.{f} AS MAP(VARCHAR, INTEGER)) END"
+    ),
 }
 _COLUMNS = ",\n    ".join(
     f"{_TYPED_FIELD[kind].replace('{f}', name)} AS {name}" for name, kind in _FIELDS.items()
