@@ -307,4 +307,5 @@ def _partition_day(fragment: ds.Fragment) -> int:
 
 def _fragments_reader(dataset: ds.Dataset, fragments: list[ds.Fragment]) -> Callable[[], pa.Table]:
     files = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
-    return lambda: files.to_table(columns=BRONZE.schema.names).cast(BRONZE.schema)
+    # use_threads=False: the read-ahead threads are the parallelism (Arrow's own pool only added CPU)
+    return lambda: files.to_table(columns=BRONZE.schema.names, use_threads=False).cast(BRONZE.schema)
