@@ -19,6 +19,7 @@ from test_pipeline import Lakehouse, end, start
 from vhlake.lake.tables import QUARANTINE, SILVER, USER_ENGAGEMENT_GOLD, USER_FIRST_SEEN
 from vhlake.lifecycle.erasure import forget_user
 from vhlake.lifecycle.maintain import Retention, maintain
+from vhlake.pipeline import engagement_tables
 from vhlake.pipeline.engagement_step import silver_changes
 from vhlake.pipeline.engagement_tables import Reads
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
@@ -125,7 +126,12 @@ def test_a_first_date_that_leaves_with_no_job_near_is_found_in_later_silver(hous
     assert house.pipeline.engagement.reads.users_scanned == 1
 
 
-def test_range_by_range_equals_a_first_build_and_the_reference(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pairs_at_once", [None, 5], ids=["default", "five-days-a-call"])
+def test_range_by_range_equals_a_first_build_and_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pairs_at_once: int | None
+) -> None:
+    if pairs_at_once is not None:  # the sample's weeks then take several calls per marketplace
+        monkeypatch.setattr(engagement_tables, "_PAIRS_AT_ONCE", pairs_at_once)
     lines = generate_lines(SampleSpec(jobs=600, seed=7, duplicate_rate=0.05))["line"].to_pylist()
     (tmp_path / "ranged").mkdir()
     (tmp_path / "built").mkdir()
