@@ -30,14 +30,14 @@ Where ClickHouse's dialect shows through (tests/test_bench_peers.py holds silver
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from chdb import session
+
+from peer_cli import peer_main
 
 # The expectations (docs/semantics.md, "Quarantine"): a NULL verdict breaks a rule, trimBoth trims spaces
 # only (as DuckDB's trim), length() counts bytes. Canary events stop at bronze.
@@ -198,23 +198,5 @@ def build(bronze_dir: Path, silver_dir: Path, gold_dir: Path, *, updated_at: dat
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("bronze", type=Path, help="a directory of Parquet files: bronze's rows")
-    parser.add_argument("gold", type=Path, help="where gold.parquet is written")
-    parser.add_argument(
-        "--silver", type=Path, help="where silver.parquet is written (default: a temporary dir)"
-    )
-    args = parser.parse_args()
-    now = datetime.now(UTC)
-    if args.silver is not None:
-        build(args.bronze, args.silver, args.gold, updated_at=now)
-        return
-    with tempfile.TemporaryDirectory(prefix="chdb-silver-") as silver:
-        build(args.bronze, Path(silver), args.gold, updated_at=now)
-
-
 if __name__ == "__main__":
-    main()
+    peer_main(build, name="chdb", description=__doc__)

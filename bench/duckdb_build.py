@@ -18,15 +18,14 @@ same name ``TYPE_SQL`` reads bronze under, so the two do not compose into one st
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from peer_cli import peer_main
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS
 from vhlake.pipeline.gold import GOLD_SQL
 
@@ -142,23 +141,5 @@ def build(bronze_dir: Path, silver_dir: Path, gold_dir: Path, *, updated_at: dat
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("bronze", type=Path, help="a directory of Parquet files: bronze's rows")
-    parser.add_argument("gold", type=Path, help="where gold.parquet is written")
-    parser.add_argument(
-        "--silver", type=Path, help="where silver.parquet is written (default: a temporary dir)"
-    )
-    args = parser.parse_args()
-    now = datetime.now(UTC)
-    if args.silver is not None:
-        build(args.bronze, args.silver, args.gold, updated_at=now)
-        return
-    with tempfile.TemporaryDirectory(prefix="duckdb-silver-") as silver:
-        build(args.bronze, Path(silver), args.gold, updated_at=now)
-
-
 if __name__ == "__main__":
-    main()
+    peer_main(build, name="duckdb", description=__doc__)
