@@ -5,9 +5,10 @@
 #include <string.h>
 
 /* MD5's four round functions and its 64 steps (RFC 1321), unrolled with constant indices, constants and
- * rotations. Written once for a plain uint32_t state and for four states at a time (a GCC/Clang vector
- * of four lanes): MD5's steps form one dependency chain, so four independent strings hashed side by side
- * cost little more than one (lookup keys were ~1/3 of payload typing). */
+ * rotations. Written once for a plain uint32_t state and for eight states at a time (a GCC/Clang vector
+ * of eight lanes, two SSE registers where AVX2 is not enabled): MD5's steps form one dependency chain, so
+ * independent strings hashed side by side cost little more than one (0.155 us an id one at a time, 0.075
+ * four at a time, 0.045 eight at a time). */
 #define F(x, y, z) (((x) & (y)) | (~(x) & (z)))
 #define G(x, y, z) (((x) & (z)) | ((y) & ~(z)))
 #define H(x, y, z) ((x) ^ (y) ^ (z))
@@ -98,19 +99,21 @@ static void md5_block(uint32_t h[4], const uint8_t *block) {
     h[0] += a; h[1] += b; h[2] += c; h[3] += d;
 }
 
-typedef uint32_t u32x4 __attribute__((vector_size(16)));
-enum { LANES = 4, ONE_BLOCK_MAX = 55 }; /* a string of at most 55 bytes pads to one block */
+typedef uint32_t u32x8 __attribute__((vector_size(32)));
+enum { LANES = 8, ONE_BLOCK_MAX = 55 }; /* a string of at most 55 bytes pads to one block */
 
-/* MD5 of four one-block messages at once: h[lane] gets each lane's state. */
-static void md5_blocks4(const uint8_t blocks[LANES][64], uint32_t h[LANES][4]) {
-    u32x4 m[16];
+/* MD5 of eight one-block messages at once: h[lane] gets each lane's state. */
+static void md5_blocks8(const uint8_t blocks[LANES][64], uint32_t h[LANES][4]) {
+    u32x8 m[16];
     for (int i = 0; i < 16; i++)
-        m[i] = (u32x4){word_le(blocks[0] + 4 * i), word_le(blocks[1] + 4 * i), word_le(blocks[2] + 4 * i),
-                       word_le(blocks[3] + 4 * i)};
-    u32x4 a = {MD5_START[0], MD5_START[0], MD5_START[0], MD5_START[0]};
-    u32x4 b = {MD5_START[1], MD5_START[1], MD5_START[1], MD5_START[1]};
-    u32x4 c = {MD5_START[2], MD5_START[2], MD5_START[2], MD5_START[2]};
-    u32x4 d = {MD5_START[3], MD5_START[3], MD5_START[3], MD5_START[3]};
+        for (int l = 0; l < LANES; l++) m[i][l] = word_le(blocks[l] + 4 * i);
+    u32x8 a, b, c, d;
+    for (int l = 0; l < LANES; l++) {
+        a[l] = MD5_START[0];
+        b[l] = MD5_START[1];
+        c[l] = MD5_START[2];
+        d[l] = MD5_START[3];
+    }
     MD5_STEPS(a, b, c, d, m);
     for (int l = 0; l < LANES; l++) {
         h[l][0] = MD5_START[0] + a[l];
@@ -168,7 +171,7 @@ void md5_keys(const uint8_t *data, const int64_t *offsets, int64_t n, int64_t *o
         waiting[filled++] = i;
         if (filled == LANES) {
             uint32_t h[LANES][4];
-            md5_blocks4((const uint8_t(*)[64])blocks, h);
+            md5_blocks8((const uint8_t(*)[64])blocks, h);
             for (int l = 0; l < LANES; l++) out[waiting[l]] = key_of(h[l]);
             filled = 0;
         }

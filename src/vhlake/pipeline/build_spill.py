@@ -45,22 +45,23 @@ class Spill:
             options = pa.ipc.IpcWriteOptions(compression=compression)
             self._writers = [pa.ipc.new_stream(str(path), schema, options=options) for path in self._paths]
 
-    def add(self, rows: pa.Table, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
-        """Add ``rows``, each to the part of its key; returns each row's part."""
-        part = (keys % self.count).astype(np.int32)
+    def add(self, rows: pa.Table, keys: npt.NDArray[np.int64]) -> None:
+        """Add ``rows``, each to the part of its key."""
         if self.count == 1:
             self._held.append(rows)
-            return part
+            return
+        # 16-bit parts when they fit: numpy's stable sort is then a radix sort (~4x faster than on int32)
+        narrow = np.int16 if self.count <= np.iinfo(np.int16).max else np.int32
+        part = (keys % self.count).astype(narrow)
         if len(part) and (part == part[0]).all():  # one part (a first build's read of one bucket's days)
-            self._writers[part[0]].write_table(rows)
-            return part
+            self._writers[int(part[0])].write_table(rows)
+            return
         order = np.argsort(part, kind="stable")
         grouped = rows.take(pa.array(order))
         bounds = np.searchsorted(part[order], np.arange(self.count + 1))
         for k, writer in enumerate(self._writers):
             if bounds[k + 1] > bounds[k]:
                 writer.write_table(grouped.slice(bounds[k], bounds[k + 1] - bounds[k]))
-        return part
 
     def close(self) -> None:
         for writer in self._writers:
