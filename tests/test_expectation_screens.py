@@ -96,3 +96,14 @@ def test_the_payload_limit_is_counted_in_bytes_at_its_edge() -> None:
 @given(st.lists(st.one_of(st.none(), st.sampled_from(HOSTILE), st.text(max_size=6)), min_size=1, max_size=40))
 def test_any_values_give_the_same_verdicts(values: list[str | None]) -> None:
     verdicts_agree(bronze(values, values, chunks=2))
+
+
+def test_duckdb_trim_empties_no_ascii_character_but_the_space() -> None:
+    # what the not-blank screen relies on: a value led by any other ASCII character is not blank
+    con = duckdb.connect()
+    emptied = [
+        code
+        for code in range(1, 128)
+        if con.execute("SELECT trim(?) = ''", [chr(code)]).fetchone() == (True,)
+    ]
+    assert emptied == [0x20]
