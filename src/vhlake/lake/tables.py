@@ -229,6 +229,39 @@ GOLD = TableDef(
     description="Daily metrics per (date, marketplace, category); exact percentiles with linear interpolation.",
 )
 
+GOLD_RESTATEMENTS = TableDef(
+    name="gold_restatements",
+    layer="gold",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),  # the pipeline run (or erasure) that changed it
+            pa.field("bronze_version", pa.int64(), nullable=False),  # the bronze version its range ended at
+            pa.field("restated_at", UTC_MICROS, nullable=False),
+            pa.field("date", pa.date32(), nullable=False),
+            pa.field("marketplace", pa.string(), nullable=False),
+            pa.field("category", pa.string(), nullable=False),
+            pa.field("first_written_at", UTC_MICROS),  # when the group was first written
+            pa.field("previous_total_validations", pa.int64(), nullable=False),
+            pa.field("new_total_validations", pa.int64(), nullable=False),  # 0: the group was deleted
+            pa.field("previous_error_rate", pa.float64(), nullable=False),
+            pa.field("new_error_rate", pa.float64()),
+            pa.field("previous_p95_processing_time", pa.float64()),
+            pa.field("new_p95_processing_time", pa.float64()),
+            pa.field("events", pa.int64(), nullable=False),  # events of the run whose jobs are in the group
+            pa.field("max_lateness_s", pa.float64()),  # largest first_written_at - event timestamp
+            pa.field("year", pa.int32(), nullable=False),
+            pa.field("month", pa.int32(), nullable=False),
+        ]
+    ),
+    partition_by=("year", "month"),
+    date_column="date",
+    configuration=STREAMED_LOG,
+    description=(
+        "One row per gold group (date, marketplace, category) changed after it was first written, per "
+        "pipeline range: its values before and after, and the events that changed it."
+    ),
+)
+
 USER_ENGAGEMENT_GOLD = TableDef(
     name="user_engagement_daily_gold",
     layer="gold",
@@ -516,6 +549,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     GOLD,
     ERROR_TYPE_GOLD,
     USER_ENGAGEMENT_GOLD,
+    GOLD_RESTATEMENTS,
     ML_PREDICTIONS,
     ML_MODELS,
     ANOMALIES,
