@@ -21,6 +21,8 @@ from vhlake.errors import ConfigError
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALERT_EVENTS, GOLD
 from vhlake.query.duckdb_engine import DuckDBEngine
+from vhlake.reconciliation.links import Equation, Link
+from vhlake.reconciliation.run import Reconciliation, record
 
 
 class Receiver:
@@ -204,11 +206,36 @@ def test_a_receiver_that_is_down_is_retried_and_recorded_while_others_get_theirs
 def test_the_seed_rules_are_the_default_and_valid(lake: Lake) -> None:
     gold_day(lake, {"shopee": 0.2})
     config = load_config(None)
-    assert [a.name for a in config.alerts] == ["high_error_rate", "processing_delays"]
+    assert [a.name for a in config.alerts] == [
+        "high_error_rate",
+        "processing_delays",
+        "reconciliation_imbalance",
+    ]
     assert validate(config, DuckDBEngine(lake)) == []
-    (high, slow) = AlertRunner(config, DuckDBEngine(lake), lake).run_all()
+    (high, slow, imbalance) = AlertRunner(config, DuckDBEngine(lake), lake).run_all()
     assert [(n.key, n.event) for n in high.notifications] == [("shopee", "triggered")]
     assert slow.notifications == []
+    assert imbalance.notifications == []  # no reconciliation yet
+
+
+def _reconciled(lake: Lake, *, at: datetime, imbalanced: bool) -> None:
+    link = Link("gold", "a group", {}, {"n": 1}, (Equation("n = 1", 1, 2 if imbalanced else 1),))
+    record(lake, Reconciliation(f"run-{at.isoformat()}", at, None, 0, [link]))
+
+
+def test_the_default_rules_fire_on_the_latest_reconciliation_only(lake: Lake) -> None:
+    """The reconciliation rule reads the newest run (written with the real clock: the rule's SQL asks the
+    engine for current_date())."""
+    now = datetime.now(UTC)
+    _reconciled(lake, at=now - timedelta(minutes=2), imbalanced=False)
+    _reconciled(lake, at=now - timedelta(minutes=1), imbalanced=True)
+    config = load_config(None)
+    runner = AlertRunner(config, DuckDBEngine(lake), lake)
+    outcome = next(o for o in runner.run_all() if o.rule == "reconciliation_imbalance")
+    assert [n.event for n in outcome.notifications] == ["triggered"]
+    _reconciled(lake, at=now, imbalanced=False)
+    outcome = next(o for o in runner.run_all() if o.rule == "reconciliation_imbalance")
+    assert [n.event for n in outcome.notifications] == ["resolved"]
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,11 @@ def a_bundle(
 
 def test_the_bundles_alerts_are_the_alert_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     alerts = deploy.bundle()["resources"]["alerts"]
-    assert set(alerts) == {"vhlake_high_error_rate", "vhlake_processing_delays"}
+    assert set(alerts) == {
+        "vhlake_high_error_rate",
+        "vhlake_processing_delays",
+        "vhlake_reconciliation_imbalance",
+    }
     high = alerts["vhlake_high_error_rate"]
     assert "FROM ${var.catalog}.${var.schema}.marketplace_daily_metrics_gold" in high["query_text"]
     assert high["evaluation"]["comparison_operator"] == "GREATER_THAN"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from vhlake.events.outbox import Outbox
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions, kafka_app_id
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE
+from vhlake.pipeline.runner import Pipeline
+from vhlake.reconciliation.run import reconcile
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +51,16 @@ def job_events(jobs: int, *, first: int = 0) -> list[ValidationEvent]:
                 )
             )
     return events
+
+
+def assert_reconciled(lake: Lake, *, records: int) -> None:
+    """Every partition's ledger balances with bronze and the rejects, and counts ``records`` in all."""
+    Pipeline(lake).run()
+    result = reconcile(lake, since=None, now=datetime.now(UTC))
+    assert result.balanced, [link.describe() for link in result.imbalances]
+    sources = [link for link in result.links if link.kind == "source"]
+    assert all(link.key.startswith("kafka:") for link in sources)
+    assert sum(link.counts["records_read"] for link in sources) == records
 
 
 def publisher(broker: Tansu, topic: str, outbox: Outbox | None = None, **options: Any) -> KafkaEventPublisher:
@@ -183,6 +196,7 @@ def test_a_producers_resend_lands_once_in_bronze_and_in_the_rejects_with_its_rea
     _produce(broker, topic, [b"{}"] * 10 + [first], partition=2)
     assert ingest(lake, broker, topic, resend_window=10).run(until_idle_s=1.5).resent == 0
     assert read_table(lake, "bronze")["event_id"].to_pylist().count("e1") == 2
+    assert_reconciled(lake, records=4 + 2 + 11)
 
 
 _KILLED_BEFORE_KAFKA_COMMIT = """
@@ -263,6 +277,7 @@ def test_two_consumers_in_one_group_write_each_message_once(broker: Tansu, topic
     assert bronze is not None
     writers = {commit.get("vhlake.writer") for commit in bronze.history() if commit.get("vhlake.writer")}
     assert len(writers) == 2, f"both consumers should have written: {writers}"
+    assert_reconciled(lake, records=len(sent))
 
 
 class _FatalOnce:

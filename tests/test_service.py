@@ -34,6 +34,7 @@ from vhlake.lake.tables import (
     DATA_QUALITY_METRICS,
     GOLD,
     ML_MODELS,
+    RECONCILIATION,
     SILVER,
     USER_ENGAGEMENT_GOLD,
 )
@@ -178,7 +179,7 @@ def test_published_events_reach_gold_and_metrics_say_so(
     service = Served(
         lake_dir,
         tmp_path / "serve.log",
-        None,
+        {"VHLAKE_RECONCILE_INTERVAL_S": "2"},
         "--canary-every",
         "0.5",
         "--ml-every",
@@ -218,9 +219,16 @@ def test_published_events_reach_gold_and_metrics_say_so(
             lambda: ("vhlake_last_success_timestamp_seconds", (("step", "lifecycle"),)) in service.metrics(),
             "retention, vacuum and checkpoints to run",
         )
+        # and every event reconciled from the log to gold, canaries included (they stop at bronze)
+        wait_for(
+            lambda: ("vhlake_reconciliation_last_success_timestamp_seconds", ()) in service.metrics(),
+            "a balanced reconciliation",
+        )
+        assert service.metrics()[("vhlake_reconciliation_imbalance", ())] == 0
+        assert rows(lake, RECONCILIATION)["balanced"].to_pylist()[-1] is True
         assert_exact(lake, 300)  # canaries stop at bronze: no canary job in silver or gold
         quality = rows(lake, DATA_QUALITY_METRICS)
-        assert "freshness_p95_s" in quality["metric"].to_pylist()
+        assert {"freshness_p95_s", "reconciliation_imbalances"} <= set(quality["metric"].to_pylist())
         assert service.signal(signal.SIGTERM) == 0
     finally:
         if service.process and service.process.poll() is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vhlake.lifecycle.maintain import Retention
     from vhlake.query.databricks_engine import DatabricksConfig
     from vhlake.query.engine import QueryEngine
+    from vhlake.reconciliation.run import Reconciliation
     from vhlake.service.http import Check
     from vhlake.service.runner import LakeService, ServiceOptions
 
@@ -84,12 +85,22 @@ def build_pipeline(settings: Settings) -> Pipeline:
         versions_per_batch=settings.pipeline_versions_per_batch,
         rows_per_batch=settings.pipeline_rows_per_batch,
         build_bucket_rows=settings.pipeline_build_bucket_rows,
-        resources=PipelineResources(
-            memory_limit=settings.pipeline_memory_limit,
-            threads=settings.pipeline_threads,
-            spill_dir=settings.pipeline_spill_dir,
-        ),
+        resources=build_pipeline_resources(settings),
     )
+
+
+def build_pipeline_resources(settings: Settings) -> PipelineResources:
+    return PipelineResources(
+        memory_limit=settings.pipeline_memory_limit,
+        threads=settings.pipeline_threads,
+        spill_dir=settings.pipeline_spill_dir,
+    )
+
+
+def reconcile_since(settings: Settings, today: date) -> date:
+    """The first day a reconciliation covers by default: the oldest day bronze's retention keeps whole
+    (older events may have expired from bronze while their jobs are still in silver)."""
+    return today - timedelta(days=settings.retention_bronze_days - 1)
 
 
 def build_retention(settings: Settings, *, vacuum_hours: float | None = None) -> Retention:
@@ -257,8 +268,25 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
         alerts=build_alert_runner(settings),
         ml=lambda: run_ml(settings),
         lifecycle=lambda: run_lifecycle(settings),
+        reconcile=lambda: run_reconcile(settings),
     )
     return service, checks
+
+
+def run_reconcile(settings: Settings) -> Reconciliation:
+    """``vhlake reconcile`` over the days bronze's retention keeps whole, recorded in ``reconciliation``."""
+    from vhlake.reconciliation.run import reconcile, record
+
+    lake = build_lake(settings)
+    now = datetime.now(UTC)
+    result = reconcile(
+        lake,
+        since=reconcile_since(settings, now.date()),
+        now=now,
+        resources=build_pipeline_resources(settings),
+    )
+    record(lake, result)
+    return result
 
 
 def run_lifecycle(settings: Settings) -> str:

@@ -166,6 +166,15 @@ class Settings(BaseSettings):
             "(unset: the system's temporary folder)."
         ),
     )
+    reconcile_interval_s: float = Field(
+        default=3600.0,
+        alias="VHLAKE_RECONCILE_INTERVAL_S",
+        gt=0,
+        description=(
+            "vhlake serve reconciles every event from its source to gold this often (vhlake reconcile, "
+            "over the days bronze's retention keeps whole), and exports the result on /metrics."
+        ),
+    )
     engagement_interval_s: float = Field(
         default=300.0,
         alias="VHLAKE_ENGAGEMENT_INTERVAL_S",

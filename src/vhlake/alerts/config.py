@@ -12,7 +12,8 @@ alerts:
     cooldown: 1h
     channels: [ops-webhook]
 ```
-Without a file, the seed's two rules apply (``high_error_rate``, ``processing_delays``) on the log channel.
+Without a file, the seed's two rules (``high_error_rate``, ``processing_delays``) and
+``reconciliation_imbalance`` apply on the log channel.
 Every problem is reported as one line naming the rule.
 """
 
@@ -168,11 +169,19 @@ alerts:
     condition: {column: avg_processing_time_ms, op: ">", threshold: 5000}
     key: marketplace
     schedule: every 5m
+  - name: reconciliation_imbalance
+    query: >-
+      SELECT imbalances FROM reconciliation
+      WHERE reconciled_date >= date_sub(current_date(), 2)
+      ORDER BY reconciled_at DESC LIMIT 1
+    condition: {column: imbalances, op: ">", threshold: 0}
+    schedule: every 15m
+    severity: critical
 """
 
 
 def load_config(path: Path | None) -> AlertsConfig:
-    """The rules in ``path`` (the seed's two rules when None); any problem is one ConfigError line."""
+    """The rules in ``path`` (the default rules when None); any problem is one ConfigError line."""
     where = "the seed rules" if path is None else str(path)
     try:
         text = SEED_RULES if path is None else path.read_text(encoding="utf-8")

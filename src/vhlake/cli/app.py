@@ -34,6 +34,7 @@ from vhlake.cli.output import (
     to_json,
 )
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
+from vhlake.cli.reconcile_command import reconcile
 from vhlake.cli.serve import serve
 from vhlake.cli.spark_commands import spark_app
 from vhlake.errors import SourceError, VhlakeError
@@ -69,6 +70,7 @@ app.command()(maintain)
 app.command()(forget)
 app.command()(lineage)
 app.command()(history)
+app.command()(reconcile)
 
 
 @app.callback()

@@ -77,6 +77,7 @@ def serve(
         ml_every_s=ml_every,
         lifecycle_every_s=lifecycle_every,
         engagement_every_s=settings.engagement_interval_s,
+        reconcile_every_s=settings.reconcile_interval_s,
     )
     serve_forever(settings, host=host, port=port, options=options)
 

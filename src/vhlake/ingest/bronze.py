@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vhlake.errors import SourceError
 from vhlake.ingest.fast_parse import parse_records
 from vhlake.ingest.files import check_json_lines, file_app_id, file_digest, read_line_batches
 from vhlake.ingest.parse import ParsedBatch, new_parser_connection
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, REJECTED
+from vhlake.lake.tables import BRONZE, INGEST_LEDGER, REJECTED
 
 ProgressCallback = Callable[[int], None]
 """Called after each committed batch with how many source units (bytes, offsets) it advanced."""
@@ -79,24 +80,84 @@ _REJECTS_PER_COMMIT = 10_000
 
 
 @dataclass
-class _HeldRejects:
-    """Rejected rows parsed but not committed yet, covering source positions ``(start, last batch]``."""
+class _HeldSpan:
+    """What the batches of source positions ``(start, last batch]`` read and made, not committed yet: their
+    rejected rows, and the counts of their ``ingest_ledger`` row."""
 
+    app_id: str
+    source: str
     start: int | None = None
     parts: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    records: int = 0
+    bronze: int = 0
+    first_offset: int | None = None
+    last_offset: int | None = None
 
-    def hold(self, batch: RecordBatch, rejected: pa.Table) -> None:
+    def hold(self, batch: RecordBatch, parsed: ParsedBatch) -> None:
         if self.start is None:
             self.start = batch.start
-        if rejected.num_rows:
-            self.parts.append(rejected)
-            self.rows += rejected.num_rows
+        if parsed.rejected.num_rows:
+            self.parts.append(parsed.rejected)
+            self.rows += parsed.rejected.num_rows
+        self.records += batch.records.num_rows
+        self.bronze += parsed.bronze.num_rows
+        if batch.records.num_rows:
+            low, high = pc.min_max(batch.records["source_offset"]).values()
+            self.first_offset = low.as_py() if self.first_offset is None else self.first_offset
+            self.last_offset = high.as_py()
 
     def take(self) -> pa.Table:
         held = pa.concat_tables(self.parts) if self.parts else REJECTED.schema.empty_table()
         self.parts, self.rows = [], 0
         return held
+
+    def ledger(self, version: int, rejected: int) -> pa.Table:
+        """The span's ``ingest_ledger`` row, up to position ``version``; the counts start again."""
+        row = ledger_row(
+            self.app_id,
+            self.source,
+            position_from=self.start or 0,
+            position_to=version,
+            offsets=(self.first_offset, self.last_offset),
+            counts=(self.records, self.bronze, rejected),
+        )
+        self.records = self.bronze = 0
+        self.first_offset = self.last_offset = None
+        return row
+
+
+def ledger_row(
+    app_id: str,
+    source: str,
+    *,
+    position_from: int,
+    position_to: int,
+    offsets: tuple[int | None, int | None],
+    counts: tuple[int, int, int],
+) -> pa.Table:
+    """One ``ingest_ledger`` row: positions ``(position_from, position_to]`` of ``source`` read as records
+    with ``offsets`` (first, last), and their ``counts`` (records read, bronze rows, rejected rows)."""
+    now = datetime.now(UTC)
+    records, bronze, rejected = counts
+    return pa.Table.from_pylist(
+        [
+            {
+                "app_id": app_id,
+                "source": source,
+                "position_from": position_from,
+                "source_offset": position_to,
+                "first_offset": offsets[0],
+                "last_offset": offsets[1],
+                "records_read": records,
+                "bronze_rows": bronze,
+                "rejected_rows": rejected,
+                "committed_at": now,
+                "ingestion_date": now.date(),
+            }
+        ],
+        schema=INGEST_LEDGER.schema,
+    )
 
 
 class BronzeIngestor:
@@ -109,8 +170,10 @@ class BronzeIngestor:
         self._con = new_parser_connection()
 
     def resume_point(self, app_id: str) -> ResumePoint:
-        """What bronze and rejects have committed for ``app_id`` (a table that never wrote counts as 0)."""
-        versions = [self._lake.txn_version(t, app_id) or 0 for t in (BRONZE, REJECTED)]
+        """What bronze, the rejects and the ledger have committed for ``app_id`` (a table that never wrote
+        counts as 0: a source ingested before the ledger existed is read again once, bronze and the
+        rejects skipping what they hold, so that its ledger rows are written)."""
+        versions = [self._lake.txn_version(t, app_id) or 0 for t in (BRONZE, REJECTED, INGEST_LEDGER)]
         return ResumePoint(start=min(versions), stops=tuple(sorted(set(versions))))
 
     def ingest_file(self, path: Path, *, on_progress: ProgressCallback | None = None) -> IngestReport:
@@ -153,12 +216,13 @@ class BronzeIngestor:
         batch waits.
         """
         source_batches = iter(batches)
-        rejects = _HeldRejects()
+        held = _HeldSpan(app_id, source)
+        stops = frozenset(self.resume_point(app_id).stops)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vhlake-parse") as pool:
             pending = pool.submit(self._read_and_parse, source_batches, source)
             while (ready := pending.result()) is not None:
                 pending = pool.submit(self._read_and_parse, source_batches, source)
-                self._commit(app_id, *ready, report, rejects)
+                self._commit(app_id, *ready, report, held, flush=ready[0].version in stops)
                 yield ready[0]
 
     def _read_and_parse(
@@ -183,25 +247,32 @@ class BronzeIngestor:
         batch: RecordBatch,
         parsed: ParsedBatch,
         report: IngestReport,
-        rejects: _HeldRejects,
+        held: _HeldSpan,
+        *,
+        flush: bool,
     ) -> None:
-        """Commit one parsed batch to bronze (and its rejects, when enough are held), each at most once.
+        """Commit one parsed batch to bronze, and its rejects and ledger row when enough are held, each at
+        most once.
 
         Rejects are few, and a commit costs ~40 ms whatever its size, so they are held back and written
-        for several batches at once (always with the final batch, so the source reads as complete). A
-        crash loses nothing: the rejects table then records an earlier position, and a rerun re-reads
-        from there, bronze skipping what it already has.
+        for several batches at once, the ledger row of those batches right after them (always with the
+        final batch, so the source reads as complete, and at a position another table stopped at, so
+        the tables stay aligned). A crash loses nothing: the rejects table or the ledger then records an
+        earlier position, and a rerun re-reads from there, the tables skipping what they already have.
         """
         if (parsed.bronze.num_rows or batch.final) and self._lake.append_once(
             BRONZE, parsed.bronze, app_id=app_id, version=batch.version, start=batch.start
         ):
             report.count_bronze(parsed.bronze)
-        rejects.hold(batch, parsed.rejected)
-        if rejects.rows >= _REJECTS_PER_COMMIT or batch.final:
-            held = rejects.take()
-            if (held.num_rows or batch.final) and self._lake.append_once(
-                REJECTED, held, app_id=app_id, version=batch.version, start=rejects.start
+        held.hold(batch, parsed)
+        if held.rows >= _REJECTS_PER_COMMIT or batch.final or flush:
+            start, rejected = held.start, held.rows
+            rows = held.take()
+            if (rows.num_rows or batch.final or flush) and self._lake.append_once(
+                REJECTED, rows, app_id=app_id, version=batch.version, start=start
             ):
-                report.count_rejected(held)
-            rejects.start = batch.version
+                report.count_rejected(rows)
+            ledger = held.ledger(batch.version, rejected)
+            self._lake.append_once(INGEST_LEDGER, ledger, app_id=app_id, version=batch.version, start=start)
+            held.start = batch.version
         report.batches += 1

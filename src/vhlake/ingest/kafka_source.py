@@ -33,12 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vhlake.errors import ConfigError, SourceError
-from vhlake.ingest.bronze import IngestReport
+from vhlake.ingest.bronze import IngestReport, ledger_row
 from vhlake.ingest.fast_parse import parse_records
 from vhlake.ingest.parse import ParsedBatch, new_parser_connection, rejected_rows
 from vhlake.ingest.resend_window import ResendWindow, bronze_rows_before
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, REJECTED
+from vhlake.lake.tables import BRONZE, INGEST_LEDGER, REJECTED
 
 KAFKA_CLIENT_LOG = "vhlake.kafka"
 _LOG = logging.getLogger(KAFKA_CLIENT_LOG)  # librdkafka's own log, instead of raw lines on stderr
@@ -66,6 +66,28 @@ class KafkaIngestReport(IngestReport):
     # Per partition, messages the broker has that bronze does not, after the last commit (from the
     # high watermark of the last fetch; tansu reports it low, so read it as a lower bound there).
     lag: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Span:
+    """One partition's records read since its last ledger row, and what they became."""
+
+    records: int = 0
+    bronze: int = 0
+    rejected: int = 0
+    first_offset: int | None = None
+    last_offset: int | None = None
+
+    def ledger(self, app_id: str, source: str, end: int) -> pa.Table:
+        first = end if self.first_offset is None else self.first_offset - 1
+        return ledger_row(
+            app_id,
+            source,
+            position_from=first,
+            position_to=end,
+            offsets=(self.first_offset, self.last_offset),
+            counts=(self.records, self.bronze, self.rejected),
+        )
 
 
 def kafka_app_id(group: str, topic: str, partition: int) -> str:
@@ -135,6 +157,7 @@ class KafkaIngest:
         self._resends = ResendWindow(options.resend_window)
         self._held_rejects: list[pa.Table] = []
         self._held_ends: dict[str, tuple[str, int]] = {}
+        self._held_spans: dict[str, _Span] = {}  # the ledger rows written with the held rejects
         self._rejects_flushed_at = time.monotonic()
         self._report = KafkaIngestReport(source=f"kafka:{topic}")
         self._active_at = time.monotonic()  # the last message or partition assignment
@@ -225,6 +248,7 @@ class KafkaIngest:
         report.batches += 1
         report.resent += resent
         self._hold_rejects(parsed.rejected, ends)
+        self._hold_spans(batch, parsed)
         if resent:
             self._flush_rejects(report, force=True)  # keep bronze and rejects at the same position
         self._reseek_moved(consumer, bronze.stored_before, ends)
@@ -287,14 +311,34 @@ class KafkaIngest:
             held = self._held_ends.get(source)
             self._held_ends[source] = (app_id, max(end, held[1] if held else end))
 
+    def _hold_spans(self, batch: _Batch, parsed: ParsedBatch) -> None:
+        """Count, per partition, the records of ``batch`` and the bronze rows and rejects they became."""
+        bronze, rejected = _per_source(parsed.bronze), _per_source(parsed.rejected)
+        for partition, (offsets, _) in batch.records.items():
+            source = kafka_source(self._topic, partition)
+            span = self._held_spans.setdefault(source, _Span())
+            span.records += len(offsets)
+            span.bronze += bronze.get(source, 0)
+            span.rejected += rejected.get(source, 0)
+            if offsets:
+                low = min(offsets)
+                span.first_offset = low if span.first_offset is None else min(span.first_offset, low)
+                span.last_offset = max(offsets)
+
     def _flush_rejects(self, report: KafkaIngestReport, *, force: bool) -> None:
-        """Commit held rejects (few: they wait up to ``_REJECTS_EVERY_S``), advancing their offsets."""
+        """Commit held rejects (few: they wait up to ``_REJECTS_EVERY_S``), advancing their offsets, then
+        the ledger rows of the same spans."""
         due = force or time.monotonic() - self._rejects_flushed_at >= _REJECTS_EVERY_S
         if not self._held_ends or not due:
             return
         rows = pa.concat_tables(self._held_rejects) if self._held_rejects else REJECTED.schema.empty_table()
         written = self._lake.append_positions_once(REJECTED, rows, ends=self._held_ends).written
         report.count_rejected(written)
+        ledger = [
+            self._held_spans.pop(source, _Span()).ledger(app_id, source, end)
+            for source, (app_id, end) in self._held_ends.items()
+        ]
+        self._lake.append_positions_once(INGEST_LEDGER, pa.concat_tables(ledger), ends=self._held_ends)
         self._held_rejects, self._held_ends = [], {}
         self._rejects_flushed_at = time.monotonic()
 
@@ -335,11 +379,12 @@ class KafkaIngest:
         return lag
 
     def stored_offsets(self, partitions: list[int]) -> dict[int, int]:
-        """Per partition, the next offset to read: after the last one both bronze and rejects hold."""
+        """Per partition, the next offset to read: after the last one bronze, the rejects and the ledger
+        all hold (a partition ingested before the ledger existed is read again once, for its ledger)."""
         positions = {}
         for partition in partitions:
             app_id = kafka_app_id(self._group, self._topic, partition)
-            versions = [self._lake.txn_version(t, app_id) for t in (BRONZE, REJECTED)]
+            versions = [self._lake.txn_version(t, app_id) for t in (BRONZE, REJECTED, INGEST_LEDGER)]
             done = min(-1 if v is None else v for v in versions)
             positions[partition] = done + 1
         return positions
@@ -364,6 +409,12 @@ class KafkaIngest:
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         self._flush_rejects(self._report, force=True)  # hand the partitions over with nothing held
         consumer.unassign()
+
+
+def _per_source(rows: pa.Table) -> dict[str, int]:
+    """How many of ``rows`` each ``source`` has."""
+    counts = pc.value_counts(rows["source"]).to_pylist() if rows.num_rows else []
+    return {c["values"]: c["counts"] for c in counts}
 
 
 def _raise_fatal(messages: list[Any]) -> None:

@@ -104,6 +104,33 @@ REJECTED = TableDef(
     ),
 )
 
+INGEST_LEDGER = TableDef(
+    name="ingest_ledger",
+    layer="bronze",
+    schema=pa.schema(
+        [
+            pa.field("app_id", pa.string(), nullable=False),  # the source's transaction id in bronze
+            pa.field("source", pa.string(), nullable=False),  # as in bronze and the rejects
+            pa.field("position_from", pa.int64(), nullable=False),  # exclusive: bytes (files) or offsets
+            pa.field("source_offset", pa.int64(), nullable=False),  # the position read up to (inclusive)
+            pa.field("first_offset", pa.int64()),  # the records' source_offset range (NULL: none read)
+            pa.field("last_offset", pa.int64()),
+            pa.field("records_read", pa.int64(), nullable=False),
+            pa.field("bronze_rows", pa.int64(), nullable=False),
+            pa.field("rejected_rows", pa.int64(), nullable=False),
+            pa.field("committed_at", UTC_MICROS, nullable=False),
+            pa.field("ingestion_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("ingestion_date",),
+    date_column="ingestion_date",
+    configuration=STREAMED_LOG,
+    description=(
+        "What ingestion read from each source, one row per committed span of positions: records read, "
+        "and how many became bronze rows and rejects (what vhlake reconcile checks bronze against)."
+    ),
+)
+
 QUARANTINE = TableDef(
     name="validation_events_quarantine",
     layer="silver",
@@ -474,6 +501,33 @@ DATA_QUALITY_METRICS = TableDef(
     ),
 )
 
+RECONCILIATION = TableDef(
+    name="reconciliation",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),
+            pa.field("reconciled_at", UTC_MICROS, nullable=False),
+            pa.field("since", pa.date32()),  # the first date covered (NULL: everything)
+            pa.field("bronze_version", pa.int64(), nullable=False),  # the version the derived tables are at
+            pa.field("links", pa.int64(), nullable=False),
+            pa.field("imbalances", pa.int64(), nullable=False),
+            pa.field("balanced", pa.bool_(), nullable=False),
+            pa.field("first_imbalance", pa.string()),  # the first link that does not balance
+            pa.field("counts", pa.string(), nullable=False),  # canonical JSON: ranges and every count
+            pa.field("sha256", pa.string(), nullable=False),  # of counts, to recompute and compare later
+            pa.field("reconciled_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("reconciled_date",),
+    date_column="reconciled_date",
+    configuration=STREAMED_LOG,
+    description=(
+        "One row per vhlake reconcile: the chain of counts from each source to gold, whether every link "
+        "balanced, and a sha256 over the counts' canonical form."
+    ),
+)
+
 API_KEYS = TableDef(
     name="api_keys",
     layer="ops",
@@ -542,6 +596,7 @@ ALERT_EVENTS = TableDef(
 ALL_TABLES: tuple[TableDef, ...] = (
     BRONZE,
     REJECTED,
+    INGEST_LEDGER,
     QUARANTINE,
     JOB_EVENTS,
     SILVER,
@@ -555,6 +610,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     ANOMALIES,
     PIPELINE_RUNS,
     DATA_QUALITY_METRICS,
+    RECONCILIATION,
     API_KEYS,
     AUDIT_LOG,
     ALERT_EVENTS,

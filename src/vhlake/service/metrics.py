@@ -81,4 +81,14 @@ class ServiceMetrics:
             "Events waiting in the Kafka outbox for the broker to come back.",
             registry=r,
         )
+        self.reconciliation_imbalance = Gauge(
+            "vhlake_reconciliation_imbalance",
+            "Links of the last reconciliation (source → bronze → silver → gold) that did not balance.",
+            registry=r,
+        )
+        self.reconciliation_last_success = Gauge(
+            "vhlake_reconciliation_last_success_timestamp_seconds",
+            "When a reconciliation last balanced in full (Unix time).",
+            registry=r,
+        )
         self.failures = Counter("vhlake_step_failures", "Failed batches, by step.", ["step"], registry=r)

@@ -11,6 +11,7 @@ import pyarrow as pa
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, DATA_QUALITY_METRICS, GOLD, SILVER, TableDef
 from vhlake.pipeline.runner import RunReport
+from vhlake.reconciliation.run import Reconciliation
 
 WATCHED_TABLES: tuple[TableDef, ...] = (BRONZE, SILVER, GOLD)
 
@@ -36,16 +37,31 @@ def quality_rows(
     if report.freshness_s is not None:
         rows.append(("freshness_p95_s", None, report.freshness_s[1]))
     rows += [("canary_lag_s", None, lag) for lag in report.canary_lag_s]
+    return _measurements(rows, run_id=report.run_id, now=now)
+
+
+def _measurements(rows: list[tuple[str, str | None, float]], *, run_id: str, now: datetime) -> pa.Table:
     return pa.table(
         {
             "measured_at": pa.array([now] * len(rows), DATA_QUALITY_METRICS.schema.field("measured_at").type),
-            "run_id": pa.array([report.run_id] * len(rows), pa.string()),
+            "run_id": pa.array([run_id] * len(rows), pa.string()),
             "metric": pa.array([r[0] for r in rows], pa.string()),
             "dimension": pa.array([r[1] for r in rows], pa.string()),
             "value": pa.array([float(r[2]) for r in rows], pa.float64()),
             "measured_date": pa.array([now.date()] * len(rows), pa.date32()),
         }
     )
+
+
+def reconciliation_rows(result: Reconciliation) -> pa.Table:
+    """A reconciliation as ``data_quality_metrics`` rows (what ``/v1/quality`` shows): the links that did
+    not balance (``reconciliation_imbalances``) and, per kind of link, how many were checked."""
+    kinds: dict[str, int] = {}
+    for link in result.links:
+        kinds[link.kind] = kinds.get(link.kind, 0) + 1
+    rows: list[tuple[str, str | None, float]] = [("reconciliation_imbalances", None, len(result.imbalances))]
+    rows += [("reconciliation_links", kind, count) for kind, count in sorted(kinds.items())]
+    return _measurements(rows, run_id=result.run_id, now=result.reconciled_at)
 
 
 def table_staleness(lake: Lake, tables: tuple[TableDef, ...] = WATCHED_TABLES) -> dict[str, float]:

@@ -33,9 +33,10 @@ from vhlake.events.publisher import EventPublisher
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import DATA_QUALITY_METRICS
 from vhlake.pipeline.runner import CANARY_SOURCE, Pipeline, RunReport
+from vhlake.reconciliation.run import Reconciliation
 from vhlake.service.maintenance import compact_recent
 from vhlake.service.metrics import ServiceMetrics
-from vhlake.service.quality import quality_rows, table_staleness
+from vhlake.service.quality import quality_rows, reconciliation_rows, table_staleness
 from vhlake.service.sources import EventSource, IngestDelta
 
 _LOG = logging.getLogger("vhlake.service")
@@ -56,6 +57,7 @@ class ServiceOptions:
     ml_every_s: float = 6 * 3600.0  # forecasts retrained and anomalies rescored this often
     lifecycle_every_s: float = 24 * 3600.0  # retention, compaction, Z-order, vacuum, checkpoints
     engagement_every_s: float = 60.0  # user engagement brought to silver at most this often
+    reconcile_every_s: float = 3600.0  # every event counted from its source to gold this often
 
 
 @dataclass
@@ -90,6 +92,7 @@ class LakeService:
         alerts: AlertRunner | None = None,
         ml: Callable[[], str] | None = None,
         lifecycle: Callable[[], str] | None = None,
+        reconcile: Callable[[], Reconciliation] | None = None,
     ) -> None:
         self._lake = lake
         self._source = source
@@ -100,15 +103,26 @@ class LakeService:
         self._alerts = alerts
         self._ml = ml  # trains and scores; returns what it did, for the log
         self._lifecycle = lifecycle  # vhlake maintain; returns what it did
+        self._reconcile = reconcile  # vhlake reconcile, recorded; returns the result
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._pending = _Pending()
         self.steps = {
             step: StepState()
-            for step in ("ingest", "pipeline", "engagement", "maintenance", "lifecycle", "alerts", "ml")
+            for step in (
+                "ingest",
+                "pipeline",
+                "engagement",
+                "maintenance",
+                "lifecycle",
+                "reconcile",
+                "alerts",
+                "ml",
+            )
         }
         self._threads: list[threading.Thread] = []
         self._last_maintenance = self._last_lifecycle = time.monotonic()
+        self._last_reconcile: float | None = None  # the first after the first pipeline run
         self._maintenance_s = 0.0  # how long the last compaction took
         self._last_engagement: float | None = None  # the first pipeline run is followed by the step
 
@@ -186,6 +200,8 @@ class LakeService:
                 and time.monotonic() - self._last_lifecycle >= self._options.lifecycle_every_s
             ):
                 self._retrying("lifecycle", self._run_lifecycle, once=True)
+            if self._reconcile is not None and self._reconcile_due():
+                self._retrying("reconcile", self._run_reconcile, once=True)
 
     def _due(self) -> bool:
         """Run now? When the time trigger passed, or enough commits wait (and on idle checks, to catch
@@ -261,6 +277,7 @@ class LakeService:
         """A scheduled step is late only once its schedule has passed too."""
         scheduled = {
             "ml": self._options.ml_every_s,
+            "reconcile": self._options.reconcile_every_s,
             "lifecycle": self._options.lifecycle_every_s,
             "engagement": self._options.engagement_every_s,
         }
@@ -286,6 +303,25 @@ class LakeService:
         self._last_lifecycle = time.monotonic()
         _LOG.info("lifecycle: %s", self._lifecycle())
         self._succeeded("lifecycle")
+
+    def _reconcile_due(self) -> bool:
+        last = self._last_reconcile
+        return last is None or time.monotonic() - last >= self._options.reconcile_every_s
+
+    def _run_reconcile(self) -> None:
+        """Every event counted from its source to gold, here between two pipeline runs (the derived
+        tables stand at one bronze version); the result on /metrics and in data_quality_metrics."""
+        assert self._reconcile is not None
+        self._last_reconcile = time.monotonic()  # a failing reconciliation waits for its schedule too
+        result = self._reconcile()
+        self.metrics.reconciliation_imbalance.set(len(result.imbalances))
+        if result.balanced:
+            self.metrics.reconciliation_last_success.set(result.reconciled_at.timestamp())
+        else:
+            first = result.first_imbalance
+            _LOG.warning("reconciliation: %s", first.describe() if first else "")
+        self._lake.append(DATA_QUALITY_METRICS, reconciliation_rows(result))
+        self._succeeded("reconcile")
 
     # -- alerts ----------------------------------------------------------------------------------------
 

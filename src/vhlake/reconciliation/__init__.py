@@ -1,0 +1,1 @@
+"""Reconciliation: every event counted from its source to gold (``vhlake reconcile``)."""
