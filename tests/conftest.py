@@ -333,7 +333,8 @@ def plant_restatements(
         restatement(a, second, previous=counts(a, 1, 1)),
         restatement(b, first, previous=counts(b, 2, 0)),
         restatement(c, first, previous=counts(c, 1, 1)),
-        restatement(deleted, first, previous=(2, 1), now=(0, 0)),
+        # a second later, by the same range (its run_id is of the minute): the day's change is both rows'
+        restatement(deleted, first + timedelta(seconds=1), previous=(2, 1), now=(0, 0)),
         restatement(elsewhere, second, previous=counts(elsewhere, 5, 0)),
     ]
     lake.append(GOLD_RESTATEMENTS, restatements_table(planted))
@@ -349,25 +350,26 @@ def restated_days(
     gold: Iterable[Mapping[str, Any]], restatements: Iterable[Mapping[str, Any]], marketplace: str
 ) -> dict[date, dict[str, Any]]:
     """Per restated day of ``marketplace``, in plain Python from the rows (not the SQL): its latest
-    ``restated_at``, and its (validations, failed) before and after that restatement, summed over its
-    groups: the groups that restatement changed at their recorded numbers, the others at gold's now."""
+    ``restated_at``, and its (validations, failed) before and after the newest pipeline range (``run_id``,
+    ``bronze_version``) that restated it, summed over its groups: the groups that range changed at their
+    recorded numbers, the others at gold's now."""
     restatements = [r for r in restatements if r["marketplace"] == marketplace]
     now: dict[tuple[date, str], tuple[int, int]] = {
         (g["date"], g["category"]): (g["total_validations"], g["failed_validations"])
         for g in gold
         if g["marketplace"] == marketplace
     }
-    latest: dict[date, datetime] = {}
+    ranges: dict[date, dict[tuple[str, int], list[Mapping[str, Any]]]] = {}
     for r in restatements:
-        latest[r["date"]] = max(latest.get(r["date"], r["restated_at"]), r["restated_at"])
+        ranges.setdefault(r["date"], {}).setdefault((r["run_id"], r["bronze_version"]), []).append(r)
     days = {}
-    for day, at in latest.items():
-        changed = [r for r in restatements if (r["date"], r["restated_at"]) == (day, at)]
+    for day, of_day in ranges.items():
+        changed = max(of_day.values(), key=lambda group: max(r["restated_at"] for r in group))
         before = {(day, r["category"]): _counts(r, "previous") for r in changed}
         after = {(day, r["category"]): _counts(r, "new") for r in changed}
         others = [v for k, v in now.items() if k[0] == day and k not in before]
         days[day] = {
-            "restated_at": at,
+            "restated_at": max(r["restated_at"] for r in changed),
             "previous": tuple(map(sum, zip(*before.values(), *others, strict=True))),
             "new": tuple(map(sum, zip(*after.values(), *others, strict=True))),
         }

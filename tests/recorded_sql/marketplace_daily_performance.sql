@@ -1,9 +1,9 @@
 /* One marketplace's daily totals over a period (all categories), with the change from the previous */
 /* day with data and the 7-row moving average of validations; and, for a day one of whose groups was */
-/* restated (gold_restatements), its latest restatement: when, and the day's validations and error rate */
-/* before it, which are today's less what the groups that restatement changed gained (failures restored */
-/* as round(validations * error rate), exact, the rate being failed / validations; a deleted group's new */
-/* values are 0 and NULL). */
+/* restated (gold_restatements), its latest restatement: the newest pipeline range (run_id, */
+/* bronze_version) that changed any of its groups, when, and the day's validations and error rate before */
+/* it: today's less what that range's groups gained (failures restored as round(validations * error */
+/* rate), exact, the rate being failed / validations; a deleted group's new values are 0 and NULL). */
 WITH daily AS (
   SELECT
     date,
@@ -16,28 +16,28 @@ WITH daily AS (
     marketplace = :marketplace AND date BETWEEN :start_date AND :end_date
   GROUP BY
     date
-), changes AS (
+), ranges AS (
+  /* per day, what each pipeline range that restated it changed; the newest range first */
   SELECT
     date,
-    restated_at,
-    MAX(restated_at) OVER (PARTITION BY date) AS latest,
-    new_total_validations - previous_total_validations AS validations_gained,
-    ROUND(COALESCE(new_error_rate, 0.0) * new_total_validations) - ROUND(previous_error_rate * previous_total_validations) AS failures_gained
+    run_id,
+    bronze_version,
+    MAX(restated_at) AS restated_at,
+    SUM(new_total_validations - previous_total_validations) AS validations_gained,
+    SUM(
+      ROUND(COALESCE(new_error_rate, 0.0) * new_total_validations) - ROUND(previous_error_rate * previous_total_validations)
+    ) AS failures_gained,
+    ROW_NUMBER() OVER (
+      PARTITION BY date
+      ORDER BY MAX(restated_at) DESC, run_id DESC, bronze_version DESC
+    ) AS newest
   FROM validahub.analytics.gold_restatements
   WHERE
     marketplace = :marketplace AND date BETWEEN :start_date AND :end_date
-), restated AS (
-  SELECT
-    date,
-    restated_at,
-    SUM(validations_gained) AS validations_gained,
-    SUM(failures_gained) AS failures_gained
-  FROM changes
-  WHERE
-    restated_at = latest
   GROUP BY
     date,
-    restated_at
+    run_id,
+    bronze_version
 )
 SELECT
   d.date,
@@ -54,7 +54,7 @@ SELECT
     d.failed_validations - r.failures_gained
   ) / NULLIF(d.total_validations - r.validations_gained, 0) AS previous_error_rate
 FROM daily AS d
-LEFT JOIN restated AS r
-  ON r.date = d.date
+LEFT JOIN ranges AS r
+  ON r.date = d.date AND r.newest = 1
 ORDER BY
   d.date

@@ -8,7 +8,10 @@ WITH restated AS (
     restated_at,
     previous_total_validations,
     previous_error_rate,
-    ROW_NUMBER() OVER (PARTITION BY date, category ORDER BY restated_at DESC) AS newest
+    ROW_NUMBER() OVER (
+      PARTITION BY date, category
+      ORDER BY restated_at DESC, run_id DESC, bronze_version DESC
+    ) AS newest
   FROM validahub.analytics.gold_restatements
   WHERE
     marketplace = :marketplace AND date BETWEEN :start_date AND :end_date

@@ -8,7 +8,9 @@ WITH restated AS (
         restated_at,
         previous_total_validations,
         previous_error_rate,
-        row_number() OVER (PARTITION BY date, category ORDER BY restated_at DESC) AS newest
+        row_number() OVER (
+            PARTITION BY date, category ORDER BY restated_at DESC, run_id DESC, bronze_version DESC
+        ) AS newest
     FROM gold_restatements
     WHERE marketplace = :marketplace
       AND date BETWEEN :start_date AND :end_date
