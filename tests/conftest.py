@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 from servers import MotoS3, Tansu
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, REJECTED, SILVER, TableDef
+from vhlake.lake.tables import BRONZE, GOLD_RESTATEMENTS, REJECTED, SILVER, TableDef
 
 # What each marker of pyproject.toml means, set here once rather than by hand on each test: a test that takes
 # one of these fixtures, or lives in one of these files, starts that server (make test-fast leaves them out).
@@ -261,6 +261,124 @@ def engagement_gold(lake: Lake) -> pa.Table:
         == expected.drop_columns(["updated_at"]).sort_by(order).to_pylist()
     )
     return rows
+
+
+def restatement(
+    group: Mapping[str, Any],
+    restated_at: datetime,
+    *,
+    previous: tuple[int, int],
+    now: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A ``gold_restatements`` row for a gold group (its ``date``, ``marketplace``, ``category``), as the
+    pipeline writes one: ``previous`` its (validations, failed) before the change, ``now`` after (by default
+    the group's own gold numbers; (0, 0): the group was deleted)."""
+    total, failed = now if now is not None else (group["total_validations"], group["failed_validations"])
+    previous_total, previous_failed = previous
+    day: date = group["date"]
+    return {
+        "run_id": f"run-{restated_at:%Y%m%dT%H%M}",
+        "bronze_version": 1,
+        "restated_at": restated_at,
+        "date": day,
+        "marketplace": group["marketplace"],
+        "category": group["category"],
+        "first_written_at": restated_at - timedelta(days=1),
+        "previous_total_validations": previous_total,
+        "new_total_validations": total,
+        "previous_error_rate": previous_failed / previous_total,
+        "new_error_rate": failed / total if total else None,
+        "previous_p95_processing_time": None,
+        "new_p95_processing_time": None,
+        "events": 1,
+        "max_lateness_s": 86_400.0,
+        "year": day.year,
+        "month": day.month,
+    }
+
+
+def restatements_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=GOLD_RESTATEMENTS.schema)
+
+
+RESTATED_AT = (datetime(2026, 11, 28, 3, tzinfo=UTC), datetime(2026, 11, 29, 4, 30, tzinfo=UTC))
+"""When the planted restatements were written: two pipeline ranges, after the sample's last day."""
+
+
+def plant_restatements(
+    lake: Lake, marketplace: str, days: tuple[date, date], other: str
+) -> list[dict[str, Any]]:
+    """Restatements of ``lake``'s gold groups, appended to ``gold_restatements`` as late data would make them:
+    on ``days[0]`` the first range changes two categories and the second one of them again (the day's latest
+    change is then that category's alone); on ``days[1]`` the first range changes a category and deletes
+    another (no gold row left); ``other`` has a restated group on ``days[0]``. Returns the rows written."""
+    from vhlake.lake.tables import GOLD
+
+    first, second = RESTATED_AT
+    gold = rows(lake, GOLD).to_pylist()
+
+    def groups(market: str, day: date) -> list[dict[str, Any]]:
+        found = sorted(
+            (g for g in gold if (g["marketplace"], g["date"]) == (market, day)), key=lambda g: g["category"]
+        )
+        assert found, f"no gold group of {market} on {day} to restate"
+        return found
+
+    a, b = groups(marketplace, days[0])[:2]
+    c = groups(marketplace, days[1])[0]
+    deleted = {"date": days[1], "marketplace": marketplace, "category": "categoria_gone"}
+    elsewhere = groups(other, days[0])[0]
+    planted = [
+        restatement(a, first, previous=counts(a, 3, 2), now=counts(a, 1, 1)),
+        restatement(a, second, previous=counts(a, 1, 1)),
+        restatement(b, first, previous=counts(b, 2, 0)),
+        restatement(c, first, previous=counts(c, 1, 1)),
+        # a second later, by the same range (its run_id is of the minute): the day's change is both rows'
+        restatement(deleted, first + timedelta(seconds=1), previous=(2, 1), now=(0, 0)),
+        restatement(elsewhere, second, previous=counts(elsewhere, 5, 0)),
+    ]
+    lake.append(GOLD_RESTATEMENTS, restatements_table(planted))
+    return planted
+
+
+def counts(group: Mapping[str, Any], more_validations: int, more_failed: int) -> tuple[int, int]:
+    """A gold group's (validations, failed) now, plus some."""
+    return group["total_validations"] + more_validations, group["failed_validations"] + more_failed
+
+
+def restated_days(
+    gold: Iterable[Mapping[str, Any]], restatements: Iterable[Mapping[str, Any]], marketplace: str
+) -> dict[date, dict[str, Any]]:
+    """Per restated day of ``marketplace``, in plain Python from the rows (not the SQL): its latest
+    ``restated_at``, and its (validations, failed) before and after the newest pipeline range (``run_id``,
+    ``bronze_version``) that restated it, summed over its groups: the groups that range changed at their
+    recorded numbers, the others at gold's now."""
+    restatements = [r for r in restatements if r["marketplace"] == marketplace]
+    now: dict[tuple[date, str], tuple[int, int]] = {
+        (g["date"], g["category"]): (g["total_validations"], g["failed_validations"])
+        for g in gold
+        if g["marketplace"] == marketplace
+    }
+    ranges: dict[date, dict[tuple[str, int], list[Mapping[str, Any]]]] = {}
+    for r in restatements:
+        ranges.setdefault(r["date"], {}).setdefault((r["run_id"], r["bronze_version"]), []).append(r)
+    days = {}
+    for day, of_day in ranges.items():
+        changed = max(of_day.values(), key=lambda group: max(r["restated_at"] for r in group))
+        before = {(day, r["category"]): _counts(r, "previous") for r in changed}
+        after = {(day, r["category"]): _counts(r, "new") for r in changed}
+        others = [v for k, v in now.items() if k[0] == day and k not in before]
+        days[day] = {
+            "restated_at": max(r["restated_at"] for r in changed),
+            "previous": tuple(map(sum, zip(*before.values(), *others, strict=True))),
+            "new": tuple(map(sum, zip(*after.values(), *others, strict=True))),
+        }
+    return days
+
+
+def _counts(row: Mapping[str, Any], when: str) -> tuple[int, int]:
+    total = row[f"{when}_total_validations"]
+    return total, round((row[f"{when}_error_rate"] or 0.0) * total)
 
 
 def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit_every_s: float = 1.0) -> Any:

@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,16 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from conftest import api_deps_for, build_analytics_lake, engagement_gold, make_event
+from conftest import (
+    RESTATED_AT,
+    api_deps_for,
+    build_analytics_lake,
+    engagement_gold,
+    make_event,
+    plant_restatements,
+    restated_days,
+    rows,
+)
 from forecast_lake import ERROR_DAY, SLOW, SPIKE, TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake import bootstrap
@@ -30,7 +39,7 @@ from vhlake.api.limits import ApiLimits
 from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.http_app import create_app
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import API_KEYS, AUDIT_LOG, SILVER, USER_ENGAGEMENT_GOLD
+from vhlake.lake.tables import API_KEYS, AUDIT_LOG, GOLD, SILVER, USER_ENGAGEMENT_GOLD
 from vhlake.service.runner import LakeService, ServiceOptions
 from vhlake.settings import Settings
 
@@ -820,6 +829,123 @@ def test_engagement_follows_end_and_the_key(engagement_api: Any, api: Any) -> No
     assert data["daily"] == [] and data["summary"]["days_with_data"] == 0
     assert (data["summary"]["active_users_7d"], data["summary"]["jobs"]) == (None, 0)
     assert empty.json()["freshness"]["newest_event_at"] is not None
+
+
+# -- restated days (gold_restatements) on the per-day answers ----------------------------------------------
+
+RESTATED_DAYS = (date(2026, 11, 20), date(2026, 11, 24))
+RESTATED_NOW = datetime(2026, 11, 30, 9, tzinfo=UTC)  # the injected clock: after both planted restatements
+
+
+@pytest.fixture(scope="module")
+def restated_api(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TestClient, dict[str, str], Lake, list[dict[str, Any]]]]:
+    """A lake of its own whose gold the pipeline wrote, with restatements planted on two of shopee's days
+    and one of magalu's."""
+    root = tmp_path_factory.mktemp("restated")
+    lake = build_analytics_lake(root, jobs=2_000, seed=13)
+    planted = plant_restatements(lake, SHOPEE, RESTATED_DAYS, "magalu")
+    deps = api_deps_for(lake, root, clock=lambda: RESTATED_NOW, audit_every_s=3600)
+    tokens = {
+        "reader": deps.keys.create("read")[1],
+        "shopee": deps.keys.create("read", marketplaces=[SHOPEE])[1],
+    }
+    app = FastAPI()
+    install_api(app, deps)
+    yield TestClient(app, raise_server_exceptions=False), tokens, lake, planted
+    deps.audit.close()
+    deps.publisher.close()
+
+
+def at(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def check_restated_days(days: list[dict[str, Any]], expected: dict[date, dict[str, Any]]) -> None:
+    """Each day of an answer (``total_validations``, and ``error_rate`` when it has one) says when it was last
+    restated, and how it moved, exactly when it was: null both otherwise."""
+    assert {d["date"] for d in days if d["restated_at"]} == {str(day) for day in expected}
+    for d in days:
+        e = expected.get(date.fromisoformat(d["date"]))
+        if e is None:
+            assert (d["restated_at"], d["restatement"]) == (None, None)
+            continue
+        (previous, previous_failed), (new, new_failed) = e["previous"], e["new"]
+        assert at(d["restated_at"]) == e["restated_at"] and d["total_validations"] == new
+        assert d["restatement"] == {
+            "previous_total_validations": previous,
+            "new_total_validations": new,
+            "previous_error_rate": pytest.approx(previous_failed / previous),
+            "new_error_rate": pytest.approx(new_failed / new),
+        }
+
+
+def test_restated_days_say_when_and_how_they_moved_and_others_say_null(restated_api: Any) -> None:
+    client, tokens, lake, planted = restated_api
+    gold = rows(lake, GOLD).to_pylist()
+    expected = restated_days(gold, planted, SHOPEE)
+    assert set(expected) == set(RESTATED_DAYS)
+    performance = get(
+        client, f"/v1/marketplaces/{SHOPEE}/performance", tokens["reader"], days=13, end="2026-11-27"
+    )
+    assert performance.status_code == 200, performance.text
+    daily = performance.json()["data"]["daily"]
+    assert len(daily) >= 10 and all(d.keys() >= {"restated_at", "restatement"} for d in daily)
+    check_restated_days(daily, expected)
+    first = next(d for d in daily if d["date"] == str(RESTATED_DAYS[0]))
+    assert at(first["restated_at"]) == RESTATED_AT[1]  # the later of its two ranges
+    assert first["restatement"]["previous_total_validations"] == first["total_validations"] + 1  # by hand
+
+    # the overview's sparklines, under the key's row filter: magalu's restated day is not shopee's
+    cards = get(client, "/v1/overview", tokens["shopee"], days=13, end="2026-11-27").json()["data"]
+    (card,) = cards["marketplaces"]
+    assert card["marketplace"] == SHOPEE
+    check_restated_days(card["sparkline"], expected)
+    everyone = get(client, "/v1/overview", tokens["reader"], days=13, end="2026-11-27").json()["data"]
+    magalu = next(c for c in everyone["marketplaces"] if c["marketplace"] == "magalu")
+    check_restated_days(magalu["sparkline"], restated_days(gold, planted, "magalu"))
+
+    # a period none of whose days was restated: every day null
+    earlier = get(
+        client, f"/v1/marketplaces/{SHOPEE}/performance", tokens["reader"], days=5, end="2026-11-19"
+    )
+    assert earlier.json()["data"]["daily"] and all(
+        (d["restated_at"], d["restatement"]) == (None, None) for d in earlier.json()["data"]["daily"]
+    )
+
+
+def test_restated_groups_carry_their_own_latest_restatement(restated_api: Any) -> None:
+    client, tokens, _, planted = restated_api
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in sorted(planted, key=lambda r: r["restated_at"]):
+        if r["marketplace"] == SHOPEE:
+            newest[(str(r["date"]), r["category"])] = r
+    metrics = get(client, METRICS.format(m=SHOPEE), tokens["shopee"], start="2026-11-15", end="2026-11-27")
+    assert metrics.status_code == 200, metrics.text
+    daily = metrics.json()["data"]["daily"]
+    restated = {(d["date"], d["category"]): d for d in daily if d["restated_at"]}
+    # the deleted group has no gold row, so no row here; its day's other groups were not restated
+    assert set(restated) == set(newest) - {(str(RESTATED_DAYS[1]), "categoria_gone")}
+    for key, d in restated.items():
+        row = newest[key]
+        assert at(d["restated_at"]) == row["restated_at"]
+        assert d["restatement"] == {
+            "previous_total_validations": row["previous_total_validations"],
+            "new_total_validations": d["total_validations"],
+            "previous_error_rate": pytest.approx(row["previous_error_rate"]),
+            "new_error_rate": d["error_rate"],
+        }
+    assert all(d["restatement"] is None for d in daily if not d["restated_at"])
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schemas["Restatement"]["properties"]) == {
+        "previous_total_validations",
+        "new_total_validations",
+        "previous_error_rate",
+        "new_error_rate",
+    }
+    for model in ("DailyMetric", "DailyPerformance", "SparkPoint"):
+        assert {"restated_at", "restatement"} <= set(schemas[model]["required"]), model
 
 
 def test_a_store_that_fails_under_the_key_check_answers_503_until_it_is_back(tmp_path: Path) -> None:

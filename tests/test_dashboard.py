@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from conftest import api_deps_for, build_analytics_lake, engagement_gold
+from conftest import api_deps_for, build_analytics_lake, engagement_gold, plant_restatements, restated_days
 from forecast_lake import TODAY, build_forecast_lake, expected_forecast, table_rows
 from servers import free_port
 from vhlake.api.app import ApiDeps, install_api
@@ -923,5 +924,87 @@ def test_the_engagement_panel_equals_the_table_with_today_partial(
     box = page.locator("#chart-new-users").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     page.locator("section.engagement").screenshot(path=str(ARTIFACTS / "dashboard-engagement-390.png"))
+    assert errors == []
+    assert page.evaluate("window.__violations") == []
+
+
+# -- restated days (gold_restatements): marked on the marketplace charts and the overview's sparklines ------
+
+RESTATED_DAYS = (date(2026, 11, 20), date(2026, 11, 24))
+
+
+@pytest.fixture(scope="module")
+def restated_site(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str, Lake, list[dict[str, Any]]]]:
+    """A lake of its own with restatements planted on two of shopee's days (and one of magalu's)."""
+    root = tmp_path_factory.mktemp("restated-dashboard")
+    lake = build_analytics_lake(root, jobs=2_000, seed=13)
+    planted = plant_restatements(lake, "shopee", RESTATED_DAYS, "magalu")
+    with served_lake(lake, root) as (url, key, _):
+        yield url, key, lake, planted
+
+
+def percent(x: float) -> str:
+    """``fmt.pct``: JavaScript's toFixed(1) rounds the exact value half up (Python's format: half to even)."""
+    return f"{Decimal(100 * x).quantize(Decimal('0.1'), ROUND_HALF_UP)} %"
+
+
+def restated_text(day: dict[str, Any]) -> str:
+    """What the page must say of a restated day (from :func:`restated_days`)."""
+    (previous, previous_failed), (new, new_failed) = day["previous"], day["new"]
+    return (
+        f"restated {day['restated_at']:%Y-%m-%d %H:%M} UTC: {previous:,} → {new:,} validations, "
+        f"error rate {percent(previous_failed / previous)} → {percent(new_failed / new)}"
+    )
+
+
+def test_restated_days_are_marked_and_their_change_is_in_the_tooltip(
+    restated_site: tuple[str, str, Lake, list[dict[str, Any]]], browser: Any
+) -> None:
+    url, key, lake, planted = restated_site
+    gold = pa.table(lake.open(GOLD).to_pyarrow_table()).to_pylist()  # type: ignore[union-attr]
+    expected = restated_days(gold, planted, "shopee")
+    assert set(expected) == set(RESTATED_DAYS)
+    page, errors = watched_page(browser, height=1100)
+    page.goto(f"{url}/?view=marketplace&marketplace=shopee&start=2026-11-01&end=2026-11-27#key={key}")
+    wait_until(page, "window.vhlake && window.vhlake.shown && window.vhlake.predictions")
+    marked = {str(day): e["new"] for day, e in sorted(expected.items())}
+    volume = chart_option(page, "chart-volume")
+    assert by_id(volume, "restated") == [[day, total] for day, (total, _) in marked.items()]
+    assert by_id(chart_option(page, "chart-errors"), "restated") == [
+        [day, pytest.approx(failed / total)] for day, (total, failed) in marked.items()
+    ]
+    assert [p[0] for p in by_id(chart_option(page, "chart-times"), "restated")] == list(marked)
+    for day in RESTATED_DAYS:  # every chart's tooltip on the day says how it moved
+        index = volume["xAxis"][0]["data"].index(str(day))
+        for chart in ("chart-volume", "chart-errors"):
+            page.evaluate(
+                f"window.vhlake.charts[{chart!r}].dispatchAction({{type: 'showTip', seriesIndex: 0, dataIndex: {index}}})"
+            )
+            wait_until(page, f"document.querySelector('#{chart}').innerText.includes('restated')")
+            assert restated_text(expected[day]) in page.inner_text(f"#{chart}")
+    assert restated_text(expected[RESTATED_DAYS[0]]).startswith(
+        "restated 2026-11-29 04:30 UTC"
+    )  # the later range
+    note = page.text_content("#predictions-note") or ""
+    assert "Amber diamonds: 2 days restated" in note
+    page.screenshot(path=str(ARTIFACTS / "dashboard-restated.png"), full_page=True)
+
+    page.goto(f"{url}/?view=overview&days=14&end=2026-11-27")  # the key stays in the session
+    wait_until(
+        page, "window.vhlake && window.vhlake.overview && window.vhlake.overview.end_date === '2026-11-27'"
+    )
+    titles = page.eval_on_selector_all(
+        '.card[data-marketplace="shopee"] .restated-point title', "ts => ts.map(t => t.textContent)"
+    )
+    assert titles == [f"{day} {restated_text(e)}" for day, e in sorted(expected.items())]
+    magalu = page.eval_on_selector_all('.card[data-marketplace="magalu"] .restated-point', "ps => ps.length")
+    assert magalu == 1
+    marks = page.eval_on_selector_all(".card .restated-point", "ps => ps.length")
+    assert marks == 3  # shopee's two and magalu's one: no other card has a mark
+    assert "restated" in (page.get_attribute('.card[data-marketplace="shopee"] svg', "aria-label") or "")
+    assert "Amber dots" in (page.text_content("#overview-note") or "")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-overview-restated.png"), full_page=True)
     assert errors == []
     assert page.evaluate("window.__violations") == []

@@ -14,7 +14,14 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from conftest import build_analytics_lake, engagement_gold
+from conftest import (
+    RESTATED_AT,
+    build_analytics_lake,
+    engagement_gold,
+    plant_restatements,
+    restated_days,
+    rows,
+)
 from fake_warehouse import FakeWarehouse
 from vhlake.analytics.repository import AnalyticsRepository
 from vhlake.lake.delta import Lake
@@ -23,6 +30,7 @@ from vhlake.lake.tables import (
     ANOMALIES,
     DATA_QUALITY_METRICS,
     GOLD,
+    GOLD_RESTATEMENTS,
     ML_PREDICTIONS,
     SILVER,
     USER_ENGAGEMENT_GOLD,
@@ -35,6 +43,7 @@ from vhlake.result import Err, Ok
 RECORDED = Path(__file__).parent / "recorded_sql"
 MARKETPLACE = "shopee"
 TRAINED = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+RESTATED_DAYS = (date(2026, 11, 20), date(2026, 11, 24))
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +53,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     lake.append(DATA_QUALITY_METRICS, _quality())
     lake.append(ALERT_EVENTS, _alert_events())
     lake.append(ANOMALIES, _anomalies())
+    plant_restatements(lake, MARKETPLACE, RESTATED_DAYS, "magalu")
     engagement_gold(lake)
     return lake
 
@@ -238,6 +248,65 @@ def test_marketplace_performance_series_and_categories(
         weight = sum(n for _, n in timed)
         expected = sum(m * n for m, n in timed) / weight if weight else None
         assert category.avg_processing_time_ms == pytest.approx(expected)
+
+
+def test_restated_groups_and_days_carry_their_latest_restatement(
+    engine: DuckDBEngine, lake: Lake, gold: list[dict[str, Any]]
+) -> None:
+    planted = rows(lake, GOLD_RESTATEMENTS).to_pylist()
+    start, end = date(2026, 11, 15), date(2026, 11, 27)
+    repository = AnalyticsRepository(engine, clock=lambda: datetime(2026, 11, 30, tzinfo=UTC))
+    # per (day, category): the group's newest row; a deleted group has no gold row, so no answer row
+    newest: dict[tuple[date, str], dict[str, Any]] = {}
+    for r in sorted(planted, key=lambda r: r["restated_at"]):
+        if r["marketplace"] == MARKETPLACE:
+            newest[(r["date"], r["category"])] = r
+    metrics = ok(repository.get_marketplace_metrics(MARKETPLACE, start, end)).daily
+    restated = {(d.date, d.category): d for d in metrics if d.restated_at is not None}
+    assert set(restated) == {key for key in newest if key[1] != "categoria_gone"} and len(restated) == 3
+    assert all(d.restatement is None for d in metrics if d.restated_at is None)
+    for key, day in restated.items():
+        row, change = newest[key], day.restatement
+        assert change is not None and day.restated_at == row["restated_at"]
+        assert (change.previous_total_validations, change.new_total_validations) == (
+            row["previous_total_validations"],
+            day.total_validations,
+        )
+        assert (change.previous_error_rate, change.new_error_rate) == (
+            pytest.approx(row["previous_error_rate"]),
+            day.error_rate,
+        )
+    assert (
+        restated[(RESTATED_DAYS[0], min(c for d, c in restated if d == RESTATED_DAYS[0]))].restated_at
+        == (
+            RESTATED_AT[1]  # restated twice: the later one
+        )
+    )
+
+    expected = restated_days(gold, planted, MARKETPLACE)
+    performance = ok(repository.get_marketplace_performance(MARKETPLACE, 13, end_date=end)).daily
+    overview = ok(repository.get_overview(13, end_date=end)).marketplaces
+    sparkline = next(c.sparkline for c in overview if c.marketplace == MARKETPLACE)
+    for days in (performance, sparkline):
+        assert {d.date: d.restated_at for d in days if d.restated_at} == {
+            day: e["restated_at"] for day, e in expected.items()
+        }
+        assert all(d.restatement is None for d in days if d.restated_at is None)
+        for d in days:
+            if d.date in expected:
+                previous, new = expected[d.date]["previous"], expected[d.date]["new"]
+                assert d.restatement is not None and d.total_validations == new[0]
+                assert (d.restatement.previous_total_validations, d.restatement.new_total_validations) == (
+                    previous[0],
+                    new[0],
+                )
+                assert d.restatement.previous_error_rate == pytest.approx(previous[1] / previous[0])
+                assert d.restatement.new_error_rate == pytest.approx(new[1] / new[0])
+    # by hand: the first day's latest range changed one category, which had one validation more before
+    first_day = next(d for d in performance if d.date == RESTATED_DAYS[0])
+    assert first_day.restatement.previous_total_validations == first_day.total_validations + 1
+    magalu = next(c.sparkline for c in overview if c.marketplace == "magalu")
+    assert [(p.date, p.restated_at) for p in magalu if p.restated_at] == [(RESTATED_DAYS[0], RESTATED_AT[1])]
 
 
 def error_types_of_silver(

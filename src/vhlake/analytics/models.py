@@ -7,7 +7,21 @@ from datetime import date, datetime
 from pydantic import BaseModel
 
 
+class Restatement(BaseModel):
+    """How a restated day's numbers moved at its latest restatement (docs/semantics.md, "Restated days"):
+    ``new_*`` are the day's numbers now (those of the answer), ``previous_*`` what they were before that
+    restatement. A day aggregated over categories counts its other categories at their values now."""
+
+    previous_total_validations: int
+    new_total_validations: int
+    previous_error_rate: float | None
+    new_error_rate: float | None
+
+
 class DailyMetric(BaseModel):
+    """A (day, category) of gold. ``restated_at``: when its latest restatement was written, None if it was
+    never restated since first written; ``restatement`` says how its numbers moved then."""
+
     date: date
     category: str
     total_validations: int
@@ -20,6 +34,8 @@ class DailyMetric(BaseModel):
     p99_processing_time: float | None
     unique_users: int
     error_rate: float
+    restated_at: datetime | None
+    restatement: Restatement | None
 
 
 class MetricsSummary(BaseModel):
@@ -72,6 +88,9 @@ class RealTimeStats(BaseModel):
 
 
 class DailyPerformance(BaseModel):
+    """A day of the marketplace, its categories summed. ``restated_at``: the latest restatement of any of
+    its categories (None: none was ever restated); ``restatement``: the day's numbers before and after it."""
+
     date: date
     total_validations: int
     successful_validations: int
@@ -80,6 +99,8 @@ class DailyPerformance(BaseModel):
     error_rate: float
     daily_change: int | None
     moving_avg_7d: float
+    restated_at: datetime | None
+    restatement: Restatement | None
 
 
 class CategoryPerformance(BaseModel):
@@ -143,12 +164,15 @@ class PeriodChange(BaseModel):
 
 
 class SparkPoint(BaseModel):
-    """A day of the period; ``partial`` marks today (the clock's), whose numbers are still growing."""
+    """A day of the period; ``partial`` marks today (the clock's), whose numbers are still growing;
+    ``restated_at``/``restatement`` as in :class:`DailyPerformance`."""
 
     date: date
     total_validations: int
     error_rate: float | None
     partial: bool
+    restated_at: datetime | None
+    restatement: Restatement | None
 
 
 class MarketplaceOverview(BaseModel):

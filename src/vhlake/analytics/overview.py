@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from vhlake.analytics.models import MarketplaceOverview, PeriodChange, SparkPoint
+from vhlake.analytics.restatements import restatement
 
 
 def marketplace_overview(
@@ -37,15 +38,21 @@ def marketplace_overview(
         active_sellers=_change(
             silver("current", "active_sellers") or 0.0, silver("previous", "active_sellers") or 0.0
         ),
-        sparkline=[
-            SparkPoint(
-                date=day,
-                total_validations=_total([by_day[day]] if day in by_day else []),
-                error_rate=_error_rate([by_day[day]] if day in by_day else []),
-                partial=day == partial,
-            )
-            for day in days
-        ],
+        sparkline=[_point(day, by_day.get(day), partial) for day in days],
+    )
+
+
+def _point(day: date, row: dict[str, Any] | None, partial: date | None) -> SparkPoint:
+    """The sparkline's ``day`` from its gold row (None: no jobs that day, so never restated either)."""
+    rows = [] if row is None else [row]
+    error_rate = _error_rate(rows)
+    return SparkPoint(
+        date=day,
+        total_validations=_total(rows),
+        error_rate=error_rate,
+        partial=day == partial,
+        restated_at=None if row is None else row["restated_at"],
+        restatement=None if row is None else restatement(row, error_rate),
     )
 
 

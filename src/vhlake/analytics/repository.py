@@ -4,8 +4,8 @@ The same SQL (``query/sql/``) runs on any :class:`~vhlake.query.engine.QueryEngi
 embedded lake or a Databricks SQL warehouse. Methods return ``Ok(model)`` or ``Err(reason)`` and never
 raise for bad input or a failing engine, as the seed's repository did. The answers are in
 :mod:`vhlake.analytics.models`; what turns a panel's rows into its answer, where that is more than a
-model per row, in :mod:`~vhlake.analytics.overview`, :mod:`~vhlake.analytics.summaries` and
-:mod:`~vhlake.analytics.rejections`.
+model per row, in :mod:`~vhlake.analytics.overview`, :mod:`~vhlake.analytics.summaries`,
+:mod:`~vhlake.analytics.rejections` and :mod:`~vhlake.analytics.restatements`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from vhlake.analytics.models import (
 )
 from vhlake.analytics.overview import attention, marketplace_overview
 from vhlake.analytics.rejections import MAX_EXAMPLE_CHARS, rejection_days, rejection_reasons
+from vhlake.analytics.restatements import day_fields
 from vhlake.analytics.summaries import engagement_summary, metrics_summary
 from vhlake.errors import VhlakeError
 from vhlake.query.engine import QueryEngine
@@ -137,7 +138,7 @@ class AnalyticsRepository:
             rows = self._rows(
                 "marketplace_metrics", marketplace=marketplace, start_date=start_date, end_date=end_date
             )
-            daily = [DailyMetric(**row) for row in rows]
+            daily = [DailyMetric(**day_fields(row)) for row in rows]
             return MarketplaceMetrics(
                 marketplace=marketplace,
                 start_date=start_date,
@@ -202,7 +203,10 @@ class AnalyticsRepository:
                 period_days=period_days,
                 start_date=start,
                 end_date=end,
-                daily=[DailyPerformance(**r) for r in self._rows("marketplace_daily_performance", **window)],
+                daily=[
+                    DailyPerformance(**day_fields(r))
+                    for r in self._rows("marketplace_daily_performance", **window)
+                ],
                 categories=[
                     CategoryPerformance(**r) for r in self._rows("marketplace_category_breakdown", **window)
                 ],

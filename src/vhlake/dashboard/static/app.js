@@ -170,7 +170,7 @@ async function showMarketplace() {
 
   const series = performance.data.daily.filter((d) => d.date >= start && d.date <= end);
   const dates = series.map((d) => d.date);
-  const overlay = predictionOverlay(predictions, dates);
+  const overlay = predictionOverlay(predictions, dates, series);
   chart("chart-volume").setOption(withPredictions("validations", {
     tooltip: { trigger: "axis" },
     xAxis: { type: "category", data: dates },
@@ -538,7 +538,9 @@ function sparkline(points) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "validations per day" + (points.some((p) => p.partial) ? ", today partial" : ""));
+  const restated = points.filter((p) => p.restated_at).length;
+  svg.setAttribute("aria-label", "validations per day" + (points.some((p) => p.partial) ? ", today partial" : "") +
+    (restated ? `, ${restated} restated day${restated === 1 ? "" : "s"}` : ""));
   const top = Math.max(1, ...points.map((p) => p.total_validations));
   const xy = points.map((p, i) => [
     points.length > 1 ? 4 + (i * (width - 8)) / (points.length - 1) : width / 2,
@@ -564,6 +566,19 @@ function sparkline(points) {
     dot.setAttribute("vector-effect", "non-scaling-stroke");
     svg.appendChild(dot);
   }
+  points.forEach((p, i) => {
+    if (!p.restated_at) return;
+    const mark = document.createElementNS(SVG, "circle");
+    mark.setAttribute("class", "restated-point");
+    mark.setAttribute("cx", xy[i][0].toFixed(1));
+    mark.setAttribute("cy", xy[i][1].toFixed(1));
+    mark.setAttribute("r", "3.5");
+    mark.setAttribute("vector-effect", "non-scaling-stroke");
+    const title = document.createElementNS(SVG, "title"); // the hover text, as text (never markup)
+    title.textContent = `${p.date} ${restatedText(p)}`;
+    mark.append(title);
+    svg.appendChild(mark);
+  });
   return svg;
 }
 
@@ -576,7 +591,9 @@ async function showOverview() {
   note.replaceChildren(
     `${overview.start_date} to ${overview.end_date} against the ${days} days before` +
       (overview.partial_date ? ` (today, ${overview.partial_date}, is partial)` : "") +
-      ". Largest error-rate increase first.",
+      ". Largest error-rate increase first." +
+      (overview.marketplaces.some((m) => m.sparkline.some((p) => p.restated_at))
+        ? " Amber dots: days restated by late data after first written (hover for the change)." : ""),
   );
   if (!overview.marketplaces.length) {
     const newest = state.marketplaces.map((m) => m.last_date).sort().pop();
@@ -676,8 +693,8 @@ async function fetchPredictions(marketplace, days, end) {
   }
 }
 
-function predictionOverlay(predictions, dates) {
-  // what the three charts add to their days: the same lookups for each
+function predictionOverlay(predictions, dates, days) {
+  // what the three charts add to their days: the same lookups for each (``days``: the performance answer's)
   const last = dates[dates.length - 1];
   const anomalies = new Map();
   for (const a of predictions.anomalies) {
@@ -689,6 +706,7 @@ function predictionOverlay(predictions, dates) {
     future: predictions.forecast.map((f) => f.date).filter((d) => last === undefined || d > last),
     anomalies,
     partial: dates.includes(predictions.partial_date) ? predictions.partial_date : null,
+    restated: new Map(days.filter((d) => d.restated_at).map((d) => [d.date, d])),
   };
 }
 
@@ -708,12 +726,39 @@ function withPredictions(metric, option, overlay, format) {
       data: [...flagged.values()].filter((a) => axis.includes(a.date)).map((a) => [a.date, a.observed, a.z_score]),
     });
   }
+  series.push(...restatedSeries(metric, option, overlay));
   return {
     ...option,
     xAxis: { ...option.xAxis, data: axis },
     series,
     tooltip: { trigger: "axis", confine: true, formatter: predictionTooltip(metric, forecastField, overlay, format) },
   };
+}
+
+// -- restated days: gold groups late data changed after they were first written (gold_restatements). The
+// performance answer gives each such day its latest restatement; the charts put a diamond on the day's point
+// and the tooltip says how its numbers moved. The overview's sparklines mark them with a dot.
+
+const RESTATED_COLOR = "#b26a00";
+const RESTATED_ON = { validations: "validations", error_rate: "error rate", p95_processing_time: "p95" }; // the series marked
+
+function restatedText(day) {
+  // "restated 2026-11-28 03:00 UTC: 120 → 123 validations, error rate 4.0 % → 4.9 %"
+  const r = day.restatement;
+  const when = day.restated_at.replace("T", " ").slice(0, 16) + " UTC";
+  return `restated ${when}: ${fmt.int(r.previous_total_validations)} → ${fmt.int(r.new_total_validations)} validations, ` +
+    `error rate ${fmt.pct(r.previous_error_rate)} → ${fmt.pct(r.new_error_rate)}`;
+}
+
+function restatedSeries(metric, option, overlay) {
+  // a diamond on each restated day's point of the chart's own series (the day's number now)
+  const own = option.series.find((s) => s.name === RESTATED_ON[metric]);
+  if (!own || !overlay.restated.size) return [];
+  const data = option.xAxis.data.flatMap((d, i) => (overlay.restated.has(d) && own.data[i] != null ? [[d, own.data[i]]] : []));
+  return [{
+    id: "restated", name: "restated", type: "scatter", symbol: "diamond", symbolSize: 13, z: 4,
+    itemStyle: { color: RESTATED_COLOR, borderColor: "#fff", borderWidth: 1 }, data,
+  }];
 }
 
 function partialSeries(s, at) {
@@ -757,7 +802,7 @@ function predictionTooltip(metric, forecastField, overlay, format) {
     const day = params[0].axisValue;
     const lines = [escape(day) + (day === overlay.partial ? " · partial (today, still growing)" : "")];
     for (const p of params) {
-      const own = !String(p.seriesId).startsWith("forecast") && p.seriesId !== "anomalies";
+      const own = !String(p.seriesId).startsWith("forecast") && !["anomalies", "restated"].includes(p.seriesId);
       const value = Array.isArray(p.value) ? p.value[1] : p.value;
       if (!own || value == null || (String(p.seriesId).endsWith(":partial") && day !== overlay.partial)) continue;
       lines.push(`${p.marker}${escape(p.seriesName)}: ${format(value)}`);
@@ -770,6 +815,8 @@ function predictionTooltip(metric, forecastField, overlay, format) {
     }
     const a = (overlay.anomalies.get(metric) || new Map()).get(day);
     if (a) lines.push(`<b style="color:${ANOMALY_COLOR}">⚠ anomaly</b>: ${format(a.observed)} vs expected ${format(a.expected)}, score ${a.z_score.toFixed(1)}`);
+    const r = overlay.restated.get(day);
+    if (r) lines.push(`<b style="color:${RESTATED_COLOR}">◆</b> ${escape(restatedText(r))}`);
     return lines.join("<br>");
   };
 }
@@ -786,6 +833,10 @@ function describePredictions(predictions, overlay) {
     }
     const days = new Set(predictions.anomalies.map((a) => a.date)).size;
     parts.push(days ? `Red pins: ${predictions.anomalies.length} anomalies on ${days} days (hover for the score).` : "No anomalous day in this period.");
+  }
+  if (overlay.restated.size) {
+    const n = overlay.restated.size;
+    parts.push(`Amber diamonds: ${n} day${n === 1 ? "" : "s"} restated by late data after first written (hover for the change).`);
   }
   if (overlay.partial) parts.push(`Today (${overlay.partial}) is partial: lighter bar, dashed line.`);
   $("predictions-note").textContent = parts.join(" ");
