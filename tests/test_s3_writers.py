@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake, safe_commit_options
 from vhlake.lake.tables import BRONZE, TableDef
 from vhlake.pipeline.runner import Pipeline
+from vhlake.reconciliation.run import reconcile
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 RACE = TableDef(
@@ -154,6 +156,14 @@ def test_two_ingest_processes_on_one_s3_lake_write_every_event_once(moto: MotoS3
     assert len(commits) > 2 * 3 and set(commits.values()) == {1}
     assert sorted(commits) == list(range(len(commits)))
     assert events_by_id(Lake(uri)) == events_by_id(reference)
+    assert_reconciled(Lake(uri), sources=2)
+
+
+def assert_reconciled(lake: Lake, *, sources: int) -> None:
+    """Every link balances on the S3 lake (the ledger written next to bronze, read back from S3)."""
+    result = reconcile(lake, since=None, now=datetime.now(UTC))
+    assert result.balanced, [link.describe() for link in result.imbalances]
+    assert sum(link.kind == "source" for link in result.links) == sources
 
 
 def events_by_id(lake: Lake) -> Counter[str]:
@@ -194,6 +204,7 @@ def test_vhlake_maintain_racing_the_pipeline_on_s3_loses_nothing(moto: MotoS3, t
     for table in ("silver/validation_results_silver", "bronze/validation_events_bronze"):
         commits = log_versions(moto, "maintained", f"lake/{table}/_delta_log/")
         assert set(commits.values()) == {1} and sorted(commits) == list(range(len(commits)))
+    assert_reconciled(lakes[0], sources=1)
 
 
 def test_s3_lakes_commit_with_conditional_put_and_refuse_turning_it_off() -> None:

@@ -32,9 +32,12 @@ def table_relation(
     *,
     where: tuple[str, Sequence[object]] | None = None,
     version: int | None = None,
+    columns: Sequence[str] | None = None,
 ) -> duckdb.DuckDBPyRelation:
     """``table``'s rows, current or at ``version`` (only the partitions ``where=(column, values)`` names,
-    when given), in its contract's column order; a table not written yet is empty with its columns."""
+    when given), in its contract's column order (only ``columns``, when given: on an object store the
+    rows are read into memory, so a caller that needs a few columns of a large table says which); a
+    table not written yet is empty with its columns."""
     files = lake.local_files(table, where=where, version=version)
     if files is None:
         # An object store: read through pyarrow (DuckDB's S3 reader is an extension it would download).
@@ -42,19 +45,25 @@ def table_relation(
         # into the scan would compare them with plain strings, which pyarrow cannot.
         dataset = lake.dataset(table, version=version)
         wanted = None if where is None else ds.field(where[0]).isin(list(where[1]))
-        return con.from_arrow(dataset.to_table(filter=wanted))
+        return con.from_arrow(dataset.to_table(columns=_listed(columns), filter=wanted))
     if not files:
-        return con.from_arrow(table.schema.empty_table())
+        empty = table.schema.empty_table()
+        return con.from_arrow(empty if columns is None else empty.select(list(columns)))
     # A contract that gained columns reads its files by column name (older files lack the new ones).
     relation = con.read_parquet(files, hive_partitioning=True, union_by_name=bool(table.added_columns))
     present = set(relation.columns)
     # Partition values come from the paths, where DuckDB guesses their type: cast them to the contract's.
-    columns = [
+    projected = [
         f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"'
         if f.name in table.partition_by
         else f'"{f.name}"'
         if f.name in present
         else f'CAST(NULL AS {_DUCKDB_TYPES.get(f.type, "VARCHAR")}) AS "{f.name}"'
         for f in table.schema
+        if columns is None or f.name in columns
     ]
-    return relation.project(", ".join(columns))
+    return relation.project(", ".join(projected))
+
+
+def _listed(columns: Sequence[str] | None) -> list[str] | None:
+    return None if columns is None else list(columns)

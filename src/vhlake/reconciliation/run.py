@@ -1,9 +1,10 @@
 """``vhlake reconcile``: measure the chain of counts (reconciliation/links.py), record it, verify it later.
 
-A reconciliation reads the derived tables while holding their write lock (lake/writer_lock.py), so the
-pipeline is between two ranges and every derived table stands at the same bronze version; bronze is read
-at that version for the events link, and as it is now for the sources (the ledger is written after the
-rows it counts, so rows past it are simply not asked about).
+A reconciliation lists the derived tables' files while holding their write lock (lake/writer_lock.py), so
+the pipeline is between two ranges and every derived table stands at the same bronze version; bronze is
+read at that version for the events link, and as it is now for the sources (the ledger is written after
+the rows it counts, so rows past it are simply not asked about). The counting itself runs after the lock
+is released, over the files listed.
 
 Each run is a row of ``reconciliation``: its counts in a canonical JSON form (keys sorted, no spaces,
 ASCII) and the sha256 of that text, which anyone can recompute from the stored counts and compare.
@@ -42,6 +43,26 @@ from vhlake.lake.writer_lock import derived_tables_writer
 from vhlake.pipeline.ranges import DERIVED, processed
 from vhlake.pipeline.runner import PipelineResources
 from vhlake.reconciliation.links import Link, events_link, gold_links, source_links
+
+# The columns each link reads (on an object store the tables are read into memory: only these).
+_BRONZE_COLUMNS = ("source", "source_offset", "event_id", "source_system", "event_date")
+_COUNTED = (
+    (REJECTED, ("source", "source_offset")),
+    (QUARANTINE, ("source", "source_offset", "event_date")),
+    (JOB_EVENTS, ("event_id", "timestamp")),
+    (SILVER, ("created_date", "marketplace", "category", "job_id", "status")),
+    (
+        GOLD,
+        (
+            "date",
+            "marketplace",
+            "category",
+            "total_validations",
+            "successful_validations",
+            "failed_validations",
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -120,9 +141,12 @@ def reconcile(
     :class:`LakeError` when the derived tables stand at different bronze versions (a run was
     interrupted: the next run repairs it).
     """
-    with derived_tables_writer(lake, wait_s=wait_s), _connection(resources or PipelineResources()) as con:
-        version = _derived_version(lake)
-        _views(con, lake, version)
+    with _connection(resources or PipelineResources()) as con:
+        # The lock only while the tables' files are listed: the views read those files, which no writer
+        # deletes (vacuum keeps a week), so the pipeline goes on while the counts are taken.
+        with derived_tables_writer(lake, wait_s=wait_s):
+            version = _derived_version(lake)
+            _views(con, lake, version)
         links = [
             *source_links(con, since),
             events_link(con, since, version),
@@ -187,14 +211,15 @@ def _views(con: duckdb.DuckDBPyConnection, lake: Lake, version: int) -> None:
     table_relation(con, lake, INGEST_LEDGER).create_view(INGEST_LEDGER.name, replace=True)
     bronze = lake.open(BRONZE)
     current = None if bronze is None else bronze.version()
-    table_relation(con, lake, BRONZE).create_view("bronze_now", replace=True)
+    table_relation(con, lake, BRONZE, columns=_BRONZE_COLUMNS).create_view("bronze_now", replace=True)
     if version >= 0:
-        done = table_relation(con, lake, BRONZE, version=None if version == current else version)
+        at = None if version == current else version
+        done = table_relation(con, lake, BRONZE, version=at, columns=_BRONZE_COLUMNS)
     else:
-        done = con.from_arrow(BRONZE.schema.empty_table())
+        done = con.from_arrow(BRONZE.schema.empty_table().select(list(_BRONZE_COLUMNS)))
     done.create_view("bronze_done", replace=True)
-    for table in (REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD):
-        table_relation(con, lake, table).create_view(table.name, replace=True)
+    for table, columns in _COUNTED:
+        table_relation(con, lake, table, columns=columns).create_view(table.name, replace=True)
 
 
 @contextmanager
