@@ -59,7 +59,10 @@ def gold(house: Lakehouse) -> dict[Key, dict[str, Any]]:
 
 def restated(house: Lakehouse) -> list[dict[str, Any]]:
     table = rows(house.lake, GOLD_RESTATEMENTS)
-    return table.sort_by([(c, "ascending") for c in ("restated_at", *GROUP_KEYS)]).to_pylist()
+    found: list[dict[str, Any]] = table.sort_by(
+        [(c, "ascending") for c in ("restated_at", *GROUP_KEYS)]
+    ).to_pylist()
+    return found
 
 
 def run(house: Lakehouse, *events: dict[str, Any]) -> RunReport:
