@@ -16,8 +16,10 @@ import pytest
 from conftest import make_event, rows
 from test_pipeline import Lakehouse, end, start
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, GOLD_RESTATEMENTS
+from vhlake.lake.tables import BRONZE, GOLD, GOLD_RESTATEMENTS, SILVER
 from vhlake.lifecycle.erasure import forget_user
+from vhlake.lifecycle.lineage import lineage
+from vhlake.lifecycle.maintain import Retention, maintain
 from vhlake.pipeline import incremental
 from vhlake.pipeline.expectations import Expectation
 from vhlake.pipeline.gold_groups import GROUP_KEYS
@@ -395,3 +397,15 @@ def test_events_count_once_per_new_event_in_every_group_their_job_was_or_is_in()
     by_day = {r["date"]: (r["events"], r["earliest"]) for r in counted.to_pylist()}
     assert by_day == {at(0).date(): (1, at(0, 5)), at(1).date(): (2, at(0, 5))}
     assert set(counted["category"].to_pylist()) == {"unknown"}
+
+
+def test_restatements_expire_with_gold_and_name_their_lineage(house: Lakehouse) -> None:
+    run(house, *first_batch())
+    run(house, *LATE.values())
+    restated_days = {r["date"] for r in restated(house)}
+    assert restated_days == {at(0).date(), at(1).date()}
+    # the day after the first restated day's last in gold's retention
+    maintain(house.lake, Retention(), today=at(0).date() + timedelta(days=Retention().gold_days + 1))
+    assert {r["date"] for r in restated(house)} == {at(1).date()}
+    assert at(0).date() not in {key[0] for key in gold(house)}
+    assert lineage(house.lake, GOLD_RESTATEMENTS)["upstream"] == [SILVER.name, GOLD.name]
