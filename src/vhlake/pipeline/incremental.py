@@ -5,9 +5,11 @@ for the jobs a range touches, their history is read from the few partitions it l
 whole, so the result never depends on how events were batched or ordered, and the work follows the new
 data, not the size of bronze.
 
-Within a range the tables commit in the order quarantine, silver, gold, job events: the history is written
-last, so after a crash the tables still to be written are computed from the history they were computed
-from before. A rerun skips, table by table, what is already there.
+Within a range the tables commit in the order quarantine, silver, gold restatements, gold, job events: the
+history is written last, so after a crash the tables still to be written are computed from the history they
+were computed from before. A rerun skips, table by table, what is already there. The restatements
+(``gold_restatements``: what gold's MERGE changes in groups written before) compare gold before and after
+that MERGE, so they go just before it, with its own transaction.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@
   silver's partitions of those dates and replaced in both tables kept per group, gold and
   error_type_daily_gold (an error type a group no longer reports is deleted); and the (date, marketplace)
   rows of user_engagement_daily_gold it touches (``engagement_batch``: a job's date and the 27 after it,
-  its user's first dates) are recomputed from silver and replaced. On Databricks
+  its user's first dates) are recomputed from silver and replaced. What it changes in gold groups written
+  before goes to gold_restatements first, computed by the embedded pipeline's own function
+  (``restate_batch``). On Databricks
   ``silver_to_gold_stream`` feeds it silver's change data feed; ``silver_batch(gold=True)`` hands it each
   batch's changes directly.
 
