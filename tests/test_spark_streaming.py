@@ -446,6 +446,8 @@ def test_spark_restates_what_the_embedded_pipeline_restates(spark: Any, tmp_path
         tmp_path / "second.jsonl",
         [
             *LATE.values(),
+            LATE["completion"],  # twice in the batch, and an event held already: not counted again
+            finish("retried", at(0, 20), ms=200),
             finish("twice", at(0, 2), ms=10, marketplace="shopee"),  # again: nothing changes
             begin("mover", at(-1)),  # the mover's day changes: its group is left empty
             begin("new-group", at(3), marketplace="magalu"),
