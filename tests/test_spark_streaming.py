@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from conftest import kill_when, make_silver_job, ordered_rows, silver_table
+from conftest import kill_when, make_silver_job, ordered_rows, silver_table, write_lines
+from conftest import version as delta_version
 from test_engagement_gold import UPDATED, awkward_silver, day_of, random_silver
 from test_spark_jobs import ENGAGEMENT_KEYS, embedded_engagement, same
 from vhlake.ingest.bronze import BronzeIngestor
@@ -26,6 +27,7 @@ from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
     GOLD,
+    GOLD_RESTATEMENTS,
     JOB_EVENTS,
     QUARANTINE,
     REJECTED,
@@ -132,7 +134,8 @@ def test_run_all_lands_what_the_embedded_engine_lands(spark: Any, tmp_path: Path
     assert run_all(spark, tmp_path / "events", out, source_system="test") == {
         table.name: written(out, table).num_rows
         for table in (
-            BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD
+            BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD,
+            GOLD_RESTATEMENTS,
         )
     }  # fmt: skip
 
@@ -421,6 +424,73 @@ def test_the_engines_take_turns_on_one_lake(spark: Any, tmp_path: Path) -> None:
     assert_same_lake(alone, Path(shared.uri), spark_only=False)
     assert counts[BRONZE.name] == embedded(alone, BRONZE).num_rows
     assert Pipeline(shared).run().was_noop
+
+
+def restated_by_group(out: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {
+        (r["date"], r["marketplace"], r["category"]): r for r in written(out, GOLD_RESTATEMENTS).to_pylist()
+    }
+
+
+def test_spark_restates_what_the_embedded_pipeline_restates(spark: Any, tmp_path: Path) -> None:
+    from test_pipeline import end
+    from test_restatements import LATE, at, begin, finish, first_batch, group, lateness, ts
+    from vhlake.spark.streams import run_all
+
+    events = tmp_path / "events"
+    events.mkdir()
+    mover = [begin("mover", at(2)), finish("mover", at(2, 5), kind="failed")]
+    errors = end("errors", ts(at(4)), kind="failed", payload={"error_types": {"missing_sku": 2}})
+    first = write_lines(events / "first.jsonl", [*first_batch(), *mover, errors])
+    second = write_lines(
+        tmp_path / "second.jsonl",
+        [
+            *LATE.values(),
+            LATE["completion"],  # twice in the batch, and an event held already: not counted again
+            finish("retried", at(0, 20), ms=200),
+            finish("twice", at(0, 2), ms=10, marketplace="shopee"),  # again: nothing changes
+            begin("mover", at(-1)),  # the mover's day changes: its group is left empty
+            begin("new-group", at(3), marketplace="magalu"),
+        ],
+    )
+    out, lake = tmp_path / "spark", Lake(str(tmp_path / "lake"))
+    ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=1 << 16)
+    run_all(spark, events, out, source_system="test")
+    ingestor.ingest_file(first)
+    Pipeline(lake).run()
+    first_writes = {
+        engine: {(r["date"], r["marketplace"], r["category"]): r["updated_at"] for r in rows.to_pylist()}
+        for engine, rows in (("spark", written(out, GOLD)), ("embedded", embedded(lake, GOLD)))
+    }
+
+    second = second.rename(events / second.name)
+    run_all(spark, events, out, source_system="test")
+    ingestor.ingest_file(second)
+    Pipeline(lake).run()
+    assert_same_lake(lake, out)
+
+    earliest = {group(at(0)): at(0, 30), group(at(1), "shopee"): at(1, 5), group(at(2)): at(-1)}
+    by_engine = {"spark": restated_by_group(out), "embedded": restated_by_group(Path(lake.uri))}
+    bronze = {"spark": delta_version(Lake(str(out)), BRONZE), "embedded": delta_version(lake, BRONZE)}
+    for engine, found in by_engine.items():
+        assert set(found) == set(earliest), engine
+        for key, row in found.items():  # what differs by engine: when it wrote, and its bronze versions
+            assert row["first_written_at"] == first_writes[engine][key], engine
+            assert row["max_lateness_s"] == lateness(row["first_written_at"], earliest[key]), engine
+            assert row["bronze_version"] == bronze[engine], engine
+    by_design = ["run_id", "restated_at", "first_written_at", "max_lateness_s", "bronze_version"]
+    spark_rows, embedded_rows = (
+        ordered_rows(
+            written(root, GOLD_RESTATEMENTS).drop_columns(by_design), ["date", "marketplace", "category"]
+        )
+        for root in (out, Path(lake.uri))
+    )
+    assert spark_rows == embedded_rows
+    assert embedded_rows[-1]["new_total_validations"] == 0 and embedded_rows[0]["events"] == 2
+
+    # Run again with nothing new: nothing restated again.
+    run_all(spark, events, out, source_system="test")
+    assert restated_by_group(out) == by_engine["spark"]
 
 
 def silver_row(

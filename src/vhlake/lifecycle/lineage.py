@@ -20,6 +20,7 @@ from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
     GOLD,
+    GOLD_RESTATEMENTS,
     JOB_EVENTS,
     ML_MODELS,
     ML_PREDICTIONS,
@@ -41,6 +42,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     SILVER.name: (BRONZE.name, JOB_EVENTS.name),
     GOLD.name: (SILVER.name,),
     ERROR_TYPE_GOLD.name: (SILVER.name,),
+    # gold's values before (as stored) and after (recomputed from silver)
+    GOLD_RESTATEMENTS.name: (SILVER.name, GOLD.name),
     USER_FIRST_SEEN.name: (SILVER.name,),
     USER_ENGAGEMENT_GOLD.name: (SILVER.name, USER_FIRST_SEEN.name),
     ML_PREDICTIONS.name: (GOLD.name,),
@@ -54,6 +57,7 @@ _PIPELINE_WRITES = {
     SILVER.name,
     GOLD.name,
     ERROR_TYPE_GOLD.name,
+    GOLD_RESTATEMENTS.name,
     USER_ENGAGEMENT_GOLD.name,
     USER_FIRST_SEEN.name,
 }

@@ -37,6 +37,7 @@ from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
     GOLD,
+    GOLD_RESTATEMENTS,
     INGEST_LEDGER,
     JOB_EVENTS,
     ML_PREDICTIONS,
@@ -81,6 +82,7 @@ class Retention:
             (GOLD, self.gold_days),
             (ERROR_TYPE_GOLD, self.gold_days),
             (USER_ENGAGEMENT_GOLD, self.gold_days),
+            (GOLD_RESTATEMENTS, self.gold_days),  # a group's audit goes with its gold row
             # the pipeline's state: a user's row lives as long as the user has a first date (a first date
             # expiring with silver's day would leave the user's later jobs without one); compacted and
             # vacuumed like the others

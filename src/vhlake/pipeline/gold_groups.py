@@ -81,6 +81,18 @@ class GroupTables:
             ),
         }
 
+    def stored(self, table: TableDef, groups: pa.Table) -> pa.Table:
+        """The rows ``table`` (one partitioned by year and month, with the group's columns: gold,
+        ``gold_restatements``) holds for ``groups``, reading only the partitions of their months."""
+        if groups.num_rows == 0:
+            return table.schema.empty_table()
+        dates = pc.unique(groups["date"])
+        months = ds.field("year").isin(pc.unique(pc.year(dates)).cast(pa.int32())) & ds.field("month").isin(
+            pc.unique(pc.month(dates)).cast(pa.int32())
+        )
+        rows = self._lake.dataset(table).to_table(filter=months & ds.field("date").isin(dates))
+        return rows.join(groups.select(list(GROUP_KEYS)), keys=list(GROUP_KEYS), join_type="left semi")
+
     def rebuilt(self, table: TableDef, now: datetime) -> pa.Table:
         """``table`` computed from all of silver, read a few days at a time (a group is of one day)."""
         parts = [group_rows(self._con, jobs, now=now)[table.name] for jobs in self._silver_by_days()]

@@ -5,16 +5,19 @@ for the jobs a range touches, their history is read from the few partitions it l
 whole, so the result never depends on how events were batched or ordered, and the work follows the new
 data, not the size of bronze.
 
-Within a range the tables commit in the order quarantine, silver, gold, job events: the history is written
-last, so after a crash the tables still to be written are computed from the history they were computed
-from before. A rerun skips, table by table, what is already there.
+Within a range the tables commit in the order quarantine, silver, gold restatements, gold, job events: the
+history is written last, so after a crash the tables still to be written are computed from the history they
+were computed from before. A rerun skips, table by table, what is already there. The restatements
+(``gold_restatements``: what gold's MERGE changes in groups written before) compare gold before and after
+that MERGE, so they go just before it, with its own transaction.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
@@ -25,10 +28,11 @@ from vhlake.duck.arrow import registered
 from vhlake.duck.lake_relations import table_relation
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.key_index import KeyIndex
-from vhlake.lake.tables import BRONZE, JOB_EVENTS, QUARANTINE, SILVER, TableDef
+from vhlake.lake.tables import BRONZE, GOLD, GOLD_RESTATEMENTS, JOB_EVENTS, QUARANTINE, SILVER, TableDef
 from vhlake.pipeline.gold_groups import GROUP_TABLES, KEYS, GroupTables, groups_of
 from vhlake.pipeline.ranges import DERIVED, PIPELINE_APP, Read, snapshot_reader
 from vhlake.pipeline.read_ahead import Prepared, ReadAhead
+from vhlake.pipeline.restatements import events_by_group, no_events, restatements
 from vhlake.pipeline.run_log import Progress, RunLog, RunReport
 from vhlake.pipeline.silver import TYPED_SCHEMA, file_events, fold_jobs
 
@@ -56,6 +60,18 @@ def upsert_each(
             version=version,
             delete_flag="_deleted",
         )
+
+
+@dataclass(frozen=True)
+class Change:
+    """Who changes the gold groups, and under which application transaction: what a restatement
+    records (``run_id``, ``bronze_version``, ``at``) and what its append commits with."""
+
+    run_id: str
+    bronze_version: int
+    app_id: str
+    version: int
+    at: datetime
 
 
 class Incremental:
@@ -132,15 +148,16 @@ class Incremental:
         self._lake.append_once(
             QUARANTINE, prepared.quarantined, app_id=PIPELINE_APP, version=end, start=start
         )
-        folded, groups = self.apply(prepared.typed, version=end, app_id=PIPELINE_APP)
+        folded, groups = self.apply(prepared.typed, version=end, app_id=PIPELINE_APP, run_id=run_id)
         report.add(prepared, jobs=folded.num_rows, groups=groups.num_rows)
         self._run_log.range_done(
             run_id, started, time.perf_counter() - clock, start, end, prepared, folded.num_rows
         )
 
-    def apply(self, events: pa.Table, *, version: int, app_id: str) -> tuple[pa.Table, pa.Table]:
-        """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch, then the
-        job events themselves. Returns the folded silver rows and the touched gold groups."""
+    def apply(self, events: pa.Table, *, version: int, app_id: str, run_id: str) -> tuple[pa.Table, pa.Table]:
+        """Fold typed new ``events`` into their jobs: silver, then the gold groups they touch (their
+        restatements first, recorded as ``run_id``'s), then the job events themselves. Returns the folded
+        silver rows and the touched gold groups."""
         now = datetime.now(UTC)
         self._job_events_view(self._partitions_of(events))
         events = self._unseen(events)
@@ -155,11 +172,46 @@ class Incremental:
             version=version,
             delete_flag="_deleted",
         )
-        groups = groups_of(pa.concat_tables([folded, before]))
-        self.upsert_groups(self._group_tables.merge_sources(groups, now), app_id=app_id, version=version)
+        jobs = pa.concat_tables([folded, before])
+        groups = groups_of(jobs)
+        sources = self._group_tables.merge_sources(groups, now)
+        change = Change(run_id=run_id, bronze_version=version, app_id=app_id, version=version, at=now)
+        self.restate(groups, sources, lambda: events_by_group(self._con, events, history, jobs), change)
+        self.upsert_groups(sources, app_id=app_id, version=version)
         filed = file_events(self._con, events, _with_new_jobs(places, folded))
         self._lake.append_once(JOB_EVENTS, filed, app_id=app_id, version=version)
         return folded, groups
+
+    def restate(
+        self, groups: pa.Table, sources: dict[str, pa.Table], counted: Callable[[], pa.Table], change: Change
+    ) -> None:
+        """Append to ``gold_restatements`` what the gold MERGE of ``sources`` (the touched ``groups``'
+        rows, :meth:`GroupTables.merge_sources`) is about to change in groups already written, under the
+        MERGE's own ``(app_id, version)`` and before it: a rerun after a crash between the two finds the
+        rows there and skips them; one after the MERGE finds gold's version and computes nothing.
+        ``counted``: the events behind the change per group (restatements.py, ``EVENT_COUNTS``)."""
+        if self._holds(GOLD, change) or self._holds(GOLD_RESTATEMENTS, change):
+            return
+        gold = sources[GOLD.name]
+        stored = self._group_tables.stored(GOLD, groups)
+        known = groups if stored.num_rows else groups.slice(0, 0)  # no group stored: none restated
+        rows = restatements(
+            self._con,
+            groups=groups,
+            stored=stored,
+            recomputed=gold.filter(pc.invert(gold["_deleted"])),
+            counted=counted() if known.num_rows else no_events(),
+            earlier=self._group_tables.stored(GOLD_RESTATEMENTS, known),
+            run_id=change.run_id,
+            bronze_version=change.bronze_version,
+            restated_at=change.at,
+        )
+        self._lake.append_once(GOLD_RESTATEMENTS, rows, app_id=change.app_id, version=change.version)
+
+    def _holds(self, table: TableDef, change: Change) -> bool:
+        """Whether ``table`` already holds ``change``'s ``(app_id, version)``."""
+        done = self._lake.txn_version(table, change.app_id)
+        return done is not None and done >= change.version
 
     def upsert_groups(self, sources: dict[str, pa.Table], *, app_id: str, version: int) -> None:
         upsert_each(self._lake, GROUP_TABLES, sources, KEYS, app_id=app_id, version=version)

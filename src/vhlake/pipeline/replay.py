@@ -20,7 +20,8 @@ from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, QUARANTINE
 from vhlake.pipeline.expectations import Expectation, check_expectations
 from vhlake.pipeline.gold_groups import GROUP_TABLES, GroupTables, groups_of
-from vhlake.pipeline.incremental import Incremental
+from vhlake.pipeline.incremental import Change, Incremental
+from vhlake.pipeline.restatements import no_events
 from vhlake.pipeline.silver import type_events
 
 
@@ -46,7 +47,7 @@ def replay_quarantine(
         return 0
     version = bronze.version()
     app_id = f"replay:{uuid.uuid4()}"
-    incremental.apply(type_events(con, passing), version=version, app_id=app_id)
+    incremental.apply(type_events(con, passing), version=version, app_id=app_id, run_id=app_id)
     update_engagement()  # what the replayed jobs changed in silver, before the events leave
     leaving = passing.select(["source", "source_offset"]).append_column(
         "_deleted", pa.repeat(pa.scalar(True), passing.num_rows)
@@ -69,9 +70,14 @@ def recompute_gold(
     jobs: pa.Table,
     *,
     app_id: str,
+    bronze_version: int,
 ) -> int:
     """Recompute the gold groups of ``jobs`` (silver rows, or their created_date, marketplace and
-    category) from silver as it is now, then ``update_engagement``. Returns the number of groups."""
+    category) from silver as it is now, then ``update_engagement``. Returns the number of groups.
+
+    What the recomputation changes in groups already written is recorded in ``gold_restatements`` first,
+    as ``app_id``'s, at ``bronze_version`` (the bronze version gold reflects), with no events: no event
+    caused it."""
     groups, now = groups_of(jobs), datetime.now(UTC)
     # A group is of one day: recomputed a day at a time, what is read of silver at once is one day's
     # partitions (a user seen every day would otherwise bring the whole of silver into memory).
@@ -79,6 +85,8 @@ def recompute_gold(
     day_groups = [groups.filter(pc.equal(groups["date"], day)) for day in days] or [groups]
     sources = [group_tables.merge_sources(of_day, now) for of_day in day_groups]
     merged = {table.name: pa.concat_tables([s[table.name] for s in sources]) for table in GROUP_TABLES}
+    change = Change(run_id=app_id, bronze_version=bronze_version, app_id=app_id, version=0, at=now)
+    incremental.restate(groups, merged, no_events, change)
     incremental.upsert_groups(merged, app_id=app_id, version=0)
     update_engagement()
     return int(groups.num_rows)

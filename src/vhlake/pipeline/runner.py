@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from vhlake.lake.delta import Lake
 from vhlake.lake.key_index import KeyIndex
-from vhlake.lake.tables import BRONZE, JOB_EVENTS, SILVER
+from vhlake.lake.tables import BRONZE, GOLD, JOB_EVENTS, SILVER
 from vhlake.lake.writer_lock import derived_tables_writer
 from vhlake.native import library
 from vhlake.pipeline import replay
@@ -226,5 +226,10 @@ class Pipeline:
         feed holds the deletes): after rows left silver other than through the pipeline (an erasure).
         Returns the number of groups."""
         return replay.recompute_gold(
-            self._group_tables, self._incremental, self.update_engagement, jobs, app_id=app_id
+            self._group_tables,
+            self._incremental,
+            self.update_engagement,
+            jobs,
+            app_id=app_id,
+            bronze_version=processed(self._lake, GOLD),
         )

@@ -13,7 +13,9 @@
   silver's partitions of those dates and replaced in both tables kept per group, gold and
   error_type_daily_gold (an error type a group no longer reports is deleted); and the (date, marketplace)
   rows of user_engagement_daily_gold it touches (``engagement_batch``: a job's date and the 27 after it,
-  its user's first dates) are recomputed from silver and replaced. On Databricks
+  its user's first dates) are recomputed from silver and replaced. What it changes in gold groups written
+  before goes to gold_restatements first, computed by the embedded pipeline's own function
+  (``restate_batch``). On Databricks
   ``silver_to_gold_stream`` feeds it silver's change data feed; ``silver_batch(gold=True)`` hands it each
   batch's changes directly.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,15 +43,20 @@ from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
     GOLD,
+    GOLD_RESTATEMENTS,
     JOB_EVENTS,
     QUARANTINE,
     REJECTED,
     SILVER,
     USER_ENGAGEMENT_GOLD,
+    TableDef,
 )
 from vhlake.pipeline.engagement import WINDOW_DAYS
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
+from vhlake.pipeline.gold import UNKNOWN_CATEGORY
 from vhlake.pipeline.gold_groups import GOLD_INPUTS
+from vhlake.pipeline.incremental import Change
+from vhlake.pipeline.restatements import EVENT_COUNTS, no_events, restatements
 from vhlake.pipeline.runner import CANARY_SOURCE, DERIVED, PIPELINE_APP
 from vhlake.spark.files import RANGE_BYTES, ingest_files
 from vhlake.spark.jobs import (
@@ -62,7 +70,7 @@ from vhlake.spark.jobs import (
     silver_to_error_types,
     silver_to_gold,
 )
-from vhlake.spark.tables import DeltaTables, LocalDeltaTables, SparkTables, count_rows, local_path
+from vhlake.spark.tables import DeltaTables, LocalDeltaTables, SparkTables, conformed, count_rows, local_path
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -242,13 +250,15 @@ def silver_batch(
     app_id: str = "vhlake:bronze_to_silver",
     expectations: Sequence[Expectation] = DEFAULT_EXPECTATIONS,
     gold: bool = False,
+    run_id: str | None = None,
 ) -> None:
     """One micro-batch of bronze: quarantine, new events, the touched jobs folded again into silver.
 
     Reads only the job events partitions of the batch's jobs (and of earlier copies of its events), so
     its cost follows the batch, not the history. Every table records ``(app_id, version)`` even when the
     batch brings it nothing, as the embedded pipeline's tables do. ``gold`` refreshes gold from the
-    batch's changes too (where no stream reads silver's change data feed).
+    batch's changes too (where no stream reads silver's change data feed), its restatements counting the
+    batch's new events; ``run_id`` names the run in them (None: ``app_id``).
     """
     from pyspark.sql.functions import coalesce
 
@@ -279,7 +289,9 @@ def silver_batch(
         SILVER, folded, keys=SILVER_KEYS, touched=before.select(*SILVER_KEYS), app_id=app_id, version=version
     )
     if gold:
-        gold_batch(folded.unionByName(before), version, tables, app_id=app_id)
+        jobs = folded.unionByName(before)
+        counted = events_by_group(unseen, jobs)
+        gold_batch(jobs, version, tables, app_id=app_id, run_id=run_id, events=counted)
     # A job's events stay filed under the date it was first folded to; the batch's events go in last,
     # so a run of this batch that failed before here finds them still new and redoes the rest.
     dates = (
@@ -322,8 +334,10 @@ def bronze_to_silver_stream(
     """Start the stream from bronze (Delta's streaming source) into quarantine and silver (see
     :func:`silver_batch`)."""
 
+    run_id = str(uuid.uuid4())  # the stream's run, in the restatements it records
+
     def write_batch(bronze: DataFrame, batch_id: int) -> None:
-        silver_batch(bronze, batch_id, tables, gold=gold)
+        silver_batch(bronze, batch_id, tables, gold=gold, run_id=run_id)
 
     source = tables.stream(BRONZE, max_files_per_trigger=max_files_per_trigger)
     return _start(source, write_batch, checkpoint=checkpoint, available_now=available_now)
@@ -341,9 +355,10 @@ def bronze_to_silver_local(
     Returns the number of batches."""
     _rebuild_behind_silver(tables, PIPELINE_APP)
     ranges = tables.bronze_ranges(DERIVED, PIPELINE_APP, rows_per_batch=rows_per_batch)
+    run_id = str(uuid.uuid4())  # one run, as a `vhlake pipeline run` is
     for done, bronze in enumerate(ranges, start=1):
         rows = tables.read_files(BRONZE, bronze.files)
-        silver_batch(rows, bronze.end, tables, app_id=PIPELINE_APP, gold=True)
+        silver_batch(rows, bronze.end, tables, app_id=PIPELINE_APP, gold=True, run_id=run_id)
         if on_batch is not None:
             on_batch(done)
     return len(ranges)
@@ -375,12 +390,22 @@ ERROR_TYPE_KEYS = [*GOLD_KEYS, "error_type"]
 
 
 def gold_batch(
-    changes: DataFrame, version: int, tables: SparkTables, *, app_id: str = "vhlake:silver_to_gold"
+    changes: DataFrame,
+    version: int,
+    tables: SparkTables,
+    *,
+    app_id: str = "vhlake:silver_to_gold",
+    run_id: str | None = None,
+    events: DataFrame | None = None,
 ) -> None:
     """Recompute the groups silver's changes (before and after images) touch, from silver's partitions
     of their dates, and replace them in gold and error_type_daily_gold, one commit each (a group left
     without jobs is deleted; so is an error type a group no longer reports); then the engagement rows
-    the changes touch (``engagement_batch``)."""
+    the changes touch (``engagement_batch``).
+
+    Before gold's commit, what it changes in groups already written goes to ``gold_restatements``
+    (``restate_batch``) with the same ``(app_id, version)``. ``events``: the batch's new events per group
+    (``events_by_group``), when known; ``run_id``: the run they are recorded as (None: ``app_id``)."""
     from pyspark.sql.functions import expr, month, year
 
     touched = (
@@ -398,28 +423,95 @@ def gold_batch(
     jobs = silver.alias("s").join(touched.alias("t"), same_group, "left_semi").localCheckpoint(eager=True)
     now = datetime.now(UTC)
     keys = touched.withColumn("year", year("date")).withColumn("month", month("date"))
-    gold = silver_to_gold(jobs, updated_at=now)
+    gold = silver_to_gold(jobs, updated_at=now).localCheckpoint(eager=True)  # read twice
+    change = Change(run_id=run_id or app_id, bronze_version=version, app_id=app_id, version=version, at=now)
+    restate_batch(tables, touched, dates, gold, events, change)
     tables.replace(GOLD, gold, keys=GOLD_KEYS, touched=keys, app_id=app_id, version=version)
     errors = silver_to_error_types(jobs, updated_at=now)
-    stored = _stored_error_types(tables, touched, dates)
+    stored = _stored_in_groups(tables, ERROR_TYPE_GOLD, touched, dates)
     tables.replace(
-        ERROR_TYPE_GOLD, errors, keys=ERROR_TYPE_KEYS, touched=stored, app_id=app_id, version=version
+        ERROR_TYPE_GOLD,
+        errors,
+        keys=ERROR_TYPE_KEYS,
+        touched=stored.select(*ERROR_TYPE_KEYS, "year", "month"),
+        app_id=app_id,
+        version=version,
     )
     engagement_batch(changes, version, tables, app_id=app_id)
 
 
-def _stored_error_types(tables: SparkTables, touched: DataFrame, dates: Sequence[date]) -> DataFrame:
-    """The keys (and partition columns) of the error-type rows stored for the groups ``touched``: every
-    one is replaced, so a type the recomputed groups no longer report is deleted. Read from the
-    partitions of the groups' months only."""
+def restate_batch(
+    tables: SparkTables,
+    touched: DataFrame,
+    dates: Sequence[date],
+    gold: DataFrame,
+    events: DataFrame | None,
+    change: Change,
+) -> None:
+    """Append to ``gold_restatements`` what replacing the ``touched`` groups by ``gold`` (their rows
+    recomputed) changes in the groups stored, computed by the embedded pipeline's own function
+    (``vhlake.pipeline.restatements``) on the driver: a batch's groups and their gold rows are few.
+    ``events`` (per group, ``EVENT_COUNTS``; None: not known, counted 0) come from the batch's new events.
+    A batch run again after gold's commit finds gold holding its rows: nothing is restated (and the
+    append, done before, is skipped by its version)."""
+    import duckdb
+
+    stored = conformed(_stored_in_groups(tables, GOLD, touched, dates).toArrow(), GOLD)
+    earlier = _stored_in_groups(tables, GOLD_RESTATEMENTS, touched, dates).toArrow()
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = restatements(
+            con,
+            groups=touched.toArrow(),
+            stored=stored,
+            recomputed=conformed(gold.toArrow(), GOLD),
+            counted=no_events() if events is None else events.toArrow().cast(EVENT_COUNTS),
+            earlier=conformed(earlier, GOLD_RESTATEMENTS),
+            run_id=change.run_id,
+            bronze_version=change.bronze_version,
+            restated_at=change.at,
+        )
+    frame = gold.sparkSession.createDataFrame(rows, schema=schema_ddl(GOLD_RESTATEMENTS.schema))
+    tables.append(GOLD_RESTATEMENTS, frame, app_id=change.app_id, version=change.version)
+
+
+def events_by_group(events: DataFrame, jobs: DataFrame) -> DataFrame:
+    """The batch's new ``events`` (one row per event, none stored before) counted per gold group their
+    job is in, before or after the batch (``jobs``: their silver rows, both), with the earliest timestamp:
+    the embedded ``events_by_group``'s EVENT_COUNTS, aggregated by Spark rather than on the driver."""
+    from pyspark.sql.functions import count
+    from pyspark.sql.functions import min as earliest
+    from pyspark.sql.functions import sum as total
+
+    per_job = events.groupBy("job_id").agg(
+        count("*").alias("events"), earliest("timestamp").alias("earliest")
+    )
+    groups = jobs.selectExpr(
+        "job_id",
+        "created_date AS date",
+        "marketplace",
+        f"coalesce(category, '{UNKNOWN_CATEGORY}') AS category",
+    ).distinct()
+    return (
+        per_job.join(groups, "job_id")
+        .groupBy("date", "marketplace", "category")
+        .agg(total("events").alias("events"), earliest("earliest").alias("earliest"))
+    )
+
+
+def _stored_in_groups(
+    tables: SparkTables, table: TableDef, touched: DataFrame, dates: Sequence[date]
+) -> DataFrame:
+    """The rows of ``table`` (partitioned by year and month, with the group's columns) stored for the
+    groups ``touched``, read from the partitions of the groups' months only."""
     from pyspark.sql.functions import col
 
     years = sorted({day.year for day in dates})
     months = sorted({day.month for day in dates})
-    stored = tables.read_partitions(ERROR_TYPE_GOLD, "year", years).where(
+    stored = tables.read_partitions(table, "year", years).where(
         col("month").isin(months) & col("date").isin(dates)
     )
-    return stored.join(touched, GOLD_KEYS, "left_semi").select(*ERROR_TYPE_KEYS, "year", "month")
+    return stored.join(touched, GOLD_KEYS, "left_semi")
 
 
 ENGAGEMENT_KEYS = ["date", "marketplace"]
@@ -496,8 +588,10 @@ def silver_to_gold_stream(
 ) -> StreamingQuery:
     """Start the stream from silver's change data feed (Delta) into gold."""
 
+    run_id = str(uuid.uuid4())  # the stream's run, in the restatements it records
+
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        gold_batch(batch, batch_id, tables)
+        gold_batch(batch, batch_id, tables, run_id=run_id)  # silver's changes do not say which events
 
     return _start(changes, write_batch, checkpoint=checkpoint, available_now=available_now)
 
@@ -514,7 +608,17 @@ def _start(
 
 # ---- the whole chain, locally -----------------------------------------------------------------------
 
-LOCAL_TABLES = (BRONZE, REJECTED, QUARANTINE, JOB_EVENTS, SILVER, GOLD, ERROR_TYPE_GOLD, USER_ENGAGEMENT_GOLD)
+LOCAL_TABLES = (
+    BRONZE,
+    REJECTED,
+    QUARANTINE,
+    JOB_EVENTS,
+    SILVER,
+    GOLD,
+    ERROR_TYPE_GOLD,
+    USER_ENGAGEMENT_GOLD,
+    GOLD_RESTATEMENTS,
+)
 
 
 def run_all(

@@ -249,12 +249,12 @@ def write_task(root: str, table: TableDef) -> Any:
         received = list(batches)
         if received:
             rows = pa.Table.from_batches(received)
-            yield add_rows(table, 0, write_files(Path(root), table, _conformed(rows, table)))
+            yield add_rows(table, 0, write_files(Path(root), table, conformed(rows, table)))
 
     return write
 
 
-def _conformed(rows: pa.Table, table: TableDef) -> pa.Table:
+def conformed(rows: pa.Table, table: TableDef) -> pa.Table:
     """Spark's Arrow columns as the contract's types (Spark may send large strings, nullable fields)."""
     return pa.Table.from_arrays(
         [rows[f.name].cast(f.type) for f in table.schema], schema=table.schema.remove_metadata()
@@ -340,7 +340,7 @@ class LocalDeltaTables:
         done = self.lake.txn_version(table, app_id)
         if done is not None and done >= version:
             return
-        new = _conformed(rows.select(*table.schema.names).toArrow(), table)
+        new = conformed(rows.select(*table.schema.names).toArrow(), table)
         if not self.lake.local_files(table):  # nothing stored to match: the rows are all new
             self.lake.append_once(table, new, app_id=app_id, version=version)
             return
@@ -356,7 +356,7 @@ class LocalDeltaTables:
         ``(app_id, version)``, as the embedded pipeline rebuilds a table behind silver."""
         self.lake.replace_once(
             table,
-            _conformed(rows.select(*table.schema.names).toArrow(), table),
+            conformed(rows.select(*table.schema.names).toArrow(), table),
             app_id=app_id,
             version=version,
         )
