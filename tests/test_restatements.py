@@ -411,3 +411,30 @@ def test_restatements_expire_with_gold_and_name_their_lineage(house: Lakehouse) 
     assert {r["date"] for r in restated(house)} == {at(1).date()}
     assert at(0).date() not in {key[0] for key in gold(house)}
     assert lineage(house.lake, GOLD_RESTATEMENTS)["upstream"] == [SILVER.name, GOLD.name]
+
+
+def test_a_crash_before_the_restatements_are_appended_restates_from_gold_rebuilt(
+    house: Lakehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after silver's commit, before the range's restatements: the rerun rebuilds gold from silver
+    and restates what that changes, without the range's events (not known there)."""
+    run(house, *first_batch())
+    before = gold(house)
+    house.ingest(*LATE.values())
+    crash_once(monkeypatch, Incremental, "restate")
+    with pytest.raises(RuntimeError, match="killed"):
+        Pipeline(house.lake).run()
+    assert restated(house) == []
+
+    rerun = Pipeline(house.lake).run()
+    after = gold(house)
+    found = restated(house)
+    assert {(r["date"], r["marketplace"], r["category"]) for r in found} == changed_groups(before, after)
+    for row in found:
+        key = (row["date"], row["marketplace"], row["category"])
+        assert row["previous_total_validations"] == before[key]["total_validations"]
+        assert row["new_total_validations"] == after[key]["total_validations"]
+        assert row["new_error_rate"] == after[key]["error_rate"]
+        assert (row["events"], row["max_lateness_s"]) == (0, None)
+        assert row["first_written_at"] == before[key]["updated_at"] and row["run_id"] == rerun.run_id
+    assert Pipeline(house.lake).run().was_noop and restated(house) == found

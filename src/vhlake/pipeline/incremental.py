@@ -29,7 +29,7 @@ from vhlake.duck.lake_relations import table_relation
 from vhlake.lake.delta import Lake, merge_source
 from vhlake.lake.key_index import KeyIndex
 from vhlake.lake.tables import BRONZE, GOLD, GOLD_RESTATEMENTS, JOB_EVENTS, QUARANTINE, SILVER, TableDef
-from vhlake.pipeline.gold_groups import GROUP_TABLES, KEYS, GroupTables, groups_of
+from vhlake.pipeline.gold_groups import GROUP_KEYS, GROUP_TABLES, KEYS, GroupTables, groups_of
 from vhlake.pipeline.ranges import DERIVED, PIPELINE_APP, Read, snapshot_reader
 from vhlake.pipeline.read_ahead import Prepared, ReadAhead
 from vhlake.pipeline.restatements import events_by_group, no_events, restatements
@@ -207,6 +207,16 @@ class Incremental:
             restated_at=change.at,
         )
         self._lake.append_once(GOLD_RESTATEMENTS, rows, app_id=change.app_id, version=change.version)
+
+    def restate_all(self, gold: pa.Table, change: Change) -> None:
+        """Restate what replacing all of gold with ``gold`` (rebuilt from silver) changes, without events."""
+        stored = (
+            self._lake.dataset(GOLD).to_table(columns=list(GROUP_KEYS)) if self._lake.open(GOLD) else None
+        )
+        keys = gold.select(list(GROUP_KEYS))
+        groups = pa.concat_tables([keys, stored.cast(keys.schema)]) if stored is not None else keys
+        unique = groups.group_by(list(GROUP_KEYS)).aggregate([])
+        self.restate(unique, {GOLD.name: merge_source(GOLD, gold, gold.slice(0, 0))}, no_events, change)
 
     def _holds(self, table: TableDef, change: Change) -> bool:
         """Whether ``table`` already holds ``change``'s ``(app_id, version)``."""

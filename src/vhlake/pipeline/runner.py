@@ -41,7 +41,7 @@ from vhlake.pipeline.engagement_tables import EngagementTables
 from vhlake.pipeline.expectations import DEFAULT_EXPECTATIONS, Expectation
 from vhlake.pipeline.first_build import FirstBuild
 from vhlake.pipeline.gold_groups import GROUP_TABLES, GroupTables
-from vhlake.pipeline.incremental import Incremental
+from vhlake.pipeline.incremental import Change, Incremental
 from vhlake.pipeline.ranges import (
     DERIVED,
     PIPELINE_APP,
@@ -160,7 +160,7 @@ class Pipeline:
         bronze = self._lake.open(BRONZE)
         target = -1 if bronze is None else bronze.version()
         done = {t.name: processed(self._lake, t) for t in DERIVED}
-        self._rebuild_behind_silver(done)
+        self._rebuild_behind_silver(done, run_id)
         start = min(done.values())
         report = RunReport(run_id=run_id, bronze_from=start, bronze_to=target)
         if bronze is None:
@@ -186,12 +186,18 @@ class Pipeline:
         first = done[JOB_EVENTS.name] < 0 and sum(added.values()) > self._rows_per_batch
         return first and self._lake.is_local and library() is not None
 
-    def _rebuild_behind_silver(self, done: dict[str, int]) -> None:
+    def _rebuild_behind_silver(self, done: dict[str, int], run_id: str) -> None:
         """Rebuild from silver each group table behind it: one a crash left between its commit and
-        silver's, or one added to a lake built before it existed."""
+        silver's, or one added to a lake built before it existed. Gold's groups the rebuild changes are
+        restated first (a crash before the range's restatements were appended would lose them
+        otherwise), without events: those of the range are not known here."""
+        now = datetime.now(UTC)
         for table in GROUP_TABLES:
             if done[table.name] < done[SILVER.name]:
-                rows = self._group_tables.rebuilt(table, datetime.now(UTC))
+                rows = self._group_tables.rebuilt(table, now)
+                if table is GOLD:
+                    change = Change(run_id, done[SILVER.name], PIPELINE_APP, done[SILVER.name], now)
+                    self._incremental.restate_all(rows, change)
                 self._lake.replace_once(table, rows, app_id=PIPELINE_APP, version=done[SILVER.name])
                 done[table.name] = done[SILVER.name]
 
