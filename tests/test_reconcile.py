@@ -21,7 +21,15 @@ from vhlake.events.embedded_log import EmbeddedEventLog
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.ingest.log_source import ingest_log
 from vhlake.lake.delta import Lake
-from vhlake.lake.tables import BRONZE, GOLD, INGEST_LEDGER, RECONCILIATION, REJECTED, SILVER
+from vhlake.lake.tables import (
+    BRONZE,
+    GOLD,
+    GOLD_RESTATEMENTS,
+    INGEST_LEDGER,
+    RECONCILIATION,
+    REJECTED,
+    SILVER,
+)
 from vhlake.pipeline.runner import Pipeline
 from vhlake.reconciliation.run import Reconciliation, reconcile, record, verify
 
@@ -81,20 +89,30 @@ def _second_feed() -> list[dict[str, Any] | str]:
     return [*late_completions, retried, *older, "{broken", dict(late_completions[0])]
 
 
-@pytest.fixture
-def built(tmp_path: Path) -> Lake:
-    """A lake fed by two files and the embedded log, in two pipeline runs, with every kind of detour."""
-    lake = Lake(str(tmp_path / "lake"))
+def _build(root: Path) -> tuple[Lake, dict[tuple[Any, ...], dict[str, Any]]]:
+    """A lake fed by two files and the embedded log, in two pipeline runs, with every kind of detour; and
+    gold as the first run left it."""
+    lake = Lake(str(root / "lake"))
     ingestor = BronzeIngestor(lake, source_system="test", batch_bytes=512)  # several bronze commits
     pipeline = Pipeline(lake)
-    ingestor.ingest_file(write_lines(tmp_path / "first.jsonl", _first_feed()))
+    ingestor.ingest_file(write_lines(root / "first.jsonl", _first_feed()))
     pipeline.run()
-    ingestor.ingest_file(write_lines(tmp_path / "second.jsonl", _second_feed()))
-    with EmbeddedEventLog(tmp_path / "log.db", topic="validation-events") as log:
+    first_gold = _gold_by_group(lake)
+    ingestor.ingest_file(write_lines(root / "second.jsonl", _second_feed()))
+    with EmbeddedEventLog(root / "log.db", topic="validation-events") as log:
         log.append([json.dumps(e).encode() for e in _job(40, day=1)] + [b"\xff not utf-8"])
         ingest_log(BronzeIngestor(lake, source_system="test", batch_bytes=1 << 20), log, max_records=2)
     pipeline.run()
-    return lake
+    return lake, first_gold
+
+
+def _gold_by_group(lake: Lake) -> dict[tuple[Any, ...], dict[str, Any]]:
+    return {(r["date"], r["marketplace"], r["category"]): r for r in rows(lake, GOLD).to_pylist()}
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Lake:
+    return _build(tmp_path)[0]
 
 
 def _reconciled(lake: Lake) -> Reconciliation:
@@ -270,3 +288,31 @@ def test_an_erasure_leaves_the_events_and_gold_links_balanced_and_the_sources_sh
         if link.kind == "source"
     )
     assert short == erased + rejects_before - rows(built, REJECTED).num_rows
+
+
+def test_done_when_the_feed_balances_and_every_changed_group_is_restated_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """P19's acceptance: late completions, a retried terminal and older jobs in a second batch."""
+    lake, before = _build(tmp_path)
+    after = _gold_by_group(lake)
+    assert _reconciled(lake).balanced
+
+    def values(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != "updated_at"}
+
+    changed = {k for k, row in before.items() if k not in after or values(after[k]) != values(row)}
+    restated = {
+        (r["date"], r["marketplace"], r["category"]): r for r in rows(lake, GOLD_RESTATEMENTS).to_pylist()
+    }
+    assert len(changed) >= 3 and set(restated) == changed  # the late, the retried and the older jobs' days
+    for key, row in restated.items():
+        now = after.get(key)
+        assert row["previous_total_validations"] == before[key]["total_validations"]
+        assert row["previous_error_rate"] == before[key]["error_rate"]
+        assert row["previous_p95_processing_time"] == before[key]["p95_processing_time"]
+        assert row["new_total_validations"] == (now["total_validations"] if now else 0)
+        assert row["new_error_rate"] == (now["error_rate"] if now else None)
+        assert row["new_p95_processing_time"] == (now["p95_processing_time"] if now else None)
+        assert row["first_written_at"] == before[key]["updated_at"]
+        assert row["events"] > 0
