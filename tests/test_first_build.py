@@ -262,3 +262,17 @@ def test_a_run_reports_its_progress_phase_by_phase(tmp_path: Path, samples: Path
     )
     done, total = heard["bronze commits"]
     assert done == total == version(reference, BRONZE) + 1
+
+
+def test_the_same_pipeline_rebuilds_after_a_first_build_with_a_full_refresh(
+    tmp_path: Path, samples: Path
+) -> None:
+    """The first build commits its files through handles of its own: the overwrite a full refresh starts
+    with must see those commits, or Delta refuses it as a concurrent transaction."""
+    built, reference = two_lakes(tmp_path, samples)
+    pipeline = Pipeline(built, **BUILD)
+    first = pipeline.run()
+    again = pipeline.run(full_refresh=True)
+    assert again.events_in == first.events_in > 0
+    Pipeline(reference, versions_per_batch=1).run()
+    same_tables(built, reference)

@@ -420,11 +420,13 @@ class Lake:
     def replace_once(self, table: TableDef, data: pa.Table, *, app_id: str, version: int) -> None:
         """Overwrite ``table`` with ``data`` and record ``(app_id, version)``, which may be lower than before.
 
-        Used to reset derived tables (a full refresh starts again from version -1).
+        Used to reset derived tables (a full refresh starts again from version -1). The table is opened
+        at its latest version first: an overwrite from a handle that missed commits made through another
+        (the first build's direct writes) is refused by Delta as a conflict.
         """
         try:
             write_deltalake(
-                self.ensure(table),
+                self.open(table) or self.ensure(table),
                 data.cast(table.schema),
                 mode="overwrite",
                 schema_mode="overwrite",  # a contract that gained a column replaces the stored schema
