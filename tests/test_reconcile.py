@@ -66,10 +66,12 @@ def _job(
 
 
 def _first_feed() -> list[dict[str, Any] | str]:
-    events: list[dict[str, Any] | str] = []
-    for n in range(12):
-        events += _job(n, day=n % 3, status=None if n in (3, 4) else "validation_completed")
-    events.append(dict(events[0]))  # a copy
+    jobs = [
+        e
+        for n in range(12)
+        for e in _job(n, day=n % 3, status=None if n in (3, 4) else "validation_completed")
+    ]
+    events: list[dict[str, Any] | str] = [*jobs, dict(jobs[0])]  # and a copy
     events.append(make_event(900, job_id="", timestamp=_at(1)))  # quarantined: empty job_id
     events += ["not json", "[1, 2]"]  # rejected
     return events
