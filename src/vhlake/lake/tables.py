@@ -593,6 +593,31 @@ ALERT_EVENTS = TableDef(
     description="Alert evaluations per rule and key: state, value, and the notifications sent (or not).",
 )
 
+STORAGE_TIER_MOVES = TableDef(
+    name="storage_tier_moves",
+    layer="ops",
+    schema=pa.schema(
+        [
+            pa.field("run_id", pa.string(), nullable=False),  # one vhlake maintain pass
+            pa.field("moved_at", UTC_MICROS, nullable=False),
+            pa.field("table_name", pa.string(), nullable=False),
+            pa.field("partition_path", pa.string(), nullable=False),  # e.g. event_date=2026-10-01
+            pa.field("partition_date", pa.date32(), nullable=False),  # the date its age is measured from
+            pa.field("tier", pa.string(), nullable=False),  # hot | warm | cold: where the files went
+            pa.field("storage_class", pa.string(), nullable=False),  # the store's name for it: STANDARD_IA...
+            pa.field("files", pa.int64(), nullable=False),
+            pa.field("bytes", pa.int64(), nullable=False),
+            pa.field("moved_date", pa.date32(), nullable=False),
+        ]
+    ),
+    partition_by=("moved_date",),
+    date_column="moved_date",
+    description=(
+        "One row per partition and storage tier a vhlake maintain pass moved files of to: the table, the "
+        "partition, the tier and storage class, files and bytes (an object store only)."
+    ),
+)
+
 ALL_TABLES: tuple[TableDef, ...] = (
     BRONZE,
     REJECTED,
@@ -614,6 +639,7 @@ ALL_TABLES: tuple[TableDef, ...] = (
     API_KEYS,
     AUDIT_LOG,
     ALERT_EVENTS,
+    STORAGE_TIER_MOVES,
 )
 
 
