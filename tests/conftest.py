@@ -29,7 +29,7 @@ MARKS_BY_FIXTURE = {
     "broker": "kafka",
     "topic": "kafka",
     "s3_server": "s3",
-    "s3": "s3",  # test_lifecycle.py's module-wide moto server
+    "s3": "s3",  # test_lifecycle.py's and test_tiers.py's module-wide moto server
 }
 MARKS_BY_FILE = {
     "test_spark_cluster.py": ("spark",),
@@ -391,6 +391,8 @@ def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit
     from vhlake.api.keys import KeyStore
     from vhlake.events.embedded_log import EmbeddedEventLog
     from vhlake.events.publisher import EmbeddedLogPublisher
+    from vhlake.lake.object_tiers import LocalTiers
+    from vhlake.lifecycle.costs import TierPrices, storage_costs
     from vhlake.pipeline.runner import Pipeline
     from vhlake.query.duckdb_engine import DuckDBEngine
 
@@ -401,6 +403,7 @@ def api_deps_for(lake: Lake, root: Path, *, clock: Callable[[], datetime], audit
         keys=KeyStore(lake),
         audit=AuditLog(lake, flush_every_s=audit_every_s),
         replay=Pipeline(lake).replay_quarantine,  # the default rules, as the service's pipeline has
+        storage_costs=lambda: storage_costs(lake, LocalTiers(), TierPrices()),
     )
 
 

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from vhlake.alerts.runner import AlertRunner
     from vhlake.api.app import ApiDeps, QuarantineReplay
     from vhlake.ingest.kafka_source import KafkaIngest
-    from vhlake.lifecycle.maintain import Retention
+    from vhlake.lake.object_tiers import ObjectTiers
+    from vhlake.lifecycle.costs import StorageCosts, TierPrices
+    from vhlake.lifecycle.maintain import Retention, Tiering
+    from vhlake.lifecycle.tiers import TierPolicy
     from vhlake.query.databricks_engine import DatabricksConfig
     from vhlake.query.engine import QueryEngine
     from vhlake.reconciliation.run import Reconciliation
@@ -113,6 +116,56 @@ def build_retention(settings: Settings, *, vacuum_hours: float | None = None) ->
         vacuum_hours=settings.vacuum_retention_hours if vacuum_hours is None else vacuum_hours,
         min_vacuum_hours=settings.vacuum_min_retention_hours,
     )
+
+
+def build_tier_policy(settings: Settings) -> TierPolicy:
+    from vhlake.lifecycle.tiers import TierAges, TierPolicy
+
+    return TierPolicy(
+        bronze=TierAges(settings.tier_bronze_warm_days, settings.tier_bronze_cold_days),
+        silver=TierAges(settings.tier_silver_warm_days, settings.tier_silver_cold_days),
+        gold=TierAges(settings.tier_gold_warm_days, settings.tier_gold_cold_days),
+        min_object_bytes=settings.tier_min_object_bytes,
+    )
+
+
+def build_object_tiers(settings: Settings, lake: Lake | None = None) -> ObjectTiers:
+    """The storage classes of the lake's store (its SDK is imported here: a ConfigError names the extra)."""
+    from vhlake.lake.object_tiers import object_tiers
+
+    lake = lake or build_lake(settings)
+    return object_tiers(
+        lake.uri,
+        lake.storage_options,
+        s3_endpoint=settings.s3_endpoint,
+        azure_account=settings.azure_storage_account_name,
+    )
+
+
+def build_tiering(settings: Settings, lake: Lake) -> Tiering | None:
+    """What ``vhlake maintain`` moves old partitions with; None when tiering is off or the lake is on a
+    local disk (one tier: reported only, by ``vhlake tables --costs``)."""
+    from vhlake.lifecycle.maintain import Tiering
+
+    if not settings.tiering or lake.is_local:
+        return None
+    return Tiering(build_tier_policy(settings), build_object_tiers(settings, lake))
+
+
+def build_tier_prices(settings: Settings) -> TierPrices:
+    from vhlake.lifecycle.costs import TierPrices
+
+    return TierPrices(
+        hot=settings.price_hot_gb_month, warm=settings.price_warm_gb_month, cold=settings.price_cold_gb_month
+    )
+
+
+def storage_costs(settings: Settings) -> StorageCosts:
+    """What the lake's store holds, per layer and tier, and what it costs a month (``tables --costs``)."""
+    from vhlake.lifecycle.costs import storage_costs as costs
+
+    lake = build_lake(settings)
+    return costs(lake, build_object_tiers(settings, lake), build_tier_prices(settings))
 
 
 def build_query_engine(settings: Settings, engine: str | None = None) -> QueryEngine:
@@ -258,6 +311,7 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
     else:
         source = EmbeddedLogSource(build_ingestor(settings), open_event_log(settings), poll_interval_s=0.2)
     canary = build_publisher(settings) if options.canary_every_s else None
+    tiering = build_tiering(settings, lake)  # now: a missing SDK stops the start, not tomorrow's lifecycle
     service = LakeService(
         lake,
         source,
@@ -267,7 +321,7 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
         canary=canary,
         alerts=build_alert_runner(settings),
         ml=lambda: run_ml(settings),
-        lifecycle=lambda: run_lifecycle(settings),
+        lifecycle=lambda: run_lifecycle(settings, tiering),
         reconcile=lambda: run_reconcile(settings),
     )
     return service, checks
@@ -289,13 +343,17 @@ def run_reconcile(settings: Settings) -> Reconciliation:
     return result
 
 
-def run_lifecycle(settings: Settings) -> str:
-    """``vhlake maintain`` over the whole lake; a summary for the log."""
+def run_lifecycle(settings: Settings, tiering: Tiering | None = None) -> str:
+    """``vhlake maintain`` over the whole lake (moving old partitions with ``tiering``); a summary for
+    the log."""
     from vhlake.lifecycle.maintain import maintain
 
-    reports = maintain(build_lake(settings), build_retention(settings), today=datetime.now(UTC).date())
+    reports = maintain(
+        build_lake(settings), build_retention(settings), today=datetime.now(UTC).date(), tiering=tiering
+    )
     return ", ".join(
         f"{r.table}: {r.rows_expired} rows expired, {r.files_vacuumed} files vacuumed"
+        + (f", {r.files_tiered} files ({r.bytes_tiered:,} bytes) moved tier" if r.files_tiered else "")
         + (f" (skipped {'; '.join(r.skipped)})" if r.skipped else "")
         for r in reports
     )
@@ -350,6 +408,7 @@ def build_api_deps(settings: Settings) -> ApiDeps:
         keys=KeyStore(lake),
         audit=AuditLog(lake),
         replay=_quarantine_replay(settings),
+        storage_costs=lambda: storage_costs(settings),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vhlake.api.limits import ApiLimits
@@ -214,6 +214,89 @@ class Settings(BaseSettings):
         ge=0,
         description="vhlake maintain refuses a vacuum retention below this (Delta's own default: 7 days).",
     )
+    tiering: bool = Field(
+        default=True,
+        alias="VHLAKE_TIERING",
+        description=(
+            "vhlake maintain moves the files of old partitions to cheaper storage classes on an object "
+            "store (S3, Azure Blob, GCS); false: everything stays in the default class."
+        ),
+    )
+    tier_bronze_warm_days: int | None = Field(
+        default=30,
+        alias="VHLAKE_TIER_BRONZE_WARM_DAYS",
+        ge=0,
+        description="Bronze, rejects, ingest ledger and quarantine partitions older than this go warm (empty: never).",
+    )
+    tier_bronze_cold_days: int | None = Field(
+        default=None,
+        alias="VHLAKE_TIER_BRONZE_COLD_DAYS",
+        ge=0,
+        description="... and cold after this many days (empty: never).",
+    )
+    tier_silver_warm_days: int | None = Field(
+        default=90,
+        alias="VHLAKE_TIER_SILVER_WARM_DAYS",
+        ge=0,
+        description="Silver and job events partitions older than this go warm (empty: never).",
+    )
+    tier_silver_cold_days: int | None = Field(
+        default=180,
+        alias="VHLAKE_TIER_SILVER_COLD_DAYS",
+        ge=0,
+        description="... and cold after this many days (empty: never).",
+    )
+    tier_gold_warm_days: int | None = Field(
+        default=None,
+        alias="VHLAKE_TIER_GOLD_WARM_DAYS",
+        ge=0,
+        description="Gold tables' months whose last day is older than this go warm (empty, the default: never).",
+    )
+    tier_gold_cold_days: int | None = Field(
+        default=None,
+        alias="VHLAKE_TIER_GOLD_COLD_DAYS",
+        ge=0,
+        description="... and cold after this many days (empty, the default: never).",
+    )
+    tier_min_object_bytes: int = Field(
+        default=128 * 1024,
+        alias="VHLAKE_TIER_MIN_OBJECT_BYTES",
+        ge=0,
+        description=(
+            "Smaller objects stay hot: S3 bills a Standard-IA or Glacier IR object as 128 KiB at least."
+        ),
+    )
+    price_hot_gb_month: float = Field(
+        default=0.023,
+        alias="VHLAKE_PRICE_HOT_GB_MONTH",
+        ge=0,
+        description="USD per GB-month of hot storage (S3 Standard, us-east-1 list price), for vhlake tables --costs.",
+    )
+    price_warm_gb_month: float = Field(
+        default=0.0125,
+        alias="VHLAKE_PRICE_WARM_GB_MONTH",
+        ge=0,
+        description="USD per GB-month of warm storage (S3 Standard-IA, us-east-1 list price).",
+    )
+    price_cold_gb_month: float = Field(
+        default=0.004,
+        alias="VHLAKE_PRICE_COLD_GB_MONTH",
+        ge=0,
+        description="USD per GB-month of cold storage (S3 Glacier Instant Retrieval, us-east-1 list price).",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "AWS_ENDPOINT"),
+        description=(
+            "An S3-compatible server that is not AWS: delta-rs reads these variables itself; the storage "
+            "tier moves (boto3) get it from here."
+        ),
+    )
+    azure_storage_account_name: str | None = Field(
+        default=None,
+        alias="AZURE_STORAGE_ACCOUNT_NAME",
+        description="The Azure storage account of an az:// lake, for its storage tier moves.",
+    )
     ingest_batch_bytes: int = Field(
         default=32 * 1024 * 1024,
         alias="VHLAKE_INGEST_BATCH_BYTES",
@@ -274,3 +357,19 @@ class Settings(BaseSettings):
         ge=1,
         description="/readyz answers 503 once a service step has failed this many times in a row.",
     )
+
+    @field_validator(
+        "tier_bronze_warm_days",
+        "tier_bronze_cold_days",
+        "tier_silver_warm_days",
+        "tier_silver_cold_days",
+        "tier_gold_warm_days",
+        "tier_gold_cold_days",
+        mode="before",
+    )
+    @classmethod
+    def _never(cls, value: object) -> object:
+        """An empty value (or ``never``) is no age: the layer never goes to that tier."""
+        if isinstance(value, str) and value.strip().lower() in {"", "never", "none"}:
+            return None
+        return value

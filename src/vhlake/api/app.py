@@ -21,7 +21,7 @@ from vhlake.api.edge import EdgeMiddleware
 from vhlake.api.limits import ApiLimits
 from vhlake.api.problems import install_problem_handlers
 from vhlake.api.ratelimit import TokenBuckets
-from vhlake.api.routes import analytics, events, quality
+from vhlake.api.routes import analytics, events, lifecycle, quality
 
 __all__ = ["DEFAULT_LIMITS", "ApiDeps", "QuarantineReplay", "install_api"]
 
@@ -42,5 +42,5 @@ def install_api(
     app.add_middleware(AuditMiddleware, audit=deps.audit)
     app.add_middleware(EdgeMiddleware, body_timeout_s=limits.body_timeout_s)  # added last: outermost
     # In this order, the OpenAPI document lists the paths as it always has.
-    for routes in (analytics, quality, events):
+    for routes in (analytics, quality, events, lifecycle):
         app.include_router(routes.router)

@@ -21,6 +21,7 @@ from vhlake.api.limits import ApiLimits
 from vhlake.api.problems import Problem
 from vhlake.api.ratelimit import TokenBuckets
 from vhlake.events.publisher import EventPublisher
+from vhlake.lifecycle.costs import StorageCosts
 
 
 class QuarantineReplay(Protocol):
@@ -38,6 +39,7 @@ class ApiDeps:
     keys: KeyStore
     audit: AuditLog
     replay: QuarantineReplay | None = None  # None: this API cannot replay the quarantine (503)
+    storage_costs: Callable[[], StorageCosts] | None = None  # None: no store to list (503)
 
 
 def install_state(app: FastAPI, deps: ApiDeps, limits: ApiLimits, rates: TokenBuckets) -> None:

@@ -21,7 +21,7 @@ from vhlake.cli.context import querying, reading, writing
 from vhlake.cli.databricks_commands import databricks_app
 from vhlake.cli.kafka_commands import ingest_kafka, outbox_app
 from vhlake.cli.keys_commands import keys_app
-from vhlake.cli.lifecycle_commands import forget, history, lineage, maintain
+from vhlake.cli.lifecycle_commands import forget, history, lineage, maintain, print_costs
 from vhlake.cli.ml_commands import ml_app
 from vhlake.cli.output import (
     OutputFormat,
@@ -215,12 +215,24 @@ def tables(
         bool, typer.Option("--sizes", help="Per partition: files, rows, bytes, and the growth per day.")
     ] = False,
     max_rows: Annotated[int, typer.Option(help="With --sizes: partitions shown per table.", min=1)] = 40,
+    costs: Annotated[
+        bool,
+        typer.Option(
+            "--costs",
+            help="What the store holds per layer and storage tier (hot, warm, cold), and its monthly cost "
+            "at VHLAKE_PRICE_*_GB_MONTH, next to the same bytes all hot.",
+        ),
+    ] = False,
 ) -> None:
-    """List the lake's tables: rows, Delta version, files and size (--sizes: per layer and partition)."""
+    """List the lake's tables: rows, Delta version, files and size (--sizes: per layer and partition;
+    --costs: bytes per layer and storage tier, and what they cost a month)."""
     from vhlake.lake.inventory import daily_growth, partition_sizes, table_inventory
 
-    lake = bootstrap.build_lake(reading(ctx))
+    settings = reading(ctx)
+    lake = bootstrap.build_lake(settings)
     print_table(out, table_inventory(lake, ALL_TABLES), max_rows=1000)
+    if costs:
+        print_costs(bootstrap.storage_costs(settings))
     if not sizes:
         return
     for table in ALL_TABLES:

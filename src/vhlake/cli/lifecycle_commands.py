@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
 import typer
@@ -13,6 +13,10 @@ from vhlake import bootstrap
 from vhlake.cli.context import reading
 from vhlake.cli.output import err, out, print_table
 from vhlake.lake.tables import ALL_TABLES, TableDef, table_by_name
+
+if TYPE_CHECKING:  # the lifecycle modules are imported by the commands that run them
+    from vhlake.lifecycle.costs import StorageCosts
+    from vhlake.lifecycle.maintain import TableReport, Tiering
 
 
 def maintain(
@@ -32,7 +36,9 @@ def maintain(
 ) -> None:
     """Apply retention (bronze, rejects, quarantine 90 days; silver and job events 1 year; gold and
     predictions 2 years: VHLAKE_RETENTION_*_DAYS), then, on those tables, compact small files, Z-order
-    gold and yesterday's silver, vacuum unreferenced files and checkpoint.
+    gold and yesterday's silver, vacuum unreferenced files and checkpoint; on an object store, move the
+    files of old partitions to cheaper storage classes (VHLAKE_TIER_*: bronze warm after 30 days, silver
+    warm after 90 and cold after 180), each move listed.
 
     Safe while `vhlake serve` writes: a step that conflicts with another writer is retried on the new
     version, then skipped and reported. `vhlake serve` runs it daily (--lifecycle-every).
@@ -40,19 +46,92 @@ def maintain(
     from vhlake.lifecycle.maintain import maintain as run_maintain
 
     settings = reading(ctx)
+    lake = bootstrap.build_lake(settings)
+    tiering = bootstrap.build_tiering(settings, lake)
     reports = run_maintain(
-        bootstrap.build_lake(settings),
+        lake,
         bootstrap.build_retention(settings, vacuum_hours=vacuum_hours),
         today=datetime.now(UTC).date(),
         dry_run=dry_run,
         on_table=lambda name: err.print(f"[dim]{name}…[/dim]"),
+        tiering=tiering,
     )
-    rows = [asdict(r) | {"skipped": "; ".join(r.skipped)} for r in reports]
+    rows = [_report_row(r) for r in reports]
     if dry_run:  # what is counted: a column of zeros would read as "nothing to do"
         rows = [{k: v for k, v in row.items() if k in _DRY_RUN_COLUMNS} for row in rows]
     print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)
     if dry_run:
         out.print("[dim]Z-order and checkpoints are not simulated by --dry-run[/dim]")
+    _print_tier_moves(reports, tiering, dry_run=dry_run)
+    if tiering is None:
+        why = "a local disk has one tier" if settings.tiering else "tiering is off (VHLAKE_TIERING)"
+        out.print(f"[dim]storage tiers: nothing moved ({why}); vhlake tables --costs reports them[/dim]")
+
+
+def _report_row(report: TableReport) -> dict[str, object]:
+    row = asdict(report)
+    del row["tier_moves"], row["tier_held"]  # listed after the table, per partition
+    return row | {"skipped": "; ".join(report.skipped)}
+
+
+def _print_tier_moves(reports: list[TableReport], tiering: Tiering | None, *, dry_run: bool) -> None:
+    """Each partition moved to another storage tier (what the run history, ``storage_tier_moves``,
+    records), and why files past their tier's age stayed where they are."""
+    if tiering is None:
+        return
+    moves = [
+        {
+            "table": report.table,
+            "partition": move.partition,
+            "tier": move.tier,
+            "storage_class": tiering.store.storage_class(move.tier),
+            "files": move.files,
+            "bytes": move.bytes,
+        }
+        for report in reports
+        for move in report.tier_moves
+    ]
+    title = "would move to another storage tier" if dry_run else "moved to another storage tier"
+    if moves:
+        print_table(out, pa.Table.from_pylist(moves), max_rows=1000, title=title)
+    else:
+        out.print("storage tiers: every partition is in its tier, nothing to move")
+    for report in reports:
+        for reason, files in sorted(report.tier_held.items()):
+            out.print(f"[dim]{report.table}: {files:,} files stay where they are: {reason}[/dim]")
+
+
+def print_costs(costs: StorageCosts) -> None:
+    """``vhlake tables --costs``: bytes per layer and tier, their monthly cost, and the total next to the
+    cost of the same bytes all hot."""
+    rows = [
+        {
+            "layer": row.layer,
+            "tier": row.tier,
+            "storage_class": row.storage_class,
+            "objects": row.objects,
+            "bytes": row.bytes,
+            "usd_month": "not priced" if row.monthly_usd is None else f"{row.monthly_usd:,.4f}",
+            "usd_month_all_hot": f"{row.all_hot_usd:,.4f}",
+        }
+        for row in costs.rows
+    ]
+    if rows:
+        print_table(out, pa.Table.from_pylist(rows), max_rows=1000, title=f"storage ({costs.provider})")
+    prices = costs.prices
+    out.print(
+        f"total: {costs.objects:,} objects, {costs.bytes:,} bytes ({costs.bytes / 1024**3:,.3f} GB); "
+        f"${costs.monthly_usd:,.2f} a month, ${costs.all_hot_monthly_usd:,.2f} all hot "
+        f"(${costs.all_hot_monthly_usd - costs.monthly_usd:,.2f} saved), at ${prices.hot:g} hot, "
+        f"${prices.warm:g} warm and ${prices.cold:g} cold per GB-month",
+        highlight=False,
+    )
+    if costs.provider == "local":
+        out.print("[dim]a local disk has one tier: priced as the hot tier of an object store[/dim]")
+    if costs.unpriced_bytes:
+        out.print(
+            f"[dim]{costs.unpriced_bytes:,} bytes are in classes vhlake does not manage: not priced[/dim]"
+        )
 
 
 _DRY_RUN_COLUMNS = (
@@ -62,6 +141,8 @@ _DRY_RUN_COLUMNS = (
     "files_written",
     "files_vacuumed",
     "bytes_vacuumed",
+    "files_tiered",
+    "bytes_tiered",
     "skipped",
 )
 

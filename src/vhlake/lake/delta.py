@@ -105,11 +105,17 @@ class Lake:
     def is_local(self) -> bool:
         return "://" not in self.uri or self.uri.startswith("file://")
 
+    @property
+    def root_uri(self) -> str:
+        """The lake's own folder: an absolute path on a local disk, else the URI."""
+        if self.is_local:
+            return str(Path(self.uri.removeprefix("file://")).expanduser().resolve())
+        return self.uri.rstrip("/")
+
     def table_uri(self, table: TableDef) -> str:
         if self.is_local:
-            root = Path(self.uri.removeprefix("file://")).expanduser().resolve()
-            return str(root / table.relative_path)
-        return f"{self.uri.rstrip('/')}/{table.relative_path}"
+            return str(Path(self.root_uri) / table.relative_path)
+        return f"{self.root_uri}/{table.relative_path}"
 
     def open(self, table: TableDef) -> DeltaTable | None:
         """The Delta table at its latest version, or None when it has not been written yet."""

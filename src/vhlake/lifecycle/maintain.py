@@ -6,7 +6,10 @@ date column, a commit like any other (readers and the change data feed see a del
 what they already read). Compaction rewrites small files into large ones, Z-order clusters gold and the
 last complete day of silver by the columns queries filter on, vacuum removes the files no version within
 the vacuum retention needs (never less than the configured minimum, so a reader or a time-travel query
-inside it always finds its files), and a checkpoint keeps opening each table cheap.
+inside it always finds its files), and a checkpoint keeps opening each table cheap. Last, on an object
+store, the files of partitions past a storage tier's age move to that tier's class in place
+(lifecycle/tiers.py): after compaction, so the files it just wrote are moved in the same pass. The moves
+are reported per partition and recorded in ``storage_tier_moves``.
 
 Every step is a Delta commit that may meet a concurrent writer (the pipeline MERGEs into silver and gold,
 the service compacts): Delta refuses the second commit instead of corrupting, and the step is retried on
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,9 +35,10 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from vhlake.errors import ConfigError
+from vhlake.errors import ConfigError, LakeError
 from vhlake.lake.delta import Lake, no_such_partition
 from vhlake.lake.encoding import delta_writer_properties
+from vhlake.lake.object_tiers import ObjectTiers
 from vhlake.lake.tables import (
     BRONZE,
     ERROR_TYPE_GOLD,
@@ -44,10 +50,12 @@ from vhlake.lake.tables import (
     QUARANTINE,
     REJECTED,
     SILVER,
+    STORAGE_TIER_MOVES,
     USER_ENGAGEMENT_GOLD,
     USER_FIRST_SEEN,
     TableDef,
 )
+from vhlake.lifecycle.tiers import DataFile, PartitionMove, TierPlan, TierPolicy, partition_date, plan_moves
 
 # Columns queries filter on within a partition: Z-order clusters files by them (gold: the dashboard and
 # the API ask for a marketplace, sometimes a category, over a range of dates).
@@ -91,6 +99,20 @@ class Retention:
         ]
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Tiering:
+    """What moves old partitions to cheaper storage: the ages per layer, the store's classes, and the
+    clock the moves are recorded with."""
+
+    policy: TierPolicy
+    store: ObjectTiers
+    clock: Callable[[], datetime] = _now
+
+
 @dataclass
 class TableReport:
     table: str
@@ -101,7 +123,11 @@ class TableReport:
     files_vacuumed: int = 0
     bytes_vacuumed: int = 0
     checkpoint: bool = False
+    files_tiered: int = 0  # moved to another storage tier (a dry run: would be)
+    bytes_tiered: int = 0
     skipped: list[str] = field(default_factory=list)  # steps given up after conflicts, and why
+    tier_moves: list[PartitionMove] = field(default_factory=list)  # per partition and destination tier
+    tier_held: dict[str, int] = field(default_factory=dict)  # why files past their age stayed: how many
 
 
 def maintain(
@@ -111,8 +137,10 @@ def maintain(
     today: date,
     dry_run: bool = False,
     on_table: Callable[[str], None] | None = None,
+    tiering: Tiering | None = None,
 ) -> list[TableReport]:
-    """Run every step on every table that exists; with ``dry_run``, only count what would go."""
+    """Run every step on every table that exists; with ``dry_run``, only count what would go. With
+    ``tiering`` on a store that has tiers, also move old partitions' files and record the moves."""
     if retention.vacuum_hours < retention.min_vacuum_hours:
         raise ConfigError(
             f"vacuum retention {retention.vacuum_hours:g} h is below the minimum of "
@@ -125,7 +153,12 @@ def maintain(
         if on_table is not None:
             on_table(table.name)
         cutoff = None if days is None else today - timedelta(days=days)
-        reports.append(_maintain_table(lake, table, cutoff, retention, today, dry_run))
+        report = _maintain_table(lake, table, cutoff, retention, today, dry_run)
+        if tiering is not None and tiering.store.moves:
+            _tier(lake, table, report, tiering, today, dry_run)
+        reports.append(report)
+    if tiering is not None and not dry_run:
+        _record_moves(lake, reports, tiering, today)
     return reports
 
 
@@ -261,3 +294,75 @@ def _vacuum(
 def _checkpoint(delta: DeltaTable, report: TableReport) -> None:
     delta.create_checkpoint()
     report.checkpoint = True
+
+
+def _tier(
+    lake: Lake, table: TableDef, report: TableReport, tiering: Tiering, today: date, dry_run: bool
+) -> None:
+    """Move the current files of the table's partitions past a tier's age to that tier. A store error
+    stops the table's moves there (those made are reported); the next pass carries on."""
+    delta = lake.open(table)
+    assert delta is not None
+    files = _data_files(delta, table)
+    if not any(f.day is not None for f in files):
+        return  # not partitioned by a date: stays hot, nothing to list
+    root = lake.table_uri(table)
+    store = tiering.store
+    done = TierPlan()
+    try:
+        stored = {found.key: found for found in store.list(root)}
+        plan = plan_moves(
+            files,
+            stored,
+            tiering.policy.ages(table),
+            today=today,
+            min_object_bytes=tiering.policy.min_object_bytes,
+            max_object_bytes=store.max_object_bytes,
+        )
+        done.held = plan.held
+        for move in plan.moves:
+            if not dry_run:
+                store.move(root, move.path, move.to_tier)
+            done.moves.append(move)
+    except LakeError as exc:
+        report.skipped.append(f"tiering: {exc}")
+    report.files_tiered = len(done.moves)
+    report.bytes_tiered = sum(move.size for move in done.moves)
+    report.tier_moves = done.by_partition()
+    report.tier_held = dict(done.held)
+
+
+def _data_files(delta: DeltaTable, table: TableDef) -> list[DataFile]:
+    """The current version's files, each with its partition folder and the date it is aged by."""
+    actions = pa.table(delta.get_add_actions(flatten=True))
+    columns = [c for c in actions.column_names if c.startswith("partition.")]
+    files = []
+    for row in actions.select(["path", *columns]).to_pylist():  # one row per file
+        path = unquote(row["path"])
+        values = {c.removeprefix("partition."): row[c] for c in columns}
+        folder = path.rsplit("/", 1)[0] if "/" in path else ""
+        files.append(DataFile(path, folder, partition_date(table, values)))
+    return files
+
+
+def _record_moves(lake: Lake, reports: list[TableReport], tiering: Tiering, today: date) -> None:
+    """One ``storage_tier_moves`` row per table, partition and destination tier moved to in this pass."""
+    now, run_id = tiering.clock(), str(uuid.uuid4())
+    rows = [
+        {
+            "run_id": run_id,
+            "moved_at": now,
+            "table_name": report.table,
+            "partition_path": move.partition,
+            "partition_date": move.day,
+            "tier": move.tier,
+            "storage_class": tiering.store.storage_class(move.tier),
+            "files": move.files,
+            "bytes": move.bytes,
+            "moved_date": today,
+        }
+        for report in reports
+        for move in report.tier_moves
+    ]
+    if rows:
+        lake.append(STORAGE_TIER_MOVES, pa.Table.from_pylist(rows, schema=STORAGE_TIER_MOVES.schema))
