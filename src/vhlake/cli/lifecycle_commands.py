@@ -56,7 +56,7 @@ def maintain(
         on_table=lambda name: err.print(f"[dim]{name}…[/dim]"),
         tiering=tiering,
     )
-    rows = [_report_row(r) for r in reports]
+    rows = [_report_row(r, tiering is not None) for r in reports]
     if dry_run:  # what is counted: a column of zeros would read as "nothing to do"
         rows = [{k: v for k, v in row.items() if k in _DRY_RUN_COLUMNS} for row in rows]
     print_table(out, pa.Table.from_pylist(rows), max_rows=100, title="would remove" if dry_run else None)
@@ -68,9 +68,11 @@ def maintain(
         out.print(f"[dim]storage tiers: nothing moved ({why}); vhlake tables --costs reports them[/dim]")
 
 
-def _report_row(report: TableReport) -> dict[str, object]:
+def _report_row(report: TableReport, tiered: bool) -> dict[str, object]:
     row = asdict(report)
     del row["tier_moves"], row["tier_held"]  # listed after the table, per partition
+    if not tiered:  # no store to move on: columns of zeros would read as "nothing was due"
+        del row["files_tiered"], row["bytes_tiered"]
     return row | {"skipped": "; ".join(report.skipped)}
 
 
