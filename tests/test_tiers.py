@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ from servers import MotoS3
 from vhlake.errors import ConfigError
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
-from vhlake.lake.object_tiers import LocalTiers, S3Tiers, StoredObject, object_tiers
+from vhlake.lake.object_tiers import AzureTiers, GcsTiers, LocalTiers, S3Tiers, StoredObject, object_tiers
 from vhlake.lake.tables import (
     AUDIT_LOG,
     BRONZE,
@@ -161,6 +162,85 @@ def test_an_s3_lake_without_boto3_names_the_extra_to_install(monkeypatch: pytest
     with pytest.raises(ConfigError, match="not known for memory://"):
         object_tiers("memory://lake", {})
     assert isinstance(object_tiers("/tmp/lake", {}), LocalTiers)  # a local disk needs no SDK
+
+
+class FakeAzure:
+    """Shaped like azure-storage-blob's BlobServiceClient where AzureTiers calls it (``get_container_client``
+    then ``list_blobs(name_starts_with=)``; ``get_blob_client(container, name).set_standard_blob_tier``):
+    what is checked is our side of the calls, keys and tier names; the service itself is untested."""
+
+    def __init__(self, blobs: dict[str, tuple[int, str | None]]) -> None:
+        self.blobs = blobs  # "container/name" -> (size, access tier)
+
+    def get_container_client(self, container: str) -> Any:
+        def list_blobs(name_starts_with: str) -> Iterator[Any]:
+            for key, (size, tier) in sorted(self.blobs.items()):
+                if key.startswith(f"{container}/{name_starts_with}"):
+                    yield SimpleNamespace(name=key.split("/", 1)[1], size=size, blob_tier=tier)
+
+        return SimpleNamespace(list_blobs=list_blobs)
+
+    def get_blob_client(self, container: str, blob: str) -> Any:
+        def set_standard_blob_tier(tier: str) -> None:
+            size, _ = self.blobs[f"{container}/{blob}"]
+            self.blobs[f"{container}/{blob}"] = (size, tier)
+
+        return SimpleNamespace(set_standard_blob_tier=set_standard_blob_tier)
+
+
+class FakeGcs:
+    """Shaped like google-cloud-storage's Client where GcsTiers calls it (``list_blobs(bucket, prefix=)``,
+    ``bucket(name).blob(name).update_storage_class(cls, if_generation_match=)``); the service is untested."""
+
+    def __init__(self, blobs: dict[str, tuple[int, str, int]]) -> None:
+        self.blobs = blobs  # "bucket/name" -> (size, storage class, generation)
+
+    def list_blobs(self, bucket: str, prefix: str) -> Iterator[Any]:
+        for key, (size, cls, generation) in sorted(self.blobs.items()):
+            if key.startswith(f"{bucket}/{prefix}"):
+                yield SimpleNamespace(
+                    name=key.split("/", 1)[1], size=size, storage_class=cls, generation=generation
+                )
+
+    def bucket(self, bucket: str) -> Any:
+        def blob(name: str) -> Any:
+            def update_storage_class(cls: str, if_generation_match: int | None = None) -> None:
+                size, _, generation = self.blobs[f"{bucket}/{name}"]
+                assert if_generation_match == generation  # the object listed, not one replaced since
+                self.blobs[f"{bucket}/{name}"] = (size, cls, generation + 1)
+
+            return SimpleNamespace(update_storage_class=update_storage_class)
+
+        return SimpleNamespace(blob=blob)
+
+
+def test_the_azure_and_gcs_adapters_map_tiers_and_keys_as_their_sdks_name_them() -> None:
+    azure = FakeAzure(
+        {
+            "lake/t/bronze/x/a.parquet": (10, "Hot"),
+            "lake/t/bronze/x/b.parquet": (20, "Archive"),  # offline: not managed
+            "lake/t/bronze/x/c.parquet": (30, None),  # the account's default, unreported: hot
+            "lake/t/other/d.parquet": (40, "Cool"),
+        }
+    )
+    tiers = AzureTiers(azure)
+    uri = "abfss://lake@account.dfs.core.windows.net/t/bronze"
+    assert [(o.key, o.tier, o.storage_class) for o in tiers.list(uri)] == [
+        ("x/a.parquet", "hot", "Hot"),
+        ("x/b.parquet", None, "Archive"),
+        ("x/c.parquet", "hot", "Hot"),
+    ]
+    tiers.move(uri, "x/a.parquet", "cold")
+    assert azure.blobs["lake/t/bronze/x/a.parquet"] == (10, "Cold")
+
+    gcs = FakeGcs(
+        {"bkt/lake/silver/s/a.parquet": (5, "STANDARD", 7), "bkt/lake/silver/s/b.parquet": (6, "ARCHIVE", 1)}
+    )
+    cloud = GcsTiers(gcs)
+    listed = list(cloud.list("gs://bkt/lake/silver"))
+    assert [(o.key, o.tier) for o in listed] == [("s/a.parquet", "hot"), ("s/b.parquet", None)]
+    cloud.move("gs://bkt/lake/silver", "s/a.parquet", "warm")
+    assert gcs.blobs["bkt/lake/silver/s/a.parquet"] == (5, "NEARLINE", 8)
 
 
 # --- a local lake: one tier, reported only ------------------------------------------------------------
@@ -440,6 +520,25 @@ def test_old_partitions_move_to_cheaper_classes_and_every_answer_stays(s3: MotoS
     assert costs.all_hot_monthly_usd == pytest.approx(costs.bytes / GB * 0.023)
     assert costs.all_hot_monthly_usd > costs.monthly_usd
     assert {row.layer for row in costs.rows} >= {"bronze", "silver", "gold"}
+
+
+def test_the_s3_store_is_reached_through_the_lakes_storage_options(s3: MotoS3) -> None:
+    """The endpoint and credentials delta-rs gets in a lake's storage options reach boto3 too."""
+    client = s3.client()
+    bucket = s3.create_bucket("tiers-options")
+    client.put_object(Bucket=bucket, Key="lake/bronze/t/event_date=2026-10-01/f.parquet", Body=b"x" * 10)
+    options = {
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+        "aws_region": "us-east-1",
+    }
+    store = object_tiers(f"s3://{bucket}/lake", options)
+    listed = list(store.list(f"s3://{bucket}/lake/bronze/t"))
+    assert [(o.key, o.size, o.tier) for o in listed] == [("event_date=2026-10-01/f.parquet", 10, "hot")]
+    store.move(f"s3://{bucket}/lake/bronze/t", "event_date=2026-10-01/f.parquet", "cold")
+    head = client.head_object(Bucket=bucket, Key="lake/bronze/t/event_date=2026-10-01/f.parquet")
+    assert head["StorageClass"] == "GLACIER_IR" and head["ContentLength"] == 10
 
 
 @pytest.mark.slow
