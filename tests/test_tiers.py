@@ -627,3 +627,23 @@ def test_the_cli_moves_an_s3_lake_with_the_settings_and_bills_it(
     assert costs.exit_code == 0, costs.stderr
     total = sum(size for size, _ in bucket_objects(s3, "tiers-cli").values())
     assert f"{total:,} bytes" in costs.stdout and "STANDARD_IA" in costs.stdout
+
+
+@pytest.mark.slow
+def test_an_s3_lake_without_boto3_is_still_maintained_and_says_what_to_install(
+    s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Callable[..., CliResult]
+) -> None:
+    """A lake on S3 installed before the ``s3`` extra existed: retention, compaction and vacuum run as
+    before; only the moves are left out, with the extra to install."""
+    monkeypatch.setenv("VHLAKE_TIER_BRONZE_WARM_DAYS", "0")
+    monkeypatch.delenv("VHLAKE_LAKE_URI", raising=False)
+    end = datetime.now(UTC) - timedelta(days=3)
+    lake = s3_lake(s3, tmp_path, "tiers-nosdk", SampleSpec(jobs=50, seed=29, days=3, end=end))
+    with monkeypatch.context() as without:
+        without.setitem(sys.modules, "boto3", None)  # import boto3 fails while maintain runs
+        done = run_cli("--lake", lake.uri, "maintain")
+    assert done.exit_code == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "nothing moved" in said and "vhlake[s3]" in said and "VHLAKE_TIERING=false" in said
+    assert BRONZE.name in said  # the tables' report is printed as before
+    assert {cls for _, cls in bucket_objects(s3, "tiers-nosdk").values()} == {"STANDARD"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,8 @@ from vhlake.lake.delta import Lake
 from vhlake.lake.tables import ALL_TABLES, BRONZE
 from vhlake.pipeline.runner import Pipeline, PipelineResources
 from vhlake.settings import Settings
+
+_LOG = logging.getLogger("vhlake.service")
 
 # The service, API, alert and query wiring is imported where it is built: every CLI command starts by
 # importing this module, and `vhlake ingest` should not pay a second of FastAPI, pandas and sqlglot imports.
@@ -150,6 +153,21 @@ def build_tiering(settings: Settings, lake: Lake) -> Tiering | None:
     if not settings.tiering or lake.is_local:
         return None
     return Tiering(build_tier_policy(settings), build_object_tiers(settings, lake))
+
+
+def available_tiering(settings: Settings, lake: Lake) -> tuple[Tiering | None, str]:
+    """What ``vhlake maintain`` moves old partitions with, or None and why not: tiering is off, the lake is
+    on a local disk, or the store's SDK is not installed. The rest of maintain runs either way: cheaper
+    classes are a saving, not a condition (an S3 lake installed before the ``s3`` extra existed keeps
+    working, and says what to install)."""
+    if not settings.tiering:
+        return None, "tiering is off (VHLAKE_TIERING)"
+    if lake.is_local:
+        return None, "a local disk has one tier"
+    try:
+        return build_tiering(settings, lake), ""
+    except ConfigError as exc:
+        return None, str(exc)
 
 
 def build_tier_prices(settings: Settings) -> TierPrices:
@@ -311,7 +329,9 @@ def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeServ
     else:
         source = EmbeddedLogSource(build_ingestor(settings), open_event_log(settings), poll_interval_s=0.2)
     canary = build_publisher(settings) if options.canary_every_s else None
-    tiering = build_tiering(settings, lake)  # now: a missing SDK stops the start, not tomorrow's lifecycle
+    tiering, why_not = available_tiering(settings, lake)
+    if tiering is None and settings.tiering and not lake.is_local:
+        _LOG.warning("storage tiers will not be moved: %s", why_not)  # said at start, not tomorrow
     service = LakeService(
         lake,
         source,

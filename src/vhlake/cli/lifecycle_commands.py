@@ -47,7 +47,7 @@ def maintain(
 
     settings = reading(ctx)
     lake = bootstrap.build_lake(settings)
-    tiering = bootstrap.build_tiering(settings, lake)
+    tiering, why_not = bootstrap.available_tiering(settings, lake)
     reports = run_maintain(
         lake,
         bootstrap.build_retention(settings, vacuum_hours=vacuum_hours),
@@ -64,8 +64,8 @@ def maintain(
         out.print("[dim]Z-order and checkpoints are not simulated by --dry-run[/dim]")
     _print_tier_moves(reports, tiering, dry_run=dry_run)
     if tiering is None:
-        why = "a local disk has one tier" if settings.tiering else "tiering is off (VHLAKE_TIERING)"
-        out.print(f"[dim]storage tiers: nothing moved ({why}); vhlake tables --costs reports them[/dim]")
+        line = f"storage tiers: nothing moved ({why_not}); vhlake tables --costs reports them"
+        out.print(line, style="dim", markup=False, highlight=False)  # "vhlake[s3]" is not markup
 
 
 def _report_row(report: TableReport, tiered: bool) -> dict[str, object]:
