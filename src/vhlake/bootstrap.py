@@ -25,6 +25,7 @@ _LOG = logging.getLogger("vhlake.service")
 if TYPE_CHECKING:
     from vhlake.alerts.runner import AlertRunner
     from vhlake.api.app import ApiDeps, QuarantineReplay
+    from vhlake.events.registry_client import RegistryConfig
     from vhlake.ingest.kafka_source import KafkaIngest
     from vhlake.lake.object_tiers import ObjectTiers
     from vhlake.lifecycle.costs import StorageCosts, TierPrices
@@ -260,6 +261,19 @@ def kafka_client_config(settings: Settings) -> dict[str, Any]:
     if settings.kafka_sasl_password is not None:
         config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
     return config
+
+
+def registry_config(settings: Settings) -> RegistryConfig | None:
+    """The Schema Registry ``KAFKA_SCHEMA_REGISTRY_*`` name, or None when none is configured."""
+    from vhlake.events.registry_client import RegistryConfig
+
+    if not settings.kafka_schema_registry_url:
+        return None
+    return RegistryConfig(
+        url=settings.kafka_schema_registry_url,
+        username=settings.kafka_schema_registry_username,
+        password=settings.kafka_schema_registry_password,
+    )
 
 
 def build_kafka_ingest(settings: Settings, *, group: str | None = None) -> KafkaIngest:

@@ -91,6 +91,34 @@ class Settings(BaseSettings):
             "for a producer's re-send after a broker failure: it goes to the rejects, not bronze."
         ),
     )
+    kafka_schema_registry_url: str | None = Field(
+        default=None,
+        alias="KAFKA_SCHEMA_REGISTRY_URL",
+        description=(
+            "A Confluent-compatible Schema Registry (Confluent, Karapace, Redpanda, Apicurio's ccompat API). "
+            "With it, the Kafka ingest checks the schema id of Confluent-framed messages, and "
+            "`vhlake schema push|diff` talk to it."
+        ),
+    )
+    kafka_schema_registry_username: str | None = Field(
+        default=None,
+        alias="KAFKA_SCHEMA_REGISTRY_USERNAME",
+        description="Basic-auth user of the registry (Confluent Cloud: the API key).",
+    )
+    kafka_schema_registry_password: SecretStr | None = Field(
+        default=None,
+        alias="KAFKA_SCHEMA_REGISTRY_PASSWORD",
+        description="Basic-auth password of the registry (Confluent Cloud: the API secret).",
+    )
+    kafka_publish_framed: bool = Field(
+        default=False,
+        alias="VHLAKE_KAFKA_PUBLISH_FRAMED",
+        description=(
+            "Publish to Kafka in the Confluent wire format (magic byte, schema id, JSON), registering the "
+            "event schema under <topic>-value in KAFKA_SCHEMA_REGISTRY_URL: for consumers that read with "
+            "Confluent's deserializers."
+        ),
+    )
     alerts_file: str | None = Field(
         default=None,
         alias="VHLAKE_ALERTS_FILE",
