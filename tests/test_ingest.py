@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from conftest import kill_after_commits, make_event, read_table, write_lines
 from vhlake.ingest.bronze import BronzeIngestor, RecordBatch
@@ -185,3 +187,48 @@ def test_kafka_ingest_without_a_reachable_broker_fails_after_a_bounded_wait_with
     )
     assert verbose.returncode == 1
     assert "Connection refused" in verbose.stderr  # librdkafka's own lines, when asked for
+
+
+def test_a_bronze_written_before_schema_id_gains_it_and_the_pipeline_reads_across(
+    ingestor: BronzeIngestor, lake: Lake, tmp_path: Path
+) -> None:
+    """A lake from an earlier vhlake: bronze and quarantine without ``schema_id``. The next write adds
+    the column to the stored schema (else appended files would carry it invisibly), older rows read NULL,
+    and the incremental pipeline reads the change data across the schema change."""
+    from vhlake.duck.lake_relations import table_relation
+    from vhlake.lake.tables import QUARANTINE, SILVER
+    from vhlake.pipeline.runner import Pipeline
+
+    earlier = {
+        table.name: dataclasses.replace(
+            table, schema=pa.schema([f for f in table.schema if f.name != "schema_id"]), added_columns=()
+        )
+        for table in (BRONZE, QUARANTINE)
+    }
+    for table in earlier.values():
+        Lake(lake.uri).ensure(table)
+    first = [make_event(i, timestamp="2026-11-20T10:00:00Z") for i in range(20)] + [
+        make_event(99, job_id=None)
+    ]
+    scratch = Lake(str(tmp_path / "scratch"))
+    BronzeIngestor(scratch, source_system="validahub", batch_bytes=1 << 20).ingest_file(
+        write_lines(tmp_path / "a.jsonl", first)
+    )
+    old_rows = read_table(scratch, "bronze").drop_columns(["schema_id"])
+    write_deltalake(lake.table_uri(BRONZE), old_rows.cast(earlier[BRONZE.name].schema), mode="append")
+    Pipeline(Lake(lake.uri)).run()
+    later = [make_event(i, timestamp="2026-11-21T10:00:00Z") for i in range(100, 130)] + [
+        make_event(199, job_id=None)
+    ]
+    ingestor.ingest_file(write_lines(tmp_path / "b.jsonl", later))
+    Pipeline(lake).run()
+
+    for table in (BRONZE, QUARANTINE):
+        stored = lake.open(table)
+        assert stored is not None and "schema_id" in pa.schema(stored.schema()).names, table.name
+    con = duckdb.connect()
+    bronze = table_relation(con, lake, BRONZE).to_arrow_table()
+    assert bronze.num_rows == 52 and bronze["schema_id"].null_count == 52
+    silver = table_relation(con, lake, SILVER).to_arrow_table()
+    assert silver.num_rows == 50
+    assert table_relation(con, lake, QUARANTINE).to_arrow_table().num_rows == 2

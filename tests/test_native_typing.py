@@ -107,6 +107,7 @@ def bronze(payloads: list[str | None]) -> pa.Table:
             "source": ["file:t"] * count,
             "source_offset": list(range(count)),
             "_rescued_data": [None] * count,
+            "schema_id": [None] * count,
         },
         schema=BRONZE.schema,
     )

@@ -187,6 +187,7 @@ def add_batch_columns(
     ingestion = pa.scalar(ingestion_time, UTC_MICROS)
     rows = rows.append_column("ingestion_time", pa.repeat(ingestion, count))
     rows = rows.append_column("source", pa.repeat(pa.scalar(source, pa.string()), count))
+    rows = rows.append_column("schema_id", pa.nulls(count, pa.int32()))  # a framed source fills it in
     source_system = pc.fill_null(rows["source_system"], default_source_system)
     rows = rows.set_column(rows.schema.get_field_index("source_system"), "source_system", source_system)
     # Rows whose timestamp did not parse are filed under the ingestion date (their original is rescued).

@@ -22,6 +22,7 @@ import pyarrow.fs as fs
 from deltalake import (
     CommitProperties,
     DeltaTable,
+    Schema,
     Transaction,
     write_deltalake,
 )
@@ -97,6 +98,9 @@ class Lake:
     _checked: dict[str, tuple[float, DeltaTable | None]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+
+    # Tables whose stored schema was checked for the contract's added columns: :meth:`ensure`
+    _schema_checked: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.storage_options = safe_commit_options(self.uri, self.storage_options)
@@ -502,7 +506,7 @@ class Lake:
         """Open ``table``, creating it empty (with its contract's schema) when it does not exist yet."""
         existing = self._handles.get(table.name) or self.open(table)
         if existing is not None:
-            return existing
+            return self._with_added_columns(table, existing)
         try:
             self._handles[table.name] = DeltaTable.create(
                 self.table_uri(table),
@@ -523,6 +527,27 @@ class Lake:
             if created is not None:
                 return created
             raise LakeError(f"cannot create {table.name} at {self.table_uri(table)}: {exc}") from exc
+
+    def _with_added_columns(self, table: TableDef, delta: DeltaTable) -> DeltaTable:
+        """``delta``, with the columns its contract gained since it was created added to its schema.
+
+        Appends commit files written by pyarrow with the contract's schema, and Delta keeps the table's
+        stored schema on such commits: a column the stored schema lacks would be in the files and
+        invisible to every reader. Checked once per table and lake object."""
+        if not table.added_columns or table.name in self._schema_checked:
+            return delta
+        stored = {field.name for field in delta.schema().fields}
+        missing = [f for f in table.schema if f.name in table.added_columns and f.name not in stored]
+        if missing:
+            try:
+                delta.alter.add_columns(Schema.from_arrow(pa.schema(missing)).fields)
+            except DeltaError:  # another writer added them first
+                delta.update_incremental()
+                stored = {field.name for field in delta.schema().fields}
+                if any(f.name not in stored for f in missing):
+                    raise
+        self._schema_checked.add(table.name)
+        return delta
 
     def _append(
         self,

@@ -36,6 +36,14 @@ class TableDef:
     def relative_path(self) -> str:
         return f"{self.layer}/{self.name}"
 
+    def conform(self, rows: pa.Table) -> pa.Table:
+        """``rows`` in the contract's columns, order and types; an added column that ``rows`` lack (read
+        from files or change data written before the contract gained it) is NULL."""
+        missing = [f for f in self.schema if f.name in self.added_columns and f.name not in rows.column_names]
+        for column in missing:
+            rows = rows.append_column(column, pa.nulls(rows.num_rows, column.type))
+        return rows.select(self.schema.names).cast(self.schema)
+
 
 # Tables a stream commits to (the medallion tables, and the service's run, quality, audit and alert logs)
 # keep one hour of Delta log (time travel reaches that far back), not Delta's
@@ -66,10 +74,13 @@ BRONZE = TableDef(
             pa.field("source", pa.string(), nullable=False),
             pa.field("source_offset", pa.int64(), nullable=False),
             pa.field("_rescued_data", pa.string()),
+            # The Schema Registry id of a Confluent-framed Kafka message (NULL: a plain JSON record).
+            pa.field("schema_id", pa.int32()),
         ]
     ),
     partition_by=("event_date",),
     date_column="event_date",
+    added_columns=("schema_id",),
     opaque_columns=("event_id", "job_id", "payload", "_rescued_data"),
     distinct_columns=("timestamp", "source_offset"),
     # The pipeline reads what each commit appended through the change data feed.
@@ -143,6 +154,7 @@ QUARANTINE = TableDef(
     ),
     partition_by=("ingestion_date",),
     date_column="ingestion_date",
+    added_columns=BRONZE.added_columns,
     configuration=STREAMED_LOG,
     description="One row per bronze event that failed an expectation; reason names the rule.",
 )

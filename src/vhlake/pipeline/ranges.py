@@ -118,7 +118,7 @@ def appended_rows(bronze: DeltaTable, start: int, end: int, without_events: froz
     for first, last in runs(start + 1, end, without_events):
         changes = pa.table(bronze.load_cdf(starting_version=first, ending_version=last))
         change_type = pc.cast(changes["_change_type"], pa.string())  # delta-rs returns string_view columns
-        rows = changes.select(BRONZE.schema.names).cast(BRONZE.schema)
+        rows = BRONZE.conform(changes)
         parts.append(rows.filter(pc.equal(change_type, "insert")))
     return pa.concat_tables(parts)
 
