@@ -217,11 +217,22 @@ def test_kafka_messages_parse_as_the_embedded_kafka_source_files_them(spark: Any
     from vhlake.spark.streams import parse, records_of_messages
 
     good = orjson.dumps(make_event(1))
+    framed = orjson.dumps(make_event(4))
     messages = spark.createDataFrame(
         [
             (b"job-1", good, "validation-events", 2, 41, datetime(2026, 11, 27, tzinfo=UTC), 0),
             (b"job-2", None, "validation-events", 2, 42, datetime(2026, 11, 27, tzinfo=UTC), 0),
             (b"job-3", b"{not json", "validation-events", 0, 7, datetime(2026, 11, 27, tzinfo=UTC), 0),
+            # Confluent's wire format: magic byte 0, schema id 5 (big-endian), then the JSON
+            (
+                b"job-4",
+                b"\x00\x00\x00\x00\x05" + framed,
+                "validation-events",
+                1,
+                3,
+                datetime(2026, 11, 27, tzinfo=UTC),
+                0,
+            ),
         ],
         "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP, "
         "timestampType INT",
@@ -236,6 +247,8 @@ def test_kafka_messages_parse_as_the_embedded_kafka_source_files_them(spark: Any
     )  # a tombstone is kept as a reject
     assert by_offset[7]["source"] == "kafka:validation-events:0"
     assert by_offset[7]["error"].startswith("invalid JSON") and by_offset[7]["raw"] == "{not json"
+    assert by_offset[3]["error"] is None and by_offset[3]["event_id"] == make_event(4)["event_id"]
+    assert by_offset[3]["schema_id"] == 5 and by_offset[41]["schema_id"] is None
 
 
 def gold_row(day: str, category: str, total: int) -> dict[str, Any]:

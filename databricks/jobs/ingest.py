@@ -2,15 +2,19 @@
 
 Kafka settings that are secrets (a SASL JAAS line, say) are read from a Databricks secret scope:
 ``--secret-option kafka.sasl.jaas.config=vhlake/kafka-jaas`` passes the secret ``kafka-jaas`` of the scope
-``vhlake`` as that reader option; plain options go with ``--kafka-option key=value``.
+``vhlake`` as that reader option; plain options go with ``--kafka-option key=value``. Messages in the
+Confluent wire format are unframed; with ``--schema-registry-url`` their schema ids are checked there
+(``--schema-registry-user`` and ``--schema-registry-secret SCOPE/NAME`` for its basic auth).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from pydantic import SecretStr
 from pyspark.sql import SparkSession
 
+from vhlake.events.registry_client import RegistryConfig
 from vhlake.spark.streams import kafka_records, records_to_bronze_stream
 from vhlake.spark.tables import DeltaTables
 
@@ -31,6 +35,9 @@ def main() -> None:
     parser.add_argument("--secret-option", action="append", default=[], metavar="KEY=SCOPE/NAME")
     parser.add_argument("--source-system", default="kafka")
     parser.add_argument("--available-now", action="store_true", help="read what is there, then stop")
+    parser.add_argument("--schema-registry-url", help="check framed messages' schema ids in this registry")
+    parser.add_argument("--schema-registry-user")
+    parser.add_argument("--schema-registry-secret", metavar="SCOPE/NAME", help="the registry's password")
     args = parser.parse_args()
 
     spark = SparkSession.builder.getOrCreate()
@@ -42,6 +49,15 @@ def main() -> None:
         for key, where in _pairs(args.secret_option).items():
             scope, name = where.split("/", 1)
             options[key] = secrets.get(scope=scope, key=name)
+    registry = None
+    if args.schema_registry_url:
+        password = None
+        if args.schema_registry_secret:
+            from pyspark.dbutils import DBUtils  # Databricks runtime only
+
+            scope, name = args.schema_registry_secret.split("/", 1)
+            password = SecretStr(DBUtils(spark).secrets.get(scope=scope, key=name))
+        registry = RegistryConfig(args.schema_registry_url, args.schema_registry_user, password)
     records = kafka_records(
         spark,
         bootstrap_servers=args.bootstrap_servers,
@@ -57,6 +73,7 @@ def main() -> None:
         source_system=args.source_system,
         app_id=f"kafka_to_bronze:{args.topic}",
         available_now=args.available_now,
+        registry=registry,
     )
     query.awaitTermination()
 

@@ -25,7 +25,7 @@ _LOG = logging.getLogger("vhlake.service")
 if TYPE_CHECKING:
     from vhlake.alerts.runner import AlertRunner
     from vhlake.api.app import ApiDeps, QuarantineReplay
-    from vhlake.events.registry_client import RegistryConfig
+    from vhlake.events.registry_client import RegistryConfig, SchemaLookup
     from vhlake.ingest.kafka_source import KafkaIngest
     from vhlake.lake.object_tiers import ObjectTiers
     from vhlake.lifecycle.costs import StorageCosts, TierPrices
@@ -291,7 +291,16 @@ def build_kafka_ingest(settings: Settings, *, group: str | None = None) -> Kafka
             session_timeout_ms=settings.kafka_session_timeout_ms,
             resend_window=settings.kafka_resend_window,
         ),
+        schemas=schema_lookup(settings),
     )
+
+
+def schema_lookup(settings: Settings) -> SchemaLookup | None:
+    """The registry the Kafka ingest checks framed messages' schema ids against, when one is configured."""
+    from vhlake.events.registry_client import ConfluentSchemaLookup
+
+    config = registry_config(settings)
+    return None if config is None else ConfluentSchemaLookup(config)
 
 
 def open_event_log(settings: Settings) -> EmbeddedEventLog:
@@ -324,8 +333,21 @@ def build_publisher(settings: Settings) -> EventPublisher:
                 batch_size=settings.kafka_batch_size,
                 delivery_timeout_s=settings.kafka_delivery_timeout_s,
             ),
+            **framed_values(settings),
         )
     return EmbeddedLogPublisher(open_event_log(settings))
+
+
+def framed_values(settings: Settings) -> dict[str, Any]:
+    """The publisher's ``value_of`` when ``VHLAKE_KAFKA_PUBLISH_FRAMED`` asks for the Confluent wire format."""
+    if not settings.kafka_publish_framed:
+        return {}
+    config = registry_config(settings)
+    if config is None:
+        raise ConfigError("VHLAKE_KAFKA_PUBLISH_FRAMED=true needs a registry: set KAFKA_SCHEMA_REGISTRY_URL")
+    from vhlake.events.framing import FramedValues
+
+    return {"value_of": FramedValues(config, settings.kafka_validation_topic)}
 
 
 def build_service(settings: Settings, options: ServiceOptions) -> tuple[LakeService, dict[str, Check]]:

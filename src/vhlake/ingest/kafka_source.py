@@ -33,10 +33,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vhlake.errors import ConfigError, SourceError
+from vhlake.events.model import event_json_schema
+from vhlake.events.registry_client import SchemaLookup
 from vhlake.ingest.bronze import IngestReport, ledger_row
-from vhlake.ingest.fast_parse import parse_records
 from vhlake.ingest.parse import ParsedBatch, new_parser_connection, rejected_rows
 from vhlake.ingest.resend_window import ResendWindow, bronze_rows_before
+from vhlake.ingest.wire_format import keep_frames, parse_framed, unframe
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE, INGEST_LEDGER, REJECTED
 
@@ -135,8 +137,13 @@ class KafkaIngest:
         group: str,
         source_system: str,
         options: KafkaIngestOptions = KafkaIngestOptions(),
+        schemas: SchemaLookup | None = None,
     ) -> None:
+        """``schemas``: the registry that checks the schema ids of Confluent-framed messages (without one,
+        their frames are stripped and their ids kept, unchecked)."""
         self._lake = lake
+        self._schemas = schemas
+        self._ours = event_json_schema()
         self._topic = topic
         self._group = group
         self._source_system = source_system
@@ -262,12 +269,14 @@ class KafkaIngest:
         for partition, (offsets, _) in sorted(batch.records.items()):
             source = kafka_source(self._topic, partition)
             parts.append(
-                parse_records(
+                parse_framed(
                     self._con,
                     batch.table(partition),
                     source=source,
                     ingestion_time=now,
                     default_source_system=self._source_system,
+                    lookup=self._schemas,
+                    ours=self._ours,
                 )
             )
             ends[source] = (kafka_app_id(self._group, self._topic, partition), max(offsets))
@@ -293,14 +302,11 @@ class KafkaIngest:
             source = kafka_source(self._topic, partition)
             offsets = again.filter(pc.equal(again["source"], source))["source_offset"]
             records = batch.table(partition)
-            rejects.append(
-                rejected_rows(
-                    records.filter(pc.is_in(records["source_offset"], value_set=offsets)),
-                    source=source,
-                    ingestion_time=again["ingestion_time"][0].as_py(),
-                    error=reason,
-                )
+            records = records.filter(pc.is_in(records["source_offset"], value_set=offsets))
+            again_rows = rejected_rows(
+                records, source=source, ingestion_time=again["ingestion_time"][0].as_py(), error=reason
             )
+            rejects.append(keep_frames(again_rows, records, unframe(records).schema_ids))
         kept = parsed.bronze.filter(pa.array(~resent))
         return ParsedBatch(kept, pa.concat_tables(rejects)), again.num_rows
 

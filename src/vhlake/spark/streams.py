@@ -29,15 +29,19 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vhlake.ingest.parse import new_parser_connection, parse_records
+from vhlake.events.model import event_json_schema
+from vhlake.events.registry_client import ConfluentSchemaLookup, RegistryConfig, SchemaLookup
+from vhlake.ingest.parse import ParsedBatch, new_parser_connection, parse_records
+from vhlake.ingest.wire_format import parse_framed
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
     BRONZE,
@@ -135,26 +139,58 @@ def _glob_escaped(path: Path) -> str:
 # ---- raw records → bronze and rejects ---------------------------------------------------------------
 
 
-def parse(records: DataFrame, *, ingestion_time: datetime, source_system: str) -> DataFrame:
-    """Raw records parsed by the embedded parser: bronze rows (``error`` NULL) and rejects."""
+def parse(
+    records: DataFrame,
+    *,
+    ingestion_time: datetime,
+    source_system: str,
+    registry: RegistryConfig | None = None,
+) -> DataFrame:
+    """Raw records parsed by the embedded parser: bronze rows (``error`` NULL) and rejects. Kafka
+    messages in the Confluent wire format are unframed as the embedded Kafka source does (their schema
+    ids checked against ``registry`` when given, by each task)."""
 
     def parse_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         con = new_parser_connection()
+        lookup = None if registry is None else ConfluentSchemaLookup(registry)
+        ours = event_json_schema()
         for batch in batches:
             table = pa.Table.from_batches([batch])
             for source in pc.unique(table["source"]).to_pylist():
                 mine = table.filter(pc.equal(table["source"], source)).select(["source_offset", "raw"])
-                parsed = parse_records(
+                parsed = (parse_framed if source.startswith("kafka:") else _parse_plain)(
                     con,
                     mine,
                     source=source,
                     ingestion_time=ingestion_time,
                     default_source_system=source_system,
+                    lookup=lookup,
+                    ours=ours,
                 )
                 yield from _conform(parsed.bronze).to_batches()
                 yield from _conform(parsed.rejected).to_batches()
 
     return records.mapInArrow(parse_partition, schema_ddl(PARSED))
+
+
+def _parse_plain(
+    con: duckdb.DuckDBPyConnection,
+    records: pa.Table,
+    *,
+    source: str,
+    ingestion_time: datetime,
+    default_source_system: str,
+    lookup: SchemaLookup | None,
+    ours: Mapping[str, Any],
+) -> ParsedBatch:
+    """:func:`parse_records` with :func:`parse_framed`'s signature: lines of files have no frames."""
+    return parse_records(
+        con,
+        records,
+        source=source,
+        ingestion_time=ingestion_time,
+        default_source_system=default_source_system,
+    )
 
 
 def _conform(rows: pa.Table) -> pa.Table:
@@ -176,11 +212,13 @@ def records_to_bronze_stream(
     source_system: str,
     app_id: str = "vhlake:ingest",
     available_now: bool = True,
+    registry: RegistryConfig | None = None,
 ) -> StreamingQuery:
     """Start the stream that appends raw records to bronze and rejects, once each (batch id = version)."""
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        parsed = parse(batch, ingestion_time=datetime.now(UTC), source_system=source_system).persist()
+        now = datetime.now(UTC)
+        parsed = parse(batch, ingestion_time=now, source_system=source_system, registry=registry).persist()
         try:
             # Rejects first: bronze is what the next job reads, so it commits the batch.
             rejects = parsed.where("error IS NOT NULL").select(*REJECTED.schema.names)
