@@ -71,8 +71,12 @@ class KafkaEventPublisher:
         topic: str,
         outbox: Outbox | None,
         options: KafkaProducerOptions = KafkaProducerOptions(),
+        value_of: Callable[[ValidationEvent], bytes] = ValidationEvent.to_json_bytes,
     ) -> None:
+        """``value_of``: an event's Kafka value (default its wire JSON; :class:`~vhlake.events.framing.
+        FramedValues` for the Confluent wire format)."""
         self.topic = topic
+        self._value_of = value_of
         self._outbox = outbox
         self._options = options
         self._config = {
@@ -111,7 +115,7 @@ class KafkaEventPublisher:
         if self._outbox is not None and self._outbox.has_pending():  # queue behind what waits
             (delivery,) = await asyncio.to_thread(self.send_batch, [event])
             return delivery.raise_if_failed()
-        key, value = event.job_id, event.to_json_bytes()
+        key, value = event.job_id, self._value_of(event)
         loop = asyncio.get_running_loop()
         reported: asyncio.Future[_Outcome] = loop.create_future()
 
@@ -139,7 +143,7 @@ class KafkaEventPublisher:
     def send_batch(self, events: Sequence[ValidationEvent]) -> list[Delivery]:
         """Publish ``events`` and wait for every delivery report: one :class:`Delivery` per event."""
         keys = [event.job_id for event in events]
-        values = [event.to_json_bytes() for event in events]
+        values = [self._value_of(event) for event in events]
         ids = [event.event_id for event in events]
         with self._lock:
             if self._outbox is not None and self._outbox.has_pending():

@@ -8,6 +8,7 @@ here only. Subjects follow Confluent's default ``TopicNameStrategy``: a topic's 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +53,12 @@ class SchemaLookup(Protocol):
             SourceError: the registry did not answer (the caller must not decide anything then).
         """
         ...
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """The one text a schema is registered as (keys sorted, no spaces): registering it again, from
+    ``vhlake schema push`` or a publisher, finds the same id."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def value_subject(topic: str) -> str:
