@@ -8,6 +8,7 @@ here only. Subjects follow Confluent's default ``TopicNameStrategy``: a topic's 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +58,15 @@ class SchemaLookup(Protocol):
 def value_subject(topic: str) -> str:
     """The subject of ``topic``'s values under Confluent's default ``TopicNameStrategy``."""
     return f"{topic}-value"
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """The one text vhlake registers for a JSON Schema: keys sorted, no whitespace.
+
+    A registry tells schemas apart by their text (Confluent keeps the order of keys), so ``vhlake schema
+    push`` and the publisher must send the same text for the same schema, or one schema gets two ids.
+    """
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
 def registry_client(config: RegistryConfig) -> Any:
