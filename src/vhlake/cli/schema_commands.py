@@ -31,12 +31,13 @@ from vhlake.events.registry_client import (
     schema_text,
     value_subject,
 )
-from vhlake.events.schema_registry import compatibility_problems, registered_versions
+from vhlake.events.schema_registry import SchemaVersion, compatibility_problems, registered_versions
 
 _NOT_FOUND = 404
 _CONFLICT = 409
 _SUBJECT_NOT_FOUND = 40401
 _LOGIN_REFUSED = (401, 403)
+_DIFF_STYLES = {"+": "green", "-": "red", "@": "cyan"}
 
 schema_app = typer.Typer(
     help=(
@@ -99,32 +100,38 @@ def schema_push(
     registry checks each new version against its compatibility level (BACKWARD by default): a version it
     refuses stops the push with the registry's reason and exit code 1.
     """
-    from confluent_kafka.schema_registry import Schema
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
-
     config, subject = _registry_of(ctx, subject)
     out.print(f"subject {subject} at {config.url}", highlight=False)
     with _talking_to(config) as client:
         for stored in registered_versions():
-            schema = Schema(schema_text(stored.schema), "JSON")
-            found = _lookup(client, subject, schema)
-            if found is not None:
-                out.print(f"v{stored.version}: already there, id {found.schema_id} (version {found.version})")
-            elif dry_run:
-                out.print(f"v{stored.version}: not there yet, would be registered")
-            else:
-                try:
-                    schema_id = client.register_schema(subject, schema)
-                except SchemaRegistryError as exc:
-                    if exc.http_status_code != _CONFLICT:
-                        raise
-                    err.print(
-                        f"[red]✗[/red] v{stored.version}: the registry refused it: {exc.error_message}",
-                        highlight=False,
-                        soft_wrap=True,
-                    )
-                    raise typer.Exit(1) from None
-                out.print(f"v{stored.version}: [green]registered[/green], id {schema_id}")
+            _push_version(client, subject, stored, dry_run=dry_run)
+
+
+def _push_version(client: Any, subject: str, stored: SchemaVersion, *, dry_run: bool) -> None:
+    """Register one stored version unless the subject holds it; the registry's refusal (409) is exit 1."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    schema = Schema(schema_text(stored.schema), "JSON")
+    found = _lookup(client, subject, schema)
+    if found is not None:
+        out.print(f"v{stored.version}: already there, id {found.schema_id} (version {found.version})")
+        return
+    if dry_run:
+        out.print(f"v{stored.version}: not there yet, would be registered")
+        return
+    try:
+        schema_id = client.register_schema(subject, schema)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code != _CONFLICT:
+            raise
+        err.print(
+            f"[red]✗[/red] v{stored.version}: the registry refused it: {exc.error_message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    out.print(f"v{stored.version}: [green]registered[/green], id {schema_id}")
 
 
 @schema_app.command("diff")
@@ -141,8 +148,6 @@ def schema_diff(
     accepts (ours backward, the registry's forward, by `vhlake schema check`'s rules) and the registry's
     own verdict on ours under its compatibility level; exit 1. A subject with nothing registered: exit 1.
     """
-    from confluent_kafka.schema_registry import Schema
-
     config, subject = _registry_of(ctx, subject)
     ours = event_json_schema()
     with _talking_to(config) as client:
@@ -155,21 +160,7 @@ def schema_diff(
             )
             raise typer.Exit(1)
         theirs = _parsed_json_schema(latest, subject)
-        comparison = Comparison(
-            subject=subject,
-            registry_version=latest.version,
-            registry_id=latest.schema_id,
-            ours_label=_label_of_ours(ours),
-            theirs_label=_label_of_theirs(theirs),
-            same=theirs == ours,
-        )
-        if not comparison.same:
-            comparison.backward = compatibility_problems(theirs, ours)
-            comparison.forward = compatibility_problems(ours, theirs)
-            comparison.level = _compatibility_level(client, subject)
-            comparison.registry_accepts = bool(
-                client.test_compatibility(subject, Schema(schema_text(ours), "JSON"))
-            )
+        comparison = _compare(client, config, subject, latest, theirs, ours)
     if output_format is DiffFormat.json:
         sys.stdout.write(json.dumps(comparison.as_json(), indent=2) + "\n")
     else:
@@ -178,10 +169,41 @@ def schema_diff(
         raise typer.Exit(1)
 
 
+def _compare(
+    client: Any,
+    config: RegistryConfig,
+    subject: str,
+    latest: Any,
+    theirs: dict[str, Any],
+    ours: dict[str, Any],
+) -> Comparison:
+    """The two schemas side by side; when they differ, each side's verdict and the registry's own."""
+    from confluent_kafka.schema_registry import Schema
+
+    comparison = Comparison(
+        url=config.url,
+        subject=subject,
+        registry_version=latest.version,
+        registry_id=latest.schema_id,
+        ours_label=_label_of_ours(ours),
+        theirs_label=_label_of_theirs(theirs),
+        same=theirs == ours,
+    )
+    if not comparison.same:
+        comparison.backward = compatibility_problems(theirs, ours)
+        comparison.forward = compatibility_problems(ours, theirs)
+        comparison.level = _compatibility_level(client, subject)
+        comparison.registry_accepts = bool(
+            client.test_compatibility(subject, Schema(schema_text(ours), "JSON"))
+        )
+    return comparison
+
+
 @dataclass
 class Comparison:
     """What ``vhlake schema diff`` found."""
 
+    url: str
     subject: str
     registry_version: int
     registry_id: int
@@ -197,6 +219,7 @@ class Comparison:
         return {
             "subject": self.subject,
             "registry": {
+                "url": self.url,
                 "version": self.registry_version,
                 "id": self.registry_id,
                 "stored_as": self.theirs_label,
@@ -217,7 +240,7 @@ class Comparison:
 
 def _print_comparison(comparison: Comparison, theirs: dict[str, Any], ours: dict[str, Any]) -> None:
     same_as = f" (our {comparison.theirs_label})" if comparison.theirs_label else ""
-    out.print(f"subject {comparison.subject}", highlight=False)
+    out.print(f"subject {comparison.subject} at {comparison.url}", highlight=False)
     out.print(
         f"registry: version {comparison.registry_version}, id {comparison.registry_id}{same_as}",
         highlight=False,
@@ -234,16 +257,7 @@ def _print_comparison(comparison: Comparison, theirs: dict[str, Any], ours: dict
         lineterm="",
     )
     for line in lines:
-        style = (
-            "green"
-            if line.startswith("+")
-            else "red"
-            if line.startswith("-")
-            else "cyan"
-            if line.startswith("@")
-            else ""
-        )
-        out.print(Text(line, style=style), soft_wrap=True)
+        out.print(Text(line, style=_DIFF_STYLES.get(line[:1], "")), soft_wrap=True)
     _print_verdict("ours reads what the registry's schema accepts (backward)", comparison.backward or [])
     _print_verdict("the registry's schema reads ours (forward)", comparison.forward or [])
     verdict = "accepts ours" if comparison.registry_accepts else "[red]refuses ours[/red]"
@@ -293,10 +307,13 @@ def _registry_of(ctx: typer.Context, subject: str | None) -> tuple[RegistryConfi
 
 @contextmanager
 def _talking_to(config: RegistryConfig) -> Iterator[Any]:
-    """A client of the registry, closed after; what goes wrong on the way becomes one line with the URL."""
+    """A client of the registry, closed after; what goes wrong on the way becomes one line with the URL.
+
+    The client comes first: without confluent-kafka it is the error that says which extra to install.
+    """
+    client = registry_client(config)
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-    client = registry_client(config)
     try:
         yield client
     except (typer.Exit, VhlakeError):
