@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import CliResult
+from registry_server import SchemaRegistryServer
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -47,6 +48,8 @@ EXPECTED = {
     "vhlake quarantine replay": "replayed",
     "vhlake tables": "validation_events_bronze",
     "vhlake schema check": "backward compatible",
+    "vhlake schema push": "v1: registered",
+    "vhlake schema diff": "no difference",
     "vhlake schema": '"event_type"',
     "vhlake alerts validate": "alert rules are valid",
     "vhlake ml score": "anomalies",
@@ -92,7 +95,22 @@ def test_the_selection_rule_covers_every_line_and_each_skip_is_used() -> None:
     assert len(ran) >= 20
 
 
+@pytest.fixture
+def schema_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[SchemaRegistryServer]:
+    """The Schema Registry the README's `vhlake schema push|diff` talk to (tests/registry_server.py)."""
+    for name in (
+        "KAFKA_SCHEMA_REGISTRY_USERNAME",
+        "KAFKA_SCHEMA_REGISTRY_PASSWORD",
+        "KAFKA_VALIDATION_TOPIC",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with SchemaRegistryServer() as server:
+        monkeypatch.setenv("KAFKA_SCHEMA_REGISTRY_URL", server.url)
+        yield server
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("schema_registry")
 def test_every_readme_command_runs_in_order_on_a_fresh_lake(
     run_cli: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,6 @@ turns vhlake errors into one red line and a non-zero exit code, never a tracebac
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,10 +34,10 @@ from vhlake.cli.output import (
 )
 from vhlake.cli.pipeline_commands import pipeline_app, quarantine_app
 from vhlake.cli.reconcile_command import reconcile
+from vhlake.cli.schema_commands import schema_app
 from vhlake.cli.serve import serve
 from vhlake.cli.spark_commands import spark_app
 from vhlake.errors import SourceError, VhlakeError
-from vhlake.events.model import event_json_schema
 from vhlake.ingest.bronze import BronzeIngestor, IngestReport
 from vhlake.ingest.files import check_json_lines, compression_of, input_files
 from vhlake.ingest.log_source import ingest_log
@@ -66,6 +65,7 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(ml_app, name="ml")
 app.add_typer(spark_app, name="spark")
 app.add_typer(databricks_app, name="databricks")
+app.add_typer(schema_app, name="schema")
 app.command()(maintain)
 app.command()(forget)
 app.command()(lineage)
@@ -244,37 +244,6 @@ def tables(
         print_table(
             out, parts, max_rows=max_rows, title=f"{table.layer}/{table.name}{per_day}", more="use --max-rows"
         )
-
-
-schema_app = typer.Typer(
-    help="The event's JSON Schema (the wire contract); `vhlake schema` prints it.",
-    invoke_without_command=True,
-)
-app.add_typer(schema_app, name="schema")
-
-
-@schema_app.callback()
-def schema(ctx: typer.Context) -> None:
-    """Print the JSON Schema of a validation event (the wire contract)."""
-    if ctx.invoked_subcommand is None:
-        sys.stdout.write(json.dumps(event_json_schema(), indent=2, ensure_ascii=False) + "\n")
-
-
-@schema_app.command("check")
-def schema_check() -> None:
-    """Check the stored schema versions are each backward compatible with the one before (new
-    fields optional; required fields, types and enum values kept) and the code's model is the latest."""
-    from vhlake.events.schema_registry import check_registry, registered_versions
-
-    problems = check_registry()
-    for problem in problems:
-        err.print(f"[red]✗[/red] {problem}", highlight=False)
-    if problems:
-        raise typer.Exit(1)
-    latest = registered_versions()[-1].version
-    out.print(
-        f"[green]✓[/green] schema versions v1..v{latest} are backward compatible; the model is v{latest}"
-    )
 
 
 @app.command()

@@ -66,6 +66,15 @@ def value_subject(topic: str) -> str:
     return f"{topic}-value"
 
 
+def schema_text(schema: dict[str, Any]) -> str:
+    """The one text vhlake registers for a JSON Schema: keys sorted, no whitespace.
+
+    A registry tells schemas apart by their text (Confluent keeps the order of keys), so ``vhlake schema
+    push`` and the publisher must send the same text for the same schema, or one schema gets two ids.
+    """
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
 def registry_client(config: RegistryConfig) -> Any:
     """confluent-kafka's ``SchemaRegistryClient`` for ``config``."""
     try:
