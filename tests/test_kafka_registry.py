@@ -7,15 +7,16 @@ import copy
 import json
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from conftest import make_event, read_table
+from conftest import make_event, read_table, rows, write_lines
 from registry_server import SchemaRegistryServer
 from servers import Tansu, free_port
 from test_kafka import FAST_GROUP, GROUP, assert_reconciled, job_events
@@ -26,6 +27,7 @@ from vhlake.events.model import event_json_schema
 from vhlake.events.registry_client import ConfluentSchemaLookup, RegistryConfig, value_subject
 from vhlake.ingest.kafka_source import KafkaIngest
 from vhlake.lake.delta import Lake
+from vhlake.lake.tables import SILVER
 from vhlake.pipeline.runner import Pipeline
 
 pytestmark = pytest.mark.slow
@@ -63,11 +65,13 @@ def foreign_schema_message(registry: SchemaRegistryServer) -> tuple[int, bytes]:
     whose ``event_type`` also allows ``validation_cancelled`` (vhlake's schema refuses it)."""
     theirs = copy.deepcopy(event_json_schema())
     theirs["properties"]["event_type"]["enum"].append("validation_cancelled")
-    client = SchemaRegistryClient({"url": registry.url})
-    serializer = JSONSerializer(json.dumps(theirs), client)  # registers under the other topic's subject
-    value = serializer(make_event(7_001), SerializationContext("legacy-events", MessageField.VALUE))
-    assert value is not None
-    return client.get_latest_version(value_subject("legacy-events")).schema_id, value
+    with SchemaRegistryClient({"url": registry.url}) as client:
+        serializer = JSONSerializer(json.dumps(theirs), client)  # registers under the other topic's subject
+        value = serializer(make_event(7_001), SerializationContext("legacy-events", MessageField.VALUE))
+        assert value is not None
+        schema_id = client.get_latest_version(value_subject("legacy-events")).schema_id
+    assert schema_id is not None
+    return schema_id, value
 
 
 def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_rejects(
@@ -97,7 +101,8 @@ def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_reject
     bronze = read_table(lake, "bronze")
     assert bronze.num_rows == len(framed_events) + len(plain_events)
     ids = dict(zip(bronze["event_id"].to_pylist(), bronze["schema_id"].to_pylist(), strict=True))
-    ours = SchemaRegistryClient({"url": registry.url}).get_latest_version(value_subject(topic)).schema_id
+    with SchemaRegistryClient({"url": registry.url}) as client:
+        ours = client.get_latest_version(value_subject(topic)).schema_id
     assert {ids[e.event_id] for e in framed_events} == {ours}
     assert {ids[e.event_id] for e in plain_events} == {None}
     rejected = read_table(lake, "rejected").sort_by("source_offset")
@@ -108,7 +113,7 @@ def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_reject
     assert "validation_cancelled" in foreign_error
 
     Pipeline(lake).run()
-    assert read_table(lake, "silver").num_rows == len(framed_events) + len(plain_events)
+    assert rows(lake, SILVER).num_rows == 250  # job_events(n): n jobs of two events each
     assert_reconciled(lake, records=len(framed_events) + len(plain_events) + 2)
 
 
@@ -118,10 +123,8 @@ def test_framed_values_are_what_confluents_deserializer_reads(
     event = job_events(1)[0]
     framed = FramedValues(RegistryConfig(registry.url), topic)
     produce(broker, topic, [framed(event)])
-    consumer = Consumer(
-        {"bootstrap.servers": broker.bootstrap, "group.id": "reader", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "reader"})
+    consumer.assign([TopicPartition(topic, 0, 0)])  # no group join: read partition 0 from the start
     message = None
     for _ in range(100):
         message = consumer.poll(0.2)
@@ -129,10 +132,12 @@ def test_framed_values_are_what_confluents_deserializer_reads(
             break
     consumer.close()
     assert message is not None and message.error() is None
-    deserialize = JSONDeserializer(None, schema_registry_client=SchemaRegistryClient({"url": registry.url}))
-    read: dict[str, Any] = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+    with SchemaRegistryClient({"url": registry.url}) as client:
+        deserialize = JSONDeserializer(None, schema_registry_client=client)
+        read: dict[str, Any] = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
+    framed.close()
     assert read == json.loads(event.to_json_bytes())
-    assert message.value()[1:5] == struct.pack(">i", framed.schema_id)
+    assert (message.value() or b"")[1:5] == struct.pack(">i", framed.schema_id)
 
 
 def test_a_registry_that_does_not_answer_stops_the_ingest_and_loses_nothing(
@@ -141,6 +146,7 @@ def test_a_registry_that_does_not_answer_stops_the_ingest_and_loses_nothing(
     events = job_events(20)
     framed = FramedValues(RegistryConfig(registry.url), topic)
     produce(broker, topic, [framed(event) for event in events])
+    framed.close()
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SourceError, match=f"the schema registry at {down} did not answer"):
         ingest(lake, broker, topic, down).run(until_idle_s=3)
@@ -158,10 +164,51 @@ def test_framed_publishing_says_at_start_when_the_registry_refuses_or_is_down(
         FramedValues(RegistryConfig(down), "events")
     narrower = copy.deepcopy(event_json_schema())
     narrower["required"].append("category")  # events without a category: the registry's schema refuses them
-    client = SchemaRegistryClient({"url": registry.url})
-    client.register_schema(value_subject("events"), Schema(json.dumps(event_json_schema()), "JSON"))
-    client.register_schema(value_subject("strict"), Schema(json.dumps(narrower), "JSON"))
-    assert FramedValues(RegistryConfig(registry.url), "events").schema_id > 0
-    client.set_compatibility(value_subject("strict"), "FORWARD")
+    with SchemaRegistryClient({"url": registry.url}) as client:
+        client.register_schema(value_subject("events"), Schema(json.dumps(event_json_schema()), "JSON"))
+        client.register_schema(value_subject("strict"), Schema(json.dumps(narrower), "JSON"))
+        client.set_compatibility(value_subject("strict"), "FORWARD")
+    framed = FramedValues(RegistryConfig(registry.url), "events")
+    assert framed.schema_id > 0
+    framed.close()
     with pytest.raises(SourceError, match="refused the event schema under strict-value"):
         FramedValues(RegistryConfig(registry.url), "strict")
+
+
+def test_the_cli_publishes_framed_and_ingests_checking_the_registry(
+    run_cli: Any,
+    broker: Tansu,
+    topic: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: SchemaRegistryServer,
+) -> None:
+    for name, value in {
+        "VHLAKE_EVENT_LOG": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_VALIDATION_TOPIC": topic,
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "VHLAKE_OUTBOX_PATH": str(tmp_path / "outbox.db"),
+        "VHLAKE_KAFKA_PUBLISH_FRAMED": "true",
+        "KAFKA_SCHEMA_REGISTRY_URL": registry.url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    lake = Lake(str(tmp_path / "lake"))
+    events = write_lines(tmp_path / "e.jsonl", [make_event(1), make_event(2)])
+    published = run_cli("--lake", lake.uri, "publish", str(events))
+    assert published.exit_code == 0, published.stderr
+    produce(broker, topic, [b"\x00" + struct.pack(">i", UNKNOWN_ID) + json.dumps(make_event(3)).encode()])
+    ingested = run_cli("--lake", lake.uri, "ingest", "--kafka", "--until-idle", "1")
+    assert ingested.exit_code == 0, ingested.stderr
+    assert f"kafka {topic}: 2 ingested, 1 rejected" in ingested.stdout
+    pushed_id = registry.registry.subjects[value_subject(topic)][-1].schema_id
+    assert read_table(lake, "bronze")["schema_id"].to_pylist() == [pushed_id, pushed_id]
+    diff = run_cli("schema", "diff")
+    assert diff.exit_code == 0 and "no difference" in diff.stdout  # the publisher registered the same text
+
+    monkeypatch.delenv("KAFKA_SCHEMA_REGISTRY_URL")
+    refused = run_cli("--lake", lake.uri, "publish", str(events))
+    assert refused.exit_code != 0
+    assert (
+        "VHLAKE_KAFKA_PUBLISH_FRAMED=true needs a registry: set KAFKA_SCHEMA_REGISTRY_URL" in refused.stderr
+    )

@@ -38,23 +38,29 @@ class FramedValues:
             raise ConfigError(
                 "framed publishing needs confluent-kafka[json]: pip install 'vhlake[kafka]'"
             ) from exc
-        client = registry_client(config)
+        client = self._client = registry_client(config)
         text = schema_text(event_json_schema())
         self.subject = value_subject(topic)
         try:
             # Registered here, the id is in the client's cache: the serializer's own registration is free.
             self.schema_id: int = client.register_schema(self.subject, Schema(text, "JSON"))
         except SchemaRegistryError as exc:  # e.g. 409: incompatible with the subject's versions
+            client.close()
             raise SourceError(
                 f"the schema registry at {config.url} refused the event schema under {self.subject}: {exc}"
             ) from exc
         except Exception as exc:  # the HTTP client's own errors (refused, timed out, TLS)
+            client.close()
             raise registry_error(config, exc) from exc
         # validate=False: every event was validated against this schema's model before it gets here.
         self._serialize: Any = JSONSerializer(
             text, client, conf={"auto.register.schemas": True, "validate": False}, json_encode=_wire_json
         )
         self._context = SerializationContext(topic, MessageField.VALUE)
+
+    def close(self) -> None:
+        """Close the registry client's connections (the publisher's ``close`` calls it)."""
+        self._client.close()
 
     def __call__(self, event: ValidationEvent) -> bytes:
         value: bytes = self._serialize(event, self._context)

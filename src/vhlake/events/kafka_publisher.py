@@ -175,6 +175,9 @@ class KafkaEventPublisher:
         if self._drainer is not None:
             self._drainer.join(timeout=2)
         self._producer = None  # librdkafka's client (and its reconnect attempts) ends with the object
+        close_values = getattr(self._value_of, "close", None)  # FramedValues' registry client
+        if close_values is not None:
+            close_values()
         if self._outbox is not None:
             self._outbox.close()
 

@@ -55,12 +55,6 @@ class SchemaLookup(Protocol):
         ...
 
 
-def schema_text(schema: dict[str, Any]) -> str:
-    """The one text a schema is registered as (keys sorted, no spaces): registering it again, from
-    ``vhlake schema push`` or a publisher, finds the same id."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def value_subject(topic: str) -> str:
     """The subject of ``topic``'s values under Confluent's default ``TopicNameStrategy``."""
     return f"{topic}-value"
@@ -99,7 +93,6 @@ class ConfluentSchemaLookup:
 
     def __init__(self, config: RegistryConfig) -> None:
         self._config = config
-        self._client = registry_client(config)
         self._known: dict[int, RegistrySchema | None] = {}
 
     def schema(self, schema_id: int) -> RegistrySchema | None:
@@ -111,7 +104,8 @@ class ConfluentSchemaLookup:
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
-            found = self._client.get_schema(schema_id)
+            with registry_client(self._config) as client:  # a new id is rare: no connection kept open
+                found = client.get_schema(schema_id)
         except SchemaRegistryError as exc:
             if exc.http_status_code == _NOT_FOUND:
                 return None
