@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from registry_server import SchemaRegistryServer
 from servers import MotoS3, Tansu
 from vhlake.ingest.bronze import BronzeIngestor
 from vhlake.lake.delta import Lake
@@ -420,3 +421,17 @@ def spark() -> Any:
     if not _SPARK or _SPARK[0].sparkContext._jsc is None:
         _SPARK[:] = [local_session(app="vhlake-tests")]
     return _SPARK[0]
+
+
+@pytest.fixture
+def schema_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[SchemaRegistryServer]:
+    """A Schema Registry (tests/registry_server.py) that the settings name: KAFKA_SCHEMA_REGISTRY_URL."""
+    for name in (
+        "KAFKA_SCHEMA_REGISTRY_USERNAME",
+        "KAFKA_SCHEMA_REGISTRY_PASSWORD",
+        "KAFKA_VALIDATION_TOPIC",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with SchemaRegistryServer() as server:
+        monkeypatch.setenv("KAFKA_SCHEMA_REGISTRY_URL", server.url)
+        yield server

@@ -40,6 +40,7 @@ STRINGS = [
     "z\x7f" + "y" * 80,
 ]
 INTS = [-(2**63), -1, 0, 7, 2**40, 2**63 - 1, -5, 3, 12, -(2**31), 2**31 - 1, 42]
+INTS_32 = [-(2**31), -1, 0, 7, 2**24, 2**31 - 1, -5, 3, 12, -(2**31) + 1, 2**31 - 2, 42]
 # Microseconds since the epoch: before 1970, a zero millisecond with microseconds, .120, year 9999.
 MICROS = [-1, 0, 1_714_525_323_120_000, 1_714_525_323_000_100, 1_704_067_199_999_999, 253_402_300_799_999_999]
 MAPS: list[Any] = [[("a", 1)], None, [], [("é", -2), ("b", 3)], [("k" * 100, 2**31 - 1)], None]
@@ -61,7 +62,7 @@ def _column(table: TableDef, j: int, field: pa.Field) -> pa.Array:
         if pa.types.is_large_binary(kind):
             return STRINGS[k].encode() + b"\xff"
         if pa.types.is_integer(kind):
-            return INTS[k]
+            return (INTS_32 if kind.bit_width == 32 else INTS)[k]
         if pa.types.is_timestamp(kind):
             return MICROS[k % len(MICROS)]
         if pa.types.is_map(kind):

@@ -21,6 +21,7 @@ from servers import MotoS3, Tansu
 from vhlake.events.kafka_publisher import KafkaEventPublisher, KafkaProducerOptions, _is_transient
 from vhlake.events.model import ValidationEvent
 from vhlake.events.outbox import Outbox
+from vhlake.events.registry_client import SchemaLookup
 from vhlake.ingest.kafka_source import KafkaIngest, KafkaIngestOptions, kafka_app_id
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import BRONZE
@@ -72,7 +73,9 @@ def publisher(broker: Tansu, topic: str, outbox: Outbox | None = None, **options
     )
 
 
-def ingest(lake: Lake, broker: Tansu, topic: str, **options: Any) -> KafkaIngest:
+def ingest(
+    lake: Lake, broker: Tansu, topic: str, schemas: SchemaLookup | None = None, **options: Any
+) -> KafkaIngest:
     return KafkaIngest(
         lake,
         {"bootstrap.servers": broker.bootstrap},
@@ -80,6 +83,7 @@ def ingest(lake: Lake, broker: Tansu, topic: str, **options: Any) -> KafkaIngest
         group=GROUP,
         source_system="validahub",
         options=KafkaIngestOptions(**{**FAST_GROUP.__dict__, **options}),
+        schemas=schemas,
     )
 
 
@@ -460,18 +464,25 @@ def _as_bronze(rows: pa.Table) -> pa.Table:
     return pa.table(columns).cast(BRONZE.schema)
 
 
-def test_cli_publishes_to_kafka_ingests_and_reports_the_outbox(
-    run_cli: Any, broker: Tansu, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def use_kafka(
+    monkeypatch: pytest.MonkeyPatch, broker: Tansu, topic: str, tmp_path: Path, **more: str
 ) -> None:
+    """Settings (environment variables) for the CLI to publish to and ingest from ``topic`` on ``broker``."""
     for name, value in {
         "VHLAKE_EVENT_LOG": "kafka",
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "KAFKA_VALIDATION_TOPIC": topic,
         "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_DELIVERY_TIMEOUT_S": "2",
         "VHLAKE_OUTBOX_PATH": str(tmp_path / "outbox.db"),
+        **more,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+def test_cli_publishes_to_kafka_ingests_and_reports_the_outbox(
+    run_cli: Any, broker: Tansu, topic: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_kafka(monkeypatch, broker, topic, tmp_path, KAFKA_DELIVERY_TIMEOUT_S="2")
     lake_dir = str(tmp_path / "lake")
     events = write_lines(
         tmp_path / "e.jsonl", [make_event(1), make_event(2), {"event_type": "x"}, make_event(3)]

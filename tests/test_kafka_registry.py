@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from conftest import make_event, read_table, rows, write_lines
 from registry_server import SchemaRegistryServer
 from servers import Tansu, free_port
-from test_kafka import FAST_GROUP, GROUP, assert_reconciled, job_events
+from test_kafka import assert_reconciled, job_events, use_kafka
+from test_kafka import ingest as kafka_ingest
 from vhlake.errors import SourceError
 from vhlake.events.framing import FramedValues
 from vhlake.events.kafka_publisher import KafkaEventPublisher
@@ -35,22 +35,8 @@ pytestmark = pytest.mark.slow
 UNKNOWN_ID = 424_242
 
 
-@pytest.fixture
-def registry() -> Iterator[SchemaRegistryServer]:
-    with SchemaRegistryServer() as server:
-        yield server
-
-
-def ingest(lake: Lake, broker: Tansu, topic: str, registry_url: str | None) -> KafkaIngest:
-    return KafkaIngest(
-        lake,
-        {"bootstrap.servers": broker.bootstrap},
-        topic=topic,
-        group=GROUP,
-        source_system="validahub",
-        options=FAST_GROUP,
-        schemas=None if registry_url is None else ConfluentSchemaLookup(RegistryConfig(registry_url)),
-    )
+def ingest(lake: Lake, broker: Tansu, topic: str, registry_url: str) -> KafkaIngest:
+    return kafka_ingest(lake, broker, topic, ConfluentSchemaLookup(RegistryConfig(registry_url)))
 
 
 def produce(broker: Tansu, topic: str, values: list[bytes]) -> None:
@@ -75,14 +61,14 @@ def foreign_schema_message(registry: SchemaRegistryServer) -> tuple[int, bytes]:
 
 
 def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_rejects(
-    broker: Tansu, topic: str, lake: Lake, registry: SchemaRegistryServer
+    broker: Tansu, topic: str, lake: Lake, schema_registry: SchemaRegistryServer
 ) -> None:
     framed_events, plain_events = job_events(150), job_events(100, first=1_000)
     framed_sender = KafkaEventPublisher(
         {"bootstrap.servers": broker.bootstrap},
         topic=topic,
         outbox=None,
-        value_of=FramedValues(RegistryConfig(registry.url), topic),
+        value_of=FramedValues(RegistryConfig(schema_registry.url), topic),
     )
     assert {d.status for d in framed_sender.send_batch(framed_events)} == {"delivered"}
     framed_sender.close()
@@ -90,18 +76,18 @@ def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_reject
     assert {d.status for d in plain_sender.send_batch(plain_events)} == {"delivered"}
     plain_sender.close()
     unknown = b"\x00" + struct.pack(">i", UNKNOWN_ID) + json.dumps(make_event(7_000)).encode()
-    foreign_id, foreign = foreign_schema_message(registry)
+    foreign_id, foreign = foreign_schema_message(schema_registry)
     produce(broker, topic, [unknown, foreign])
 
-    report = ingest(lake, broker, topic, registry.url).run(until_idle_s=3)
+    report = ingest(lake, broker, topic, schema_registry.url).run(until_idle_s=3)
     assert (report.bronze_rows, report.rejected_rows) == (len(framed_events) + len(plain_events), 2)
-    again = ingest(lake, broker, topic, registry.url).run(until_idle_s=3)
+    again = ingest(lake, broker, topic, schema_registry.url).run(until_idle_s=3)
     assert (again.bronze_rows, again.rejected_rows) == (0, 0)
 
     bronze = read_table(lake, "bronze")
     assert bronze.num_rows == len(framed_events) + len(plain_events)
     ids = dict(zip(bronze["event_id"].to_pylist(), bronze["schema_id"].to_pylist(), strict=True))
-    with SchemaRegistryClient({"url": registry.url}) as client:
+    with SchemaRegistryClient({"url": schema_registry.url}) as client:
         ours = client.get_latest_version(value_subject(topic)).schema_id
     assert {ids[e.event_id] for e in framed_events} == {ours}
     assert {ids[e.event_id] for e in plain_events} == {None}
@@ -118,10 +104,10 @@ def test_framed_and_plain_messages_land_once_and_bad_schema_ids_go_to_the_reject
 
 
 def test_framed_values_are_what_confluents_deserializer_reads(
-    broker: Tansu, topic: str, registry: SchemaRegistryServer
+    broker: Tansu, topic: str, schema_registry: SchemaRegistryServer
 ) -> None:
     event = job_events(1)[0]
-    framed = FramedValues(RegistryConfig(registry.url), topic)
+    framed = FramedValues(RegistryConfig(schema_registry.url), topic)
     produce(broker, topic, [framed(event)])
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "reader"})
     consumer.assign([TopicPartition(topic, 0, 0)])  # no group join: read partition 0 from the start
@@ -132,7 +118,7 @@ def test_framed_values_are_what_confluents_deserializer_reads(
             break
     consumer.close()
     assert message is not None and message.error() is None
-    with SchemaRegistryClient({"url": registry.url}) as client:
+    with SchemaRegistryClient({"url": schema_registry.url}) as client:
         deserialize = JSONDeserializer(None, schema_registry_client=client)
         read: dict[str, Any] = deserialize(message.value(), SerializationContext(topic, MessageField.VALUE))
     framed.close()
@@ -141,10 +127,10 @@ def test_framed_values_are_what_confluents_deserializer_reads(
 
 
 def test_a_registry_that_does_not_answer_stops_the_ingest_and_loses_nothing(
-    broker: Tansu, topic: str, lake: Lake, registry: SchemaRegistryServer
+    broker: Tansu, topic: str, lake: Lake, schema_registry: SchemaRegistryServer
 ) -> None:
     events = job_events(20)
-    framed = FramedValues(RegistryConfig(registry.url), topic)
+    framed = FramedValues(RegistryConfig(schema_registry.url), topic)
     produce(broker, topic, [framed(event) for event in events])
     framed.close()
     down = f"http://127.0.0.1:{free_port()}"
@@ -152,27 +138,27 @@ def test_a_registry_that_does_not_answer_stops_the_ingest_and_loses_nothing(
         ingest(lake, broker, topic, down).run(until_idle_s=3)
     assert read_table(lake, "bronze").num_rows == 0
     assert read_table(lake, "rejected").num_rows == 0
-    ingest(lake, broker, topic, registry.url).run(until_idle_s=3)
+    ingest(lake, broker, topic, schema_registry.url).run(until_idle_s=3)
     assert sorted(read_table(lake, "bronze")["event_id"].to_pylist()) == sorted(e.event_id for e in events)
 
 
 def test_framed_publishing_says_at_start_when_the_registry_refuses_or_is_down(
-    registry: SchemaRegistryServer,
+    schema_registry: SchemaRegistryServer,
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SourceError, match=f"the schema registry at {down} did not answer"):
         FramedValues(RegistryConfig(down), "events")
     narrower = copy.deepcopy(event_json_schema())
     narrower["required"].append("category")  # events without a category: the registry's schema refuses them
-    with SchemaRegistryClient({"url": registry.url}) as client:
+    with SchemaRegistryClient({"url": schema_registry.url}) as client:
         client.register_schema(value_subject("events"), Schema(json.dumps(event_json_schema()), "JSON"))
         client.register_schema(value_subject("strict"), Schema(json.dumps(narrower), "JSON"))
         client.set_compatibility(value_subject("strict"), "FORWARD")
-    framed = FramedValues(RegistryConfig(registry.url), "events")
+    framed = FramedValues(RegistryConfig(schema_registry.url), "events")
     assert framed.schema_id > 0
     framed.close()
     with pytest.raises(SourceError, match="refused the event schema under strict-value"):
-        FramedValues(RegistryConfig(registry.url), "strict")
+        FramedValues(RegistryConfig(schema_registry.url), "strict")
 
 
 def test_the_cli_publishes_framed_and_ingests_checking_the_registry(
@@ -181,18 +167,16 @@ def test_the_cli_publishes_framed_and_ingests_checking_the_registry(
     topic: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    registry: SchemaRegistryServer,
+    schema_registry: SchemaRegistryServer,
 ) -> None:
-    for name, value in {
-        "VHLAKE_EVENT_LOG": "kafka",
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_VALIDATION_TOPIC": topic,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "VHLAKE_OUTBOX_PATH": str(tmp_path / "outbox.db"),
-        "VHLAKE_KAFKA_PUBLISH_FRAMED": "true",
-        "KAFKA_SCHEMA_REGISTRY_URL": registry.url,
-    }.items():
-        monkeypatch.setenv(name, value)
+    use_kafka(
+        monkeypatch,
+        broker,
+        topic,
+        tmp_path,
+        VHLAKE_KAFKA_PUBLISH_FRAMED="true",
+        KAFKA_SCHEMA_REGISTRY_URL=schema_registry.url,
+    )
     lake = Lake(str(tmp_path / "lake"))
     events = write_lines(tmp_path / "e.jsonl", [make_event(1), make_event(2)])
     published = run_cli("--lake", lake.uri, "publish", str(events))
@@ -201,7 +185,7 @@ def test_the_cli_publishes_framed_and_ingests_checking_the_registry(
     ingested = run_cli("--lake", lake.uri, "ingest", "--kafka", "--until-idle", "1")
     assert ingested.exit_code == 0, ingested.stderr
     assert f"kafka {topic}: 2 ingested, 1 rejected" in ingested.stdout
-    pushed_id = registry.registry.subjects[value_subject(topic)][-1].schema_id
+    pushed_id = schema_registry.registry.subjects[value_subject(topic)][-1].schema_id
     assert read_table(lake, "bronze")["schema_id"].to_pylist() == [pushed_id, pushed_id]
     diff = run_cli("schema", "diff")
     assert diff.exit_code == 0 and "no difference" in diff.stdout  # the publisher registered the same text

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from conftest import CliResult
-from registry_server import SchemaRegistryServer
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -93,20 +92,6 @@ def test_the_selection_rule_covers_every_line_and_each_skip_is_used() -> None:
     for needed in ("vhlake ingest events.jsonl", "vhlake pipeline run", "vhlake query "):
         assert any(c.startswith(needed) for c in ran), f"the README test would not run {needed!r}"
     assert len(ran) >= 20
-
-
-@pytest.fixture
-def schema_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[SchemaRegistryServer]:
-    """The Schema Registry the README's `vhlake schema push|diff` talk to (tests/registry_server.py)."""
-    for name in (
-        "KAFKA_SCHEMA_REGISTRY_USERNAME",
-        "KAFKA_SCHEMA_REGISTRY_PASSWORD",
-        "KAFKA_VALIDATION_TOPIC",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    with SchemaRegistryServer() as server:
-        monkeypatch.setenv("KAFKA_SCHEMA_REGISTRY_URL", server.url)
-        yield server
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +82,12 @@ TOPIC_SUBJECT = "validation-events-value"  # KAFKA_VALIDATION_TOPIC's default, w
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SchemaRegistryServer]:
-    """A registry the CLI reaches through KAFKA_SCHEMA_REGISTRY_URL (and no .env of the checkout)."""
+def registry(
+    schema_registry: SchemaRegistryServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> SchemaRegistryServer:
+    """The registry, with the CLI run away from the checkout's .env."""
     monkeypatch.chdir(tmp_path)
-    for name in (
-        "KAFKA_SCHEMA_REGISTRY_USERNAME",
-        "KAFKA_SCHEMA_REGISTRY_PASSWORD",
-        "KAFKA_VALIDATION_TOPIC",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    with SchemaRegistryServer() as server:
-        monkeypatch.setenv("KAFKA_SCHEMA_REGISTRY_URL", server.url)
-        yield server
+    return schema_registry
 
 
 def register(registry: SchemaRegistryServer, schema: dict[str, Any], subject: str = TOPIC_SUBJECT) -> int:

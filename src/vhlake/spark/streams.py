@@ -29,18 +29,18 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vhlake.events.model import event_json_schema
-from vhlake.events.registry_client import ConfluentSchemaLookup, RegistryConfig, SchemaLookup
-from vhlake.ingest.parse import ParsedBatch, new_parser_connection, parse_records
+from vhlake.events.registry_client import ConfluentSchemaLookup, RegistryConfig
+from vhlake.ingest.parse import new_parser_connection, parse_records
 from vhlake.ingest.wire_format import parse_framed
 from vhlake.lake.delta import Lake
 from vhlake.lake.tables import (
@@ -158,39 +158,28 @@ def parse(
             table = pa.Table.from_batches([batch])
             for source in pc.unique(table["source"]).to_pylist():
                 mine = table.filter(pc.equal(table["source"], source)).select(["source_offset", "raw"])
-                parsed = (parse_framed if source.startswith("kafka:") else _parse_plain)(
-                    con,
-                    mine,
-                    source=source,
-                    ingestion_time=ingestion_time,
-                    default_source_system=source_system,
-                    lookup=lookup,
-                    ours=ours,
-                )
+                if source.startswith("kafka:"):
+                    parsed = parse_framed(
+                        con,
+                        mine,
+                        source=source,
+                        ingestion_time=ingestion_time,
+                        default_source_system=source_system,
+                        lookup=lookup,
+                        ours=ours,
+                    )
+                else:  # lines of files: no frames
+                    parsed = parse_records(
+                        con,
+                        mine,
+                        source=source,
+                        ingestion_time=ingestion_time,
+                        default_source_system=source_system,
+                    )
                 yield from _conform(parsed.bronze).to_batches()
                 yield from _conform(parsed.rejected).to_batches()
 
     return records.mapInArrow(parse_partition, schema_ddl(PARSED))
-
-
-def _parse_plain(
-    con: duckdb.DuckDBPyConnection,
-    records: pa.Table,
-    *,
-    source: str,
-    ingestion_time: datetime,
-    default_source_system: str,
-    lookup: SchemaLookup | None,
-    ours: Mapping[str, Any],
-) -> ParsedBatch:
-    """:func:`parse_records` with :func:`parse_framed`'s signature: lines of files have no frames."""
-    return parse_records(
-        con,
-        records,
-        source=source,
-        ingestion_time=ingestion_time,
-        default_source_system=default_source_system,
-    )
 
 
 def _conform(rows: pa.Table) -> pa.Table:
@@ -492,7 +481,6 @@ def restate_batch(
     ``events`` (per group, ``EVENT_COUNTS``; None: not known, counted 0) come from the batch's new events.
     A batch run again after gold's commit finds gold holding its rows: nothing is restated (and the
     append, done before, is skipped by its version)."""
-    import duckdb
 
     stored = conformed(_stored_in_groups(tables, GOLD, touched, dates).toArrow(), GOLD)
     earlier = _stored_in_groups(tables, GOLD_RESTATEMENTS, touched, dates).toArrow()
