@@ -14,7 +14,7 @@ import pytest
 from vhlake.events.model import event_json_schema
 from vhlake.events.registry_client import RegistrySchema
 from vhlake.ingest.parse import new_parser_connection
-from vhlake.ingest.wire_format import parse_framed, schema_verdicts, unframe
+from vhlake.ingest.wire_format import MAX_IDS_PER_BATCH, parse_framed, schema_verdicts, unframe
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -143,3 +143,29 @@ def test_parse_framed_files_every_record_once_with_ids_and_exact_reject_bytes(wi
     if with_registry:
         assert errors[12] == "schema id 99 is not in the schema registry"
         assert rejected["raw"].to_pylist()[0] == event(2).decode()
+
+
+def test_a_batch_of_made_up_schema_ids_costs_a_bounded_number_of_lookups() -> None:
+    """Hostile frames: thousands of distinct ids. The registry is asked about the most frequent few; the
+    rest go to the rejects unasked, and every record still ends in exactly one table."""
+    ours = event_json_schema()
+    registry = FakeRegistry({1: json_schema(ours)})
+    values = [framed(1, event(i)) for i in range(200)] + [framed(10_000 + i, event(i)) for i in range(5_000)]
+    parsed = parse_framed(
+        new_parser_connection(),
+        records(values),
+        source="kafka:t:0",
+        ingestion_time=NOW,
+        default_source_system="test",
+        lookup=registry,
+        ours=ours,
+    )
+    assert len(registry.asked) == MAX_IDS_PER_BATCH and 1 in registry.asked
+    assert parsed.bronze.num_rows == 200 and set(parsed.bronze["schema_id"].to_pylist()) == {1}
+    assert parsed.rejected.num_rows == 5_000
+    assert parsed.rejected["raw_bytes"].to_pylist() == values[200:]
+    reasons = parsed.rejected["error"].to_pylist()
+    assert sum(r.endswith("is not in the schema registry") for r in reasons) == MAX_IDS_PER_BATCH - 1
+    assert sum(
+        r.startswith("schema id not checked: the batch had 5001 distinct") for r in reasons
+    ) == 5_000 - (MAX_IDS_PER_BATCH - 1)

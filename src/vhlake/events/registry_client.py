@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from vhlake.errors import ConfigError, SourceError
 
 _NOT_FOUND = 404
+_KEPT_IDS = 10_000  # schema ids a lookup remembers
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class ConfluentSchemaLookup:
 
     def schema(self, schema_id: int) -> RegistrySchema | None:
         if schema_id not in self._known:
+            if len(self._known) >= _KEPT_IDS:  # bounded, whatever ids producers make up: oldest out
+                del self._known[next(iter(self._known))]
             self._known[schema_id] = self._fetch(schema_id)
         return self._known[schema_id]
 

@@ -35,6 +35,7 @@ from vhlake.ingest.parse import ParsedBatch, rejected_rows
 
 MAGIC_BYTE = 0
 FRAME_BYTES = 5  # the magic byte and the 4-byte schema id
+MAX_IDS_PER_BATCH = 64  # distinct schema ids of one batch looked up in the registry (batch_verdicts)
 _PROBLEMS_SHOWN = 3
 
 
@@ -129,6 +130,37 @@ def _verdict(schema_id: int, lookup: SchemaLookup, ours: Mapping[str, Any]) -> s
     return f"schema id {schema_id} is incompatible with vhlake's event schema: {shown}{more}"
 
 
+def batch_verdicts(
+    schema_ids: pa.Array, lookup: SchemaLookup, ours: Mapping[str, Any]
+) -> dict[int, str | None]:
+    """:func:`schema_verdicts` for a batch's ids, the most frequent :data:`MAX_IDS_PER_BATCH` of them.
+
+    A producer uses a handful of schema ids; a batch with hundreds is garbage or an attack, and asking
+    the registry about each would cost a request per id. Ids past the bound are refused unasked: their
+    records go to the rejects, from where they can be replayed."""
+    counts = pc.value_counts(schema_ids.drop_null())
+    by_frequency = counts.field("values").take(
+        pc.array_sort_indices(counts.field("counts"), order="descending")
+    )
+    ids = by_frequency.to_pylist()
+    verdicts = schema_verdicts(ids[:MAX_IDS_PER_BATCH], lookup, ours)
+    too_many = (
+        f"schema id not checked: the batch had {len(ids)} distinct schema ids and only the "
+        f"{MAX_IDS_PER_BATCH} most frequent are looked up in the registry"
+    )
+    verdicts.update(dict.fromkeys(ids[MAX_IDS_PER_BATCH:], too_many))
+    return verdicts
+
+
+def _by_reason(verdicts: Mapping[int, str | None]) -> dict[str, list[int]]:
+    """The refused ids of ``verdicts``, grouped by their reason."""
+    grouped: dict[str, list[int]] = {}
+    for schema_id, reason in verdicts.items():
+        if reason is not None:
+            grouped.setdefault(reason, []).append(schema_id)
+    return grouped
+
+
 def refused_mask(schema_ids: pa.Array, verdicts: Mapping[int, str | None]) -> npt.NDArray[np.bool_]:
     """Which records carry a schema id whose verdict refuses them."""
     refused = [schema_id for schema_id, reason in verdicts.items() if reason is not None]
@@ -185,24 +217,20 @@ def parse_framed(
     Frames are stripped and their schema ids kept in bronze's ``schema_id``; with a registry
     (``lookup``), the records of a refused id go to the rejects with the reason, their bytes exact."""
     unframed = unframe(records)
-    kept, refused = (
-        unframed.records,
-        [rejected_rows(records.slice(0, 0), source=source, ingestion_time=ingestion_time)],
-    )
-    kept_ids = unframed.schema_ids
+    kept, kept_ids = unframed.records, unframed.schema_ids
+    refused = [rejected_rows(records.slice(0, 0), source=source, ingestion_time=ingestion_time)]
     if lookup is not None and unframed.framed:
-        verdicts = schema_verdicts(pc.unique(unframed.schema_ids.drop_null()).to_pylist(), lookup, ours)
+        verdicts = batch_verdicts(unframed.schema_ids, lookup, ours)
         mask = refused_mask(unframed.schema_ids, verdicts)
         if mask.any():
             refused += [
                 rejected_rows(
-                    kept.filter(pc.fill_null(pc.equal(unframed.schema_ids, schema_id), False)),
+                    kept.filter(pc.fill_null(pc.is_in(kept_ids, value_set=pa.array(ids, pa.int32())), False)),
                     source=source,
                     ingestion_time=ingestion_time,
                     error=reason,
                 )
-                for schema_id, reason in verdicts.items()
-                if reason is not None
+                for reason, ids in _by_reason(verdicts).items()
             ]
             kept, kept_ids = kept.filter(pa.array(~mask)), kept_ids.filter(pa.array(~mask))
     parsed = parse_records(
