@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from registry_server import SchemaRegistryServer
 from servers import Tansu, free_port, wait_for_port
 from test_dashboard import CHROMIUM, browser, wait_until  # noqa: F401 (the fixture)
 from vhlake.samples import SampleSpec, generate_lines, write_jsonl
@@ -120,9 +121,9 @@ def vhlake(venv: Path, *args: str, cwd: Path, **env: str) -> str:
     return checked([str(venv / "bin/vhlake"), *args], cwd=cwd, env=clean_env(venv, **env))
 
 
-def events_file(path: Path, jobs: int) -> tuple[Path, int]:
+def events_file(path: Path, jobs: int, seed: int = 7) -> tuple[Path, int]:
     """A small sample feed (fixed seed and end date), and how many jobs it has."""
-    lines = generate_lines(SampleSpec(jobs=jobs))
+    lines = generate_lines(SampleSpec(jobs=jobs, seed=seed))
     write_jsonl(lines, path)
     job_ids = {json.loads(line)["job_id"] for line in lines["line"].to_pylist()}
     return path, len(job_ids)
@@ -225,9 +226,12 @@ def test_spark_extra_alone_runs_the_streaming_jobs(dist: dict[str, Path], tmp_pa
 def test_kafka_extra_alone_publishes_and_ingests_through_a_broker(
     dist: dict[str, Path], tmp_path: Path
 ) -> None:
+    """Plain and Confluent-framed (the extra brings confluent-kafka's registry client and serializer)."""
     venv = installed(dist, tmp_path, "kafka")
     events, _ = events_file(tmp_path / "events.jsonl", jobs=30)
+    others, _ = events_file(tmp_path / "others.jsonl", jobs=30, seed=8)  # other ids: not taken for re-sends
     sent = len(events.read_bytes().splitlines())
+    framed_sent = len(others.read_bytes().splitlines())
     broker = Tansu(tmp_path / "tansu.log").start()
     try:
         topic = broker.create_topic("validation-events", partitions=2)
@@ -238,10 +242,21 @@ def test_kafka_extra_alone_publishes_and_ingests_through_a_broker(
         }
         lake = tmp_path / "lake"
         vhlake(venv, "--lake", str(lake), "publish", str(events), cwd=tmp_path, **kafka)
-        vhlake(venv, "--lake", str(lake), "ingest", "--kafka", "--until-idle", "3", cwd=tmp_path, **kafka)
+        with SchemaRegistryServer() as registry:
+            framed = {
+                **kafka,
+                "KAFKA_SCHEMA_REGISTRY_URL": registry.url,
+                "VHLAKE_KAFKA_PUBLISH_FRAMED": "true",
+            }
+            vhlake(venv, "--lake", str(lake), "publish", str(others), cwd=tmp_path, **framed)
+            vhlake(
+                venv, "--lake", str(lake), "ingest", "--kafka", "--until-idle", "3", cwd=tmp_path, **framed
+            )
+            assert "no difference" in vhlake(venv, "schema", "diff", cwd=tmp_path, **framed)
     finally:
         broker.stop()
-    assert count(venv, lake, "validation_events_bronze", tmp_path) == sent
+    assert count(venv, lake, "validation_events_bronze", tmp_path) == sent + framed_sent
+    assert count(venv, lake, "validation_events_bronze WHERE schema_id IS NOT NULL", tmp_path) == framed_sent
 
 
 def test_ml_extra_alone_scores_jobs_with_kmeans(dist: dict[str, Path], tmp_path: Path) -> None:
