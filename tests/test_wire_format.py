@@ -13,7 +13,7 @@ import pytest
 
 from vhlake.events.model import event_json_schema
 from vhlake.events.registry_client import RegistrySchema
-from vhlake.ingest.parse import new_parser_connection
+from vhlake.ingest.parse import ParsedBatch, new_parser_connection
 from vhlake.ingest.wire_format import MAX_IDS_PER_BATCH, parse_framed, schema_verdicts, unframe
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -63,6 +63,19 @@ def json_schema(schema: dict[str, Any]) -> RegistrySchema:
     return RegistrySchema("JSON", json.dumps(schema))
 
 
+def parse(values: list[bytes], registry: FakeRegistry | None) -> ParsedBatch:
+    """Kafka values of one partition through :func:`parse_framed`, checked by ``registry`` if any."""
+    return parse_framed(
+        new_parser_connection(),
+        records(values),
+        source="kafka:t:0",
+        ingestion_time=NOW,
+        default_source_system="test",
+        lookup=registry,
+        ours=event_json_schema(),
+    )
+
+
 def test_unframe_strips_frames_keeps_ids_and_leaves_plain_records_alone() -> None:
     values = [framed(7, b'{"a":1}'), b'{"b":2}', framed(2**31 - 1, b"{}"), b"\x00\x00", b"", framed(-1, b"")]
     unframed = unframe(records(values))
@@ -109,8 +122,7 @@ def test_verdicts_accept_our_schema_and_refuse_unknown_foreign_and_incompatible_
 
 @pytest.mark.parametrize("with_registry", [False, True])
 def test_parse_framed_files_every_record_once_with_ids_and_exact_reject_bytes(with_registry: bool) -> None:
-    ours = event_json_schema()
-    registry = FakeRegistry({1: json_schema(ours)}) if with_registry else None
+    registry = FakeRegistry({1: json_schema(event_json_schema())}) if with_registry else None
     values = [
         framed(1, event(0)),
         event(1),
@@ -118,15 +130,7 @@ def test_parse_framed_files_every_record_once_with_ids_and_exact_reject_bytes(wi
         framed(1, b"{not json"),
         framed(1, event(3)),
     ]
-    parsed = parse_framed(
-        new_parser_connection(),
-        records(values),
-        source="kafka:t:0",
-        ingestion_time=NOW,
-        default_source_system="test",
-        lookup=registry,
-        ours=ours,
-    )
+    parsed = parse(values, registry)
     bronze = parsed.bronze.sort_by("source_offset")
     rejected = parsed.rejected
     accepted = [0, 1, 4] if with_registry else [0, 1, 2, 4]
@@ -148,18 +152,9 @@ def test_parse_framed_files_every_record_once_with_ids_and_exact_reject_bytes(wi
 def test_a_batch_of_made_up_schema_ids_costs_a_bounded_number_of_lookups() -> None:
     """Hostile frames: thousands of distinct ids. The registry is asked about the most frequent few; the
     rest go to the rejects unasked, and every record still ends in exactly one table."""
-    ours = event_json_schema()
-    registry = FakeRegistry({1: json_schema(ours)})
+    registry = FakeRegistry({1: json_schema(event_json_schema())})
     values = [framed(1, event(i)) for i in range(200)] + [framed(10_000 + i, event(i)) for i in range(5_000)]
-    parsed = parse_framed(
-        new_parser_connection(),
-        records(values),
-        source="kafka:t:0",
-        ingestion_time=NOW,
-        default_source_system="test",
-        lookup=registry,
-        ours=ours,
-    )
+    parsed = parse(values, registry)
     assert len(registry.asked) == MAX_IDS_PER_BATCH and 1 in registry.asked
     assert parsed.bronze.num_rows == 200 and set(parsed.bronze["schema_id"].to_pylist()) == {1}
     assert parsed.rejected.num_rows == 5_000
