@@ -20,10 +20,6 @@ from vhlake.events.registry_client import (
 )
 
 
-def _wire_json(event: ValidationEvent) -> bytes:
-    return event.to_json_bytes()
-
-
 class FramedValues:
     """``values(event) -> bytes`` for ``topic``; the schema is registered (or found) on construction, so
     a registry that is down or refuses it is said at start, not on the first event."""
@@ -54,7 +50,10 @@ class FramedValues:
             raise registry_error(config, exc) from exc
         # validate=False: every event was validated against this schema's model before it gets here.
         self._serialize: Any = JSONSerializer(
-            text, client, conf={"auto.register.schemas": True, "validate": False}, json_encode=_wire_json
+            text,
+            client,
+            conf={"auto.register.schemas": True, "validate": False},
+            json_encode=ValidationEvent.to_json_bytes,
         )
         self._context = SerializationContext(topic, MessageField.VALUE)
 

@@ -16,6 +16,7 @@ Here, in bulk over a batch's ``raw`` column:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -152,22 +153,16 @@ def batch_verdicts(
     return verdicts
 
 
-def _by_reason(verdicts: Mapping[int, str | None]) -> dict[str, list[int]]:
-    """The refused ids of ``verdicts``, grouped by their reason."""
+def _refused_by_reason(schema_ids: pa.Array, verdicts: Mapping[int, str | None]) -> dict[str, pa.Array]:
+    """Per reason of ``verdicts``, which records carry an id refused for it (one pass per reason)."""
     grouped: dict[str, list[int]] = {}
     for schema_id, reason in verdicts.items():
         if reason is not None:
             grouped.setdefault(reason, []).append(schema_id)
-    return grouped
-
-
-def refused_mask(schema_ids: pa.Array, verdicts: Mapping[int, str | None]) -> npt.NDArray[np.bool_]:
-    """Which records carry a schema id whose verdict refuses them."""
-    refused = [schema_id for schema_id, reason in verdicts.items() if reason is not None]
-    if not refused:
-        return np.zeros(len(schema_ids), dtype=bool)
-    hits = pc.fill_null(pc.is_in(schema_ids, value_set=pa.array(refused, pa.int32())), False)
-    return np.asarray(hits.to_numpy(zero_copy_only=False), dtype=bool)
+    return {
+        reason: pc.fill_null(pc.is_in(schema_ids, value_set=pa.array(ids, pa.int32())), False)
+        for reason, ids in grouped.items()
+    }
 
 
 def keep_frames(rejected: pa.Table, originals: pa.Table, schema_ids: pa.Array) -> pa.Table:
@@ -221,18 +216,14 @@ def parse_framed(
     refused = [rejected_rows(records.slice(0, 0), source=source, ingestion_time=ingestion_time)]
     if lookup is not None and unframed.framed:
         verdicts = batch_verdicts(unframed.schema_ids, lookup, ours)
-        mask = refused_mask(unframed.schema_ids, verdicts)
-        if mask.any():
+        by_reason = _refused_by_reason(kept_ids, verdicts)
+        if by_reason:
             refused += [
-                rejected_rows(
-                    kept.filter(pc.fill_null(pc.is_in(kept_ids, value_set=pa.array(ids, pa.int32())), False)),
-                    source=source,
-                    ingestion_time=ingestion_time,
-                    error=reason,
-                )
-                for reason, ids in _by_reason(verdicts).items()
+                rejected_rows(kept.filter(rows), source=source, ingestion_time=ingestion_time, error=reason)
+                for reason, rows in by_reason.items()
             ]
-            kept, kept_ids = kept.filter(pa.array(~mask)), kept_ids.filter(pa.array(~mask))
+            accepted = pc.invert(functools.reduce(pc.or_, by_reason.values()))
+            kept, kept_ids = kept.filter(accepted), kept_ids.filter(accepted)
     parsed = parse_records(
         con, kept, source=source, ingestion_time=ingestion_time, default_source_system=default_source_system
     )
